@@ -1,0 +1,30 @@
+// Small string helpers shared by configuration, CLI and loaders.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sdxl::util {
+
+std::string join(const std::vector<std::string>& parts, const std::string& sep);
+std::vector<std::string> split(const std::string& s, char sep);
+std::string trim(std::string_view s);
+bool starts_with(std::string_view s, std::string_view prefix);
+bool ends_with(std::string_view s, std::string_view suffix);
+
+// Shortest round-trip spelling of a double ("0.0001", "1e-08", "5.0").
+std::string format_number(double d);
+
+std::size_t edit_distance(const std::string& a, const std::string& b);
+
+// The candidate nearest to `word`, or "" when none is within a third of its length.
+std::string nearest(const std::string& word, const std::vector<std::string>& candidates);
+
+// "1.2 GiB", "340 KiB".
+std::string format_bytes(double bytes);
+
+// Quote for messages: 'x' with control characters escaped.
+std::string quoted(std::string_view s);
+
+}  // namespace sdxl::util

@@ -1,0 +1,87 @@
+#include "sdxl_dreambooth/cli/command.h"
+
+#include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/util/strings.h"
+
+#include <iostream>
+
+namespace sdxl::cli {
+
+std::vector<Command> all_commands() {
+  return {make_version_command(), make_check_config_command(), make_config_reference_command()};
+}
+
+namespace {
+
+void print_usage(std::ostream& out, const std::vector<Command>& commands) {
+  out << "sdxl-dreambooth: DreamBooth LoRA fine-tuning of Stable Diffusion XL on MPI/Slurm clusters\n\n"
+      << "usage: sdxl-dreambooth <command> [options]\n"
+      << "       sdxl-dreambooth <command> --help\n\n"
+      << "commands:\n";
+  std::size_t width = 4;
+  for (const auto& c : commands) width = std::max(width, c.name.size());
+  for (const auto& c : commands) {
+    out << "  " << c.name << std::string(width - c.name.size() + 2, ' ') << c.summary << "\n";
+  }
+  out << "  help" << std::string(width - 4 + 2, ' ') << "this list\n";
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) {
+  const std::vector<Command> commands = all_commands();
+  if (argc < 2) {
+    print_usage(std::cerr, commands);
+    return kExitUsage;
+  }
+  const std::string name = argv[1];
+  if (name == "help" || name == "--help" || name == "-h") {
+    if (argc >= 3) {
+      for (const auto& c : commands) {
+        if (c.name == argv[2]) {
+          std::cout << c.help;
+          return kExitOk;
+        }
+      }
+    }
+    print_usage(std::cout, commands);
+    return kExitOk;
+  }
+  const std::string wanted = name == "--version" ? "version" : name;
+  const Command* command = nullptr;
+  for (const auto& c : commands) {
+    if (c.name == wanted) command = &c;
+  }
+  if (!command) {
+    std::vector<std::string> names;
+    for (const auto& c : commands) names.push_back(c.name);
+    std::cerr << "error: unknown command '" << name << "'";
+    const std::string near = util::nearest(name, names);
+    if (!near.empty()) std::cerr << " (did you mean '" << near << "'?)";
+    std::cerr << "\nrun 'sdxl-dreambooth help' for the list of commands\n";
+    return kExitUsage;
+  }
+  std::vector<std::string> args(argv + 2, argv + argc);
+  for (const auto& a : args) {
+    if (a == "--help" || a == "-h") {
+      std::cout << command->help;
+      return kExitOk;
+    }
+  }
+  try {
+    return command->run(args);
+  } catch (const UsageError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    if (!e.hint().empty()) std::cerr << "hint: " << e.hint() << "\n";
+    return kExitUsage;
+  } catch (const Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    if (!e.hint().empty()) std::cerr << "hint: " << e.hint() << "\n";
+    return kExitFailure;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return kExitFailure;
+  }
+}
+
+}  // namespace sdxl::cli

@@ -1,0 +1,34 @@
+#include "sdxl_dreambooth/build_features.h"
+#include "sdxl_dreambooth/cli/args.h"
+#include "sdxl_dreambooth/cli/command.h"
+
+#include <iostream>
+
+namespace sdxl::cli {
+
+Command make_version_command() {
+  Command c;
+  c.name = "version";
+  c.summary = "program version, git commit, LibTorch, CUDA/NCCL, MPI and HDF5 libraries";
+  c.help =
+      "usage: sdxl-dreambooth version\n\n"
+      "Prints the program version and git commit, the LibTorch version, whether CUDA is built\n"
+      "and how many GPUs are visible, whether the NCCL backend is compiled in, and the MPI and\n"
+      "HDF5 libraries. Include it in bug reports.\n";
+  c.run = [](const std::vector<std::string>& argv) {
+    Args args(argv, {}, {});
+    const BuildFeatures f = build_features();
+    std::cout << "sdxl-dreambooth " << f.program_version << " (commit " << f.git_commit << ")\n"
+              << "LibTorch:  " << f.torch_version << (f.torch_cuda_built ? " with CUDA" : " (CPU)") << "\n"
+              << "CUDA:      " << (f.cuda_device_count > 0 ? std::to_string(f.cuda_device_count) + " device(s) visible"
+                                                             : std::string("no device visible")) << "\n"
+              << "NCCL:      " << (f.nccl_built ? "backend built, NCCL " + f.nccl_version : std::string("not built"))
+              << "\n"
+              << "MPI:       " << f.mpi_library << "\n"
+              << "HDF5:      " << f.hdf5_version << "\n";
+    return 0;
+  };
+  return c;
+}
+
+}  // namespace sdxl::cli

@@ -1,0 +1,436 @@
+#include "sdxl_dreambooth/config/config.h"
+
+#include "sdxl_dreambooth/config/schema.h"
+#include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/util/strings.h"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <array>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace sdxl::config {
+
+// ---------------------------------------------------------------- typed access
+
+namespace {
+
+const KeySpec& spec_or_throw(const std::string& key) {
+  const KeySpec* spec = find_key(key);
+  if (!spec) throw std::logic_error("config key '" + key + "' is not in the schema");
+  return *spec;
+}
+
+template <typename T>
+const T& typed(const std::map<std::string, Value>& values, const std::string& key) {
+  spec_or_throw(key);
+  auto it = values.find(key);
+  if (it == values.end() || !is_set(it->second)) {
+    throw std::logic_error("config key '" + key + "' is unset; use has() or get_optional_*()");
+  }
+  const T* v = std::get_if<T>(&it->second);
+  if (!v) throw std::logic_error("config key '" + key + "' read with the wrong type");
+  return *v;
+}
+
+}  // namespace
+
+bool Config::has(const std::string& key) const {
+  spec_or_throw(key);
+  auto it = values_.find(key);
+  return it != values_.end() && is_set(it->second);
+}
+bool Config::get_bool(const std::string& key) const { return typed<bool>(values_, key); }
+std::int64_t Config::get_int(const std::string& key) const { return typed<std::int64_t>(values_, key); }
+double Config::get_float(const std::string& key) const { return typed<double>(values_, key); }
+const std::string& Config::get_string(const std::string& key) const { return typed<std::string>(values_, key); }
+const StringList& Config::get_list(const std::string& key) const { return typed<StringList>(values_, key); }
+
+std::optional<std::int64_t> Config::get_optional_int(const std::string& key) const {
+  return has(key) ? std::optional<std::int64_t>(get_int(key)) : std::nullopt;
+}
+std::optional<double> Config::get_optional_float(const std::string& key) const {
+  return has(key) ? std::optional<double>(get_float(key)) : std::nullopt;
+}
+std::optional<std::string> Config::get_optional_string(const std::string& key) const {
+  return has(key) ? std::optional<std::string>(get_string(key)) : std::nullopt;
+}
+
+const Value& Config::value(const std::string& key) const {
+  spec_or_throw(key);
+  static const Value kUnset{};
+  auto it = values_.find(key);
+  return it == values_.end() ? kUnset : it->second;
+}
+
+const std::string& Config::origin(const std::string& key) const {
+  spec_or_throw(key);
+  static const std::string kDefault = "default";
+  auto it = origins_.find(key);
+  return it == origins_.end() ? kDefault : it->second;
+}
+
+void Config::set(const std::string& key, Value value, std::string origin) {
+  spec_or_throw(key);
+  values_[key] = std::move(value);
+  origins_[key] = std::move(origin);
+}
+
+std::string Config::to_toml() const {
+  std::ostringstream out;
+  for (const SectionSpec& section : sections()) {
+    out << "[" << section.name << "]\n";
+    for (const KeySpec& k : schema()) {
+      if (k.section() != section.name) continue;
+      const Value& v = value(k.key);
+      if (is_set(v)) {
+        out << k.name() << " = " << ::sdxl::config::to_toml(v) << "\n";
+      } else {
+        out << "# " << k.name() << " is unset: " << (k.unset_means.empty() ? "no value" : k.unset_means) << "\n";
+      }
+    }
+    out << "\n";
+  }
+  return out.str();
+}
+
+std::string Config::to_table() const {
+  std::size_t key_w = 3, val_w = 5;
+  std::vector<std::array<std::string, 3>> rows;
+  for (const KeySpec& k : schema()) {
+    const Value& v = value(k.key);
+    std::string shown = is_set(v) ? ::sdxl::config::to_toml(v) : "(unset: " + k.unset_means + ")";
+    if (shown.size() > 60) shown = shown.substr(0, 57) + "...";
+    rows.push_back({k.key, shown, origin(k.key)});
+    key_w = std::max(key_w, k.key.size());
+    val_w = std::max(val_w, shown.size());
+  }
+  std::ostringstream out;
+  auto pad = [](const std::string& s, std::size_t w) { return s + std::string(w > s.size() ? w - s.size() : 0, ' '); };
+  out << pad("key", key_w) << "  " << pad("value", val_w) << "  source\n";
+  out << std::string(key_w, '-') << "  " << std::string(val_w, '-') << "  ------\n";
+  for (const auto& r : rows) out << pad(r[0], key_w) << "  " << pad(r[1], val_w) << "  " << r[2] << "\n";
+  return out.str();
+}
+
+// ---------------------------------------------------------------- loading
+
+namespace {
+
+std::string describe(const toml::node& node) {
+  switch (node.type()) {
+    case toml::node_type::table: return "a table";
+    case toml::node_type::array: return "an array";
+    case toml::node_type::string: return "the string " + util::quoted(*node.value<std::string>());
+    case toml::node_type::integer: return "the integer " + std::to_string(*node.value<std::int64_t>());
+    case toml::node_type::floating_point: return "the number " + util::format_number(*node.value<double>());
+    case toml::node_type::boolean: return *node.value<bool>() ? "true" : "false";
+    case toml::node_type::date: return "a date";
+    case toml::node_type::time: return "a time";
+    case toml::node_type::date_time: return "a date-time";
+    default: return "an unsupported value";
+  }
+}
+
+std::string describe(const Value& v) {
+  if (const auto* s = std::get_if<std::string>(&v)) return "the string " + util::quoted(*s);
+  return to_toml(v);
+}
+
+// Converts a TOML node to the key's type; nullopt when the type does not fit.
+std::optional<Value> convert(const toml::node& node, const KeySpec& spec) {
+  switch (spec.type) {
+    case ValueType::kBool:
+      if (auto b = node.value_exact<bool>()) return Value(*b);
+      return std::nullopt;
+    case ValueType::kInt:
+      if (auto i = node.value_exact<std::int64_t>()) return Value(*i);
+      return std::nullopt;
+    case ValueType::kFloat:
+      if (auto d = node.value_exact<double>()) return Value(*d);
+      if (auto i = node.value_exact<std::int64_t>()) return Value(static_cast<double>(*i));
+      return std::nullopt;
+    case ValueType::kString:
+      if (auto s = node.value_exact<std::string>()) return Value(*s);
+      return std::nullopt;
+    case ValueType::kStringList: {
+      const toml::array* arr = node.as_array();
+      if (!arr) return std::nullopt;
+      StringList list;
+      for (const toml::node& el : *arr) {
+        auto s = el.value_exact<std::string>();
+        if (!s) return std::nullopt;
+        list.push_back(*s);
+      }
+      return Value(std::move(list));
+    }
+  }
+  return std::nullopt;
+}
+
+// Range and choice checks; returns an error text or "".
+std::string check_value(const Value& v, const KeySpec& spec) {
+  auto bad = [&] { return spec.key + ": expected " + spec.expectation() + ", got " + describe(v); };
+  double number = 0;
+  bool numeric = false;
+  if (const auto* i = std::get_if<std::int64_t>(&v)) {
+    number = static_cast<double>(*i);
+    numeric = true;
+  } else if (const auto* d = std::get_if<double>(&v)) {
+    if (!std::isfinite(*d)) return bad();
+    number = *d;
+    numeric = true;
+  }
+  if (numeric) {
+    if (spec.min && (number < *spec.min || (spec.min_exclusive && number == *spec.min))) return bad();
+    if (spec.max && number > *spec.max) return bad();
+  }
+  auto allowed = [&](const std::string& s) {
+    return spec.choices.empty() || std::find(spec.choices.begin(), spec.choices.end(), s) != spec.choices.end();
+  };
+  if (const auto* s = std::get_if<std::string>(&v)) {
+    if (!allowed(*s)) return bad();
+  }
+  if (const auto* l = std::get_if<StringList>(&v)) {
+    if (l->empty() && !spec.allow_empty_list) return bad();
+    for (const auto& s : *l) {
+      if (!allowed(s)) return bad();
+    }
+  }
+  return {};
+}
+
+class Loader {
+ public:
+  Config config;
+  std::vector<std::string> errors;
+
+  Loader() {
+    for (const KeySpec& k : schema()) config.set(k.key, k.default_value, "default");
+  }
+
+  void load_table(const toml::table& root, const std::string& source) {
+    for (auto&& [section_key, section_node] : root) {
+      const std::string section(section_key.str());
+      const std::string where = location(source, section_node);
+      const toml::table* table = section_node.as_table();
+      const bool known_section = std::any_of(sections().begin(), sections().end(),
+                                             [&](const SectionSpec& s) { return s.name == section; });
+      if (!known_section) {
+        std::string msg = where + ": unknown section '" + section + "'";
+        const std::string near = table ? nearest_section(section) : nearest_key(section);
+        if (!near.empty()) msg += " (did you mean '" + near + "'?)";
+        if (!table) msg += "; keys belong in a [section], e.g. [train] batch_size = 1";
+        errors.push_back(msg);
+        continue;
+      }
+      if (!table) {
+        errors.push_back(where + ": '" + section + "' must be a table ([" + section + "]), got " +
+                         describe(section_node));
+        continue;
+      }
+      for (auto&& [name, node] : *table) {
+        const std::string full = section + "." + std::string(name.str());
+        apply(full, node, location(source, node));
+      }
+    }
+  }
+
+  void apply(const std::string& key, const toml::node& node, const std::string& where) {
+    const KeySpec* spec = find_key(key);
+    if (!spec) {
+      std::string msg = where + ": unknown key '" + key + "'";
+      const std::string near = nearest_key(key);
+      if (!near.empty()) msg += " (did you mean '" + near + "'?)";
+      errors.push_back(msg);
+      return;
+    }
+    auto value = convert(node, *spec);
+    if (!value) {
+      errors.push_back(where + ": " + key + ": expected " + spec->expectation() + ", got " + describe(node));
+      return;
+    }
+    set_checked(*spec, std::move(*value), where);
+  }
+
+  void set_checked(const KeySpec& spec, Value value, const std::string& where) {
+    const std::string problem = check_value(value, spec);
+    if (!problem.empty()) {
+      errors.push_back(where + ": " + problem);
+      return;
+    }
+    config.set(spec.key, std::move(value), where);
+  }
+
+  void apply_override(const std::string& arg) {
+    const std::string where = "--set " + arg;
+    const auto eq = arg.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      errors.push_back(where + ": expected section.key=value");
+      return;
+    }
+    const std::string key = util::trim(arg.substr(0, eq));
+    const std::string text = arg.substr(eq + 1);
+    const KeySpec* spec = find_key(key);
+    if (!spec) {
+      std::string msg = where + ": unknown key '" + key + "'";
+      const std::string near = nearest_key(key);
+      if (!near.empty()) msg += " (did you mean '" + near + "'?)";
+      errors.push_back(msg);
+      return;
+    }
+    // The value is TOML (`5`, `true`, `["a", "b"]`, `"quoted"`); a bare word is taken as
+    // a string for string keys so that --set data.instance_prompt=a photo of sks dog works.
+    std::optional<Value> value;
+    try {
+      toml::table parsed = toml::parse("v = " + text, std::string_view("--set"));
+      if (const toml::node* node = parsed.get("v")) value = convert(*node, *spec);
+    } catch (const toml::parse_error&) {
+    }
+    if (!value && spec->type == ValueType::kString) value = Value(text);
+    if (!value) {
+      errors.push_back(where + ": " + key + ": expected " + spec->expectation() + ", got " + util::quoted(text));
+      return;
+    }
+    set_checked(*spec, std::move(*value), where);
+  }
+
+  void check_required(const std::string& source) {
+    for (const KeySpec& k : schema()) {
+      if (k.required && !config.has(k.key)) {
+        errors.push_back(source + ": missing required key '" + k.key + "' (" + k.help + ")");
+      }
+    }
+  }
+
+  // Settings that are each valid but contradict one another.
+  void check_consistency() {
+    auto at = [&](const std::string& key) { return config.origin(key); };
+    if (config.get_bool("prior.enabled")) {
+      for (const char* needed : {"data.class_dir", "data.class_prompt"}) {
+        if (!config.has(needed)) {
+          errors.push_back(at("prior.enabled") + ": prior.enabled = true needs " + needed + " to be set");
+        }
+      }
+    }
+    if (config.get_int("data.resolution") % 8 != 0) {
+      errors.push_back(at("data.resolution") + ": data.resolution: expected a multiple of 8, got " +
+                       std::to_string(config.get_int("data.resolution")));
+    }
+    if (auto r = config.get_optional_int("validation.resolution"); r && *r % 8 != 0) {
+      errors.push_back(at("validation.resolution") + ": validation.resolution: expected a multiple of 8, got " +
+                       std::to_string(*r));
+    }
+    if (config.has("validation.every_steps") && config.has("validation.every_epochs")) {
+      errors.push_back(at("validation.every_steps") + ": validation.every_steps and validation.every_epochs (" +
+                       at("validation.every_epochs") + ") are both set; set one of them");
+    }
+    const auto warmup = config.get_int("train.lr_warmup_steps");
+    if (auto steps = config.get_optional_int("train.max_steps"); steps && warmup > *steps) {
+      errors.push_back(at("train.lr_warmup_steps") + ": train.lr_warmup_steps = " + std::to_string(warmup) +
+                       " exceeds train.max_steps = " + std::to_string(*steps));
+    }
+    const std::string& resume = config.get_string("checkpoint.resume");
+    if (resume.empty()) {
+      errors.push_back(at("checkpoint.resume") + ": checkpoint.resume: expected \"none\", \"latest\" or a path, got ''");
+    }
+  }
+
+  void finish() {
+    if (!errors.empty()) {
+      throw UsageError(util::join(errors, "\n"),
+                       "run 'sdxl-dreambooth config-reference' for every key with its type and range");
+    }
+  }
+
+  static std::string location(const std::string& source, const toml::node& node) {
+    const auto line = node.source().begin.line;
+    return line > 0 ? source + ":" + std::to_string(line) : source;
+  }
+};
+
+Config load(const std::string& text, const std::string& source, const std::vector<std::string>& overrides) {
+  Loader loader;
+  try {
+    toml::table root = toml::parse(text, std::string_view(source));
+    loader.load_table(root, source);
+  } catch (const toml::parse_error& e) {
+    throw UsageError(source + ":" + std::to_string(e.source().begin.line) + ": not valid TOML: " +
+                     std::string(e.description()));
+  }
+  for (const auto& arg : overrides) loader.apply_override(arg);
+  loader.check_required(source);
+  if (loader.errors.empty()) loader.check_consistency();
+  loader.finish();
+  return loader.config;
+}
+
+}  // namespace
+
+Config load_config_text(const std::string& text, const std::string& source_name,
+                        const std::vector<std::string>& overrides) {
+  return load(text, source_name, overrides);
+}
+
+Config load_config_file(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    const int err = errno;
+    throw UsageError("cannot read config file '" + path + "': " + std::strerror(err));
+  }
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  if (in.bad()) throw UsageError("error reading config file '" + path + "'");
+  return load(buf.str(), path, overrides);
+}
+
+// ---------------------------------------------------------------- documentation
+
+std::string config_reference_markdown() {
+  std::ostringstream out;
+  out << "# Configuration reference\n\n"
+      << "Generated by `sdxl-dreambooth config-reference` from the schema in `src/config/schema.cpp`;\n"
+      << "a test keeps this file up to date. Every key can also be given on the command line as\n"
+      << "`--set section.key=value` (TOML syntax; a bare word is a string for string keys).\n"
+      << "Relative paths are relative to the working directory of the run.\n";
+  for (const SectionSpec& section : sections()) {
+    out << "\n## `[" << section.name << "]` — " << section.help << "\n\n"
+        << "| key | type | default | allowed | description |\n|---|---|---|---|---|\n";
+    for (const KeySpec& k : schema()) {
+      if (k.section() != section.name) continue;
+      std::string def;
+      if (k.required) {
+        def = "**required**";
+      } else if (is_set(k.default_value)) {
+        def = "`" + to_toml(k.default_value) + "`";
+      } else {
+        def = "unset: " + k.unset_means;
+      }
+      std::string allowed = k.expectation();
+      out << "| `" << k.name() << "` | " << type_name(k.type) << " | " << def << " | " << allowed << " | "
+          << k.help << " |\n";
+    }
+  }
+  return out.str();
+}
+
+std::string config_help_text() {
+  std::ostringstream out;
+  for (const SectionSpec& section : sections()) {
+    out << "  [" << section.name << "] " << section.help << "\n";
+    for (const KeySpec& k : schema()) {
+      if (k.section() != section.name) continue;
+      std::string def = k.required ? "required" : is_set(k.default_value) ? to_toml(k.default_value) : "unset";
+      out << "    " << k.key << " (" << type_name(k.type) << ", " << def << "): " << k.help << "\n";
+    }
+  }
+  return out.str();
+}
+
+}  // namespace sdxl::config

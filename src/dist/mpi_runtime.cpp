@@ -1,0 +1,85 @@
+#include "sdxl_dreambooth/dist/mpi_runtime.h"
+
+#include "sdxl_dreambooth/error.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <vector>
+
+namespace sdxl::dist {
+
+void check_mpi(int rc, const char* call) {
+  if (rc == MPI_SUCCESS) return;
+  char msg[MPI_MAX_ERROR_STRING] = {0};
+  int len = 0;
+  MPI_Error_string(rc, msg, &len);
+  throw Error(std::string(call) + " failed: " + std::string(msg, static_cast<std::size_t>(len)));
+}
+
+MpiRuntime::MpiRuntime(int* argc, char*** argv) {
+  int initialized = 0;
+  check_mpi(MPI_Initialized(&initialized), "MPI_Initialized");
+  if (!initialized) {
+    int provided = 0;
+    // FUNNELED: only the main thread calls MPI; LibTorch's intra-op threads never do.
+    check_mpi(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    owns_init_ = true;
+  }
+  // Errors come back as codes and become exceptions instead of MPI aborting silently.
+  check_mpi(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+  check_mpi(MPI_Comm_rank(MPI_COMM_WORLD, &rank_), "MPI_Comm_rank");
+  check_mpi(MPI_Comm_size(MPI_COMM_WORLD, &world_size_), "MPI_Comm_size");
+  check_mpi(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &node_comm_),
+            "MPI_Comm_split_type(MPI_COMM_TYPE_SHARED)");
+  check_mpi(MPI_Comm_rank(node_comm_, &local_rank_), "MPI_Comm_rank(node)");
+  check_mpi(MPI_Comm_size(node_comm_, &local_size_), "MPI_Comm_size(node)");
+}
+
+MpiRuntime::~MpiRuntime() {
+  if (node_comm_ != MPI_COMM_NULL) MPI_Comm_free(&node_comm_);
+  if (owns_init_) {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Finalize();
+  }
+}
+
+std::string broadcast_string(MPI_Comm comm, const std::string& text, int root) {
+  int rank = 0;
+  check_mpi(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank");
+  unsigned long long size = text.size();
+  check_mpi(MPI_Bcast(&size, 1, MPI_UNSIGNED_LONG_LONG, root, comm), "MPI_Bcast(string length)");
+  std::string out = rank == root ? text : std::string(size, '\0');
+  // MPI counts are int: send in chunks so strings over 2 GiB also work.
+  const std::size_t chunk = static_cast<std::size_t>(std::numeric_limits<int>::max());
+  for (std::size_t off = 0; off < size; off += chunk) {
+    const int n = static_cast<int>(std::min<std::size_t>(chunk, size - off));
+    check_mpi(MPI_Bcast(out.data() + off, n, MPI_CHAR, root, comm), "MPI_Bcast(string)");
+  }
+  return out;
+}
+
+std::string read_file_collective(MPI_Comm comm, const std::string& path) {
+  int rank = 0;
+  check_mpi(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank");
+  std::string content, error;
+  if (rank == 0) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      error = "cannot read '" + path + "': " + std::strerror(errno);
+    } else {
+      std::ostringstream buf;
+      buf << in.rdbuf();
+      if (in.bad()) error = "error reading '" + path + "'";
+      content = buf.str();
+    }
+  }
+  error = broadcast_string(comm, error);
+  if (!error.empty()) throw UsageError(error);
+  return broadcast_string(comm, content);
+}
+
+}  // namespace sdxl::dist

@@ -1,0 +1,41 @@
+// Running the real binary from tests, and temporary folders that clean up after themselves.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace sdxl::test {
+
+struct ProcessResult {
+  int exit_code = -1;  // 128 + signal when killed by a signal
+  std::string out;
+  std::string err;
+};
+
+// Runs argv[0] with the given arguments, capturing stdout and stderr; `env` entries are
+// added to (or replace) the current environment.
+ProcessResult run_process(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env = {},
+                          const std::filesystem::path& cwd = {});
+
+// Runs the sdxl-dreambooth binary built alongside the tests.
+ProcessResult run_cli(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {});
+
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+void write_file(const std::filesystem::path& path, const std::string& content);
+std::string read_file(const std::filesystem::path& path);
+
+}  // namespace sdxl::test

@@ -1,0 +1,193 @@
+#include "sdxl_dreambooth/config/config.h"
+#include "sdxl_dreambooth/config/schema.h"
+#include "sdxl_dreambooth/error.h"
+#include "support/process.h"
+#include "support/reference.h"
+
+#include <gtest/gtest.h>
+
+using sdxl::UsageError;
+using sdxl::config::Config;
+using sdxl::config::load_config_text;
+
+namespace {
+
+const char* kMinimal = R"(
+[model]
+pretrained = "models/tiny-sdxl"
+[data]
+instance_dir = "subjects/dog"
+instance_prompt = "a photo of sks dog"
+)";
+
+// The UsageError text of loading `text` (fails the test when it loads).
+std::string error_of(const std::string& text, const std::vector<std::string>& overrides = {}) {
+  try {
+    load_config_text(text, "cfg.toml", overrides);
+  } catch (const UsageError& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected a UsageError for:\n" << text;
+  return {};
+}
+
+}  // namespace
+
+TEST(Config, DefaultsAreDiffusersDefaults) {
+  const Config cfg = load_config_text(kMinimal, "cfg.toml");
+  EXPECT_EQ(cfg.get_int("train.batch_size"), 4);
+  EXPECT_EQ(cfg.get_int("lora.rank"), 4);
+  EXPECT_FALSE(cfg.has("lora.alpha"));
+  EXPECT_DOUBLE_EQ(cfg.get_float("train.learning_rate"), 1e-4);
+  EXPECT_EQ(cfg.get_string("train.lr_scheduler"), "constant");
+  EXPECT_EQ(cfg.get_int("data.resolution"), 1024);
+  EXPECT_EQ(cfg.get_int("data.num_class_images"), 100);
+  EXPECT_DOUBLE_EQ(cfg.get_float("optimizer.weight_decay"), 1e-4);
+  EXPECT_DOUBLE_EQ(cfg.get_float("optimizer.eps"), 1e-8);
+  EXPECT_DOUBLE_EQ(cfg.get_float("train.max_grad_norm"), 1.0);
+  EXPECT_EQ(cfg.get_list("lora.targets"), (sdxl::config::StringList{"to_q", "to_k", "to_v", "to_out.0"}));
+  EXPECT_EQ(cfg.get_string("validation.scheduler"), "dpmpp2m");
+  EXPECT_EQ(cfg.origin("train.batch_size"), "default");
+  EXPECT_EQ(cfg.origin("data.instance_dir"), "cfg.toml:5");
+}
+
+TEST(Config, IntegersAreAcceptedForNumbers) {
+  const Config cfg = load_config_text(std::string(kMinimal) + "[train]\nlearning_rate = 1\n", "cfg.toml");
+  EXPECT_DOUBLE_EQ(cfg.get_float("train.learning_rate"), 1.0);
+}
+
+TEST(Config, UnknownKeySuggestsNearest) {
+  const std::string e = error_of(std::string(kMinimal) + "[train]\nbatchsize = 2\n");
+  EXPECT_NE(e.find("cfg.toml:8"), std::string::npos) << e;
+  EXPECT_NE(e.find("unknown key 'train.batchsize'"), std::string::npos) << e;
+  EXPECT_NE(e.find("did you mean 'train.batch_size'"), std::string::npos) << e;
+}
+
+TEST(Config, UnknownSectionSuggestsNearest) {
+  const std::string e = error_of(std::string(kMinimal) + "[trian]\nseed = 2\n");
+  EXPECT_NE(e.find("unknown section 'trian'"), std::string::npos) << e;
+  EXPECT_NE(e.find("did you mean 'train'"), std::string::npos) << e;
+}
+
+TEST(Config, WrongType) {
+  const std::string e = error_of(std::string(kMinimal) + "[train]\nbatch_size = \"two\"\n");
+  EXPECT_NE(e.find("cfg.toml:8: train.batch_size: expected an integer in [1, 4096], got the string 'two'"),
+            std::string::npos)
+      << e;
+  EXPECT_NE(error_of(std::string(kMinimal) + "[train]\nbatch_size = 1.5\n").find("got the number 1.5"),
+            std::string::npos);
+  EXPECT_NE(error_of(std::string(kMinimal) + "[lora]\ntargets = \"to_q\"\n").find("expected a non-empty list"),
+            std::string::npos);
+}
+
+TEST(Config, OutOfRange) {
+  const std::string e = error_of(std::string(kMinimal) + "[train]\nbatch_size = 0\n");
+  EXPECT_NE(e.find("train.batch_size: expected an integer in [1, 4096], got 0"), std::string::npos) << e;
+  EXPECT_NE(error_of(std::string(kMinimal) + "[train]\nlearning_rate = 0.0\n").find("a number > 0"),
+            std::string::npos);
+  EXPECT_NE(error_of(std::string(kMinimal) + "[train]\nlearning_rate = nan\n").find("train.learning_rate"),
+            std::string::npos);
+}
+
+TEST(Config, NotAmongChoices) {
+  const std::string e = error_of(std::string(kMinimal) + "[train]\nlr_scheduler = \"cosin\"\n");
+  EXPECT_NE(e.find("expected one of constant, constant_with_warmup, linear, cosine"), std::string::npos) << e;
+  EXPECT_NE(e.find("got the string 'cosin'"), std::string::npos) << e;
+}
+
+TEST(Config, MissingRequiredKey) {
+  const std::string e = error_of("[model]\npretrained = \"x\"\n");
+  EXPECT_NE(e.find("cfg.toml: missing required key 'data.instance_dir'"), std::string::npos) << e;
+  EXPECT_NE(e.find("missing required key 'data.instance_prompt'"), std::string::npos) << e;
+}
+
+TEST(Config, NotToml) {
+  const std::string e = error_of("[model\npretrained = 1\n");
+  EXPECT_NE(e.find("cfg.toml:1: not valid TOML"), std::string::npos) << e;
+}
+
+TEST(Config, UnreadableFile) {
+  try {
+    sdxl::config::load_config_file("/nonexistent/dir/cfg.toml");
+    FAIL();
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot read config file '/nonexistent/dir/cfg.toml'"), std::string::npos);
+  }
+}
+
+TEST(Config, ContradictorySettings) {
+  const std::string prior = error_of(std::string(kMinimal) + "[prior]\nenabled = true\n");
+  EXPECT_NE(prior.find("cfg.toml:8: prior.enabled = true needs data.class_dir to be set"), std::string::npos) << prior;
+  EXPECT_NE(prior.find("needs data.class_prompt"), std::string::npos) << prior;
+  EXPECT_NE(error_of(std::string(kMinimal) + "[validation]\nevery_steps = 5\nevery_epochs = 2\n").find("both set"),
+            std::string::npos);
+  EXPECT_NE(error_of(std::string(kMinimal), {"data.resolution=1020"}).find("multiple of 8"), std::string::npos);
+  EXPECT_NE(error_of(std::string(kMinimal), {"train.max_steps=10", "train.lr_warmup_steps=20"}).find("exceeds"),
+            std::string::npos);
+}
+
+TEST(Config, SetOverridesAreCheckedLikeTheFile) {
+  const Config cfg = load_config_text(
+      kMinimal, "cfg.toml",
+      {"train.batch_size=2", "data.instance_prompt=a photo of zwx cat", "lora.targets=[\"to_q\"]", "lora.alpha=8"});
+  EXPECT_EQ(cfg.get_int("train.batch_size"), 2);
+  EXPECT_EQ(cfg.origin("train.batch_size"), "--set train.batch_size=2");
+  EXPECT_EQ(cfg.get_string("data.instance_prompt"), "a photo of zwx cat");
+  EXPECT_EQ(cfg.get_list("lora.targets"), (sdxl::config::StringList{"to_q"}));
+  EXPECT_DOUBLE_EQ(cfg.get_float("lora.alpha"), 8.0);
+
+  EXPECT_NE(error_of(kMinimal, {"train.batch_size=abc"})
+                .find("--set train.batch_size=abc: train.batch_size: expected an integer"),
+            std::string::npos);
+  EXPECT_NE(error_of(kMinimal, {"train.batchsize=2"}).find("did you mean 'train.batch_size'"), std::string::npos);
+  EXPECT_NE(error_of(kMinimal, {"nonsense"}).find("expected section.key=value"), std::string::npos);
+  EXPECT_NE(error_of(kMinimal, {"train.mixed_precision=fp8"}).find("one of no, fp16, bf16"), std::string::npos);
+}
+
+TEST(Config, AllErrorsAreReportedOneLineEach) {
+  const std::string e = error_of(std::string(kMinimal) + "[train]\nbatch_size = 0\nseeed = 1\n");
+  EXPECT_NE(e.find("train.batch_size"), std::string::npos);
+  EXPECT_NE(e.find("train.seeed"), std::string::npos);
+  EXPECT_EQ(std::count(e.begin(), e.end(), '\n'), 1) << e;
+}
+
+TEST(Config, TomlRoundTrip) {
+  const Config cfg = load_config_text(kMinimal, "cfg.toml", {"validation.prompts=[\"a \\\"quoted\\\" prompt\"]"});
+  const Config again = load_config_text(cfg.to_toml(), "round-trip.toml");
+  for (const auto& k : sdxl::config::schema()) {
+    EXPECT_EQ(cfg.value(k.key), again.value(k.key)) << k.key;
+  }
+}
+
+TEST(Config, ReferenceDocIsUpToDate) {
+  const auto doc = sdxl::test::read_file(sdxl::test::project_dir() / "docs" / "config-reference.md");
+  EXPECT_EQ(doc, sdxl::config::config_reference_markdown())
+      << "docs/config-reference.md is stale: run `sdxl-dreambooth config-reference > docs/config-reference.md`";
+}
+
+TEST(Config, ShippedConfigsAreValid) {
+  for (const char* name : {"sdxl-dog.toml", "tiny.toml"}) {
+    const auto path = sdxl::test::project_dir() / "configs" / name;
+    EXPECT_NO_THROW(sdxl::config::load_config_file(path.string())) << path;
+  }
+}
+
+TEST(Config, SdxlDogReproducesTheRayTrainRun) {
+  const Config cfg = sdxl::config::load_config_file((sdxl::test::project_dir() / "configs" / "sdxl-dog.toml").string());
+  EXPECT_EQ(cfg.get_string("model.pretrained"), "stabilityai/stable-diffusion-xl-base-1.0");
+  EXPECT_EQ(cfg.get_string("model.vae"), "madebyollin/sdxl-vae-fp16-fix");
+  EXPECT_EQ(cfg.get_string("data.instance_prompt"), "a photo of sks dog");
+  EXPECT_EQ(cfg.get_int("data.resolution"), 1024);
+  EXPECT_EQ(cfg.get_int("train.batch_size"), 1);
+  EXPECT_EQ(cfg.get_int("train.grad_accum"), 1);
+  EXPECT_DOUBLE_EQ(cfg.get_float("train.learning_rate"), 1e-4);
+  EXPECT_EQ(cfg.get_string("train.lr_scheduler"), "constant");
+  EXPECT_EQ(cfg.get_int("train.lr_warmup_steps"), 0);
+  EXPECT_EQ(cfg.get_int("train.max_steps"), 100);
+  EXPECT_EQ(cfg.get_int("checkpoint.every_steps"), 100);
+  EXPECT_EQ(cfg.get_string("train.mixed_precision"), "fp16");
+  EXPECT_EQ(cfg.get_int("train.seed"), 0);
+  EXPECT_EQ(cfg.get_int("lora.rank"), 4);
+  EXPECT_EQ(cfg.get_int("validation.every_epochs"), 25);
+  EXPECT_EQ(cfg.get_list("validation.prompts"), (sdxl::config::StringList{"sks dog at the beach"}));
+}
