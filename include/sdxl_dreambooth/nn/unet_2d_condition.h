@@ -1,0 +1,37 @@
+// UNet2DConditionModel as SDXL configures it (diffusers/models/unets/unet_2d_condition.py):
+// sinusoidal time projection + MLP, the "text_time" added embedding (pooled text embeds and
+// six size/crop time ids), down/mid/up blocks with skip connections.
+#pragma once
+
+#include "sdxl_dreambooth/model/unet_config.h"
+#include "sdxl_dreambooth/nn/embeddings.h"
+#include "sdxl_dreambooth/nn/unet_blocks.h"
+
+#include <torch/torch.h>
+
+namespace sdxl::nn {
+
+class UNet2DConditionModelImpl : public torch::nn::Module {
+ public:
+  explicit UNet2DConditionModelImpl(const model::UNetConfig& config);
+
+  // sample [B, C, H, W]; timesteps [B] (or a scalar); encoder_hidden_states [B, 77, D];
+  // text_embeds [B, P] and time_ids [B, 6] for "text_time". Returns the prediction [B, C, H, W].
+  torch::Tensor forward(const torch::Tensor& sample, const torch::Tensor& timesteps,
+                        const torch::Tensor& encoder_hidden_states, const torch::Tensor& text_embeds = {},
+                        const torch::Tensor& time_ids = {});
+
+  const model::UNetConfig& config() const { return config_; }
+
+  TimestepEmbedding time_embedding{nullptr}, add_embedding{nullptr};
+  torch::nn::Conv2d conv_in{nullptr}, conv_out{nullptr};
+  torch::nn::ModuleList down_blocks, up_blocks;
+  UNetMidBlockCrossAttn mid_block{nullptr};
+  torch::nn::GroupNorm conv_norm_out{nullptr};
+
+ private:
+  model::UNetConfig config_;
+};
+TORCH_MODULE(UNet2DConditionModel);
+
+}  // namespace sdxl::nn

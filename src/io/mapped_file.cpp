@@ -1,0 +1,48 @@
+#include "sdxl_dreambooth/io/mapped_file.h"
+
+#include "sdxl_dreambooth/error.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace sdxl::io {
+
+MappedFile::MappedFile(const std::string& path) : path_(path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw_errno("open", path);
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    ::close(fd);
+    throw_errno("fstat", path);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw Error("'" + path + "' is not a regular file");
+  }
+  size_ = static_cast<std::size_t>(st.st_size);
+  if (size_ > 0) {
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      ::close(fd);
+      throw_errno("mmap", path);
+    }
+    // Weights are read front to back once: let the kernel read ahead aggressively.
+    ::madvise(p, size_, MADV_SEQUENTIAL | MADV_WILLNEED);
+    data_ = static_cast<const std::uint8_t*>(p);
+    mapped_ = true;
+  }
+  ::close(fd);  // the mapping stays valid
+}
+
+MappedFile::MappedFile(std::string label, std::string bytes) : path_(std::move(label)), owned_(std::move(bytes)) {
+  data_ = reinterpret_cast<const std::uint8_t*>(owned_.data());
+  size_ = owned_.size();
+}
+
+MappedFile::~MappedFile() {
+  if (mapped_) ::munmap(const_cast<std::uint8_t*>(data_), size_);
+}
+
+}  // namespace sdxl::io

@@ -1,0 +1,111 @@
+#include "sdxl_dreambooth/model/json_config.h"
+
+#include "sdxl_dreambooth/error.h"
+
+#include <fstream>
+
+namespace sdxl::model {
+
+JsonConfig JsonConfig::load(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  if (!in) throw_errno("open", path.string());
+  try {
+    return JsonConfig(nlohmann::json::parse(in), path.string());
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("'" + path.string() + "' is not valid JSON: " + e.what());
+  }
+}
+
+JsonConfig::JsonConfig(nlohmann::json json, std::string source) : json_(std::move(json)), source_(std::move(source)) {
+  if (!json_.is_object()) throw Error("'" + source_ + "' is not a JSON object");
+}
+
+const nlohmann::json* JsonConfig::find(const std::string& key) const {
+  auto it = json_.find(key);
+  if (it == json_.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+bool JsonConfig::has(const std::string& key) const { return find(key) != nullptr; }
+
+void JsonConfig::bad(const std::string& key, const std::string& expected) const {
+  throw Error("'" + source_ + "': key '" + key + "' must be " + expected + ", got " + find(key)->dump());
+}
+
+void JsonConfig::unsupported(const std::string& key, const std::string& what) const {
+  const nlohmann::json* v = find(key);
+  throw Error("'" + source_ + "': unsupported " + key + " = " + (v ? v->dump() : "null") + " (" + what + ")");
+}
+
+std::int64_t JsonConfig::get_int(const std::string& key, std::int64_t fallback) const {
+  const auto* v = find(key);
+  if (!v) return fallback;
+  if (!v->is_number_integer()) bad(key, "an integer");
+  return v->get<std::int64_t>();
+}
+
+std::int64_t JsonConfig::require_int(const std::string& key) const {
+  if (!find(key)) throw Error("'" + source_ + "': missing key '" + key + "'");
+  return get_int(key, 0);
+}
+
+double JsonConfig::get_float(const std::string& key, double fallback) const {
+  const auto* v = find(key);
+  if (!v) return fallback;
+  if (!v->is_number()) bad(key, "a number");
+  return v->get<double>();
+}
+
+std::optional<double> JsonConfig::get_optional_float(const std::string& key) const {
+  if (!find(key)) return std::nullopt;
+  return get_float(key, 0.0);
+}
+
+bool JsonConfig::get_bool(const std::string& key, bool fallback) const {
+  const auto* v = find(key);
+  if (!v) return fallback;
+  if (!v->is_boolean()) bad(key, "true or false");
+  return v->get<bool>();
+}
+
+std::string JsonConfig::get_string(const std::string& key, const std::string& fallback) const {
+  const auto* v = find(key);
+  if (!v) return fallback;
+  if (!v->is_string()) bad(key, "a string");
+  return v->get<std::string>();
+}
+
+std::vector<std::string> JsonConfig::require_string_list(const std::string& key) const {
+  const auto* v = find(key);
+  if (!v) throw Error("'" + source_ + "': missing key '" + key + "'");
+  if (!v->is_array()) bad(key, "a list of strings");
+  std::vector<std::string> out;
+  for (const auto& e : *v) {
+    if (!e.is_string()) bad(key, "a list of strings");
+    out.push_back(e.get<std::string>());
+  }
+  return out;
+}
+
+std::vector<std::int64_t> JsonConfig::require_int_list(const std::string& key) const {
+  const auto* v = find(key);
+  if (!v) throw Error("'" + source_ + "': missing key '" + key + "'");
+  if (!v->is_array()) bad(key, "a list of integers");
+  std::vector<std::int64_t> out;
+  for (const auto& e : *v) {
+    if (!e.is_number_integer()) bad(key, "a list of integers");
+    out.push_back(e.get<std::int64_t>());
+  }
+  return out;
+}
+
+std::vector<std::int64_t> JsonConfig::int_or_list(const std::string& key, std::size_t n, std::int64_t fallback) const {
+  const auto* v = find(key);
+  if (!v) return std::vector<std::int64_t>(n, fallback);
+  if (v->is_number_integer()) return std::vector<std::int64_t>(n, v->get<std::int64_t>());
+  std::vector<std::int64_t> out = require_int_list(key);
+  if (out.size() != n) bad(key, "an integer or a list of " + std::to_string(n) + " integers (one per block)");
+  return out;
+}
+
+}  // namespace sdxl::model
