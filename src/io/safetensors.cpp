@@ -161,7 +161,8 @@ void SafetensorsFile::parse() {
     info.end = (*off_it)[1].get<std::uint64_t>();
     if (info.begin > info.end || info.end > data_size) {
       fail(where + ": data_offsets [" + std::to_string(info.begin) + ", " + std::to_string(info.end) +
-           "] outside the data area of " + std::to_string(data_size) + " bytes");
+           "] outside the data area of " + std::to_string(data_size) + " bytes" +
+           (info.begin <= info.end ? " (file truncated?)" : ""));
     }
     const std::size_t elem = dtype_size(info.dtype);
     if (numel > std::numeric_limits<std::uint64_t>::max() / elem || numel * elem != info.end - info.begin) {

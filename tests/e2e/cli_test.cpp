@@ -71,3 +71,30 @@ TEST(Cli, ConfigReferenceMatchesDocs) {
   ASSERT_EQ(r.exit_code, 0);
   EXPECT_EQ(r.out, sdxl::test::read_file(sdxl::test::project_dir() / "docs" / "config-reference.md"));
 }
+
+TEST(Cli, ModelInfoLoadsEveryComponentOfTinySdxl) {
+  SDXL_REQUIRE_REFERENCE();
+  const auto tiny = (sdxl::test::reference_dir() / "tiny-sdxl").string();
+  auto r = run_cli({"model-info", tiny});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("unet: 10,284,676 parameters, 840 tensors"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("text_encoder_2:"), std::string::npos);
+  EXPECT_NE(r.out.find("tokenizer_2: 49,408 tokens, pad id 0"), std::string::npos) << r.out;
+  auto missing = run_cli({"model-info", "someorg/absent-model"}, {{"HF_HOME", "/nonexistent-hf-home"}});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("/nonexistent-hf-home/hub/models--someorg--absent-model/refs/main"), std::string::npos)
+      << missing.err;
+  EXPECT_NE(missing.err.find("hint:"), std::string::npos);
+}
+
+TEST(Cli, TokenizeShowsBothTokenizers) {
+  SDXL_REQUIRE_REFERENCE();
+  auto r = run_cli({"tokenize", (sdxl::test::reference_dir() / "tiny-sdxl").string(), "--prompt", "a photo of sks dog"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("tokenizer 'a photo of sks dog' (5 tokens): 49406 320 1125 539 48136 1929 49407 49407"),
+            std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("tokenizer_2 'a photo of sks dog' (5 tokens): 49406 320 1125 539 48136 1929 49407 0 0"),
+            std::string::npos)
+      << r.out;
+}

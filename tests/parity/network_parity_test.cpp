@@ -1,0 +1,109 @@
+// The networks against diffusers 0.27.2 / transformers, loading tiny-sdxl through the real
+// loader. Tolerances are the reference README's.
+#include "parity_support.h"
+#include "sdxl_dreambooth/model/component_loader.h"
+#include "sdxl_dreambooth/nn/prompt_encoding.h"
+
+using namespace sdxl;
+
+namespace {
+
+constexpr double kTol = 1e-4;
+
+model::ComponentLoadOptions fp32() { return {}; }
+
+}  // namespace
+
+TEST(NetworkParity, TextEncoder) {
+  SDXL_REQUIRE_REFERENCE();
+  torch::NoGradGuard no_grad;
+  auto te = model::load_text_encoder(test::tiny_sdxl() / "text_encoder", fp32());
+  const auto ref = test::vectors("text_encoder");
+  const auto out = te(ref.tensor("input_ids"));
+  EXPECT_TENSOR_NEAR(out.last_hidden_state, ref.tensor("last_hidden_state"), kTol);
+  EXPECT_TENSOR_NEAR(out.penultimate(), ref.tensor("penultimate_hidden_state"), kTol);
+  EXPECT_TENSOR_NEAR(out.pooled_output, ref.tensor("pooled_output"), kTol);
+}
+
+TEST(NetworkParity, TextEncoder2WithProjection) {
+  SDXL_REQUIRE_REFERENCE();
+  torch::NoGradGuard no_grad;
+  auto te = model::load_text_encoder(test::tiny_sdxl() / "text_encoder_2", fp32());
+  const auto ref = test::vectors("text_encoder_2");
+  const auto out = te(ref.tensor("input_ids"));
+  EXPECT_TENSOR_NEAR(out.last_hidden_state, ref.tensor("last_hidden_state"), kTol);
+  EXPECT_TENSOR_NEAR(out.penultimate(), ref.tensor("penultimate_hidden_state"), kTol);
+  EXPECT_TENSOR_NEAR(out.pooled_output, ref.tensor("pooled_output"), kTol);
+  EXPECT_TENSOR_NEAR(out.text_embeds, ref.tensor("text_embeds"), kTol);
+}
+
+TEST(NetworkParity, EncodePrompt) {
+  SDXL_REQUIRE_REFERENCE();
+  torch::NoGradGuard no_grad;
+  auto te1 = model::load_text_encoder(test::tiny_sdxl() / "text_encoder", fp32());
+  auto te2 = model::load_text_encoder(test::tiny_sdxl() / "text_encoder_2", fp32());
+  const auto ids1 = test::vectors("text_encoder").tensor("input_ids");
+  const auto ids2 = test::vectors("text_encoder_2").tensor("input_ids");
+  const auto ref = test::vectors("encode_prompt");
+  const auto e = nn::encode_prompt(te1, te2, ids1, ids2);
+  EXPECT_TENSOR_NEAR(e.prompt_embeds, ref.tensor("prompt_embeds"), kTol);
+  EXPECT_TENSOR_NEAR(e.pooled_prompt_embeds, ref.tensor("pooled_prompt_embeds"), kTol);
+}
+
+class UNetParity : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(UNetParity, Forward) {
+  SDXL_REQUIRE_REFERENCE();
+  torch::NoGradGuard no_grad;
+  auto unet = model::load_unet(test::tiny_sdxl() / "unet", fp32());
+  const auto ref = test::vectors(GetParam());
+  const auto out = unet(ref.tensor("sample"), ref.tensor("timestep"), ref.tensor("encoder_hidden_states"),
+                        ref.tensor("text_embeds"), ref.tensor("time_ids"));
+  EXPECT_TENSOR_NEAR(out, ref.tensor("out"), kTol);
+}
+
+// unet_odd has 12x20 latents: the upsample-size path.
+INSTANTIATE_TEST_SUITE_P(Reference, UNetParity, ::testing::Values("unet_square", "unet_odd"));
+
+TEST(NetworkParity, UNetFp16VariantLoadsTheSameWeights) {
+  SDXL_REQUIRE_REFERENCE();
+  torch::NoGradGuard no_grad;
+  model::ComponentLoadOptions fp16;
+  fp16.variant = "fp16";
+  model::ComponentInfo info;
+  auto unet = model::load_unet(test::tiny_sdxl() / "unet", fp16, &info);
+  EXPECT_NE(info.weights.find("diffusion_pytorch_model.fp16.safetensors"), std::string::npos);
+  const auto ref = test::vectors("unet_square");
+  const auto out = unet(ref.tensor("sample"), ref.tensor("timestep"), ref.tensor("encoder_hidden_states"),
+                        ref.tensor("text_embeds"), ref.tensor("time_ids"));
+  // fp16-rounded weights evaluated in fp32: the rounding of the weights, not the math, differs.
+  EXPECT_TENSOR_NEAR(out, ref.tensor("out"), 2e-2);
+}
+
+TEST(NetworkParity, Vae) {
+  SDXL_REQUIRE_REFERENCE();
+  torch::NoGradGuard no_grad;
+  auto vae = model::load_vae(test::tiny_sdxl() / "vae", fp32());
+  const auto ref = test::vectors("vae");
+  const auto posterior = vae->encode(ref.tensor("image"));
+  EXPECT_TENSOR_NEAR(posterior.mean, ref.tensor("mean"), kTol);
+  EXPECT_TENSOR_NEAR(posterior.logvar, ref.tensor("logvar"), kTol);
+  EXPECT_TENSOR_NEAR(posterior.std, ref.tensor("std"), kTol);
+  EXPECT_TENSOR_NEAR(posterior.sample(ref.tensor("noise")), ref.tensor("sample"), kTol);
+  EXPECT_TENSOR_NEAR(vae->decode(ref.tensor("mean")), ref.tensor("decoded_mean"), kTol);
+}
+
+TEST(NetworkParity, AttentionPathsAgree) {
+  torch::manual_seed(0);
+  const auto q = torch::randn({2, 3, 300, 16}), k = torch::randn({2, 3, 77, 16}), v = torch::randn({2, 3, 77, 16});
+  nn::AttentionOptions portable, chunked, automatic;
+  portable.backend = nn::AttentionBackend::kPortable;
+  chunked.backend = nn::AttentionBackend::kChunked;
+  chunked.query_chunk = 64;
+  const auto a = nn::scaled_dot_product_attention(q, k, v, portable);
+  EXPECT_TENSOR_NEAR(nn::scaled_dot_product_attention(q, k, v, chunked), a, 1e-5);
+  EXPECT_TENSOR_NEAR(nn::scaled_dot_product_attention(q, k, v, automatic), a, 1e-5);
+  // Against the definition.
+  const auto def = torch::softmax(torch::matmul(q, k.transpose(-1, -2)) / 4.0, -1).matmul(v);
+  EXPECT_TENSOR_NEAR(a, def, 1e-5);
+}
