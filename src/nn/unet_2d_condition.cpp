@@ -67,6 +67,12 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const model::UNetConfig& c) :
                                                                .padding((c.conv_out_kernel - 1) / 2)));
 }
 
+void UNet2DConditionModelImpl::set_gradient_checkpointing(bool enabled) {
+  for (const auto& b : *down_blocks) b->as<UNetDownBlock>()->gradient_checkpointing = enabled;
+  mid_block->gradient_checkpointing = enabled;
+  for (const auto& b : *up_blocks) b->as<UNetUpBlock>()->gradient_checkpointing = enabled;
+}
+
 torch::Tensor UNet2DConditionModelImpl::forward(const torch::Tensor& sample_in, const torch::Tensor& timesteps_in,
                                                 const torch::Tensor& context, const torch::Tensor& text_embeds,
                                                 const torch::Tensor& time_ids) {

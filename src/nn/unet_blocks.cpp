@@ -1,5 +1,7 @@
 #include "sdxl_dreambooth/nn/unet_blocks.h"
 
+#include "sdxl_dreambooth/nn/checkpoint.h"
+
 namespace sdxl::nn {
 
 namespace {
@@ -28,6 +30,24 @@ Transformer2DModel transformer(const BlockConfig& c, std::int64_t channels) {
   return Transformer2DModel(t);
 }
 
+// One resnet / transformer step, checkpointed when asked (diffusers checkpoints at the
+// same granularity: each resnet and each Transformer2DModel).
+torch::Tensor run_resnet(torch::nn::ModuleList list, std::size_t i, const torch::Tensor& h,
+                         const torch::Tensor& temb, bool ckpt) {
+  auto resnet = list[i]->as<ResnetBlock2D>();
+  if (!ckpt) return resnet->forward(h, temb);
+  return checkpoint([resnet](const std::vector<torch::Tensor>& in) { return resnet->forward(in[0], in[1]); },
+                    {h, temb}, trainable_parameters(*resnet));
+}
+
+torch::Tensor run_transformer(torch::nn::ModuleList list, std::size_t i, const torch::Tensor& h,
+                              const torch::Tensor& context, bool ckpt) {
+  auto t = list[i]->as<Transformer2DModel>();
+  if (!ckpt) return t->forward(h, context);
+  return checkpoint([t](const std::vector<torch::Tensor>& in) { return t->forward(in[0], in[1]); }, {h, context},
+                    trainable_parameters(*t));
+}
+
 }  // namespace
 
 UNetDownBlockImpl::UNetDownBlockImpl(const BlockConfig& c) {
@@ -45,9 +65,10 @@ UNetDownBlockImpl::UNetDownBlockImpl(const BlockConfig& c) {
 
 torch::Tensor UNetDownBlockImpl::forward(torch::Tensor h, const torch::Tensor& temb, const torch::Tensor& context,
                                          std::vector<torch::Tensor>& skips) {
+  const bool ckpt = gradient_checkpointing && is_training();
   for (std::size_t i = 0; i < resnets->size(); ++i) {
-    h = resnets[i]->as<ResnetBlock2D>()->forward(h, temb);
-    if (attentions) h = attentions[i]->as<Transformer2DModel>()->forward(h, context);
+    h = run_resnet(resnets, i, h, temb, ckpt);
+    if (attentions) h = run_transformer(attentions, i, h, context, ckpt);
     skips.push_back(h);
   }
   if (downsamplers) {
@@ -69,10 +90,11 @@ UNetMidBlockCrossAttnImpl::UNetMidBlockCrossAttnImpl(const BlockConfig& c) {
 
 torch::Tensor UNetMidBlockCrossAttnImpl::forward(torch::Tensor h, const torch::Tensor& temb,
                                                  const torch::Tensor& context) {
-  h = resnets[0]->as<ResnetBlock2D>()->forward(h, temb);
+  const bool ckpt = gradient_checkpointing && is_training();
+  h = run_resnet(resnets, 0, h, temb, ckpt);
   for (std::size_t i = 0; i < attentions->size(); ++i) {
-    h = attentions[i]->as<Transformer2DModel>()->forward(h, context);
-    h = resnets[i + 1]->as<ResnetBlock2D>()->forward(h, temb);
+    h = run_transformer(attentions, i, h, context, ckpt);
+    h = run_resnet(resnets, i + 1, h, temb, ckpt);
   }
   return h;
 }
@@ -96,11 +118,12 @@ UNetUpBlockImpl::UNetUpBlockImpl(const BlockConfig& c) {
 torch::Tensor UNetUpBlockImpl::forward(torch::Tensor h, const torch::Tensor& temb, const torch::Tensor& context,
                                        std::vector<torch::Tensor>& skips,
                                        const std::optional<std::vector<std::int64_t>>& upsample_size) {
+  const bool ckpt = gradient_checkpointing && is_training();
   for (std::size_t i = 0; i < resnets->size(); ++i) {
     h = torch::cat({h, skips.back()}, 1);
     skips.pop_back();
-    h = resnets[i]->as<ResnetBlock2D>()->forward(h, temb);
-    if (attentions) h = attentions[i]->as<Transformer2DModel>()->forward(h, context);
+    h = run_resnet(resnets, i, h, temb, ckpt);
+    if (attentions) h = run_transformer(attentions, i, h, context, ckpt);
   }
   if (upsamplers) h = upsamplers[0]->as<Upsample2D>()->forward(h, upsample_size);
   return h;

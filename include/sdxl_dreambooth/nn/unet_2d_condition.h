@@ -22,6 +22,8 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
                         const torch::Tensor& time_ids = {});
 
   const model::UNetConfig& config() const { return config_; }
+  // Recompute each resnet and transformer in backward instead of keeping its activations.
+  void set_gradient_checkpointing(bool enabled);
 
   TimestepEmbedding time_embedding{nullptr}, add_embedding{nullptr};
   torch::nn::Conv2d conv_in{nullptr}, conv_out{nullptr};

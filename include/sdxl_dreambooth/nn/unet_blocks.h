@@ -40,6 +40,7 @@ class UNetDownBlockImpl : public torch::nn::Module {
   torch::Tensor forward(torch::Tensor h, const torch::Tensor& temb, const torch::Tensor& context,
                         std::vector<torch::Tensor>& skips);
   torch::nn::ModuleList resnets, attentions{nullptr}, downsamplers{nullptr};
+  bool gradient_checkpointing = false;  // recompute resnets and transformers in backward (training only)
 };
 TORCH_MODULE(UNetDownBlock);
 
@@ -49,6 +50,7 @@ class UNetMidBlockCrossAttnImpl : public torch::nn::Module {
   explicit UNetMidBlockCrossAttnImpl(const BlockConfig& config);
   torch::Tensor forward(torch::Tensor h, const torch::Tensor& temb, const torch::Tensor& context);
   torch::nn::ModuleList resnets, attentions;
+  bool gradient_checkpointing = false;
 };
 TORCH_MODULE(UNetMidBlockCrossAttn);
 
@@ -61,6 +63,7 @@ class UNetUpBlockImpl : public torch::nn::Module {
                         const std::optional<std::vector<std::int64_t>>& upsample_size);
   std::size_t num_resnets() const { return resnets->size(); }
   torch::nn::ModuleList resnets, attentions{nullptr}, upsamplers{nullptr};
+  bool gradient_checkpointing = false;
 };
 TORCH_MODULE(UNetUpBlock);
 
