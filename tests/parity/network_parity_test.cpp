@@ -107,3 +107,23 @@ TEST(NetworkParity, AttentionPathsAgree) {
   const auto def = torch::softmax(torch::matmul(q, k.transpose(-1, -2)) / 4.0, -1).matmul(v);
   EXPECT_TENSOR_NEAR(a, def, 1e-5);
 }
+
+// Frozen weights held in bfloat16 on CPU (what mixed precision does on a cluster): the same
+// network, within bfloat16's precision. bf16 keeps 8 significant bits (relative rounding
+// 2^-9 ≈ 0.2 % per operation); over the UNet's ~60 sequential layers the error grows to a few
+// percent of the output's scale, so the bound is 5 % of max |out|.
+TEST(NetworkParity, UNetInBfloat16OnCpu) {
+  SDXL_REQUIRE_REFERENCE();
+  torch::NoGradGuard no_grad;
+  model::ComponentLoadOptions bf16;
+  bf16.dtype = torch::kBFloat16;
+  auto unet = model::load_unet(test::tiny_sdxl() / "unet", bf16);
+  EXPECT_EQ(unet->conv_in->weight.scalar_type(), torch::kBFloat16);
+  const auto ref = test::vectors("unet_odd");
+  auto bf = [](const torch::Tensor& t) { return t.to(torch::kBFloat16); };
+  const auto out = unet(bf(ref.tensor("sample")), ref.tensor("timestep"), bf(ref.tensor("encoder_hidden_states")),
+                        bf(ref.tensor("text_embeds")), bf(ref.tensor("time_ids")));
+  EXPECT_EQ(out.scalar_type(), torch::kBFloat16);
+  const auto want = ref.tensor("out");
+  EXPECT_TENSOR_NEAR(out.to(torch::kFloat), want, 0.05 * want.abs().max().item<double>());
+}
