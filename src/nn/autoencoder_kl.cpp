@@ -139,7 +139,26 @@ LatentDistribution AutoencoderKLImpl::encode(const torch::Tensor& image) {
   return d;
 }
 
+bool AutoencoderKLImpl::needs_upcast() const {
+  return config_.force_upcast && decoder->conv_in->weight.scalar_type() == torch::kHalf;
+}
+
 torch::Tensor AutoencoderKLImpl::decode(const torch::Tensor& latents) {
+  if (needs_upcast()) {
+    // ref: StableDiffusionXLPipeline.upcast_vae: the VAE runs in float32 for the decode and
+    // goes back to float16 afterwards (it stays small next to the UNet).
+    this->to(torch::kFloat);
+    torch::Tensor image;
+    try {
+      torch::Tensor z = latents.to(torch::kFloat);
+      image = decoder(post_quant_conv ? post_quant_conv(z) : z);
+    } catch (...) {
+      this->to(torch::kHalf);
+      throw;
+    }
+    this->to(torch::kHalf);
+    return image;
+  }
   torch::Tensor z = post_quant_conv ? post_quant_conv(latents) : latents;
   return decoder(z);
 }

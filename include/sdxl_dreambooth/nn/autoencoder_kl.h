@@ -63,8 +63,11 @@ class AutoencoderKLImpl : public torch::nn::Module {
   explicit AutoencoderKLImpl(const model::VaeConfig& config);
   // image in [-1, 1], [B, 3, H, W] -> posterior over [B, latent, H/8, W/8].
   LatentDistribution encode(const torch::Tensor& image);
-  // latents (unscaled: divide by scaling_factor first) -> image in about [-1, 1].
+  // latents (unscaled: divide by scaling_factor first) -> image in about [-1, 1]. With
+  // force_upcast and float16 weights (SDXL's VAE overflows in fp16) the decode runs in
+  // float32, as diffusers' pipeline does, and returns float32.
   torch::Tensor decode(const torch::Tensor& latents);
+  bool needs_upcast() const;
   const model::VaeConfig& config() const { return config_; }
 
   VaeEncoder encoder{nullptr};
