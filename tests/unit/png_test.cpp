@@ -1,0 +1,36 @@
+#include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/io/png_writer.h"
+#include "support/process.h"
+
+#include <gtest/gtest.h>
+
+using namespace sdxl;
+
+TEST(Png, RoundTripWithUtf8TextChunks) {
+  test::TempDir dir;
+  const int w = 5, h = 3;
+  std::vector<std::uint8_t> rgb(w * h * 3);
+  for (std::size_t i = 0; i < rgb.size(); ++i) rgb[i] = static_cast<std::uint8_t>(i * 7);
+  const auto path = (dir / "x.png").string();
+  io::write_png(path, rgb.data(), w, h, {{"prompt", "sks dog at the beach — café"}, {"seed", "0"}});
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+  const auto back = io::read_png(path);
+  EXPECT_EQ(back.width, w);
+  EXPECT_EQ(back.height, h);
+  EXPECT_EQ(back.rgb, rgb);
+  ASSERT_EQ(back.text.size(), 2u);
+  EXPECT_EQ(back.text[0].second, "sks dog at the beach — café");
+}
+
+TEST(Png, UnwritableAndUnreadablePathsAreNamed) {
+  std::vector<std::uint8_t> rgb(3);
+  try {
+    io::write_png("/nonexistent/dir/x.png", rgb.data(), 1, 1);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/dir/x.png.tmp"), std::string::npos) << e.what();
+  }
+  test::TempDir dir;
+  test::write_file(dir / "bad.png", "not a png");
+  EXPECT_THROW(io::read_png((dir / "bad.png").string()), Error);
+}
