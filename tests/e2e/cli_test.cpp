@@ -1,4 +1,5 @@
 // The real binary: subcommands, help, exit codes and error lines.
+#include "sdxl_dreambooth/io/png_writer.h"
 #include "support/process.h"
 #include "support/reference.h"
 
@@ -97,4 +98,55 @@ TEST(Cli, TokenizeShowsBothTokenizers) {
   EXPECT_NE(r.out.find("tokenizer_2 'a photo of sks dog' (5 tokens): 49406 320 1125 539 48136 1929 49407 0 0"),
             std::string::npos)
       << r.out;
+}
+
+namespace {
+
+std::vector<std::string> generate_args(const std::string& out, const std::string& seed) {
+  return {"generate", "--model", (sdxl::test::reference_dir() / "tiny-sdxl").string(), "--prompt", "sks cat on a sofa",
+          "--size", "64x48", "--steps", "3", "--num-images", "2", "--seed", seed, "--out", out};
+}
+
+}  // namespace
+
+TEST(Cli, GenerateIsReproducibleAndSeedDependent) {
+  SDXL_REQUIRE_REFERENCE();
+  sdxl::test::TempDir dir;
+  auto a = run_cli(generate_args((dir / "a").string(), "7"));
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  auto b = run_cli(generate_args((dir / "b").string(), "7"));
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  auto c = run_cli(generate_args((dir / "c").string(), "8"));
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  const auto img = [&](const char* sub, const char* name) { return sdxl::test::read_file(dir / sub / name); };
+  ASSERT_FALSE(img("a", "0-0-seed7.png").empty());
+  EXPECT_EQ(img("a", "0-0-seed7.png"), img("b", "0-0-seed7.png"));  // byte-identical
+  EXPECT_EQ(img("a", "0-1-seed8.png"), img("c", "0-0-seed8.png"));  // image k uses seed + k
+  EXPECT_NE(img("a", "0-0-seed7.png"), img("a", "0-1-seed8.png"));
+  const auto png = sdxl::io::read_png((dir / "a" / "0-0-seed7.png").string());
+  EXPECT_EQ(png.width, 64);
+  EXPECT_EQ(png.height, 48);
+  bool has_prompt = false;
+  for (const auto& [k, v] : png.text) has_prompt |= k == "prompt" && v == "sks cat on a sofa";
+  EXPECT_TRUE(has_prompt);
+}
+
+TEST(Cli, GenerateBadInput) {
+  SDXL_REQUIRE_REFERENCE();
+  sdxl::test::TempDir dir;
+  const auto tiny = (sdxl::test::reference_dir() / "tiny-sdxl").string();
+  const auto out = (dir / "out").string();
+  auto size = run_cli({"generate", "--model", tiny, "--prompt", "x", "--size", "60x64", "--out", out});
+  EXPECT_EQ(size.exit_code, 2);
+  EXPECT_NE(size.err.find("image size 60x64: width and height must be positive multiples of 8"), std::string::npos);
+  auto steps = run_cli({"generate", "--model", tiny, "--prompt", "x", "--steps", "0", "--out", out});
+  EXPECT_EQ(steps.exit_code, 2);
+  EXPECT_NE(steps.err.find("steps must be at least 1, got 0"), std::string::npos) << steps.err;
+  auto sched = run_cli({"generate", "--model", tiny, "--prompt", "x", "--scheduler", "ddim", "--out", out});
+  EXPECT_EQ(sched.exit_code, 2);
+  EXPECT_NE(sched.err.find("unknown scheduler 'ddim': expected dpmpp2m, euler or euler_karras"), std::string::npos);
+  auto model = run_cli({"generate", "--model", (dir / "none").string(), "--prompt", "x", "--out", out});
+  EXPECT_EQ(model.exit_code, 1);
+  EXPECT_NE(model.err.find("not found; looked in"), std::string::npos) << model.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "out"));  // nothing written
 }

@@ -1,0 +1,77 @@
+// SDXL text-to-image (diffusers StableDiffusionXLPipeline.__call__): both tokenizers and
+// text encoders, zero negative embeddings for an empty negative prompt
+// (force_zeros_for_empty_prompt), classifier-free guidance, SDXL's size/crop time ids, a
+// sampler loop and the VAE decode. The same code serves `generate` and validation images.
+#pragma once
+
+#include "sdxl_dreambooth/model/component_loader.h"
+#include "sdxl_dreambooth/model/scheduler_config.h"
+#include "sdxl_dreambooth/nn/prompt_encoding.h"
+#include "sdxl_dreambooth/text/clip_tokenizer.h"
+
+#include <torch/torch.h>
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sdxl::pipeline {
+
+struct PipelineOptions {
+  std::string model;                 // folder or hub id
+  std::optional<std::string> vae;    // separate VAE folder or hub id
+  std::optional<std::string> variant;
+  std::string revision = "main";
+  torch::Dtype dtype = torch::kFloat;
+  torch::Device device = torch::kCPU;
+};
+
+struct GenerationRequest {
+  std::vector<std::string> prompts;
+  std::string negative_prompt;
+  std::int64_t steps = 25;
+  double guidance_scale = 5.0;  // <= 1 disables the unconditional pass
+  std::uint64_t seed = 0;
+  std::int64_t width = 1024, height = 1024;
+  std::int64_t images_per_prompt = 1;
+  std::string scheduler = "dpmpp2m";
+};
+
+struct GeneratedImage {
+  std::size_t prompt_index = 0;
+  std::int64_t image_index = 0;  // within its prompt
+  std::uint64_t seed = 0;        // the seed of this image's noise
+  torch::Tensor rgb;             // [H, W, 3] uint8, CPU
+};
+
+// Checks a request (sizes multiples of 8, steps >= 1, known scheduler, prompts given) and
+// throws UsageError naming the bad value.
+void validate(const GenerationRequest& request);
+
+// The seed of image k of prompt p: seed + p * images_per_prompt + k, so an image does not
+// depend on how many ranks share the work or on the batch it was drawn in.
+std::uint64_t image_seed(const GenerationRequest& request, std::size_t prompt_index, std::int64_t image_index);
+
+class SdxlPipeline {
+ public:
+  static SdxlPipeline load(const PipelineOptions& options);
+
+  // Generates the images (prompt_index, image_index) listed in `which` (all when empty);
+  // `on_step(done, total)` reports progress.
+  std::vector<GeneratedImage> generate(const GenerationRequest& request,
+                                       const std::vector<std::pair<std::size_t, std::int64_t>>& which = {},
+                                       const std::function<void(std::int64_t, std::int64_t)>& on_step = {});
+
+  nn::PromptEmbeddings encode(const std::string& prompt);
+
+  nn::UNet2DConditionModel unet{nullptr};
+  nn::AutoencoderKL vae{nullptr};
+  nn::ClipTextModel text_encoder{nullptr}, text_encoder_2{nullptr};
+  std::optional<text::ClipTokenizer> tokenizer, tokenizer_2;
+  model::SchedulerConfig scheduler_config;
+  bool force_zeros_for_empty_prompt = true;
+  PipelineOptions options;
+};
+
+}  // namespace sdxl::pipeline

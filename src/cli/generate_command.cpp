@@ -1,0 +1,134 @@
+// `generate`: SDXL text-to-image from the command line, PNGs with their settings in text chunks.
+#include "sdxl_dreambooth/build_features.h"
+#include "sdxl_dreambooth/cli/args.h"
+#include "sdxl_dreambooth/cli/command.h"
+#include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/io/png_writer.h"
+#include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
+#include "sdxl_dreambooth/util/strings.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+namespace sdxl::cli {
+
+namespace {
+
+std::pair<std::int64_t, std::int64_t> parse_size(const std::string& s) {
+  const auto x = s.find('x');
+  try {
+    if (x != std::string::npos) {
+      std::size_t a = 0, b = 0;
+      const long long w = std::stoll(s.substr(0, x), &a), h = std::stoll(s.substr(x + 1), &b);
+      if (a == x && b == s.size() - x - 1) return {w, h};
+    }
+  } catch (const std::exception&) {
+  }
+  throw UsageError("--size: expected WIDTHxHEIGHT such as 1024x1024, got " + util::quoted(s));
+}
+
+torch::Dtype parse_dtype(const std::string& s) {
+  if (s == "fp32") return torch::kFloat;
+  if (s == "bf16") return torch::kBFloat16;
+  if (s == "fp16") return torch::kHalf;
+  throw UsageError("--dtype: expected fp32, bf16 or fp16, got " + util::quoted(s));
+}
+
+}  // namespace
+
+Command make_generate_command() {
+  Command c;
+  c.name = "generate";
+  c.summary = "SDXL text-to-image: PNGs with prompt, seed and settings in their text chunks";
+  c.help =
+      "usage: sdxl-dreambooth generate --model DIR_OR_HUB_ID --prompt P [--prompt P]... --out DIR\n"
+      "         [--negative N] [--steps 25] [--guidance 5] [--seed 0] [--size 1024x1024]\n"
+      "         [--num-images 1] [--scheduler dpmpp2m|euler|euler_karras] [--vae DIR_OR_HUB_ID]\n"
+      "         [--variant fp16] [--revision main] [--dtype fp32|bf16|fp16] [--device cpu|cuda]\n\n"
+      "Writes OUT/<prompt>-<image>-seed<S>.png for every prompt and image. Image k of prompt p\n"
+      "uses seed S + p * num-images + k, so the same seed gives the same image on every run.\n"
+      "An empty negative prompt gives zero embeddings (SDXL's force_zeros_for_empty_prompt);\n"
+      "--guidance 1 disables classifier-free guidance. Progress: a bar on a terminal, one line\n"
+      "per image otherwise (Slurm logs).\n";
+  c.run = [](const std::vector<std::string>& argv) {
+    Args args(argv, {},
+              {"--model", "--out", "--negative", "--steps", "--guidance", "--seed", "--size", "--num-images",
+               "--scheduler", "--vae", "--variant", "--revision", "--dtype", "--device"},
+              {"--prompt"});
+    if (!args.positionals().empty()) throw UsageError("unexpected argument " + util::quoted(args.positionals()[0]));
+    const auto model = args.option("--model");
+    const auto out = args.option("--out");
+    if (!model) throw UsageError("generate needs --model");
+    if (!out) throw UsageError("generate needs --out DIR");
+    pipeline::GenerationRequest req;
+    req.prompts = args.repeated("--prompt");
+    req.negative_prompt = args.option_or("--negative", "");
+    req.steps = args.int_option("--steps").value_or(25);
+    req.guidance_scale = args.float_option("--guidance").value_or(5.0);
+    const long long seed = args.int_option("--seed").value_or(0);
+    if (seed < 0) throw UsageError("--seed must be >= 0");
+    req.seed = static_cast<std::uint64_t>(seed);
+    std::tie(req.width, req.height) = parse_size(args.option_or("--size", "1024x1024"));
+    req.images_per_prompt = args.int_option("--num-images").value_or(1);
+    req.scheduler = args.option_or("--scheduler", "dpmpp2m");
+    pipeline::validate(req);  // before the (slow) model load
+
+    pipeline::PipelineOptions opts;
+    opts.model = *model;
+    opts.vae = args.option("--vae");
+    opts.variant = args.option("--variant");
+    opts.revision = args.option_or("--revision", "main");
+    opts.dtype = parse_dtype(args.option_or("--dtype", "fp32"));
+    const std::string device = args.option_or("--device", "cpu");
+    if (device != "cpu" && device != "cuda") throw UsageError("--device: expected cpu or cuda, got " + util::quoted(device));
+    if (device == "cuda" && !torch::cuda::is_available()) {
+      throw UsageError("--device cuda: this LibTorch has no CUDA or no GPU is visible");
+    }
+    opts.device = device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+
+    auto pipe = pipeline::SdxlPipeline::load(opts);
+    std::error_code ec;  // created only once the model loaded: a bad --model writes nothing
+    std::filesystem::create_directories(*out, ec);
+    if (ec) throw Error("cannot create output folder '" + *out + "': " + ec.message());
+
+    const bool tty = isatty(STDERR_FILENO) != 0;
+    const auto start = std::chrono::steady_clock::now();
+    auto progress = [&](std::int64_t done, std::int64_t total) {
+      if (!tty) return;
+      const int width = 30, filled = static_cast<int>(width * done / total);
+      std::fprintf(stderr, "\r[%s%s] %lld/%lld steps", std::string(filled, '#').c_str(),
+                   std::string(width - filled, '.').c_str(), static_cast<long long>(done), static_cast<long long>(total));
+      if (done == total) std::fprintf(stderr, "\n");
+    };
+    const auto images = pipe.generate(req, {}, progress);
+    const BuildFeatures f = build_features();
+    for (const auto& img : images) {
+      const std::string name = std::to_string(img.prompt_index) + "-" + std::to_string(img.image_index) + "-seed" +
+                               std::to_string(img.seed) + ".png";
+      const std::string path = (std::filesystem::path(*out) / name).string();
+      io::write_png(path, img.rgb.data_ptr<std::uint8_t>(), static_cast<int>(img.rgb.size(1)),
+                    static_cast<int>(img.rgb.size(0)),
+                    {{"prompt", req.prompts[img.prompt_index]},
+                     {"negative_prompt", req.negative_prompt},
+                     {"seed", std::to_string(img.seed)},
+                     {"steps", std::to_string(req.steps)},
+                     {"guidance_scale", util::format_number(req.guidance_scale)},
+                     {"scheduler", req.scheduler},
+                     {"size", std::to_string(req.width) + "x" + std::to_string(req.height)},
+                     {"model", *model},
+                     {"software", "sdxl-dreambooth " + f.program_version + " (" + f.git_commit + ")"}});
+      std::cout << path << "\n";
+    }
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::cerr << images.size() << " image(s) in " << util::format_number(std::round(s * 100) / 100) << " s\n";
+    return 0;
+  };
+  return c;
+}
+
+}  // namespace sdxl::cli

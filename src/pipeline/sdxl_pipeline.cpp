@@ -1,0 +1,142 @@
+#include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
+
+#include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/model/model_location.h"
+#include "sdxl_dreambooth/sampling/sampler.h"
+
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+
+namespace sdxl::pipeline {
+
+void validate(const GenerationRequest& r) {
+  if (r.prompts.empty()) throw UsageError("no prompt given");
+  if (r.width < 8 || r.height < 8 || r.width % 8 != 0 || r.height % 8 != 0) {
+    throw UsageError("image size " + std::to_string(r.width) + "x" + std::to_string(r.height) +
+                     ": width and height must be positive multiples of 8");
+  }
+  if (r.steps < 1) throw UsageError("steps must be at least 1, got " + std::to_string(r.steps));
+  if (r.images_per_prompt < 1) throw UsageError("images per prompt must be at least 1");
+  if (!(r.guidance_scale >= 0)) throw UsageError("guidance scale must be >= 0");
+  model::SchedulerConfig probe;
+  sampling::make_sampler(r.scheduler, probe);  // throws for an unknown name
+}
+
+std::uint64_t image_seed(const GenerationRequest& r, std::size_t prompt_index, std::int64_t image_index) {
+  return r.seed + static_cast<std::uint64_t>(prompt_index) * static_cast<std::uint64_t>(r.images_per_prompt) +
+         static_cast<std::uint64_t>(image_index);
+}
+
+SdxlPipeline SdxlPipeline::load(const PipelineOptions& o) {
+  SdxlPipeline p;
+  p.options = o;
+  const model::PipelineFolder folder = model::open_pipeline(o.model, o.revision);
+  model::ComponentLoadOptions lo;
+  lo.variant = o.variant;
+  lo.dtype = o.dtype;
+  lo.device = o.device;
+  p.unet = model::load_unet(folder.component("unet"), lo);
+  p.vae = model::load_vae(o.vae ? model::resolve_component_dir(*o.vae, o.revision, "vae") : folder.component("vae"), lo);
+  p.text_encoder = model::load_text_encoder(folder.component("text_encoder"), lo);
+  p.text_encoder_2 = model::load_text_encoder(folder.component("text_encoder_2"), lo);
+  p.tokenizer.emplace(text::ClipTokenizer::load(folder.component("tokenizer")));
+  p.tokenizer_2.emplace(text::ClipTokenizer::load(folder.component("tokenizer_2")));
+  p.scheduler_config = model::SchedulerConfig::load(folder.component("scheduler") / "scheduler_config.json");
+  std::ifstream in(folder.root / "model_index.json");
+  const auto index = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (index.is_object() && index.contains("force_zeros_for_empty_prompt") &&
+      index["force_zeros_for_empty_prompt"].is_boolean()) {
+    p.force_zeros_for_empty_prompt = index["force_zeros_for_empty_prompt"].get<bool>();
+  }
+  return p;
+}
+
+nn::PromptEmbeddings SdxlPipeline::encode(const std::string& prompt) {
+  const auto ids = [&](const text::ClipTokenizer& tok) {
+    return torch::tensor(tok.tokenize(prompt), torch::kLong).unsqueeze(0).to(options.device);
+  };
+  return nn::encode_prompt(text_encoder, text_encoder_2, ids(*tokenizer), ids(*tokenizer_2));
+}
+
+std::vector<GeneratedImage> SdxlPipeline::generate(const GenerationRequest& r,
+                                                   const std::vector<std::pair<std::size_t, std::int64_t>>& which_in,
+                                                   const std::function<void(std::int64_t, std::int64_t)>& on_step) {
+  validate(r);
+  torch::NoGradGuard no_grad;
+  std::vector<std::pair<std::size_t, std::int64_t>> which = which_in;
+  if (which.empty()) {
+    for (std::size_t p = 0; p < r.prompts.size(); ++p) {
+      for (std::int64_t k = 0; k < r.images_per_prompt; ++k) which.emplace_back(p, k);
+    }
+  }
+  const bool cfg = r.guidance_scale > 1.0;
+  const auto dtype = options.dtype;
+  const auto dev = options.device;
+  // The negative branch: zeros for an empty negative prompt (force_zeros_for_empty_prompt).
+  nn::PromptEmbeddings negative;
+  if (cfg) {
+    if (r.negative_prompt.empty() && force_zeros_for_empty_prompt) {
+      const auto probe = encode("");
+      negative = {torch::zeros_like(probe.prompt_embeds), torch::zeros_like(probe.pooled_prompt_embeds)};
+    } else {
+      negative = encode(r.negative_prompt);
+    }
+  }
+  // SDXL's micro-conditioning: original size, crop top-left (0, 0), target size.
+  const auto h = static_cast<float>(r.height), w = static_cast<float>(r.width);
+  const torch::Tensor time_ids = torch::tensor({h, w, 0.f, 0.f, h, w}).unsqueeze(0).to(dev, dtype);
+  const std::int64_t latent_channels = vae->config().latent_channels;
+  const std::int64_t total = static_cast<std::int64_t>(which.size()) * r.steps;
+  std::int64_t done = 0;
+  std::vector<GeneratedImage> images;
+  std::size_t encoded_for = SIZE_MAX;
+  nn::PromptEmbeddings positive;
+  for (const auto& [p, k] : which) {
+    if (encoded_for != p) {
+      positive = encode(r.prompts.at(p));
+      encoded_for = p;
+    }
+    torch::Tensor embeds = positive.prompt_embeds, pooled = positive.pooled_prompt_embeds, ids = time_ids;
+    if (cfg) {
+      embeds = torch::cat({negative.prompt_embeds, embeds});
+      pooled = torch::cat({negative.pooled_prompt_embeds, pooled});
+      ids = torch::cat({time_ids, time_ids});
+    }
+    embeds = embeds.to(dtype);
+    pooled = pooled.to(dtype);
+    // Noise on the CPU from this image's own seed: the same on every device and rank count.
+    GeneratedImage img;
+    img.prompt_index = p;
+    img.image_index = k;
+    img.seed = image_seed(r, p, k);
+    auto gen = at::detail::createCPUGenerator(img.seed);
+    torch::Tensor latents =
+        at::randn({1, latent_channels, r.height / 8, r.width / 8}, gen, torch::TensorOptions().dtype(torch::kFloat));
+    auto sampler = sampling::make_sampler(r.scheduler, scheduler_config);
+    sampler->set_timesteps(r.steps);
+    latents = (latents * sampler->init_noise_sigma()).to(dev);
+    for (std::size_t i = 0; i < sampler->timesteps().size(); ++i) {
+      torch::Tensor in = sampler->scale_model_input(latents, i);
+      if (cfg) in = torch::cat({in, in});
+      const torch::Tensor t = torch::tensor(sampler->timesteps()[i], torch::kFloat).to(dev);
+      torch::Tensor eps = unet(in.to(dtype), t, embeds, pooled, ids).to(torch::kFloat);
+      if (cfg) {
+        auto parts = eps.chunk(2);
+        eps = parts[0] + r.guidance_scale * (parts[1] - parts[0]);
+      }
+      latents = sampler->step(eps, i, latents);
+      if (on_step) on_step(++done, total);
+    }
+    const auto& vc = vae->config();
+    torch::Tensor z = latents / vc.scaling_factor;
+    if (vc.shift_factor) z = z + *vc.shift_factor;
+    torch::Tensor image = vae->decode(z.to(dtype)).to(torch::kFloat);  // decode upcasts itself when needed
+    image = (image / 2 + 0.5).clamp(0, 1);
+    img.rgb = (image[0].permute({1, 2, 0}) * 255).round().to(torch::kUInt8).to(torch::kCPU).contiguous();
+    images.push_back(std::move(img));
+  }
+  return images;
+}
+
+}  // namespace sdxl::pipeline
