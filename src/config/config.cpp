@@ -242,13 +242,17 @@ class Loader {
     }
   }
 
+  void report_unknown_key(const std::string& key, const std::string& where) {
+    std::string msg = where + ": unknown key '" + key + "'";
+    const std::string near = nearest_key(key);
+    if (!near.empty()) msg += " (did you mean '" + near + "'?)";
+    errors.push_back(msg);
+  }
+
   void apply(const std::string& key, const toml::node& node, const std::string& where) {
     const KeySpec* spec = find_key(key);
     if (!spec) {
-      std::string msg = where + ": unknown key '" + key + "'";
-      const std::string near = nearest_key(key);
-      if (!near.empty()) msg += " (did you mean '" + near + "'?)";
-      errors.push_back(msg);
+      report_unknown_key(key, where);
       return;
     }
     auto value = convert(node, *spec);
@@ -279,10 +283,7 @@ class Loader {
     const std::string text = arg.substr(eq + 1);
     const KeySpec* spec = find_key(key);
     if (!spec) {
-      std::string msg = where + ": unknown key '" + key + "'";
-      const std::string near = nearest_key(key);
-      if (!near.empty()) msg += " (did you mean '" + near + "'?)";
-      errors.push_back(msg);
+      report_unknown_key(key, where);
       return;
     }
     // The value is TOML (`5`, `true`, `["a", "b"]`, `"quoted"`); a bare word is taken as
