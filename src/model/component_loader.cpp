@@ -7,14 +7,8 @@ namespace fs = std::filesystem;
 namespace sdxl::model {
 
 WeightSource open_component_weights(const fs::path& dir, const std::optional<std::string>& variant) {
-  if (variant) {
-    try {
-      return WeightSource::open_component(dir, variant);
-    } catch (const Error& e) {
-      // Only a missing variant falls back; a corrupt variant file is an error.
-      if (std::string(e.what()).rfind("no '", 0) != 0) throw;
-    }
-  }
+  // Only a missing variant falls back; a corrupt variant file is an error.
+  if (variant && WeightSource::find_component_file(dir, variant)) return WeightSource::open_component(dir, variant);
   return WeightSource::open_component(dir, std::nullopt);
 }
 

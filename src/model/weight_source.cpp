@@ -68,7 +68,9 @@ void WeightSource::add_file(const fs::path& path, const std::vector<std::string>
   }
 }
 
-WeightSource WeightSource::open_component(const fs::path& dir, const std::optional<std::string>& variant) {
+namespace {
+
+std::vector<std::string> component_candidates(const std::optional<std::string>& variant) {
   std::vector<std::string> candidates;
   for (const std::string base : {"diffusion_pytorch_model", "model"}) {
     if (variant) {
@@ -80,13 +82,25 @@ WeightSource WeightSource::open_component(const fs::path& dir, const std::option
       candidates.push_back(base + ".safetensors.index.json");
     }
   }
-  for (const auto& name : candidates) {
-    if (fs::is_regular_file(dir / name)) {
-      WeightSource ws = open_file(dir / name);
-      ws.description_ = (dir / name).string();
-      return ws;
-    }
+  return candidates;
+}
+
+}  // namespace
+
+std::optional<fs::path> WeightSource::find_component_file(const fs::path& dir, const std::optional<std::string>& variant) {
+  for (const auto& name : component_candidates(variant)) {
+    if (fs::is_regular_file(dir / name)) return dir / name;
   }
+  return std::nullopt;
+}
+
+WeightSource WeightSource::open_component(const fs::path& dir, const std::optional<std::string>& variant) {
+  if (auto file = find_component_file(dir, variant)) {
+    WeightSource ws = open_file(*file);
+    ws.description_ = file->string();
+    return ws;
+  }
+  const std::vector<std::string> candidates = component_candidates(variant);
   std::string hint = "looked for: " + util::join(candidates, ", ");
   for (const char* pickle : {"diffusion_pytorch_model.bin", "pytorch_model.bin"}) {
     if (fs::exists(dir / pickle)) {

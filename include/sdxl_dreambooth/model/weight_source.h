@@ -20,6 +20,9 @@ class WeightSource {
  public:
   // Finds the weight files of a component folder; the error lists every name looked for.
   static WeightSource open_component(const std::filesystem::path& dir, const std::optional<std::string>& variant);
+  // The weight file (or shard index) open_component would read; nullopt when there is none.
+  static std::optional<std::filesystem::path> find_component_file(const std::filesystem::path& dir,
+                                                                  const std::optional<std::string>& variant);
   // One safetensors file, or an index.json of shards.
   static WeightSource open_file(const std::filesystem::path& path);
 
