@@ -11,14 +11,7 @@ namespace sdxl::model {
 
 namespace {
 
-std::string shape_str(at::IntArrayRef s) {
-  std::ostringstream o;
-  o << "[";
-  for (std::size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
-  return o.str() + "]";
-}
-
-std::string shape_str(const std::vector<std::int64_t>& s) { return shape_str(at::IntArrayRef(s)); }
+std::string shape_str(at::IntArrayRef s) { return util::shape_string(s.vec()); }
 
 }  // namespace
 

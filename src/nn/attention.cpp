@@ -55,11 +55,11 @@ AttentionImpl::AttentionImpl(const AttentionConfig& c) : config_(c) {
     group_norm = register_module(
         "group_norm", torch::nn::GroupNorm(torch::nn::GroupNormOptions(c.norm_num_groups, c.query_dim).eps(c.norm_eps)));
   }
-  to_q = register_module("to_q", torch::nn::Linear(torch::nn::LinearOptions(c.query_dim, inner).bias(c.bias)));
-  to_k = register_module("to_k", torch::nn::Linear(torch::nn::LinearOptions(kv_dim, inner).bias(c.bias)));
-  to_v = register_module("to_v", torch::nn::Linear(torch::nn::LinearOptions(kv_dim, inner).bias(c.bias)));
+  to_q = register_module("to_q", LoraCompatibleLinear(c.query_dim, inner, c.bias));
+  to_k = register_module("to_k", LoraCompatibleLinear(kv_dim, inner, c.bias));
+  to_v = register_module("to_v", LoraCompatibleLinear(kv_dim, inner, c.bias));
   to_out = register_module("to_out", torch::nn::ModuleList());
-  to_out->push_back(torch::nn::Linear(torch::nn::LinearOptions(inner, c.query_dim).bias(true)));
+  to_out->push_back(LoraCompatibleLinear(inner, c.query_dim, true));
   to_out->push_back(torch::nn::Dropout(0.0));
   options.upcast = c.upcast_attention;
 }
@@ -79,7 +79,7 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& input, const torch::Te
   torch::Tensor q = split(to_q(x)), k = split(to_k(ctx)), v = split(to_v(ctx));
   torch::Tensor out = scaled_dot_product_attention(q, k, v, options);
   out = out.transpose(1, 2).reshape({B, -1, h * d});
-  out = to_out[0]->as<torch::nn::Linear>()->forward(out);
+  out = to_out[0]->as<LoraCompatibleLinear>()->forward(out);
   if (spatial) out = out.transpose(-1, -2).reshape({B, C, H, W});
   if (config_.residual_connection) out = out + input;
   if (config_.rescale_output_factor != 1.0) out = out / config_.rescale_output_factor;

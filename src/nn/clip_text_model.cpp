@@ -8,10 +8,10 @@
 namespace sdxl::nn {
 
 ClipAttentionImpl::ClipAttentionImpl(std::int64_t hidden, std::int64_t heads) : heads_(heads) {
-  k_proj = register_module("k_proj", torch::nn::Linear(hidden, hidden));
-  v_proj = register_module("v_proj", torch::nn::Linear(hidden, hidden));
-  q_proj = register_module("q_proj", torch::nn::Linear(hidden, hidden));
-  out_proj = register_module("out_proj", torch::nn::Linear(hidden, hidden));
+  k_proj = register_module("k_proj", LoraCompatibleLinear(hidden, hidden));
+  v_proj = register_module("v_proj", LoraCompatibleLinear(hidden, hidden));
+  q_proj = register_module("q_proj", LoraCompatibleLinear(hidden, hidden));
+  out_proj = register_module("out_proj", LoraCompatibleLinear(hidden, hidden));
 }
 
 torch::Tensor ClipAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& causal_mask) {

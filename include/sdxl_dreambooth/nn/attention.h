@@ -2,6 +2,8 @@
 // (to_q/to_k/to_v/to_out.0) for the UNet's transformer blocks and the VAE mid-block.
 #pragma once
 
+#include "sdxl_dreambooth/nn/lora_linear.h"
+
 #include <torch/torch.h>
 
 #include <optional>
@@ -47,8 +49,8 @@ class AttentionImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context = {});
 
   torch::nn::GroupNorm group_norm{nullptr};
-  torch::nn::Linear to_q{nullptr}, to_k{nullptr}, to_v{nullptr};
-  torch::nn::ModuleList to_out;  // [Linear, Dropout] as in diffusers: keys to_out.0.*
+  LoraCompatibleLinear to_q{nullptr}, to_k{nullptr}, to_v{nullptr};
+  torch::nn::ModuleList to_out;  // [LoraCompatibleLinear, Dropout] as in diffusers: keys to_out.0.*
   AttentionOptions options;
 
  private:

@@ -5,6 +5,8 @@
 
 #include "sdxl_dreambooth/model/clip_text_config.h"
 
+#include "sdxl_dreambooth/nn/lora_linear.h"
+
 #include <torch/torch.h>
 
 #include <vector>
@@ -23,7 +25,7 @@ class ClipAttentionImpl : public torch::nn::Module {
  public:
   ClipAttentionImpl(std::int64_t hidden, std::int64_t heads);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& causal_mask);
-  torch::nn::Linear k_proj{nullptr}, v_proj{nullptr}, q_proj{nullptr}, out_proj{nullptr};
+  LoraCompatibleLinear k_proj{nullptr}, v_proj{nullptr}, q_proj{nullptr}, out_proj{nullptr};
 
  private:
   std::int64_t heads_;

@@ -1,6 +1,7 @@
 // Small string helpers shared by configuration, CLI and loaders.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -23,6 +24,9 @@ std::string nearest(const std::string& word, const std::vector<std::string>& can
 
 // "1.2 GiB", "340 KiB".
 std::string format_bytes(double bytes);
+
+// "[2, 4, 16, 16]": a tensor shape for messages.
+std::string shape_string(const std::vector<std::int64_t>& shape);
 
 // Quote for messages: 'x' with control characters escaped.
 std::string quoted(std::string_view s);

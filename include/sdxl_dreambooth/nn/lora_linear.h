@@ -1,0 +1,43 @@
+// A Linear layer that can carry a LoRA adapter (diffusers' LoRACompatibleLinear with peft's
+// LoraLayer semantics): y = W x + b + scale · (alpha / rank) · B(A x). The adapter's
+// parameters are registered as the submodules `lora_A` and `lora_B`, so their names are
+// `<module path>.lora_A.weight` / `.lora_B.weight`, and the base `weight`/`bias` keep the
+// checkpoint's names.
+#pragma once
+
+#include <torch/torch.h>
+
+namespace sdxl::nn {
+
+class LoraCompatibleLinearImpl : public torch::nn::Module {
+ public:
+  LoraCompatibleLinearImpl(std::int64_t in_features, std::int64_t out_features, bool bias = true);
+
+  torch::Tensor forward(const torch::Tensor& x);
+
+  // Adds a float32 adapter on the weight's device: A ~ N(0, (1/rank)²) (peft's "gaussian"
+  // init, std = 1/rank) drawn from `generator` (a CPU generator), B = 0, so the layer's output
+  // is unchanged until B trains.
+  void add_lora(std::int64_t rank, double alpha, at::Generator& generator);
+  void remove_lora();
+  bool has_lora() const { return !lora_A.is_empty(); }
+  std::int64_t lora_rank() const { return rank_; }
+  double lora_alpha() const { return alpha_; }
+  // Folds scale · (alpha / rank) · B A into W and removes the adapter (inference).
+  void merge_lora(double scale = 1.0);
+
+  std::int64_t in_features() const { return in_; }
+  std::int64_t out_features() const { return out_; }
+
+  torch::Tensor weight, bias;
+  torch::nn::Linear lora_A{nullptr}, lora_B{nullptr};
+  double lora_scale = 1.0;  // run-time multiplier of the adapter (generate --lora-scale)
+
+ private:
+  std::int64_t in_, out_;
+  std::int64_t rank_ = 0;
+  double alpha_ = 0.0;
+};
+TORCH_MODULE(LoraCompatibleLinear);
+
+}  // namespace sdxl::nn

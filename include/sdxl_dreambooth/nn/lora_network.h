@@ -1,0 +1,60 @@
+// The set of LoRA adapters of one model (UNet or text encoder): which projections carry an
+// adapter, their parameters under the names `<module path>.lora_A.weight` / `.lora_B.weight`
+// (the names the reference vectors, checkpoints and exports start from), and loading them.
+#pragma once
+
+#include "sdxl_dreambooth/nn/lora_linear.h"
+
+#include <torch/torch.h>
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace sdxl::nn {
+
+struct LoraSpec {
+  std::int64_t rank = 4;
+  double alpha = 4.0;
+  // Last components of the module paths to wrap, e.g. "to_q", "to_out.0" (UNet) or
+  // "q_proj" (text encoders).
+  std::vector<std::string> targets;
+};
+
+class LoraNetwork {
+ public:
+  LoraNetwork() = default;
+
+  // Freezes every parameter of `root` and adds an adapter to each LoraCompatibleLinear whose
+  // path ends with ".<target>", in module order, drawing A from `generator`. `what` names the
+  // model in errors ("UNet"). A target that matches no projection is a UsageError.
+  static LoraNetwork inject(torch::nn::Module& root, const LoraSpec& spec, at::Generator& generator,
+                            const std::string& what);
+
+  const LoraSpec& spec() const { return spec_; }
+  std::size_t size() const { return paths_.size(); }
+  bool empty() const { return paths_.empty(); }
+  const std::vector<std::string>& module_paths() const { return paths_; }
+  const std::vector<LoraCompatibleLinear>& modules() const { return modules_; }
+
+  // Per module: A then B, in module order.
+  std::vector<std::pair<std::string, torch::Tensor>> named_parameters() const;
+  std::vector<torch::Tensor> parameters() const;
+  std::int64_t num_parameters() const;
+
+  // Copies tensors named like named_parameters() into the adapters. Every adapter tensor
+  // must be present with its shape; names that are not adapters are an error. `source`
+  // names the origin in errors.
+  void load(const std::map<std::string, torch::Tensor>& tensors, const std::string& source);
+
+  // Scale of the adapters' contribution at run time (1 = as trained).
+  void set_scale(double scale);
+
+ private:
+  LoraSpec spec_;
+  std::vector<std::string> paths_;
+  std::vector<LoraCompatibleLinear> modules_;
+};
+
+}  // namespace sdxl::nn

@@ -1,0 +1,66 @@
+#include "sdxl_dreambooth/nn/lora_linear.h"
+
+#include "sdxl_dreambooth/error.h"
+
+#include <cmath>
+
+namespace sdxl::nn {
+
+LoraCompatibleLinearImpl::LoraCompatibleLinearImpl(std::int64_t in_features, std::int64_t out_features, bool bias_)
+    : in_(in_features), out_(out_features) {
+  weight = register_parameter("weight", torch::empty({out_, in_}));
+  // Same initialisation as torch.nn.Linear, for modules built without a checkpoint.
+  torch::nn::init::kaiming_uniform_(weight, std::sqrt(5.0));
+  if (bias_) {
+    const double bound = 1.0 / std::sqrt(static_cast<double>(in_));
+    bias = register_parameter("bias", torch::empty({out_}).uniform_(-bound, bound));
+  }
+}
+
+torch::Tensor LoraCompatibleLinearImpl::forward(const torch::Tensor& x) {
+  torch::Tensor y = torch::nn::functional::linear(x, weight, bias);
+  if (!has_lora() || lora_scale == 0.0) return y;
+  // peft: the adapter runs in its own dtype (float32) and the sum returns in the base dtype.
+  const auto adapter_dtype = lora_A->weight.scalar_type();
+  torch::Tensor delta = lora_B(lora_A(x.to(adapter_dtype)));
+  const double scaling = lora_scale * alpha_ / static_cast<double>(rank_);
+  if (scaling != 1.0) delta = delta * scaling;
+  return (y.to(adapter_dtype) + delta).to(y.scalar_type());
+}
+
+void LoraCompatibleLinearImpl::add_lora(std::int64_t rank, double alpha, at::Generator& generator) {
+  if (rank < 1) throw Error("LoRA rank must be >= 1, got " + std::to_string(rank));
+  if (has_lora()) remove_lora();
+  rank_ = rank;
+  alpha_ = alpha;
+  const auto opts = torch::TensorOptions().dtype(torch::kFloat).device(weight.device());
+  lora_A = register_module("lora_A", torch::nn::Linear(torch::nn::LinearOptions(in_, rank).bias(false)));
+  lora_B = register_module("lora_B", torch::nn::Linear(torch::nn::LinearOptions(rank, out_).bias(false)));
+  lora_A->to(opts.device(), torch::kFloat);
+  lora_B->to(opts.device(), torch::kFloat);
+  torch::NoGradGuard no_grad;
+  // Drawn on the CPU so that the same seed gives the same adapter on every device.
+  lora_A->weight.copy_(torch::empty({rank, in_}).normal_(0.0, 1.0 / static_cast<double>(rank), generator));
+  lora_B->weight.zero_();
+}
+
+void LoraCompatibleLinearImpl::remove_lora() {
+  if (!has_lora()) return;
+  unregister_module("lora_A");
+  unregister_module("lora_B");
+  lora_A = nullptr;
+  lora_B = nullptr;
+  rank_ = 0;
+  alpha_ = 0.0;
+}
+
+void LoraCompatibleLinearImpl::merge_lora(double scale) {
+  if (!has_lora()) return;
+  torch::NoGradGuard no_grad;
+  const double scaling = scale * alpha_ / static_cast<double>(rank_);
+  const torch::Tensor delta = torch::matmul(lora_B->weight, lora_A->weight) * scaling;
+  weight.copy_((weight.to(torch::kFloat) + delta.to(weight.device())).to(weight.scalar_type()));
+  remove_lora();
+}
+
+}  // namespace sdxl::nn

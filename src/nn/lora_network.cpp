@@ -1,0 +1,94 @@
+#include "sdxl_dreambooth/nn/lora_network.h"
+
+#include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/util/strings.h"
+
+#include <set>
+
+namespace sdxl::nn {
+namespace {
+
+bool ends_with_component(const std::string& path, const std::string& target) {
+  return path == target ||
+         (path.size() > target.size() && path.compare(path.size() - target.size(), target.size(), target) == 0 &&
+          path[path.size() - target.size() - 1] == '.');
+}
+
+}  // namespace
+
+LoraNetwork LoraNetwork::inject(torch::nn::Module& root, const LoraSpec& spec, at::Generator& generator,
+                                const std::string& what) {
+  if (spec.targets.empty()) throw UsageError("no LoRA targets given for the " + what);
+  for (auto& p : root.parameters()) p.set_requires_grad(false);
+  LoraNetwork net;
+  net.spec_ = spec;
+  std::set<std::string> matched;
+  for (const auto& item : root.named_modules("", /*include_self=*/false)) {
+    auto linear = std::dynamic_pointer_cast<LoraCompatibleLinearImpl>(item.value());
+    if (!linear) continue;
+    for (const auto& target : spec.targets) {
+      if (!ends_with_component(item.key(), target)) continue;
+      linear->add_lora(spec.rank, spec.alpha, generator);
+      net.paths_.push_back(item.key());
+      net.modules_.emplace_back(linear);
+      matched.insert(target);
+      break;
+    }
+  }
+  for (const auto& target : spec.targets) {
+    if (!matched.count(target)) {
+      throw UsageError("LoRA target \"" + target + "\" matches no attention projection of the " + what,
+                       "the " + what + " has projections named to_q, to_k, to_v, to_out.0 (UNet) or "
+                       "q_proj, k_proj, v_proj, out_proj (text encoders)");
+    }
+  }
+  return net;
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> LoraNetwork::named_parameters() const {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  out.reserve(2 * modules_.size());
+  for (std::size_t i = 0; i < modules_.size(); ++i) {
+    out.emplace_back(paths_[i] + ".lora_A.weight", modules_[i]->lora_A->weight);
+    out.emplace_back(paths_[i] + ".lora_B.weight", modules_[i]->lora_B->weight);
+  }
+  return out;
+}
+
+std::vector<torch::Tensor> LoraNetwork::parameters() const {
+  std::vector<torch::Tensor> out;
+  for (auto& [name, t] : named_parameters()) out.push_back(t);
+  return out;
+}
+
+std::int64_t LoraNetwork::num_parameters() const {
+  std::int64_t n = 0;
+  for (auto& [name, t] : named_parameters()) n += t.numel();
+  return n;
+}
+
+void LoraNetwork::load(const std::map<std::string, torch::Tensor>& tensors, const std::string& source) {
+  const auto params = named_parameters();
+  std::set<std::string> expected;
+  for (const auto& [name, param] : params) {
+    expected.insert(name);
+    auto it = tensors.find(name);
+    if (it == tensors.end()) throw Error(source + ": LoRA tensor \"" + name + "\" is missing");
+    if (it->second.sizes() != param.sizes()) {
+      throw Error(source + ": LoRA tensor \"" + name + "\" has shape " + util::shape_string(it->second.sizes().vec()) +
+                  ", expected " + util::shape_string(param.sizes().vec()),
+                  "was it trained with another lora.rank or model?");
+    }
+  }
+  for (const auto& [name, t] : tensors) {
+    if (!expected.count(name)) throw Error(source + ": \"" + name + "\" is not a LoRA tensor of this model");
+  }
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, param] : params) param.copy_(tensors.at(name));
+}
+
+void LoraNetwork::set_scale(double scale) {
+  for (auto& m : modules_) m->lora_scale = scale;
+}
+
+}  // namespace sdxl::nn
