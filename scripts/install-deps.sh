@@ -12,7 +12,7 @@ packages=(
   nlohmann-json3-dev                    # diffusers/HF JSON files, safetensors headers
   libutf8proc-dev                       # Unicode classes for the CLIP tokenizer
   libgtest-dev                          # tests
-  libjpeg62-turbo-dev libpng-dev libexif-dev  # image decoding
+  libjpeg62-turbo-dev libpng-dev libexif-dev libwebp-dev  # image decoding
 )
 
 missing=()

@@ -4,6 +4,7 @@
 #include "sdxl_dreambooth/cli/command.h"
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/io/png_writer.h"
+#include "sdxl_dreambooth/model/lora_import.h"
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
 #include "sdxl_dreambooth/util/strings.h"
 
@@ -49,16 +50,23 @@ Command make_generate_command() {
       "usage: sdxl-dreambooth generate --model DIR_OR_HUB_ID --prompt P [--prompt P]... --out DIR\n"
       "         [--negative N] [--steps 25] [--guidance 5] [--seed 0] [--size 1024x1024]\n"
       "         [--num-images 1] [--scheduler dpmpp2m|euler|euler_karras] [--vae DIR_OR_HUB_ID]\n"
-      "         [--variant fp16] [--revision main] [--dtype fp32|bf16|fp16] [--device cpu|cuda]\n\n"
+      "         [--variant fp16] [--revision main] [--dtype fp32|bf16|fp16] [--device cpu|cuda]\n"
+      "         [--lora FILE [--lora-scale 1] [--lora-mode merge|runtime]]\n\n"
       "Writes OUT/<prompt>-<image>-seed<S>.png for every prompt and image. Image k of prompt p\n"
       "uses seed S + p * num-images + k, so the same seed gives the same image on every run.\n"
       "An empty negative prompt gives zero embeddings (SDXL's force_zeros_for_empty_prompt);\n"
       "--guidance 1 disables classifier-free guidance. Progress: a bar on a terminal, one line\n"
-      "per image otherwise (Slurm logs).\n";
+      "per image otherwise (Slurm logs).\n\n"
+      "--lora applies a LoRA safetensors file: this program's or diffusers' pytorch_lora_weights\n"
+      "(unet.<module>.lora.down/up.weight), peft names (lora_A/lora_B) or kohya names with\n"
+      "diffusers module paths (lora_unet_..., with .alpha). merge folds scale * B A into the\n"
+      "weights (no cost per step); runtime keeps the adapters beside them. The number of\n"
+      "applied and unused adapters is reported; a file whose adapters match nothing is an error.\n";
   c.run = [](const std::vector<std::string>& argv) {
     Args args(argv, {},
               {"--model", "--out", "--negative", "--steps", "--guidance", "--seed", "--size", "--num-images",
-               "--scheduler", "--vae", "--variant", "--revision", "--dtype", "--device"},
+               "--scheduler", "--vae", "--variant", "--revision", "--dtype", "--device", "--lora", "--lora-scale",
+               "--lora-mode"},
               {"--prompt"});
     if (!args.positionals().empty()) throw UsageError("unexpected argument " + util::quoted(args.positionals()[0]));
     const auto model = args.option("--model");
@@ -77,6 +85,17 @@ Command make_generate_command() {
     req.images_per_prompt = args.int_option("--num-images").value_or(1);
     req.scheduler = args.option_or("--scheduler", "dpmpp2m");
     pipeline::validate(req);  // before the (slow) model load
+    const auto lora_path = args.option("--lora");
+    const double lora_scale = args.float_option("--lora-scale").value_or(1.0);
+    const std::string lora_mode = args.option_or("--lora-mode", "merge");
+    if (lora_mode != "merge" && lora_mode != "runtime") {
+      throw UsageError("--lora-mode: expected merge or runtime, got " + util::quoted(lora_mode));
+    }
+    if (!lora_path && (args.option("--lora-scale") || args.option("--lora-mode"))) {
+      throw UsageError("--lora-scale and --lora-mode need --lora FILE");
+    }
+    std::optional<model::LoraFileContents> lora;
+    if (lora_path) lora = model::read_lora_file(*lora_path);  // a bad file fails before the model load
 
     pipeline::PipelineOptions opts;
     opts.model = *model;
@@ -92,6 +111,20 @@ Command make_generate_command() {
     opts.device = device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
 
     auto pipe = pipeline::SdxlPipeline::load(opts);
+    if (lora) {
+      const auto report = model::apply_lora(*pipe.unet, *lora, lora_scale, lora_mode == "merge");
+      if (report.applied == 0) {
+        throw Error(*lora_path + ": none of its " + std::to_string(lora->unet.size()) +
+                        " UNet adapters matches a projection of " + *model,
+                    "is it a LoRA for SDXL, with diffusers module names?");
+      }
+      std::cerr << "LoRA " << *lora_path << " (" << lora->format << "): " << report.applied << " adapters "
+                << (lora_mode == "merge" ? "merged" : "applied at run time") << " with scale "
+                << util::format_number(lora_scale) << ", " << report.unused.size() << " unused";
+      if (report.other_tensors) std::cerr << ", " << report.other_tensors << " text-encoder tensors not applied";
+      std::cerr << "\n";
+      for (const auto& u : report.unused) std::cerr << "warning: LoRA module not in the model: " << u << "\n";
+    }
     std::error_code ec;  // created only once the model loaded: a bad --model writes nothing
     std::filesystem::create_directories(*out, ec);
     if (ec) throw Error("cannot create output folder '" + *out + "': " + ec.message());
@@ -121,6 +154,7 @@ Command make_generate_command() {
                      {"scheduler", req.scheduler},
                      {"size", std::to_string(req.width) + "x" + std::to_string(req.height)},
                      {"model", *model},
+                     {"lora", lora_path ? *lora_path + " (scale " + util::format_number(lora_scale) + ")" : "none"},
                      {"software", "sdxl-dreambooth " + f.program_version + " (" + f.git_commit + ")"}});
       std::cout << path << "\n";
     }

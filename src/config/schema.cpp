@@ -79,6 +79,9 @@ std::vector<KeySpec> build_schema() {
       // prior
       key("prior.enabled", T::kBool, false, "Prior preservation loss (needs data.class_dir and data.class_prompt)"),
       range(key("prior.loss_weight", T::kFloat, 1.0, "Weight of the prior preservation loss"), 0.0),
+      range(key("prior.sample_steps", T::kInt, std::int64_t{25},
+                "Sampling steps of each generated class image (validation.scheduler, guidance 5)"),
+            1, 1000),
       // lora
       range(key("lora.rank", T::kInt, std::int64_t{4}, "LoRA rank"), 1, 1024),
       positive(optional("lora.alpha", T::kFloat, "= lora.rank", "LoRA alpha; the update is scaled by alpha / rank")),
@@ -102,6 +105,9 @@ std::vector<KeySpec> build_schema() {
       range(optional("train.seed", T::kInt, "a random seed, logged and saved in checkpoints",
                      "Seed of every random stream (data order, noise, timesteps, LoRA init)"),
             0, 4294967295.0),
+      choices(key("train.device", T::kString, std::string("auto"),
+                  "Where training runs: auto picks cuda when LibTorch sees a GPU, else cpu"),
+              {"auto", "cpu", "cuda"}),
       choices(key("train.mixed_precision", T::kString, std::string("no"),
                   "Precision of the frozen weights and activations; LoRA weights stay fp32"),
               {"no", "fp16", "bf16"}),
@@ -109,7 +115,7 @@ std::vector<KeySpec> build_schema() {
       positive(optional("train.snr_gamma", T::kFloat, "plain MSE",
                         "Min-SNR-gamma loss weighting (5.0 is the recommended value)")),
       range(key("train.noise_offset", T::kFloat, 0.0, "Noise offset (diffusers' --noise_offset)"), 0.0, 1.0),
-      range(key("train.max_grad_norm", T::kFloat, 1.0, "Gradient clipping norm over all LoRA parameters"), 0.0),
+      range(key("train.max_grad_norm", T::kFloat, 1.0, "Gradient clipping norm over all LoRA parameters (0: no clipping)"), 0.0),
       choices(optional("train.prediction_type", T::kString, "from scheduler_config.json",
                        "What the UNet predicts"),
               {"epsilon", "v_prediction"}),

@@ -1,5 +1,7 @@
 #include "sdxl_dreambooth/nn/autoencoder_kl.h"
 
+#include "sdxl_dreambooth/error.h"
+
 namespace sdxl::nn {
 
 namespace {
@@ -129,6 +131,7 @@ AutoencoderKLImpl::AutoencoderKLImpl(const model::VaeConfig& c) : config_(c) {
 }
 
 LatentDistribution AutoencoderKLImpl::encode(const torch::Tensor& image) {
+  if (!encoder) throw Error("internal: the VAE encoder was released before an encode");
   torch::Tensor moments = encoder(image);
   if (quant_conv) moments = quant_conv(moments);
   auto parts = moments.chunk(2, 1);
@@ -137,6 +140,16 @@ LatentDistribution AutoencoderKLImpl::encode(const torch::Tensor& image) {
   d.logvar = torch::clamp(parts[1], -30.0, 20.0);
   d.std = torch::exp(0.5 * d.logvar);
   return d;
+}
+
+void AutoencoderKLImpl::release_encoder() {
+  if (!encoder) return;
+  unregister_module("encoder");
+  encoder = nullptr;
+  if (quant_conv) {
+    unregister_module("quant_conv");
+    quant_conv = nullptr;
+  }
 }
 
 bool AutoencoderKLImpl::needs_upcast() const {

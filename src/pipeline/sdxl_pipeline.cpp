@@ -3,6 +3,7 @@
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/model/model_location.h"
 #include "sdxl_dreambooth/sampling/sampler.h"
+#include "sdxl_dreambooth/util/strings.h"
 
 #include <nlohmann/json.hpp>
 
@@ -37,7 +38,10 @@ SdxlPipeline SdxlPipeline::load(const PipelineOptions& o) {
   lo.dtype = o.dtype;
   lo.device = o.device;
   p.unet = model::load_unet(folder.component("unet"), lo);
-  p.vae = model::load_vae(o.vae ? model::resolve_component_dir(*o.vae, o.revision, "vae") : folder.component("vae"), lo);
+  model::ComponentLoadOptions vae_lo = lo;
+  if (o.vae_dtype) vae_lo.dtype = *o.vae_dtype;
+  p.vae = model::load_vae(o.vae ? model::resolve_component_dir(*o.vae, o.revision, "vae") : folder.component("vae"),
+                          vae_lo);
   p.text_encoder = model::load_text_encoder(folder.component("text_encoder"), lo);
   p.text_encoder_2 = model::load_text_encoder(folder.component("text_encoder_2"), lo);
   p.tokenizer.emplace(text::ClipTokenizer::load(folder.component("tokenizer")));
@@ -53,10 +57,26 @@ SdxlPipeline SdxlPipeline::load(const PipelineOptions& o) {
 }
 
 nn::PromptEmbeddings SdxlPipeline::encode(const std::string& prompt) {
+  if (auto it = prompt_cache.find(prompt); it != prompt_cache.end()) return it->second;
+  if (!text_encoder || !text_encoder_2) {
+    throw Error("internal: prompt " + util::quoted(prompt) + " was not encoded before the text encoders were released");
+  }
+  torch::NoGradGuard no_grad;
   const auto ids = [&](const text::ClipTokenizer& tok) {
     return torch::tensor(tok.tokenize(prompt), torch::kLong).unsqueeze(0).to(options.device);
   };
   return nn::encode_prompt(text_encoder, text_encoder_2, ids(*tokenizer), ids(*tokenizer_2));
+}
+
+void SdxlPipeline::cache_prompts(const std::vector<std::string>& prompts) {
+  for (const auto& prompt : prompts) {
+    if (!prompt_cache.count(prompt)) prompt_cache.emplace(prompt, encode(prompt));
+  }
+}
+
+void SdxlPipeline::release_text_encoders() {
+  text_encoder = nullptr;
+  text_encoder_2 = nullptr;
 }
 
 std::vector<GeneratedImage> SdxlPipeline::generate(const GenerationRequest& r,
@@ -131,7 +151,7 @@ std::vector<GeneratedImage> SdxlPipeline::generate(const GenerationRequest& r,
     const auto& vc = vae->config();
     torch::Tensor z = latents / vc.scaling_factor;
     if (vc.shift_factor) z = z + *vc.shift_factor;
-    torch::Tensor image = vae->decode(z.to(dtype)).to(torch::kFloat);  // decode upcasts itself when needed
+    torch::Tensor image = vae->decode(z.to(vae->decoder->conv_in->weight.scalar_type())).to(torch::kFloat);  // decode upcasts itself when needed
     image = (image / 2 + 0.5).clamp(0, 1);
     img.rgb = (image[0].permute({1, 2, 0}) * 255).round().to(torch::kUInt8).to(torch::kCPU).contiguous();
     images.push_back(std::move(img));

@@ -21,6 +21,7 @@ Command make_check_config_command();
 Command make_model_info_command();
 Command make_tokenize_command();
 Command make_generate_command();
+Command make_train_command();
 
 // The registered subcommands in the order `help` lists them.
 std::vector<Command> all_commands();

@@ -69,6 +69,8 @@ class AutoencoderKLImpl : public torch::nn::Module {
   torch::Tensor decode(const torch::Tensor& latents);
   bool needs_upcast() const;
   const model::VaeConfig& config() const { return config_; }
+  // Frees the encoder (training encodes every image once, then only decodes samples).
+  void release_encoder();
 
   VaeEncoder encoder{nullptr};
   VaeDecoder decoder{nullptr};

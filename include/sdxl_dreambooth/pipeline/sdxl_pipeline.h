@@ -12,6 +12,7 @@
 #include <torch/torch.h>
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -24,6 +25,7 @@ struct PipelineOptions {
   std::optional<std::string> variant;
   std::string revision = "main";
   torch::Dtype dtype = torch::kFloat;
+  std::optional<torch::Dtype> vae_dtype;  // unset: dtype (training keeps the VAE in float32)
   torch::Device device = torch::kCPU;
 };
 
@@ -63,7 +65,13 @@ class SdxlPipeline {
                                        const std::vector<std::pair<std::size_t, std::int64_t>>& which = {},
                                        const std::function<void(std::int64_t, std::int64_t)>& on_step = {});
 
+  // Embeddings of `prompt` from prompt_cache, else from the text encoders (an Error when they
+  // have been released).
   nn::PromptEmbeddings encode(const std::string& prompt);
+  // Encodes the prompts into prompt_cache, so the text encoders can be released (training
+  // keeps validation prompts this way).
+  void cache_prompts(const std::vector<std::string>& prompts);
+  void release_text_encoders();
 
   nn::UNet2DConditionModel unet{nullptr};
   nn::AutoencoderKL vae{nullptr};
@@ -72,6 +80,7 @@ class SdxlPipeline {
   model::SchedulerConfig scheduler_config;
   bool force_zeros_for_empty_prompt = true;
   PipelineOptions options;
+  std::map<std::string, nn::PromptEmbeddings> prompt_cache;
 };
 
 }  // namespace sdxl::pipeline

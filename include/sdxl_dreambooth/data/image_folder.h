@@ -1,0 +1,26 @@
+// The images of a training folder (instance or class images), with optional per-image
+// captions from sidecar files (kohya's convention: photo.jpg + photo.txt).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sdxl::data {
+
+struct ImageFile {
+  std::string path;
+  std::optional<std::string> caption;  // set when a non-empty caption file exists
+};
+
+// True for the extensions decode_image reads: .jpg .jpeg .png .webp, any case.
+bool has_image_extension(const std::string& path);
+
+// The image files directly in `dir`, sorted by name (hidden files skipped). With
+// `caption_ext` (".txt"), each image's caption is read from the file with the same stem.
+// Throws UsageError naming `key` when the folder is missing or not a folder; an empty
+// result is the caller's to judge.
+std::vector<ImageFile> list_image_files(const std::string& dir, const std::string& key,
+                                        const std::optional<std::string>& caption_ext = std::nullopt);
+
+}  // namespace sdxl::data

@@ -1,0 +1,47 @@
+// Reading a LoRA safetensors file written by this program, by diffusers
+// (`unet.<module>.lora.down.weight` / `.lora.up.weight`, or peft's `.lora_A/.lora_B`) or in
+// kohya's naming with diffusers module paths (`lora_unet_<module with _>.lora_down.weight`,
+// `.lora_up.weight`, `.alpha` — what ComfyUI and AUTOMATIC1111 load), and applying it to a
+// model's LoraCompatibleLinear projections.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sdxl::model {
+
+struct LoraPair {
+  torch::Tensor down;  // A: rank × in
+  torch::Tensor up;    // B: out × rank
+  std::optional<double> alpha;  // kohya's per-module alpha; none means scale 1
+};
+
+struct LoraFileContents {
+  std::string path;
+  std::string format;  // "diffusers", "peft" or "kohya"
+  // Keyed by the module path *as written in the file* after the model prefix
+  // (diffusers: "down_blocks.1....to_q"; kohya: "down_blocks_1_..._to_q").
+  std::map<std::string, LoraPair> unet;
+  std::vector<std::string> other;  // tensors for other models (text encoders), not applied here
+};
+
+// Parses and checks the file (pairs complete, rank consistent between down and up). Throws
+// sdxl::Error naming the file and the tensor.
+LoraFileContents read_lora_file(const std::string& path);
+
+struct LoraApplyReport {
+  std::size_t applied = 0;                 // modules that received an adapter
+  std::vector<std::string> unused;         // module names in the file that match nothing
+  std::size_t other_tensors = 0;           // text-encoder tensors skipped
+};
+
+// Adds the file's UNet adapters to `unet` (scaled by `scale`): merged into the weights when
+// `merge`, else as run-time adapters. An adapter whose shapes do not fit its module is an
+// Error naming both.
+LoraApplyReport apply_lora(torch::nn::Module& unet, const LoraFileContents& lora, double scale, bool merge);
+
+}  // namespace sdxl::model

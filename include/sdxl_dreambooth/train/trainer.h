@@ -1,0 +1,33 @@
+// A DreamBooth LoRA training run from a validated configuration: load the base pipeline,
+// generate missing class images, encode every image and prompt once, wrap the UNet's
+// attention projections with LoRA, run the steps (gradient accumulation, clipping, AdamW, LR
+// schedule, fp16 loss scaling), validate, and export the LoRA for diffusers.
+#pragma once
+
+#include "sdxl_dreambooth/config/config.h"
+#include "sdxl_dreambooth/util/logger.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace sdxl::train {
+
+struct StepTimes {
+  double data_s = 0, forward_s = 0, backward_s = 0, optimizer_s = 0;
+};
+
+struct TrainSummary {
+  std::int64_t steps = 0;
+  std::int64_t skipped_steps = 0;  // fp16 steps skipped for non-finite gradients
+  std::vector<double> losses;      // per optimizer step (mean over micro-batches)
+  std::string lora_path;
+  std::uint64_t seed = 0;
+  StepTimes times;                 // summed over the run
+  double images_per_second = 0;
+  std::uint64_t peak_rss_bytes = 0;
+};
+
+TrainSummary run_training(const config::Config& config, const Logger& log);
+
+}  // namespace sdxl::train

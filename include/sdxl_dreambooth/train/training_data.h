@@ -1,0 +1,60 @@
+// Everything a training step reads, computed once before training: each training image
+// (every repeat and flip/crop draw) VAE-encoded to its posterior mean and std, its SDXL time
+// ids, and the text embeddings of every distinct prompt. A step then draws a fresh latent
+// sample per image (diffusers' semantics) without a VAE or text-encoder pass.
+#pragma once
+
+#include "sdxl_dreambooth/nn/autoencoder_kl.h"
+#include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
+#include "sdxl_dreambooth/util/logger.h"
+
+#include <torch/torch.h>
+
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace sdxl::train {
+
+struct ImageSetOptions {
+  std::string dir;
+  std::string key;     // config key of dir, for messages ("data.instance_dir")
+  std::string prompt;  // used for images without a caption
+  std::optional<std::string> caption_ext;
+  int resolution = 1024;
+  bool center_crop = false;
+  bool random_flip = false;
+  int repeats = 1;
+  bool skip_bad_images = false;
+};
+
+// The encoded examples of one folder. Rows of mean/std/time_ids are examples.
+struct EncodedImages {
+  torch::Tensor mean, std;                // [N, C, R/8, R/8] float32 on the training device
+  torch::Tensor time_ids;                 // [N, 6] float32: original h, w, crop y, x, target h, w
+  std::vector<std::size_t> prompt_index;  // per example, into PromptTable
+  std::vector<std::string> source;        // per example, the image file
+  std::size_t images_used = 0, images_skipped = 0;
+  std::int64_t size() const { return mean.defined() ? mean.size(0) : 0; }
+};
+
+struct PromptTable {
+  std::vector<std::string> prompts;
+  torch::Tensor prompt_embeds;  // [P, 77, D] on the training device, in the UNet's dtype
+  torch::Tensor pooled;         // [P, Dp]
+  std::size_t add(const std::string& prompt);  // index, adding it if new
+};
+
+// Decodes, preprocesses (see data/preprocess.h) and VAE-encodes every image of `options.dir`
+// (in chunks of `encode_batch`), adding their prompts to `prompts`. `rng` draws flips and
+// random crops. Throws UsageError when the folder has no usable image; a bad image is an
+// Error naming it, or skipped with a warning when skip_bad_images is set.
+EncodedImages encode_image_folder(const ImageSetOptions& options, nn::AutoencoderKL& vae, PromptTable& prompts,
+                                  std::mt19937_64& rng, const torch::Device& device, const Logger& log,
+                                  int encode_batch = 4);
+
+// Fills prompts.prompt_embeds/pooled through the pipeline's text encoders.
+void encode_prompts(PromptTable& prompts, pipeline::SdxlPipeline& pipe, torch::Dtype dtype);
+
+}  // namespace sdxl::train

@@ -1,0 +1,52 @@
+#include "sdxl_dreambooth/data/image_folder.h"
+
+#include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/util/strings.h"
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+
+namespace fs = std::filesystem;
+
+namespace sdxl::data {
+
+bool has_image_extension(const std::string& path) {
+  std::string ext = fs::path(path).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".webp";
+}
+
+std::vector<ImageFile> list_image_files(const std::string& dir, const std::string& key,
+                                        const std::optional<std::string>& caption_ext) {
+  std::error_code ec;
+  const auto status = fs::status(dir, ec);
+  if (ec || !fs::exists(status)) throw UsageError(key + ": folder " + util::quoted(dir) + " does not exist");
+  if (!fs::is_directory(status)) throw UsageError(key + ": " + util::quoted(dir) + " is not a folder");
+  std::vector<ImageFile> files;
+  fs::directory_iterator it(dir, ec);
+  if (ec) throw UsageError(key + ": cannot list " + util::quoted(dir) + ": " + ec.message());
+  for (const auto& entry : it) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || name[0] == '.' || !has_image_extension(name)) continue;
+    if (!entry.is_regular_file(ec) && !entry.is_symlink(ec)) continue;
+    files.push_back({entry.path().string(), std::nullopt});
+  }
+  std::sort(files.begin(), files.end(), [](const ImageFile& a, const ImageFile& b) { return a.path < b.path; });
+  if (caption_ext) {
+    for (auto& f : files) {
+      fs::path caption_path = fs::path(f.path).replace_extension(*caption_ext);
+      std::ifstream in(caption_path);
+      if (!in) continue;
+      // kohya's convention: the caption is the file's first line.
+      std::string caption;
+      std::getline(in, caption);
+      caption = util::trim(caption);
+      if (!caption.empty()) f.caption = caption;
+    }
+  }
+  return files;
+}
+
+}  // namespace sdxl::data

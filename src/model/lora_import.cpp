@@ -1,0 +1,128 @@
+#include "sdxl_dreambooth/model/lora_import.h"
+
+#include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/io/safetensors_torch.h"
+#include "sdxl_dreambooth/nn/lora_linear.h"
+#include "sdxl_dreambooth/util/strings.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace sdxl::model {
+namespace {
+
+struct Suffix {
+  const char* text;
+  bool down;
+  const char* format;
+};
+
+// `rest` ends with one of the known suffixes: strip it, say which half it is.
+std::optional<std::pair<std::string, const Suffix*>> split_suffix(const std::string& rest) {
+  static const Suffix suffixes[] = {{".lora.down.weight", true, "diffusers"}, {".lora.up.weight", false, "diffusers"},
+                                    {".lora_A.weight", true, "peft"},        {".lora_B.weight", false, "peft"},
+                                    {".lora_down.weight", true, "kohya"},    {".lora_up.weight", false, "kohya"}};
+  for (const auto& s : suffixes) {
+    if (util::ends_with(rest, s.text)) return std::make_pair(rest.substr(0, rest.size() - std::strlen(s.text)), &s);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+LoraFileContents read_lora_file(const std::string& path) {
+  const auto file = io::SafetensorsFile::open(path);
+  LoraFileContents c;
+  c.path = path;
+  std::map<std::string, double> alphas;
+  for (const auto& info : file->tensors()) {
+    const std::string& name = info.name;
+    std::string rest;
+    if (util::starts_with(name, "unet.")) {
+      rest = name.substr(5);
+    } else if (util::starts_with(name, "lora_unet_")) {
+      rest = name.substr(10);
+    } else if (util::starts_with(name, "text_encoder") || util::starts_with(name, "lora_te")) {
+      c.other.push_back(name);
+      continue;
+    } else {
+      throw Error(path + ": tensor \"" + name + "\" is not a LoRA tensor this program knows",
+                  "expected diffusers (unet.<module>.lora.down.weight) or kohya (lora_unet_<module>.lora_down.weight) "
+                  "names");
+    }
+    if (util::ends_with(rest, ".alpha")) {
+      alphas[rest.substr(0, rest.size() - 6)] = io::tensor_view(file, info).to(torch::kDouble).item<double>();
+      continue;
+    }
+    const auto split = split_suffix(rest);
+    if (!split) throw Error(path + ": tensor \"" + name + "\" has no lora down/up suffix");
+    if (c.format.empty()) c.format = split->second->format;
+    LoraPair& pair = c.unet[split->first];
+    const torch::Tensor t = io::tensor_view(file, info).to(torch::kFloat).clone();
+    if (t.dim() != 2) {
+      throw Error(path + ": tensor \"" + name + "\" has shape " + util::shape_string(t.sizes().vec()) +
+                  "; only linear-layer LoRA (2-D) is supported");
+    }
+    (split->second->down ? pair.down : pair.up) = t;
+  }
+  for (auto& [module, pair] : c.unet) {
+    if (!pair.down.defined() || !pair.up.defined()) {
+      throw Error(path + ": LoRA of \"" + module + "\" has only its " + (pair.down.defined() ? "down" : "up") +
+                  " matrix");
+    }
+    if (pair.down.size(0) != pair.up.size(1)) {
+      throw Error(path + ": LoRA of \"" + module + "\": down " + util::shape_string(pair.down.sizes().vec()) +
+                  " and up " + util::shape_string(pair.up.sizes().vec()) + " disagree on the rank");
+    }
+    if (auto it = alphas.find(module); it != alphas.end()) pair.alpha = it->second;
+  }
+  if (c.unet.empty() && c.other.empty()) throw Error(path + ": no LoRA tensors in the file");
+  return c;
+}
+
+LoraApplyReport apply_lora(torch::nn::Module& unet, const LoraFileContents& lora, double scale, bool merge) {
+  std::map<std::string, std::shared_ptr<nn::LoraCompatibleLinearImpl>> by_name;
+  for (const auto& item : unet.named_modules("", false)) {
+    if (auto lin = std::dynamic_pointer_cast<nn::LoraCompatibleLinearImpl>(item.value())) {
+      by_name[item.key()] = lin;
+      std::string underscored = item.key();
+      std::replace(underscored.begin(), underscored.end(), '.', '_');
+      by_name[underscored] = lin;
+    }
+  }
+  LoraApplyReport report;
+  report.other_tensors = lora.other.size();
+  auto gen = at::detail::createCPUGenerator(0);
+  torch::NoGradGuard no_grad;
+  for (const auto& [module, pair] : lora.unet) {
+    auto it = by_name.find(module);
+    if (it == by_name.end()) {
+      report.unused.push_back(module);
+      continue;
+    }
+    auto& lin = it->second;
+    const std::int64_t rank = pair.down.size(0);
+    if (pair.down.size(1) != lin->in_features() || pair.up.size(0) != lin->out_features()) {
+      throw Error(lora.path + ": LoRA of \"" + module + "\" is " + std::to_string(pair.down.size(1)) + " -> " +
+                      std::to_string(pair.up.size(0)) + ", but the model's projection is " +
+                      std::to_string(lin->in_features()) + " -> " + std::to_string(lin->out_features()),
+                  "was this LoRA trained for another base model?");
+    }
+    // kohya stores alpha (scale alpha / rank); diffusers and peft files are scale 1.
+    const double alpha = pair.alpha.value_or(static_cast<double>(rank));
+    lin->add_lora(rank, alpha, gen);
+    lin->lora_A->weight.copy_(pair.down);
+    lin->lora_B->weight.copy_(pair.up);
+    if (merge) {
+      lin->merge_lora(scale);
+    } else {
+      lin->lora_scale = scale;
+      lin->lora_A->weight.set_requires_grad(false);
+      lin->lora_B->weight.set_requires_grad(false);
+    }
+    ++report.applied;
+  }
+  return report;
+}
+
+}  // namespace sdxl::model

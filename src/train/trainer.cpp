@@ -1,0 +1,444 @@
+#include "sdxl_dreambooth/train/trainer.h"
+
+#include "sdxl_dreambooth/build_features.h"
+#include "sdxl_dreambooth/data/image_folder.h"
+#include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/io/png_writer.h"
+#include "sdxl_dreambooth/model/lora_export.h"
+#include "sdxl_dreambooth/nn/lora_network.h"
+#include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
+#include "sdxl_dreambooth/sampling/noise_schedule.h"
+#include "sdxl_dreambooth/train/adamw.h"
+#include "sdxl_dreambooth/train/data_order.h"
+#include "sdxl_dreambooth/train/diffusion_loss.h"
+#include "sdxl_dreambooth/train/grad_norm.h"
+#include "sdxl_dreambooth/train/loss_scaler.h"
+#include "sdxl_dreambooth/train/lr_schedule.h"
+#include "sdxl_dreambooth/train/training_data.h"
+#include "sdxl_dreambooth/util/memory_usage.h"
+#include "sdxl_dreambooth/util/strings.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+namespace fs = std::filesystem;
+
+namespace sdxl::train {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+std::string format_duration(double s) {
+  const auto total = static_cast<long long>(std::llround(std::max(0.0, s)));
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%lld:%02lld:%02lld", total / 3600, total / 60 % 60, total % 60);
+  return buf;
+}
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+// Random streams of a run, all derived from train.seed.
+enum Stream : std::uint64_t { kAugment = 2, kLoraInit = 3, kNoise = 4, kClassImages = 5 };
+
+struct RunSettings {
+  torch::Device device = torch::kCPU;
+  torch::Dtype dtype = torch::kFloat;
+  std::string mixed_precision;
+  std::uint64_t seed = 0;
+  bool prior = false;
+  int resolution = 1024;
+  fs::path output;
+};
+
+RunSettings resolve_settings(const config::Config& cfg) {
+  RunSettings s;
+  const std::string dev = cfg.get_string("train.device");
+  if (dev == "cuda" || (dev == "auto" && torch::cuda::is_available())) {
+    if (!torch::cuda::is_available()) {
+      const BuildFeatures features = build_features();
+      throw UsageError("train.device = \"cuda\", but LibTorch sees no CUDA device (this build: " +
+                       std::string(features.torch_cuda_built ? "CUDA" : "CPU-only") + " LibTorch)");
+    }
+    s.device = torch::Device(torch::kCUDA, 0);
+  }
+  s.mixed_precision = cfg.get_string("train.mixed_precision");
+  if (s.mixed_precision == "bf16") s.dtype = torch::kBFloat16;
+  if (s.mixed_precision == "fp16") {
+    if (!s.device.is_cuda()) {
+      throw UsageError("train.mixed_precision = \"fp16\" needs a CUDA device; on CPU use \"bf16\" or \"no\"");
+    }
+    s.dtype = torch::kHalf;
+  }
+  if (auto seed = cfg.get_optional_int("train.seed")) {
+    s.seed = static_cast<std::uint64_t>(*seed);
+  } else {
+    s.seed = std::random_device{}() & 0xffffffffu;
+  }
+  s.prior = cfg.get_bool("prior.enabled");
+  s.resolution = static_cast<int>(cfg.get_int("data.resolution"));
+  s.output = cfg.get_string("output.dir");
+  return s;
+}
+
+void write_image(const fs::path& path, const pipeline::GeneratedImage& img, const io::PngText& text) {
+  io::write_png(path.string(), img.rgb.data_ptr<std::uint8_t>(), static_cast<int>(img.rgb.size(1)),
+                static_cast<int>(img.rgb.size(0)), text);
+}
+
+// diffusers' DreamBooth script generates the missing class images with the base model
+// before training; they are written into class_dir so the next run reuses them.
+void ensure_class_images(pipeline::SdxlPipeline& pipe, const config::Config& cfg, const RunSettings& s,
+                         const Logger& log) {
+  const std::string dir = *cfg.get_optional_string("data.class_dir");
+  const std::string prompt = *cfg.get_optional_string("data.class_prompt");
+  const std::int64_t wanted = cfg.get_int("data.num_class_images");
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw Error("data.class_dir: cannot create " + util::quoted(dir) + ": " + ec.message());
+  const auto existing = static_cast<std::int64_t>(data::list_image_files(dir, "data.class_dir").size());
+  if (existing >= wanted) return;
+  const std::int64_t missing = wanted - existing;
+  log.info("prior preservation: generating " + std::to_string(missing) + " class images for " + util::quoted(prompt) +
+           " into " + dir);
+  pipeline::GenerationRequest r;
+  r.prompts = {prompt};
+  r.steps = cfg.get_int("prior.sample_steps");
+  r.guidance_scale = 5.0;
+  r.seed = derive_seed(s.seed, kClassImages) & 0xffffffffu;
+  r.width = r.height = s.resolution;
+  r.images_per_prompt = missing;
+  r.scheduler = cfg.get_string("validation.scheduler");
+  std::int64_t name_index = existing;
+  for (std::int64_t k = 0; k < missing; ++k) {
+    const auto images = pipe.generate(r, {{0, k}});
+    fs::path path;
+    do {
+      char name[32];
+      std::snprintf(name, sizeof name, "class-%05lld.png", static_cast<long long>(name_index++));
+      path = fs::path(dir) / name;
+    } while (fs::exists(path));
+    write_image(path, images.at(0),
+                {{"prompt", prompt}, {"seed", std::to_string(images[0].seed)}, {"steps", std::to_string(r.steps)},
+                 {"model", cfg.get_string("model.pretrained")}, {"software", "sdxl-dreambooth class image"}});
+    log.info("class image " + std::to_string(k + 1) + "/" + std::to_string(missing) + ": " + path.string());
+  }
+}
+
+void run_validation(pipeline::SdxlPipeline& pipe, const config::Config& cfg, const RunSettings& s, std::int64_t step,
+                    const Logger& log) {
+  pipeline::GenerationRequest r;
+  r.prompts = cfg.get_list("validation.prompts");
+  r.negative_prompt = cfg.get_string("validation.negative_prompt");
+  r.steps = cfg.get_int("validation.steps");
+  r.guidance_scale = cfg.get_float("validation.guidance_scale");
+  r.seed = static_cast<std::uint64_t>(cfg.get_optional_int("validation.seed").value_or(static_cast<std::int64_t>(s.seed)));
+  const std::int64_t size = cfg.get_optional_int("validation.resolution").value_or(s.resolution);
+  r.width = r.height = size;
+  r.images_per_prompt = cfg.get_int("validation.num_images");
+  r.scheduler = cfg.get_string("validation.scheduler");
+  const auto start = Clock::now();
+  const auto images = pipe.generate(r);
+  const fs::path dir = s.output / "samples" / ("step_" + std::to_string(step));
+  fs::create_directories(dir);
+  for (const auto& img : images) {
+    const fs::path path = dir / (std::to_string(img.prompt_index) + "-" + std::to_string(img.image_index) + ".png");
+    write_image(path, img,
+                {{"prompt", r.prompts[img.prompt_index]}, {"negative_prompt", r.negative_prompt},
+                 {"seed", std::to_string(img.seed)}, {"steps", std::to_string(r.steps)},
+                 {"guidance_scale", util::format_number(r.guidance_scale)}, {"scheduler", r.scheduler},
+                 {"model", cfg.get_string("model.pretrained")}, {"lora_step", std::to_string(step)},
+                 {"software", "sdxl-dreambooth"}});
+  }
+  log.info("validation at step " + std::to_string(step) + ": " + std::to_string(images.size()) + " images in " +
+           dir.string() + " (" + fmt("%.1f", seconds_since(start)) + " s)");
+}
+
+// Rows `idx` of the cached examples (instance, then class rows with prior preservation),
+// with a fresh posterior sample, noise and timesteps drawn from `gen` in diffusers' order.
+DiffusionBatch assemble_batch(const EncodedImages& inst, const EncodedImages* cls, const PromptTable& prompts,
+                              const std::vector<std::int64_t>& idx, at::Generator& gen, double noise_offset,
+                              std::int64_t num_train_timesteps, double scaling_factor, const torch::Device& device) {
+  std::vector<std::int64_t> rows_i, rows_c, prompt_rows;
+  for (auto i : idx) {
+    rows_i.push_back(i % inst.size());
+    prompt_rows.push_back(static_cast<std::int64_t>(inst.prompt_index[static_cast<std::size_t>(rows_i.back())]));
+  }
+  if (cls) {
+    for (auto i : idx) {
+      rows_c.push_back(i % cls->size());
+      prompt_rows.push_back(static_cast<std::int64_t>(cls->prompt_index[static_cast<std::size_t>(rows_c.back())]));
+    }
+  }
+  auto take = [&](const torch::Tensor& a, const torch::Tensor* b) {
+    const auto ri = torch::tensor(rows_i, torch::kLong).to(a.device());
+    torch::Tensor t = a.index_select(0, ri);
+    if (b) t = torch::cat({t, b->index_select(0, torch::tensor(rows_c, torch::kLong).to(b->device()))});
+    return t;
+  };
+  const torch::Tensor mean = take(inst.mean, cls ? &cls->mean : nullptr);
+  const torch::Tensor std = take(inst.std, cls ? &cls->std : nullptr);
+  DiffusionBatch b;
+  b.time_ids = take(inst.time_ids, cls ? &cls->time_ids : nullptr);
+  const auto pr = torch::tensor(prompt_rows, torch::kLong).to(prompts.prompt_embeds.device());
+  b.prompt_embeds = prompts.prompt_embeds.index_select(0, pr);
+  b.text_embeds = prompts.pooled.index_select(0, pr);
+  // Drawn on the CPU: the same numbers on every device.
+  const auto f32 = torch::TensorOptions().dtype(torch::kFloat);
+  const std::int64_t B = mean.size(0), C = mean.size(1);
+  const torch::Tensor sample = at::randn(mean.sizes(), gen, f32).to(device);
+  b.latents = (mean + std * sample) * scaling_factor;
+  torch::Tensor noise = at::randn(mean.sizes(), gen, f32);
+  if (noise_offset > 0) noise = noise + noise_offset * at::randn({B, C, 1, 1}, gen, f32);
+  b.noise = noise.to(device);
+  b.timesteps = at::randint(0, num_train_timesteps, {B}, gen, torch::TensorOptions().dtype(torch::kLong)).to(device);
+  return b;
+}
+
+bool validation_due(const config::Config& cfg, std::int64_t step, std::int64_t steps_per_epoch) {
+  if (cfg.get_list("validation.prompts").empty()) return false;
+  if (auto every = cfg.get_optional_int("validation.every_steps")) return step % *every == 0;
+  const std::int64_t epochs = cfg.get_optional_int("validation.every_epochs").value_or(50);
+  return step % (epochs * steps_per_epoch) == 0;
+}
+
+}  // namespace
+
+TrainSummary run_training(const config::Config& cfg, const Logger& log) {
+  const auto run_start = Clock::now();
+  const RunSettings s = resolve_settings(cfg);
+  TrainSummary summary;
+  summary.seed = s.seed;
+  std::error_code ec;
+  fs::create_directories(s.output, ec);
+  if (ec) throw Error("output.dir: cannot create " + util::quoted(s.output.string()) + ": " + ec.message());
+  {
+    std::ofstream toml(s.output / "train_config.toml");
+    toml << cfg.to_toml();
+    if (!toml) throw Error("cannot write " + (s.output / "train_config.toml").string());
+  }
+  log.info("seed " + std::to_string(s.seed) + ", device " + s.device.str() + ", precision " +
+           (s.mixed_precision == "no" ? std::string("fp32") : s.mixed_precision));
+
+  // The base pipeline; the VAE stays float32 (diffusers keeps it so: SDXL's VAE overflows in fp16).
+  pipeline::PipelineOptions po;
+  po.model = cfg.get_string("model.pretrained");
+  po.vae = cfg.get_optional_string("model.vae");
+  po.variant = cfg.get_optional_string("model.variant");
+  po.revision = cfg.get_string("model.revision");
+  po.dtype = s.dtype;
+  po.vae_dtype = torch::kFloat;
+  po.device = s.device;
+  auto load_start = Clock::now();
+  auto pipe = pipeline::SdxlPipeline::load(po);
+  log.info("loaded " + po.model + " in " + fmt("%.1f", seconds_since(load_start)) + " s");
+  const sampling::NoiseSchedule schedule(pipe.scheduler_config);
+
+  if (s.prior) ensure_class_images(pipe, cfg, s, log);
+
+  // Encode every image and prompt once, then free the encoders.
+  PromptTable prompts;
+  std::mt19937_64 augment_rng(derive_seed(s.seed, kAugment));
+  ImageSetOptions io;
+  io.dir = cfg.get_string("data.instance_dir");
+  io.key = "data.instance_dir";
+  io.prompt = cfg.get_string("data.instance_prompt");
+  io.caption_ext = cfg.get_optional_string("data.caption_ext");
+  io.resolution = s.resolution;
+  io.center_crop = cfg.get_bool("data.center_crop");
+  io.random_flip = cfg.get_bool("data.random_flip");
+  io.repeats = static_cast<int>(cfg.get_int("data.repeats"));
+  io.skip_bad_images = cfg.get_bool("data.skip_bad_images");
+  const EncodedImages instance = encode_image_folder(io, pipe.vae, prompts, augment_rng, s.device, log);
+  EncodedImages klass;
+  if (s.prior) {
+    ImageSetOptions co = io;
+    co.dir = *cfg.get_optional_string("data.class_dir");
+    co.key = "data.class_dir";
+    co.prompt = *cfg.get_optional_string("data.class_prompt");
+    co.caption_ext.reset();
+    co.repeats = 1;
+    klass = encode_image_folder(co, pipe.vae, prompts, augment_rng, s.device, log);
+  }
+  encode_prompts(prompts, pipe, s.dtype);
+  std::vector<std::string> validation_prompts = cfg.get_list("validation.prompts");
+  if (!validation_prompts.empty()) {
+    validation_prompts.push_back(cfg.get_string("validation.negative_prompt"));
+    pipe.cache_prompts(validation_prompts);
+  }
+  pipe.release_text_encoders();
+  pipe.vae->release_encoder();
+
+  // LoRA on the UNet's attention projections; everything else frozen.
+  nn::LoraSpec spec;
+  spec.rank = cfg.get_int("lora.rank");
+  spec.alpha = cfg.get_optional_float("lora.alpha").value_or(static_cast<double>(spec.rank));
+  spec.targets = cfg.get_list("lora.targets");
+  auto init_gen = at::detail::createCPUGenerator(derive_seed(s.seed, kLoraInit));
+  const nn::LoraNetwork lora = nn::LoraNetwork::inject(*pipe.unet, spec, init_gen, "UNet");
+  if (cfg.get_bool("lora.train_text_encoder")) {
+    throw UsageError("lora.train_text_encoder = true is not supported yet: only the UNet is trained",
+                     "set lora.train_text_encoder = false");
+  }
+  pipe.unet->set_gradient_checkpointing(cfg.get_bool("train.gradient_checkpointing"));
+  const auto params = lora.parameters();
+  log.info("LoRA rank " + std::to_string(spec.rank) + ", alpha " + util::format_number(spec.alpha) + " on " +
+           std::to_string(lora.size()) + " projections: " + std::to_string(lora.num_parameters()) +
+           " trainable parameters");
+
+  AdamWOptions ao;
+  ao.beta1 = cfg.get_float("optimizer.beta1");
+  ao.beta2 = cfg.get_float("optimizer.beta2");
+  ao.eps = cfg.get_float("optimizer.eps");
+  ao.weight_decay = cfg.get_float("optimizer.weight_decay");
+  AdamW optimizer(params, ao);
+
+  const std::int64_t batch_size = cfg.get_int("train.batch_size");
+  const std::int64_t grad_accum = cfg.get_int("train.grad_accum");
+  // diffusers: the dataset has max(instance, class) examples; class rows wrap around.
+  const std::int64_t dataset_size = s.prior ? std::max(instance.size(), klass.size()) : instance.size();
+  const DataOrder order(dataset_size, batch_size, /*world_size=*/1, s.seed);
+  const std::int64_t steps_per_epoch = (order.batches_per_epoch() + grad_accum - 1) / grad_accum;
+  const std::int64_t max_steps = cfg.get_optional_int("train.max_steps").value_or(cfg.get_int("train.epochs") *
+                                                                                  steps_per_epoch);
+  LrScheduleOptions lo;
+  lo.kind = cfg.get_string("train.lr_scheduler");
+  lo.base_lr = cfg.get_float("train.learning_rate");
+  lo.warmup_steps = cfg.get_int("train.lr_warmup_steps");
+  lo.total_steps = max_steps;
+  lo.num_cycles = cfg.get_int("train.lr_num_cycles");
+  lo.power = cfg.get_float("train.lr_power");
+  const LrSchedule lr_schedule(lo);
+
+  LossOptions loss_options;
+  loss_options.prediction_type =
+      cfg.get_optional_string("train.prediction_type").value_or(pipe.scheduler_config.prediction_type);
+  loss_options.snr_gamma = cfg.get_optional_float("train.snr_gamma");
+  loss_options.with_prior = s.prior;
+  loss_options.prior_loss_weight = cfg.get_float("prior.loss_weight");
+  const double noise_offset = cfg.get_float("train.noise_offset");
+  const double max_grad_norm = cfg.get_float("train.max_grad_norm");
+  const double scaling_factor = pipe.vae->config().scaling_factor;
+  DynamicLossScaler scaler(s.mixed_precision == "fp16");
+  auto noise_gen = at::detail::createCPUGenerator(derive_seed(s.seed, kNoise));
+  const std::int64_t log_every = cfg.get_int("logging.every_steps");
+  const std::int64_t images_per_step = batch_size * grad_accum * (s.prior ? 2 : 1);
+
+  log.info("training " + std::to_string(max_steps) + " steps: " + std::to_string(dataset_size) +
+           " examples, batch " + std::to_string(batch_size) + (s.prior ? " (+ as many class images)" : "") +
+           " x " + std::to_string(grad_accum) + " accumulation, " + std::to_string(steps_per_epoch) +
+           " steps per epoch, prediction " + loss_options.prediction_type);
+
+  // One line per optimizer step, for plotting and tests.
+  const fs::path metrics_path = s.output / "metrics.csv";
+  std::ofstream metrics(metrics_path);
+  metrics << "step,loss,lr,grad_norm,step_seconds\n";
+  if (!metrics) throw Error("cannot write " + metrics_path.string());
+  const auto train_start = Clock::now();
+  double window_loss = 0;
+  std::int64_t window_steps = 0;
+  auto window_start = Clock::now();
+  for (std::int64_t step = 0; step < max_steps; ++step) {
+    const auto step_start = Clock::now();
+    double step_loss = 0;
+    for (std::int64_t micro = 0; micro < grad_accum; ++micro) {
+      auto t0 = Clock::now();
+      const auto idx = order.batch(step * grad_accum + micro, 0);
+      const DiffusionBatch batch = assemble_batch(instance, s.prior ? &klass : nullptr, prompts, idx, noise_gen,
+                                                  noise_offset, schedule.num_train_timesteps(), scaling_factor,
+                                                  s.device);
+      auto t1 = Clock::now();
+      const LossResult r = diffusion_loss(pipe.unet, schedule, batch, loss_options);
+      auto t2 = Clock::now();
+      // accelerate divides by the accumulation steps, so gradients are a mean over micro-batches.
+      scaler.scale_loss(r.loss / static_cast<double>(grad_accum)).backward();
+      step_loss += r.loss.item<double>() / static_cast<double>(grad_accum);
+      auto t3 = Clock::now();
+      summary.times.data_s += std::chrono::duration<double>(t1 - t0).count();
+      summary.times.forward_s += std::chrono::duration<double>(t2 - t1).count();
+      summary.times.backward_s += std::chrono::duration<double>(t3 - t2).count();
+    }
+    auto t4 = Clock::now();
+    scaler.unscale(params);
+    const double grad_norm = clip_grad_norm(params, max_grad_norm);
+    const double lr = lr_schedule.lr(step);
+    if (!std::isfinite(grad_norm) || !std::isfinite(step_loss)) {
+      if (!scaler.enabled()) {
+        throw Error("training diverged at step " + std::to_string(step + 1) + ": loss " + fmt("%g", step_loss) +
+                        ", gradient norm " + fmt("%g", grad_norm) + " (not finite); the LoRA was not written",
+                    "lower train.learning_rate, set train.max_grad_norm, or use mixed_precision = \"bf16\"");
+      }
+      const double old_scale = scaler.scale();
+      scaler.update(false);
+      ++summary.skipped_steps;
+      log.warn("step " + std::to_string(step + 1) + ": non-finite fp16 gradients, step skipped; loss scale " +
+               util::format_number(old_scale) + " -> " + util::format_number(scaler.scale()));
+    } else {
+      optimizer.step(lr);
+      scaler.update(true);
+    }
+    optimizer.zero_grad();
+    summary.times.optimizer_s += seconds_since(t4);
+    summary.losses.push_back(step_loss);
+    summary.steps = step + 1;
+    window_loss += step_loss;
+    ++window_steps;
+    metrics << (step + 1) << ',' << fmt("%.8g", step_loss) << ',' << fmt("%.8g", lr) << ',' << fmt("%.8g", grad_norm)
+            << ',' << fmt("%.6f", seconds_since(step_start)) << '\n'
+            << std::flush;
+    if (!metrics) throw Error("cannot write " + metrics_path.string());
+
+    if ((step + 1) % log_every == 0 || step + 1 == max_steps) {
+      const double window_s = seconds_since(window_start);
+      const double ips = static_cast<double>(window_steps * images_per_step) / std::max(window_s, 1e-9);
+      const double elapsed = seconds_since(train_start);
+      const double eta = elapsed / static_cast<double>(step + 1) * static_cast<double>(max_steps - step - 1);
+      log.info("step " + std::to_string(step + 1) + "/" + std::to_string(max_steps) + " loss " +
+               fmt("%.4f", window_loss / static_cast<double>(window_steps)) + " lr " + fmt("%.3g", lr) +
+               " grad_norm " + fmt("%.3g", grad_norm) + " " + fmt("%.2f", ips) + " img/s ETA " + format_duration(eta));
+      window_loss = 0;
+      window_steps = 0;
+      window_start = Clock::now();
+    }
+    if (step + 1 < max_steps && validation_due(cfg, step + 1, steps_per_epoch)) {
+      run_validation(pipe, cfg, s, step + 1, log);
+    }
+  }
+  const double train_s = seconds_since(train_start);
+  summary.images_per_second = static_cast<double>(summary.steps * images_per_step) / std::max(train_s, 1e-9);
+
+  const fs::path lora_path = s.output / "pytorch_lora_weights.safetensors";
+  model::write_diffusers_lora(lora_path.string(), lora,
+                              {{"format", "diffusers"},
+                               {"rank", std::to_string(spec.rank)},
+                               {"alpha", util::format_number(spec.alpha)},
+                               {"base_model", po.model},
+                               {"resolution", std::to_string(s.resolution)},
+                               {"steps", std::to_string(summary.steps)},
+                               {"software", "sdxl-dreambooth " + std::string(build_features().program_version)}});
+  summary.lora_path = lora_path.string();
+  log.info("wrote " + summary.lora_path);
+  if (!cfg.get_list("validation.prompts").empty()) run_validation(pipe, cfg, s, summary.steps, log);
+
+  summary.peak_rss_bytes = util::peak_rss_bytes();
+  const auto& t = summary.times;
+  log.info("done: " + std::to_string(summary.steps) + " steps in " + format_duration(train_s) + " (" +
+           fmt("%.2f", summary.images_per_second) + " img/s; per step: data " +
+           fmt("%.3f", t.data_s / summary.steps) + " s, forward " + fmt("%.3f", t.forward_s / summary.steps) +
+           " s, backward " + fmt("%.3f", t.backward_s / summary.steps) + " s, optimizer " +
+           fmt("%.3f", t.optimizer_s / summary.steps) + " s); peak memory " +
+           util::format_bytes(static_cast<double>(summary.peak_rss_bytes)) + " RSS; total " +
+           format_duration(seconds_since(run_start)));
+  return summary;
+}
+
+}  // namespace sdxl::train

@@ -1,0 +1,86 @@
+// `generate --lora`: a LoRA trained by `train` changes the images, merging equals applying at
+// run time, and a file that is not a usable LoRA is one clear error.
+#include "sdxl_dreambooth/io/png_writer.h"
+#include "support/process.h"
+#include "support/reference.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+using namespace sdxl;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<std::string> generate_args(const fs::path& out) {
+  return {"generate", "--model", (test::reference_dir() / "tiny-sdxl").string(), "--prompt", "sks cat on a sofa",
+          "--size", "64x64", "--steps", "4", "--seed", "3", "--out", out.string()};
+}
+
+double mean_abs_diff(const fs::path& a, const fs::path& b) {
+  const auto x = io::read_png(a.string()), y = io::read_png(b.string());
+  EXPECT_EQ(x.rgb.size(), y.rgb.size());
+  double s = 0;
+  for (std::size_t i = 0; i < x.rgb.size() && i < y.rgb.size(); ++i) s += std::abs(int(x.rgb[i]) - int(y.rgb[i]));
+  return s / static_cast<double>(x.rgb.size());
+}
+
+}  // namespace
+
+TEST(GenerateLora, TrainedLoraChangesImagesAndMergeEqualsRuntime) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  test::write_file(dir / "run.toml",
+                   "[model]\npretrained = \"" + (test::reference_dir() / "tiny-sdxl").string() + "\"\n"
+                   "[data]\ninstance_dir = \"" + (test::subjects_dir() / "chelsea").string() + "\"\n"
+                   "instance_prompt = \"a photo of sks cat\"\nresolution = 64\ncenter_crop = true\n"
+                   "[train]\nseed = 0\nlearning_rate = 1e-2\nbatch_size = 2\nmax_steps = 5\n"
+                   "[output]\ndir = \"" + (dir / "out").string() + "\"\n");
+  const auto t = test::run_cli({"train", (dir / "run.toml").string()});
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  const std::string lora = (dir / "out" / "pytorch_lora_weights.safetensors").string();
+
+  ASSERT_EQ(test::run_cli(generate_args(dir / "base")).exit_code, 0);
+  auto merged_args = generate_args(dir / "merged");
+  merged_args.insert(merged_args.end(), {"--lora", lora});
+  const auto merged = test::run_cli(merged_args);
+  ASSERT_EQ(merged.exit_code, 0) << merged.err;
+  EXPECT_NE(merged.err.find("224 adapters merged with scale 1, 0 unused"), std::string::npos) << merged.err;
+  auto runtime_args = generate_args(dir / "runtime");
+  runtime_args.insert(runtime_args.end(), {"--lora", lora, "--lora-mode", "runtime"});
+  const auto runtime = test::run_cli(runtime_args);
+  ASSERT_EQ(runtime.exit_code, 0) << runtime.err;
+  auto zero_args = generate_args(dir / "zero");
+  zero_args.insert(zero_args.end(), {"--lora", lora, "--lora-scale", "0"});
+  ASSERT_EQ(test::run_cli(zero_args).exit_code, 0);
+
+  const std::string name = "0-0-seed3.png";
+  EXPECT_GT(mean_abs_diff(dir / "base" / name, dir / "merged" / name), 0.5);
+  EXPECT_LT(mean_abs_diff(dir / "merged" / name, dir / "runtime" / name), 0.05);
+  EXPECT_EQ(mean_abs_diff(dir / "base" / name, dir / "zero" / name), 0.0);
+  const auto png = io::read_png((dir / "merged" / name).string());
+  bool has_lora_chunk = false;
+  for (const auto& [k, v] : png.text) has_lora_chunk |= k == "lora" && v.find(lora) != std::string::npos;
+  EXPECT_TRUE(has_lora_chunk);
+}
+
+TEST(GenerateLora, UnusableFilesAreOneErrorNamingTheFile) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  // A valid safetensors file whose tensor is not a LoRA.
+  const std::string header = R"({"foo.weight":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})";
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  bytes += header + std::string(4, '\0');
+  test::write_file(dir / "foreign.safetensors", bytes);
+  test::write_file(dir / "garbage.safetensors", "not a safetensors file at all");
+  for (const char* name : {"foreign.safetensors", "garbage.safetensors", "missing.safetensors"}) {
+    auto args = generate_args(dir / "out");
+    args.insert(args.end(), {"--lora", (dir / name).string()});
+    const auto r = test::run_cli(args);
+    EXPECT_EQ(r.exit_code, 1) << name;
+    EXPECT_NE(r.err.find((dir / name).string()), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(dir / "out")) << "nothing is written for a bad --lora";
+  }
+}

@@ -1,0 +1,143 @@
+// `sdxl-dreambooth train` end to end on the tiny pipeline: the loss goes down, the run is
+// reproducible, the outputs load, and bad data gives one clear error.
+#include "sdxl_dreambooth/io/safetensors.h"
+#include "support/process.h"
+#include "support/reference.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <numeric>
+#include <sstream>
+
+using namespace sdxl;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string q(const fs::path& p) { return "\"" + p.string() + "\""; }
+
+// A tiny-pipeline config with absolute paths; `extra` is appended (later keys win per table).
+std::string tiny_config(const fs::path& out, const fs::path& instance_dir, const std::string& train_extra = "",
+                        const std::string& more = "") {
+  std::ostringstream s;
+  s << "[model]\npretrained = " << q(test::reference_dir() / "tiny-sdxl") << "\n"
+    << "[data]\ninstance_dir = " << q(instance_dir) << "\ninstance_prompt = \"a photo of sks cat\"\n"
+    << "resolution = 64\ncenter_crop = true\n"
+    << "[train]\nseed = 0\nlearning_rate = 1e-3\n" << train_extra << "\n"
+    << "[output]\ndir = " << q(out) << "\n"
+    << "[logging]\nevery_steps = 5\n"
+    << more;
+  return s.str();
+}
+
+std::vector<double> read_losses(const fs::path& csv) {
+  std::ifstream in(csv);
+  std::string line;
+  std::getline(in, line);
+  EXPECT_EQ(line, "step,loss,lr,grad_norm,step_seconds");
+  std::vector<double> losses;
+  while (std::getline(in, line)) losses.push_back(std::stod(line.substr(line.find(',') + 1)));
+  return losses;
+}
+
+}  // namespace
+
+TEST(Train, SixtyStepsOnChelseaLowerTheLoss) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  test::write_file(dir / "run.toml",
+                   tiny_config(dir / "out", test::subjects_dir() / "chelsea", "batch_size = 4\nmax_steps = 60\n",
+                               "[validation]\nprompts = [\"sks cat on a sofa\"]\nevery_steps = 30\nnum_images = 1\n"
+                               "steps = 3\n"));
+  const auto r = test::run_cli({"train", (dir / "run.toml").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("step 60/60"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("img/s"), std::string::npos);
+  EXPECT_NE(r.err.find("peak memory"), std::string::npos);
+
+  const auto losses = read_losses(dir / "out" / "metrics.csv");
+  ASSERT_EQ(losses.size(), 60u);
+  const double first = std::accumulate(losses.begin(), losses.begin() + 10, 0.0) / 10;
+  const double last = std::accumulate(losses.end() - 10, losses.end(), 0.0) / 10;
+  EXPECT_LT(last, 0.8 * first) << "first 10 steps: " << first << ", last 10: " << last;
+
+  // The diffusers-format LoRA: every adapter of the UNet, trained (up weights non-zero).
+  const auto lora = io::SafetensorsFile::open((dir / "out" / "pytorch_lora_weights.safetensors").string());
+  EXPECT_EQ(lora->tensors().size(), 448u);
+  const auto* up = lora->find("unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.lora.up.weight");
+  ASSERT_NE(up, nullptr);
+  EXPECT_EQ(up->shape[1], 4);
+  EXPECT_NE(lora->find("unet.mid_block.attentions.0.transformer_blocks.0.attn2.to_out.0.lora.down.weight"), nullptr);
+  EXPECT_EQ(lora->metadata().at("rank"), "4");
+  EXPECT_TRUE(fs::exists(dir / "out" / "samples" / "step_30" / "0-0.png"));
+  EXPECT_TRUE(fs::exists(dir / "out" / "samples" / "step_60" / "0-0.png"));
+  EXPECT_TRUE(fs::exists(dir / "out" / "train_config.toml"));
+}
+
+TEST(Train, SameSeedGivesTheSameLora) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  const std::string extra = "batch_size = 2\nmax_steps = 4\n";
+  test::write_file(dir / "a.toml", tiny_config(dir / "a", test::subjects_dir() / "chelsea", extra));
+  test::write_file(dir / "b.toml", tiny_config(dir / "b", test::subjects_dir() / "chelsea", extra));
+  test::write_file(dir / "c.toml", tiny_config(dir / "c", test::subjects_dir() / "chelsea", extra));
+  ASSERT_EQ(test::run_cli({"train", (dir / "a.toml").string()}).exit_code, 0);
+  ASSERT_EQ(test::run_cli({"train", (dir / "b.toml").string()}).exit_code, 0);
+  const auto c = test::run_cli({"train", (dir / "c.toml").string(), "--set", "train.seed=1"});
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  const auto bytes = [&](const char* run) {
+    return test::read_file(dir / run / "pytorch_lora_weights.safetensors");
+  };
+  EXPECT_EQ(bytes("a"), bytes("b"));
+  EXPECT_NE(bytes("a"), bytes("c"));
+}
+
+TEST(Train, BadImagesFailNamingTheFileOrAreSkipped) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  test::write_file(dir / "run.toml", tiny_config(dir / "out", test::subjects_dir() / "bad", "max_steps = 2\nbatch_size = 1\n"));
+  const auto strict = test::run_cli({"train", (dir / "run.toml").string()});
+  EXPECT_EQ(strict.exit_code, 1);
+  EXPECT_NE(strict.err.find("empty.jpg: file is empty"), std::string::npos) << strict.err;
+  EXPECT_NE(strict.err.find("skip_bad_images"), std::string::npos) << strict.err;
+  EXPECT_FALSE(fs::exists(dir / "out" / "pytorch_lora_weights.safetensors"));
+
+  const auto skip = test::run_cli({"train", (dir / "run.toml").string(), "--set", "data.skip_bad_images=true"});
+  ASSERT_EQ(skip.exit_code, 0) << skip.err;
+  EXPECT_NE(skip.err.find("6 images (3 skipped)"), std::string::npos) << skip.err;
+  EXPECT_NE(skip.err.find("truncated.jpg"), std::string::npos);
+  EXPECT_NE(skip.err.find("one_pixel.png is 1x1"), std::string::npos);
+}
+
+TEST(Train, EmptyOrMissingInstanceFolderIsAUsageError) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  fs::create_directories(dir / "empty");
+  test::write_file(dir / "empty" / "notes.txt", "not an image");
+  test::write_file(dir / "run.toml", tiny_config(dir / "out", dir / "empty", "max_steps = 1\n"));
+  const auto r = test::run_cli({"train", (dir / "run.toml").string()});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("data.instance_dir: no JPEG, PNG or WebP image in"), std::string::npos) << r.err;
+  const auto m = test::run_cli(
+      {"train", (dir / "run.toml").string(), "--set", "data.instance_dir=\"" + (dir / "nope").string() + "\""});
+  EXPECT_EQ(m.exit_code, 2);
+  EXPECT_NE(m.err.find("does not exist"), std::string::npos) << m.err;
+}
+
+TEST(Train, PriorPreservationGeneratesMissingClassImages) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  test::write_file(dir / "run.toml",
+                   tiny_config(dir / "out", test::subjects_dir() / "chelsea",
+                               "max_steps = 3\nbatch_size = 1\nsnr_gamma = 5.0\n",
+                               "[prior]\nenabled = true\nsample_steps = 2\n"));
+  const auto r = test::run_cli({"train", (dir / "run.toml").string(), "--set",
+                                "data.class_dir=\"" + (dir / "class").string() + "\"", "--set",
+                                "data.class_prompt=\"a photo of a cat\"", "--set", "data.num_class_images=2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(dir / "class" / "class-00000.png"));
+  EXPECT_TRUE(fs::exists(dir / "class" / "class-00001.png"));
+  EXPECT_NE(r.err.find("data.class_dir: 2 images"), std::string::npos) << r.err;
+  EXPECT_EQ(read_losses(dir / "out" / "metrics.csv").size(), 3u);
+}

@@ -1,0 +1,116 @@
+// LoRA adapters: injection by target name, the forward formula, merging, loading, and the
+// AdamW/clipping/loss-scaling pieces of the step.
+#include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/nn/attention.h"
+#include "sdxl_dreambooth/nn/lora_network.h"
+#include "sdxl_dreambooth/train/adamw.h"
+#include "sdxl_dreambooth/train/grad_norm.h"
+#include "sdxl_dreambooth/train/loss_scaler.h"
+#include "support/tensors.h"
+
+#include <gtest/gtest.h>
+
+using namespace sdxl;
+
+namespace {
+nn::Attention make_attention() {
+  nn::AttentionConfig c;
+  c.query_dim = 8;
+  c.cross_attention_dim = 6;
+  c.heads = 2;
+  c.dim_head = 4;
+  return nn::Attention(c);
+}
+}  // namespace
+
+TEST(Lora, InjectsNamedTargetsAndFreezesTheBase) {
+  torch::nn::Sequential root;
+  auto attn = make_attention();
+  root->push_back("attn1", attn);
+  auto gen = at::detail::createCPUGenerator(0);
+  const auto net = nn::LoraNetwork::inject(*root, {4, 8.0, {"to_q", "to_out.0"}}, gen, "test model");
+  ASSERT_EQ(net.size(), 2u);
+  EXPECT_EQ(net.module_paths()[0], "attn1.to_q");
+  EXPECT_EQ(net.module_paths()[1], "attn1.to_out.0");
+  const auto named = net.named_parameters();
+  EXPECT_EQ(named[0].first, "attn1.to_q.lora_A.weight");
+  EXPECT_EQ(named[1].first, "attn1.to_q.lora_B.weight");
+  EXPECT_EQ(named[0].second.sizes(), (std::vector<std::int64_t>{4, 8}));
+  EXPECT_EQ(net.num_parameters(), 4 * (8 + 8) * 2);
+  // The module's own names carry the adapter too (what checkpoints and exports start from).
+  bool found = false;
+  for (const auto& p : root->named_parameters()) {
+    if (p.key() == "attn1.to_q.lora_A.weight") found = true;
+    EXPECT_EQ(p.value().requires_grad(), p.key().find("lora_") != std::string::npos) << p.key();
+  }
+  EXPECT_TRUE(found);
+  EXPECT_THROW(nn::LoraNetwork::inject(*root, {4, 4.0, {"to_x"}}, gen, "test model"), UsageError);
+}
+
+TEST(Lora, ForwardIsBasePlusScaledUpdateAndMergeMatches) {
+  nn::LoraCompatibleLinear lin(5, 3, true);
+  auto gen = at::detail::createCPUGenerator(1);
+  lin->add_lora(2, 4.0, gen);
+  torch::NoGradGuard no_grad;
+  // B starts at zero: the layer is unchanged.
+  const auto x = torch::randn({7, 5});
+  EXPECT_TENSOR_NEAR(lin(x), torch::nn::functional::linear(x, lin->weight, lin->bias), 0.0);
+  lin->lora_B->weight.normal_();
+  const auto expected = torch::nn::functional::linear(x, lin->weight, lin->bias) +
+                        2.0 * torch::matmul(torch::matmul(x, lin->lora_A->weight.t()), lin->lora_B->weight.t());
+  EXPECT_TENSOR_NEAR(lin(x), expected, 1e-5);
+  // A ~ N(0, 1/rank²): std near 1/2.
+  EXPECT_NEAR(lin->lora_A->weight.std().item<double>(), 0.5, 0.35);
+  lin->merge_lora();
+  EXPECT_FALSE(lin->has_lora());
+  EXPECT_TENSOR_NEAR(lin(x), expected, 1e-5);
+}
+
+TEST(Lora, LoadChecksNamesAndShapes) {
+  torch::nn::Sequential root;
+  root->push_back("attn1", make_attention());
+  auto gen = at::detail::createCPUGenerator(0);
+  auto net = nn::LoraNetwork::inject(*root, {2, 2.0, {"to_k"}}, gen, "test model");
+  std::map<std::string, torch::Tensor> t{{"attn1.to_k.lora_A.weight", torch::ones({2, 6})},
+                                         {"attn1.to_k.lora_B.weight", torch::ones({8, 2})}};
+  net.load(t, "file.safetensors");
+  EXPECT_EQ(net.named_parameters()[0].second.sum().item<double>(), 12.0);
+  t["attn1.to_k.lora_B.weight"] = torch::ones({8, 3});
+  EXPECT_THROW(net.load(t, "file.safetensors"), Error);
+  t["attn1.to_k.lora_B.weight"] = torch::ones({8, 2});
+  t["attn1.to_v.lora_A.weight"] = torch::ones({2, 6});
+  EXPECT_THROW(net.load(t, "file.safetensors"), Error);
+}
+
+TEST(TrainStep, AdamWMatchesTheClosedFormFirstStep) {
+  // First step with bias correction: p -= lr·wd·p, then p -= lr · g/|g| (per element, eps aside).
+  auto p = torch::tensor({1.0f, -2.0f}).requires_grad_(true);
+  p.mutable_grad() = torch::tensor({0.5f, -0.1f});
+  train::AdamW opt({p}, {0.9, 0.999, 1e-8, 0.01});
+  opt.step(0.1);
+  EXPECT_NEAR(p[0].item<double>(), 1.0 * (1 - 0.001) - 0.1, 1e-6);
+  EXPECT_NEAR(p[1].item<double>(), -2.0 * (1 - 0.001) + 0.1, 1e-6);
+  EXPECT_EQ(opt.steps_taken(), 1);
+}
+
+TEST(TrainStep, ClipGradNormScalesToTheLimit) {
+  auto a = torch::zeros({2}).requires_grad_(true), b = torch::zeros({1}).requires_grad_(true);
+  a.mutable_grad() = torch::tensor({3.0f, 0.0f});
+  b.mutable_grad() = torch::tensor({4.0f});
+  EXPECT_NEAR(train::clip_grad_norm({a, b}, 1.0), 5.0, 1e-6);
+  EXPECT_NEAR(train::total_grad_norm({a, b}).item<double>(), 1.0, 1e-5);
+  EXPECT_NEAR(train::clip_grad_norm({a, b}, 0.0), 1.0, 1e-5);  // 0 disables clipping
+}
+
+TEST(TrainStep, LossScalerBacksOffOnOverflowAndGrows) {
+  train::DynamicLossScaler s(true, 1024.0, 2);
+  auto p = torch::zeros({1}).requires_grad_(true);
+  p.mutable_grad() = torch::tensor({2048.0f});
+  s.unscale({p});
+  EXPECT_FLOAT_EQ(p.grad().item<float>(), 2.0f);
+  EXPECT_EQ(s.update(false), 512.0);
+  EXPECT_EQ(s.update(true), 512.0);
+  EXPECT_EQ(s.update(true), 1024.0);
+  train::DynamicLossScaler off(false);
+  EXPECT_EQ(off.scale(), 1.0);
+}
