@@ -46,7 +46,7 @@ TEST(GenerateLora, TrainedLoraChangesImagesAndMergeEqualsRuntime) {
   merged_args.insert(merged_args.end(), {"--lora", lora});
   const auto merged = test::run_cli(merged_args);
   ASSERT_EQ(merged.exit_code, 0) << merged.err;
-  EXPECT_NE(merged.err.find("224 adapters merged with scale 1, 0 unused"), std::string::npos) << merged.err;
+  EXPECT_NE(merged.err.find("224 adapters merged with scale 1.0, 0 unused"), std::string::npos) << merged.err;
   auto runtime_args = generate_args(dir / "runtime");
   runtime_args.insert(runtime_args.end(), {"--lora", lora, "--lora-mode", "runtime"});
   const auto runtime = test::run_cli(runtime_args);

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 
 using namespace sdxl;
 
@@ -63,18 +64,22 @@ TEST_F(BadImages, UnreadableFilesAreOneErrorNamingTheFile) {
 }
 
 TEST_F(BadImages, OtherModesBecomeTheSamePhotoInRgb) {
-  // The unusual files are conversions of chelsea/03.jpg (451x300).
-  const auto reference = data::decode_image_file(chelsea("03.jpg"));
-  ASSERT_EQ(reference.image.width, 451);
-  const auto gray_ref = luma(reference.image);
+  // The unusual files hold one photo (451x300) in different modes; rgba.png is lossless.
+  const auto rgba = data::decode_image_file(bad("rgba.png"));
+  EXPECT_EQ(rgba.source_mode, "RGBA");
+  ASSERT_EQ(rgba.image.width, 451);
+  ASSERT_EQ(rgba.image.height, 300);
+  const auto gray_ref = luma(rgba.image);
   struct Expect {
     const char* file;
     const char* mode;
     bool gray;
+    double max_mean_diff;  // in levels of 0..255
   };
-  for (const Expect e : {Expect{"grayscale.png", "L", true}, Expect{"gray16.png", "I;16", true},
-                         Expect{"palette.png", "P", false}, Expect{"rgba.png", "RGBA", false},
-                         Expect{"cmyk.jpg", "CMYK", false}}) {
+  // Palette quantisation and JPEG's CMYK round trip cost a few levels; an inverted, white or
+  // shifted image would be off by tens.
+  for (const Expect e : {Expect{"grayscale.png", "L", true, 1.0}, Expect{"gray16.png", "I;16", true, 1.0},
+                         Expect{"palette.png", "P", false, 6.0}, Expect{"cmyk.jpg", "CMYK", false, 6.0}}) {
     SCOPED_TRACE(e.file);
     const auto d = data::decode_image_file(bad(e.file));
     EXPECT_EQ(d.source_mode, e.mode);
@@ -85,8 +90,9 @@ TEST_F(BadImages, OtherModesBecomeTheSamePhotoInRgb) {
         ASSERT_EQ(d.image.pixels[i], d.image.pixels[i + 2]);
       }
     }
-    // Within a few levels of the photo: not inverted, not white, not shifted.
-    EXPECT_LT(mean_abs_diff(d.image, e.gray ? gray_ref : reference.image), 8.0);
+    const double diff = mean_abs_diff(d.image, e.gray ? gray_ref : rgba.image);
+    EXPECT_LT(diff, e.max_mean_diff);
+    std::printf("%s: mean |diff| %.3f levels\n", e.file, diff);
   }
 }
 
@@ -123,11 +129,13 @@ TEST(ImageTransforms, ResizeKeepsConstantImagesAndAveragesWhenShrinking) {
   const auto big = data::resize_bilinear(flat, 100, 64);
   for (auto v : small.pixels) ASSERT_EQ(v, 77);
   for (auto v : big.pixels) ASSERT_EQ(v, 77);
-  // Halving a 0/255 column pattern averages pairs (antialiasing), as Pillow does.
+  // Halving a 0/255 column pattern mixes three source columns per output (the antialiasing
+  // filter widens with the scale), symmetrically: no output keeps a pure 0 or 255.
   data::RgbImage stripes{4, 1, {0, 0, 0, 255, 255, 255, 0, 0, 0, 255, 255, 255}};
   const auto half = data::resize_bilinear(stripes, 2, 1);
-  EXPECT_NEAR(half.pixels[0], 128, 1);
-  EXPECT_NEAR(half.pixels[3], 128, 1);
+  EXPECT_GT(half.pixels[0], 60);
+  EXPECT_LT(half.pixels[0], 128);
+  EXPECT_NEAR(half.pixels[0] + half.pixels[3], 255, 1);
 }
 
 TEST(ImageTransforms, CropOutsideTheImageIsAnError) {
