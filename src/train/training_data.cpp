@@ -5,9 +5,32 @@
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/util/strings.h"
 
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 
 namespace sdxl::train {
+namespace {
+
+double sum_scalar(dist::Collectives& comm, double v, const char* what) {
+  torch::Tensor t = torch::tensor({v}, torch::kDouble);
+  comm.all_reduce_sum(t, what);
+  return t.item<double>();
+}
+
+// Rank 0's text on every rank.
+std::string broadcast_text(dist::Collectives& comm, const std::string& text) {
+  if (comm.world_size() == 1) return text;
+  const auto n = static_cast<std::int64_t>(comm.all_reduce_max(static_cast<double>(text.size()), "text length"));
+  torch::Tensor bytes = torch::zeros({n}, torch::kByte);
+  if (comm.rank() == 0) std::memcpy(bytes.data_ptr(), text.data(), text.size());
+  comm.broadcast(bytes, 0, "broadcast of the image list");
+  return std::string(reinterpret_cast<const char*>(bytes.data_ptr()), static_cast<std::size_t>(n));
+}
+
+}  // namespace
 
 std::size_t PromptTable::add(const std::string& prompt) {
   auto it = std::find(prompts.begin(), prompts.end(), prompt);
@@ -16,27 +39,67 @@ std::size_t PromptTable::add(const std::string& prompt) {
   return prompts.size() - 1;
 }
 
-EncodedImages encode_image_folder(const ImageSetOptions& o, nn::AutoencoderKL& vae, PromptTable& prompts,
-                                  std::mt19937_64& rng, const torch::Device& device, const Logger& log,
-                                  int encode_batch) {
-  const auto files = data::list_image_files(o.dir, o.key, o.caption_ext);
-  if (files.empty()) {
-    throw UsageError(o.key + ": no JPEG, PNG or WebP image in " + util::quoted(o.dir));
+std::vector<data::ImageFile> list_images_collective(const ImageSetOptions& o, dist::Collectives& comm) {
+  const int rank = comm.rank();
+  nlohmann::json msg;
+  if (rank == 0) {
+    try {
+      const auto files = data::list_image_files(o.dir, o.key, o.caption_ext);
+      if (files.empty()) throw UsageError(o.key + ": no JPEG, PNG or WebP image in " + util::quoted(o.dir));
+      msg["files"] = nlohmann::json::array();
+      for (const auto& f : files) {
+        msg["files"].push_back({{"path", f.path}, {"caption", f.caption ? nlohmann::json(*f.caption) : nlohmann::json()}});
+      }
+    } catch (const UsageError& e) {
+      msg = {{"error", e.what()}, {"usage", true}, {"hint", e.hint()}};
+    } catch (const Error& e) {
+      msg = {{"error", e.what()}, {"usage", false}, {"hint", e.hint()}};
+    }
   }
-  EncodedImages out;
-  std::vector<torch::Tensor> means, stds, time_ids;
-  std::vector<torch::Tensor> pending;  // preprocessed pixels waiting for the VAE
+  const auto reply = nlohmann::json::parse(broadcast_text(comm, rank == 0 ? msg.dump() : std::string()));
+  if (reply.contains("error")) {
+    const std::string what = reply["error"], hint = reply["hint"];
+    if (reply["usage"].get<bool>()) throw UsageError(what, hint);
+    throw Error(what, hint);
+  }
+  std::vector<data::ImageFile> files;
+  for (const auto& f : reply["files"]) {
+    data::ImageFile file{f["path"].get<std::string>(), std::nullopt};
+    if (!f["caption"].is_null()) file.caption = f["caption"].get<std::string>();
+    files.push_back(std::move(file));
+  }
+  return files;
+}
+
+EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, const ImageSetOptions& o,
+                                  nn::AutoencoderKL& vae, PromptTable& prompts, std::mt19937_64& rng,
+                                  const torch::Device& device, const Logger& log, dist::Collectives& comm,
+                                  int encode_batch) {
+  const int rank = comm.rank(), world = comm.world_size();
+  std::vector<std::size_t> file_prompt;
   std::size_t captions = 0;
+  for (const auto& f : files) {
+    file_prompt.push_back(prompts.add(f.caption ? *f.caption : o.prompt));
+    if (f.caption) ++captions;
+  }
+  std::vector<torch::Tensor> means, stds, time_ids;
+  std::vector<std::int64_t> example_file;  // per local example: index into files
+  std::vector<torch::Tensor> pending;      // preprocessed pixels waiting for the VAE
+  std::int64_t used = 0, skipped = 0;
   torch::NoGradGuard no_grad;
   const auto vae_dtype = vae->decoder->conv_in->weight.scalar_type();
   auto flush = [&] {
     if (pending.empty()) return;
     const auto posterior = vae->encode(torch::stack(pending).to(device, vae_dtype));
-    means.push_back(posterior.mean.to(torch::kFloat));
-    stds.push_back(posterior.std.to(torch::kFloat));
+    means.push_back(posterior.mean.to(torch::kCPU, torch::kFloat));
+    stds.push_back(posterior.std.to(torch::kCPU, torch::kFloat));
     pending.clear();
   };
-  for (const auto& file : files) {
+  // Without random flips or crops every repeat is the same tensor: encode it once.
+  const bool random = o.random_flip || !o.center_crop;
+  const int variants = random ? o.repeats : 1;
+  for (std::size_t i = static_cast<std::size_t>(rank); i < files.size(); i += static_cast<std::size_t>(world)) {
+    const auto& file = files[i];
     data::DecodedImage decoded;
     try {
       decoded = data::decode_image_file(file.path);
@@ -45,20 +108,15 @@ EncodedImages encode_image_folder(const ImageSetOptions& o, nn::AutoencoderKL& v
         throw Error(e.what(), "set data.skip_bad_images = true to skip unreadable images with a warning");
       }
       log.warn(std::string("skipping ") + e.what());
-      ++out.images_skipped;
+      ++skipped;
       continue;
     }
-    ++out.images_used;
+    ++used;
     const auto& img = decoded.image;
     if (std::min(img.width, img.height) < o.resolution) {
       log.warn(file.path + " is " + std::to_string(img.width) + "x" + std::to_string(img.height) +
                ", smaller than the training resolution " + std::to_string(o.resolution) + "; it is upscaled");
     }
-    const std::size_t prompt = prompts.add(file.caption ? *file.caption : o.prompt);
-    if (file.caption) ++captions;
-    // Without random flips or crops every repeat is the same tensor: encode it once.
-    const bool random = o.random_flip || !o.center_crop;
-    const int variants = random ? o.repeats : 1;
     for (int v = 0; v < variants; ++v) {
       data::PreprocessOptions po;
       po.resolution = o.resolution;
@@ -67,35 +125,57 @@ EncodedImages encode_image_folder(const ImageSetOptions& o, nn::AutoencoderKL& v
       po.flip = o.random_flip && (rng() >> 11) * 0x1.0p-53 < 0.5;
       const auto p = data::preprocess(img, po, rng);
       pending.push_back(p.pixels);
-      const auto ids = torch::tensor({static_cast<float>(p.original_size_hw[0]), static_cast<float>(p.original_size_hw[1]),
-                                      static_cast<float>(p.crop_top_left_yx[0]), static_cast<float>(p.crop_top_left_yx[1]),
-                                      static_cast<float>(o.resolution), static_cast<float>(o.resolution)});
-      const int copies = random ? 1 : o.repeats;
-      for (int c = 0; c < copies; ++c) {
-        time_ids.push_back(ids);
-        out.prompt_index.push_back(prompt);
-        out.source.push_back(file.path);
-      }
+      time_ids.push_back(torch::tensor({static_cast<float>(p.original_size_hw[0]),
+                                        static_cast<float>(p.original_size_hw[1]),
+                                        static_cast<float>(p.crop_top_left_yx[0]),
+                                        static_cast<float>(p.crop_top_left_yx[1]), static_cast<float>(o.resolution),
+                                        static_cast<float>(o.resolution)}));
+      example_file.push_back(static_cast<std::int64_t>(i));
       if (static_cast<int>(pending.size()) >= encode_batch) flush();
     }
   }
   flush();
-  if (out.images_used == 0) {
-    throw UsageError(o.key + ": no usable image in " + util::quoted(o.dir) + " (" +
-                     std::to_string(out.images_skipped) + " unreadable, skipped)");
+  // This rank's share (possibly empty), then everyone's.
+  const std::int64_t channels = vae->config().latent_channels, side = o.resolution / 8;
+  torch::Tensor mean = means.empty() ? torch::empty({0, channels, side, side}) : torch::cat(means);
+  torch::Tensor std = stds.empty() ? torch::empty({0, channels, side, side}) : torch::cat(stds);
+  torch::Tensor ids = time_ids.empty() ? torch::empty({0, 6}) : torch::stack(time_ids);
+  torch::Tensor file_index = torch::tensor(example_file, torch::kLong);
+  if (world > 1) {
+    mean = comm.all_gather_rows(mean, "all-gather of image latents (mean)");
+    std = comm.all_gather_rows(std, "all-gather of image latents (std)");
+    ids = comm.all_gather_rows(ids, "all-gather of time ids");
+    file_index = comm.all_gather_rows(file_index, "all-gather of file indices");
+    used = static_cast<std::int64_t>(std::llround(sum_scalar(comm, static_cast<double>(used), "image count")));
+    skipped = static_cast<std::int64_t>(std::llround(sum_scalar(comm, static_cast<double>(skipped), "skip count")));
   }
-  torch::Tensor mean = torch::cat(means), std = torch::cat(stds);
-  if (!(o.random_flip || !o.center_crop) && o.repeats > 1) {
-    mean = mean.repeat_interleave(o.repeats, 0);
-    std = std.repeat_interleave(o.repeats, 0);
+  EncodedImages out;
+  out.images_used = static_cast<std::size_t>(used);
+  out.images_skipped = static_cast<std::size_t>(skipped);
+  if (used == 0) {
+    throw UsageError(o.key + ": no usable image in " + util::quoted(o.dir) + " (" + std::to_string(skipped) +
+                     " unreadable, skipped)");
   }
-  out.mean = mean.contiguous();
-  out.std = std.contiguous();
-  out.time_ids = torch::stack(time_ids).to(device);
+  const std::int64_t copies = random ? 1 : o.repeats;
+  if (copies > 1) {
+    mean = mean.repeat_interleave(copies, 0);
+    std = std.repeat_interleave(copies, 0);
+    ids = ids.repeat_interleave(copies, 0);
+    file_index = file_index.repeat_interleave(copies, 0);
+  }
+  out.mean = mean.to(device).contiguous();
+  out.std = std.to(device).contiguous();
+  out.time_ids = ids.to(device);
+  const auto fi = file_index.accessor<std::int64_t, 1>();
+  for (std::int64_t e = 0; e < fi.size(0); ++e) {
+    out.prompt_index.push_back(file_prompt[static_cast<std::size_t>(fi[e])]);
+    out.source.push_back(files[static_cast<std::size_t>(fi[e])].path);
+  }
   log.info(o.key + ": " + std::to_string(out.images_used) + " images" +
            (out.images_skipped ? " (" + std::to_string(out.images_skipped) + " skipped)" : std::string()) +
            (captions ? ", " + std::to_string(captions) + " with captions" : std::string()) + ", " +
-           std::to_string(out.size()) + " examples encoded at " + std::to_string(o.resolution) + " px");
+           std::to_string(out.size()) + " examples encoded at " + std::to_string(o.resolution) + " px" +
+           (world > 1 ? " by " + std::to_string(world) + " ranks" : std::string()));
   return out;
 }
 

@@ -1,10 +1,13 @@
 // A DreamBooth LoRA training run from a validated configuration: load the base pipeline,
 // generate missing class images, encode every image and prompt once, wrap the UNet's
 // attention projections with LoRA, run the steps (gradient accumulation, clipping, AdamW, LR
-// schedule, fp16 loss scaling), validate, and export the LoRA for diffusers.
+// schedule, fp16 loss scaling), validate, and export the LoRA for diffusers. With several
+// ranks each encodes its share of the images, gradients are averaged with one all-reduce per
+// step, and validation images are split across ranks.
 #pragma once
 
 #include "sdxl_dreambooth/config/config.h"
+#include "sdxl_dreambooth/dist/collectives.h"
 #include "sdxl_dreambooth/util/logger.h"
 
 #include <cstdint>
@@ -28,6 +31,9 @@ struct TrainSummary {
   std::uint64_t peak_rss_bytes = 0;
 };
 
-TrainSummary run_training(const config::Config& config, const Logger& log);
+// Every rank of `comm` calls this with the same config. Rank 0 writes the outputs; all ranks
+// hold identical LoRA weights after every step (checked). `local_rank` picks the GPU.
+TrainSummary run_training(const config::Config& config, const Logger& log, dist::Collectives& comm,
+                          int local_rank = 0);
 
 }  // namespace sdxl::train

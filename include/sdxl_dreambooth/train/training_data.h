@@ -4,6 +4,8 @@
 // sample per image (diffusers' semantics) without a VAE or text-encoder pass.
 #pragma once
 
+#include "sdxl_dreambooth/data/image_folder.h"
+#include "sdxl_dreambooth/dist/collectives.h"
 #include "sdxl_dreambooth/nn/autoencoder_kl.h"
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
 #include "sdxl_dreambooth/util/logger.h"
@@ -46,12 +48,19 @@ struct PromptTable {
   std::size_t add(const std::string& prompt);  // index, adding it if new
 };
 
-// Decodes, preprocesses (see data/preprocess.h) and VAE-encodes every image of `options.dir`
-// (in chunks of `encode_batch`), adding their prompts to `prompts`. `rng` draws flips and
-// random crops. Throws UsageError when the folder has no usable image; a bad image is an
-// Error naming it, or skipped with a warning when skip_bad_images is set.
-EncodedImages encode_image_folder(const ImageSetOptions& options, nn::AutoencoderKL& vae, PromptTable& prompts,
-                                  std::mt19937_64& rng, const torch::Device& device, const Logger& log,
+// Rank 0 lists the folder (and reads the captions) once and broadcasts the list, so N ranks
+// do not scan a parallel filesystem N times; a listing error is thrown on every rank.
+std::vector<data::ImageFile> list_images_collective(const ImageSetOptions& options, dist::Collectives& comm);
+
+// Decodes, preprocesses (see data/preprocess.h) and VAE-encodes this rank's share of `files`
+// (file i belongs to rank i mod world size) in chunks of `encode_batch`, then all-gathers the
+// posteriors so every rank holds every example (rank-major order). Adds every file's prompt to
+// `prompts` in file order (the same table on every rank). `rng` draws flips and random crops.
+// Throws UsageError when no rank has a usable image; a bad image is an Error naming it, or
+// skipped with a warning when skip_bad_images is set.
+EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, const ImageSetOptions& options,
+                                  nn::AutoencoderKL& vae, PromptTable& prompts, std::mt19937_64& rng,
+                                  const torch::Device& device, const Logger& log, dist::Collectives& comm,
                                   int encode_batch = 4);
 
 // Fills prompts.prompt_embeds/pooled through the pipeline's text encoders.

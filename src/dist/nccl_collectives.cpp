@@ -1,0 +1,176 @@
+// NCCL backend (compiled only when SDXL_WITH_NCCL; CMake leaves nccl_*.cpp out otherwise).
+#include "sdxl_dreambooth/dist/collectives.h"
+#include "sdxl_dreambooth/dist/mpi_runtime.h"
+#include "sdxl_dreambooth/error.h"
+
+#include <cuda_runtime_api.h>
+#include <nccl.h>
+
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+namespace sdxl::dist {
+namespace {
+
+void check_cuda(cudaError_t rc, const char* call) {
+  if (rc != cudaSuccess) throw Error(std::string(call) + " failed: " + cudaGetErrorString(rc));
+}
+
+ncclDataType_t nccl_type(const torch::Tensor& t) {
+  switch (t.scalar_type()) {
+    case torch::kFloat: return ncclFloat32;
+    case torch::kDouble: return ncclFloat64;
+    case torch::kHalf: return ncclFloat16;
+    case torch::kBFloat16: return ncclBfloat16;
+    case torch::kLong: return ncclInt64;
+    case torch::kByte: return ncclUint8;
+    default: break;
+  }
+  throw Error(std::string("NCCL collectives: unsupported dtype ") + c10::toString(t.scalar_type()));
+}
+
+class NcclCollectives final : public Collectives {
+ public:
+  NcclCollectives(MPI_Comm comm, int device, double timeout_s)
+      : host_(make_mpi_collectives(comm, timeout_s)), comm_(comm), device_(device), timeout_s_(timeout_s) {
+    rank_ = host_->rank();
+    size_ = host_->world_size();
+    check_cuda(cudaSetDevice(device_), "cudaSetDevice");
+    ncclUniqueId id;
+    if (rank_ == 0) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
+    check_mpi(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, comm_), "MPI_Bcast(ncclUniqueId)");
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;  // every wait below has a deadline
+    const ncclResult_t rc = ncclCommInitRankConfig(&nccl_, size_, id, rank_, &config);
+    if (rc != ncclSuccess && rc != ncclInProgress) check_nccl(rc, "ncclCommInitRankConfig");
+    wait_comm_ready("ncclCommInitRankConfig");
+    check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+  }
+
+  ~NcclCollectives() override {
+    if (stream_) cudaStreamDestroy(stream_);
+    if (nccl_) ncclCommDestroy(nccl_);
+  }
+
+  int rank() const override { return rank_; }
+  int world_size() const override { return size_; }
+  std::string backend() const override { return "nccl"; }
+  torch::Device device() const override { return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(device_)); }
+
+  void all_reduce_sum(torch::Tensor& t, const char* what) override {
+    check_device(t, what);
+    // LibTorch's kernels that produced `t` run on its own stream: finish them first.
+    check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+    launched(ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t), ncclSum, nccl_,
+                           stream_),
+             what);
+    wait_stream(what);
+  }
+
+  void broadcast(torch::Tensor& t, int root, const char* what) override {
+    check_device(t, what);
+    check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+    launched(ncclBroadcast(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t), root, nccl_,
+                           stream_),
+             what);
+    wait_stream(what);
+  }
+
+  // Set-up and validation only: small, uneven shares; through MPI on the host.
+  torch::Tensor all_gather_rows(const torch::Tensor& t, const char* what) override {
+    host_->set_context(context());
+    return host_->all_gather_rows(t.to(torch::kCPU), what).to(t.device());
+  }
+  double all_reduce_max(double v, const char* what) override {
+    host_->set_context(context());
+    return host_->all_reduce_max(v, what);
+  }
+  double all_reduce_min(double v, const char* what) override {
+    host_->set_context(context());
+    return host_->all_reduce_min(v, what);
+  }
+
+ private:
+  void check_nccl(ncclResult_t rc, const char* call) const {
+    if (rc != ncclSuccess) {
+      throw Error("[rank " + std::to_string(rank_) + "] " + call + " failed: " + ncclGetErrorString(rc) + " (" +
+                  ncclGetLastError(nccl_) + ")");
+    }
+  }
+
+  void check_device(const torch::Tensor& t, const char* what) const {
+    if (!t.is_cuda() || !t.is_contiguous()) {
+      throw Error(std::string("internal: NCCL collective ") + what + " needs a contiguous CUDA tensor");
+    }
+  }
+
+  void launched(ncclResult_t rc, const char* what) {
+    if (rc != ncclSuccess && rc != ncclInProgress) check_nccl(rc, what);
+  }
+
+  [[noreturn]] void abort_job(const char* what, const std::string& why) {
+    std::fprintf(stderr, "error: [rank %d/%d] NCCL collective '%s' at %s: %s; aborting the job\n", rank_, size_, what,
+                 context().c_str(), why.c_str());
+    std::fflush(stderr);
+    if (nccl_) ncclCommAbort(nccl_);
+    nccl_ = nullptr;
+    MPI_Abort(comm_, 1);
+    std::_Exit(1);
+  }
+
+  void wait_comm_ready(const char* what) {
+    const auto start = std::chrono::steady_clock::now();
+    for (;;) {
+      ncclResult_t state = ncclSuccess;
+      check_nccl(ncclCommGetAsyncError(nccl_, &state), "ncclCommGetAsyncError");
+      if (state == ncclSuccess) return;
+      if (state != ncclInProgress) abort_job(what, ncclGetErrorString(state));
+      if (seconds_since(start) > timeout_s_) abort_job(what, "not ready within distributed.timeout_s");
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+
+  // Polls the stream and the communicator's error state with a deadline.
+  void wait_stream(const char* what) {
+    wait_comm_ready(what);  // non-blocking enqueue may still be in progress
+    const auto start = std::chrono::steady_clock::now();
+    auto pause = std::chrono::microseconds(10);
+    for (;;) {
+      const cudaError_t q = cudaStreamQuery(stream_);
+      if (q == cudaSuccess) return;
+      if (q != cudaErrorNotReady) abort_job(what, cudaGetErrorString(q));
+      ncclResult_t state = ncclSuccess;
+      ncclCommGetAsyncError(nccl_, &state);
+      if (state != ncclSuccess && state != ncclInProgress) abort_job(what, ncclGetErrorString(state));
+      if (seconds_since(start) > timeout_s_) {
+        abort_job(what, "did not complete within distributed.timeout_s = " + std::to_string(timeout_s_) +
+                            " s (a peer rank is stuck or gone)");
+      }
+      std::this_thread::sleep_for(pause);
+      if (pause < std::chrono::milliseconds(1)) pause *= 2;
+    }
+  }
+
+  static double seconds_since(std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  }
+
+  std::unique_ptr<Collectives> host_;
+  MPI_Comm comm_;
+  int device_;
+  double timeout_s_;
+  int rank_ = 0, size_ = 1;
+  ncclComm_t nccl_ = nullptr;
+  cudaStream_t stream_ = nullptr;
+};
+
+}  // namespace
+
+bool nccl_backend_built() { return true; }
+
+std::unique_ptr<Collectives> make_nccl_collectives(MPI_Comm comm, int device, double timeout_s) {
+  return std::make_unique<NcclCollectives>(comm, device, timeout_s);
+}
+
+}  // namespace sdxl::dist
