@@ -20,6 +20,9 @@ struct Case {
   double max_grad_norm;
 };
 
+// gtest prints parameters in test names; a case is known by its name.
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
+
 class LoraTrainParity : public ::testing::TestWithParam<Case> {};
 
 std::map<std::string, torch::Tensor> with_prefix(const model::WeightSource& ref, const std::string& prefix) {
