@@ -112,18 +112,33 @@ Command make_generate_command() {
 
     auto pipe = pipeline::SdxlPipeline::load(opts);
     if (lora) {
-      const auto report = model::apply_lora(*pipe.unet, *lora, lora_scale, lora_mode == "merge");
-      if (report.applied == 0) {
-        throw Error(*lora_path + ": none of its " + std::to_string(lora->unet.size()) +
-                        " UNet adapters matches a projection of " + *model,
+      // UNet and, when the file has them, both text encoders.
+      std::size_t applied = 0, in_file = 0;
+      std::vector<std::string> unused;
+      const std::pair<torch::nn::Module*, const std::map<std::string, model::LoraPair>*> parts[] = {
+          {pipe.unet.get(), &lora->unet},
+          {pipe.text_encoder.get(), &lora->text_encoder},
+          {pipe.text_encoder_2.get(), &lora->text_encoder_2}};
+      for (const auto& [module, adapters] : parts) {
+        if (adapters->empty()) continue;
+        const auto report = model::apply_lora(*module, *adapters, *lora_path, lora_scale, lora_mode == "merge");
+        applied += report.applied;
+        in_file += adapters->size();
+        unused.insert(unused.end(), report.unused.begin(), report.unused.end());
+      }
+      if (applied == 0) {
+        throw Error(*lora_path + ": none of its " + std::to_string(in_file) + " adapters matches a projection of " +
+                        *model,
                     "is it a LoRA for SDXL, with diffusers module names?");
       }
-      std::cerr << "LoRA " << *lora_path << " (" << lora->format << "): " << report.applied << " adapters "
+      std::cerr << "LoRA " << *lora_path << " (" << lora->format << "): " << applied << " adapters "
                 << (lora_mode == "merge" ? "merged" : "applied at run time") << " with scale "
-                << util::format_number(lora_scale) << ", " << report.unused.size() << " unused";
-      if (report.other_tensors) std::cerr << ", " << report.other_tensors << " text-encoder tensors not applied";
+                << util::format_number(lora_scale) << ", " << unused.size() << " unused";
+      if (!lora->text_encoder.empty() || !lora->text_encoder_2.empty()) {
+        std::cerr << " (" << lora->text_encoder.size() + lora->text_encoder_2.size() << " in the text encoders)";
+      }
       std::cerr << "\n";
-      for (const auto& u : report.unused) std::cerr << "warning: LoRA module not in the model: " << u << "\n";
+      for (const auto& u : unused) std::cerr << "warning: LoRA module not in the model: " << u << "\n";
     }
     std::error_code ec;  // created only once the model loaded: a bad --model writes nothing
     std::filesystem::create_directories(*out, ec);

@@ -90,6 +90,8 @@ std::vector<KeySpec> build_schema() {
       key("lora.train_text_encoder", T::kBool, false, "Also train LoRA on both text encoders"),
       nonempty(key("lora.text_encoder_targets", T::kStringList, text_targets,
                    "Text-encoder projections wrapped with LoRA when lora.train_text_encoder is set")),
+      positive(key("lora.text_encoder_lr", T::kFloat, 5e-6,
+                   "Peak learning rate of the text-encoder adapters (diffusers' --text_encoder_lr); same schedule")),
       // train
       range(key("train.batch_size", T::kInt, std::int64_t{4}, "Images per rank per step"), 1, 4096),
       range(key("train.grad_accum", T::kInt, std::int64_t{1}, "Gradient accumulation steps"), 1, 4096),

@@ -8,6 +8,8 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <vector>
 #include <thread>
 
 namespace sdxl::dist {
@@ -37,6 +39,7 @@ class NcclCollectives final : public Collectives {
     rank_ = host_->rank();
     size_ = host_->world_size();
     check_cuda(cudaSetDevice(device_), "cudaSetDevice");
+    refuse_shared_gpus();
     ncclUniqueId id;
     if (rank_ == 0) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
     check_mpi(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, comm_), "MPI_Bcast(ncclUniqueId)");
@@ -92,6 +95,27 @@ class NcclCollectives final : public Collectives {
   }
 
  private:
+  // Two ranks of one communicator on the same GPU may hang NCCL: compare (host, PCI bus id) of
+  // every rank's device and stop with a clear error instead.
+  void refuse_shared_gpus() {
+    char bus[64] = {0};
+    check_cuda(cudaDeviceGetPCIBusId(bus, sizeof bus, device_), "cudaDeviceGetPCIBusId");
+    char host[MPI_MAX_PROCESSOR_NAME] = {0};
+    int len = 0;
+    check_mpi(MPI_Get_processor_name(host, &len), "MPI_Get_processor_name");
+    std::string key = std::string(host) + " " + bus;
+    key.resize(128, '\0');
+    std::vector<char> all(128 * static_cast<std::size_t>(size_));
+    check_mpi(MPI_Allgather(key.data(), 128, MPI_CHAR, all.data(), 128, MPI_CHAR, comm_), "MPI_Allgather(GPU ids)");
+    for (int r = 0; r < size_; ++r) {
+      if (r != rank_ && std::memcmp(&all[128 * static_cast<std::size_t>(r)], key.data(), 128) == 0) {
+        throw UsageError("ranks " + std::to_string(std::min(r, rank_)) + " and " + std::to_string(std::max(r, rank_)) +
+                             " would share GPU " + bus + " on " + host + "; NCCL needs one GPU per rank",
+                         "start as many ranks per node as GPUs (--ntasks-per-node / --gpus-per-task)");
+      }
+    }
+  }
+
   void check_nccl(ncclResult_t rc, const char* call) const {
     if (rc != ncclSuccess) {
       throw Error("[rank " + std::to_string(rank_) + "] " + call + " failed: " + ncclGetErrorString(rc) + " (" +

@@ -20,6 +20,8 @@ struct Suffix {
 // `rest` ends with one of the known suffixes: strip it, say which half it is.
 std::optional<std::pair<std::string, const Suffix*>> split_suffix(const std::string& rest) {
   static const Suffix suffixes[] = {{".lora.down.weight", true, "diffusers"}, {".lora.up.weight", false, "diffusers"},
+                                    {".lora_linear_layer.down.weight", true, "diffusers"},
+                                    {".lora_linear_layer.up.weight", false, "diffusers"},
                                     {".lora_A.weight", true, "peft"},        {".lora_B.weight", false, "peft"},
                                     {".lora_down.weight", true, "kohya"},    {".lora_up.weight", false, "kohya"}};
   for (const auto& s : suffixes) {
@@ -34,30 +36,36 @@ LoraFileContents read_lora_file(const std::string& path) {
   const auto file = io::SafetensorsFile::open(path);
   LoraFileContents c;
   c.path = path;
-  std::map<std::string, double> alphas;
+  std::map<std::string, double> alphas[3];
+  std::map<std::string, LoraPair>* parts[3] = {&c.unet, &c.text_encoder, &c.text_encoder_2};
+  // Model prefixes: diffusers/peft, then kohya's.
+  static const std::pair<const char*, int> prefixes[] = {{"unet.", 0},       {"text_encoder_2.", 2}, {"text_encoder.", 1},
+                                                         {"lora_unet_", 0}, {"lora_te2_", 2},       {"lora_te1_", 1},
+                                                         {"lora_te_", 1}};
   for (const auto& info : file->tensors()) {
     const std::string& name = info.name;
+    int model = -1;
     std::string rest;
-    if (util::starts_with(name, "unet.")) {
-      rest = name.substr(5);
-    } else if (util::starts_with(name, "lora_unet_")) {
-      rest = name.substr(10);
-    } else if (util::starts_with(name, "text_encoder") || util::starts_with(name, "lora_te")) {
-      c.other.push_back(name);
-      continue;
-    } else {
+    for (const auto& [prefix, m] : prefixes) {
+      if (util::starts_with(name, prefix)) {
+        model = m;
+        rest = name.substr(std::strlen(prefix));
+        break;
+      }
+    }
+    if (model < 0) {
       throw Error(path + ": tensor \"" + name + "\" is not a LoRA tensor this program knows",
                   "expected diffusers (unet.<module>.lora.down.weight) or kohya (lora_unet_<module>.lora_down.weight) "
                   "names");
     }
     if (util::ends_with(rest, ".alpha")) {
-      alphas[rest.substr(0, rest.size() - 6)] = io::tensor_view(file, info).to(torch::kDouble).item<double>();
+      alphas[model][rest.substr(0, rest.size() - 6)] = io::tensor_view(file, info).to(torch::kDouble).item<double>();
       continue;
     }
     const auto split = split_suffix(rest);
     if (!split) throw Error(path + ": tensor \"" + name + "\" has no lora down/up suffix");
     if (c.format.empty()) c.format = split->second->format;
-    LoraPair& pair = c.unet[split->first];
+    LoraPair& pair = (*parts[model])[split->first];
     const torch::Tensor t = io::tensor_view(file, info).to(torch::kFloat).clone();
     if (t.dim() != 2) {
       throw Error(path + ": tensor \"" + name + "\" has shape " + util::shape_string(t.sizes().vec()) +
@@ -65,22 +73,27 @@ LoraFileContents read_lora_file(const std::string& path) {
     }
     (split->second->down ? pair.down : pair.up) = t;
   }
-  for (auto& [module, pair] : c.unet) {
-    if (!pair.down.defined() || !pair.up.defined()) {
-      throw Error(path + ": LoRA of \"" + module + "\" has only its " + (pair.down.defined() ? "down" : "up") +
-                  " matrix");
+  for (int m = 0; m < 3; ++m) {
+    for (auto& [module, pair] : *parts[m]) {
+      if (!pair.down.defined() || !pair.up.defined()) {
+        throw Error(path + ": LoRA of \"" + module + "\" has only its " + (pair.down.defined() ? "down" : "up") +
+                    " matrix");
+      }
+      if (pair.down.size(0) != pair.up.size(1)) {
+        throw Error(path + ": LoRA of \"" + module + "\": down " + util::shape_string(pair.down.sizes().vec()) +
+                    " and up " + util::shape_string(pair.up.sizes().vec()) + " disagree on the rank");
+      }
+      if (auto it = alphas[m].find(module); it != alphas[m].end()) pair.alpha = it->second;
     }
-    if (pair.down.size(0) != pair.up.size(1)) {
-      throw Error(path + ": LoRA of \"" + module + "\": down " + util::shape_string(pair.down.sizes().vec()) +
-                  " and up " + util::shape_string(pair.up.sizes().vec()) + " disagree on the rank");
-    }
-    if (auto it = alphas.find(module); it != alphas.end()) pair.alpha = it->second;
   }
-  if (c.unet.empty() && c.other.empty()) throw Error(path + ": no LoRA tensors in the file");
+  if (c.unet.empty() && c.text_encoder.empty() && c.text_encoder_2.empty()) {
+    throw Error(path + ": no LoRA tensors in the file");
+  }
   return c;
 }
 
-LoraApplyReport apply_lora(torch::nn::Module& unet, const LoraFileContents& lora, double scale, bool merge) {
+LoraApplyReport apply_lora(torch::nn::Module& unet, const std::map<std::string, LoraPair>& adapters,
+                           const std::string& source, double scale, bool merge) {
   std::map<std::string, std::shared_ptr<nn::LoraCompatibleLinearImpl>> by_name;
   for (const auto& item : unet.named_modules("", false)) {
     if (auto lin = std::dynamic_pointer_cast<nn::LoraCompatibleLinearImpl>(item.value())) {
@@ -91,10 +104,9 @@ LoraApplyReport apply_lora(torch::nn::Module& unet, const LoraFileContents& lora
     }
   }
   LoraApplyReport report;
-  report.other_tensors = lora.other.size();
   auto gen = at::detail::createCPUGenerator(0);
   torch::NoGradGuard no_grad;
-  for (const auto& [module, pair] : lora.unet) {
+  for (const auto& [module, pair] : adapters) {
     auto it = by_name.find(module);
     if (it == by_name.end()) {
       report.unused.push_back(module);
@@ -103,7 +115,7 @@ LoraApplyReport apply_lora(torch::nn::Module& unet, const LoraFileContents& lora
     auto& lin = it->second;
     const std::int64_t rank = pair.down.size(0);
     if (pair.down.size(1) != lin->in_features() || pair.up.size(0) != lin->out_features()) {
-      throw Error(lora.path + ": LoRA of \"" + module + "\" is " + std::to_string(pair.down.size(1)) + " -> " +
+      throw Error(source + ": LoRA of \"" + module + "\" is " + std::to_string(pair.down.size(1)) + " -> " +
                       std::to_string(pair.up.size(0)) + ", but the model's projection is " +
                       std::to_string(lin->in_features()) + " -> " + std::to_string(lin->out_features()),
                   "was this LoRA trained for another base model?");

@@ -6,6 +6,7 @@
 #include "sdxl_dreambooth/io/png_writer.h"
 #include "sdxl_dreambooth/model/lora_export.h"
 #include "sdxl_dreambooth/nn/lora_network.h"
+#include "sdxl_dreambooth/nn/prompt_encoding.h"
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
 #include "sdxl_dreambooth/sampling/noise_schedule.h"
 #include "sdxl_dreambooth/train/adamw.h"
@@ -206,7 +207,8 @@ void run_validation(pipeline::SdxlPipeline& pipe, const config::Config& cfg, con
 // with a fresh posterior sample, noise and timesteps drawn from `gen` in diffusers' order.
 DiffusionBatch assemble_batch(const EncodedImages& inst, const EncodedImages* cls, const PromptTable& prompts,
                               const std::vector<std::int64_t>& idx, at::Generator& gen, double noise_offset,
-                              std::int64_t num_train_timesteps, double scaling_factor, const torch::Device& device) {
+                              std::int64_t num_train_timesteps, double scaling_factor, const torch::Device& device,
+                              pipeline::SdxlPipeline* train_text_encoders) {
   std::vector<std::int64_t> rows_i, rows_c, prompt_rows;
   for (auto i : idx) {
     rows_i.push_back(i % inst.size());
@@ -229,8 +231,16 @@ DiffusionBatch assemble_batch(const EncodedImages& inst, const EncodedImages* cl
   DiffusionBatch b;
   b.time_ids = take(inst.time_ids, cls ? &cls->time_ids : nullptr);
   const auto pr = torch::tensor(prompt_rows, torch::kLong).to(prompts.prompt_embeds.device());
-  b.prompt_embeds = prompts.prompt_embeds.index_select(0, pr);
-  b.text_embeds = prompts.pooled.index_select(0, pr);
+  if (train_text_encoders) {
+    // Text-encoder LoRA: the embeddings depend on trained weights, so they are computed per step.
+    const auto e = nn::encode_prompt(train_text_encoders->text_encoder, train_text_encoders->text_encoder_2,
+                                     prompts.ids_1.index_select(0, pr), prompts.ids_2.index_select(0, pr));
+    b.prompt_embeds = e.prompt_embeds;
+    b.text_embeds = e.pooled_prompt_embeds;
+  } else {
+    b.prompt_embeds = prompts.prompt_embeds.index_select(0, pr);
+    b.text_embeds = prompts.pooled.index_select(0, pr);
+  }
   // Drawn on the CPU: the same numbers on every device.
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat);
   const std::int64_t B = mean.size(0), C = mean.size(1);
@@ -334,12 +344,16 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
                                 comm);
   }
   encode_prompts(prompts, pipe, s.dtype);
-  std::vector<std::string> validation_prompts = cfg.get_list("validation.prompts");
-  if (!validation_prompts.empty()) {
-    validation_prompts.push_back(cfg.get_string("validation.negative_prompt"));
-    pipe.cache_prompts(validation_prompts);
+  const bool train_te = cfg.get_bool("lora.train_text_encoder");
+  if (!train_te) {
+    // Frozen text encoders: validation prompts are embedded now and the encoders freed.
+    std::vector<std::string> validation_prompts = cfg.get_list("validation.prompts");
+    if (!validation_prompts.empty()) {
+      validation_prompts.push_back(cfg.get_string("validation.negative_prompt"));
+      pipe.cache_prompts(validation_prompts);
+    }
+    pipe.release_text_encoders();
   }
-  pipe.release_text_encoders();
   pipe.vae->release_encoder();
 
   // LoRA on the UNet's attention projections; everything else frozen.
@@ -349,14 +363,25 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
   spec.targets = cfg.get_list("lora.targets");
   auto init_gen = at::detail::createCPUGenerator(derive_seed(s.seed, kLoraInit));
   const nn::LoraNetwork lora = nn::LoraNetwork::inject(*pipe.unet, spec, init_gen, "UNet");
-  if (cfg.get_bool("lora.train_text_encoder")) {
-    throw UsageError("lora.train_text_encoder = true is not supported yet: only the UNet is trained",
-                     "set lora.train_text_encoder = false");
+  // Optional text-encoder LoRA on both CLIP encoders (diffusers' --train_text_encoder).
+  nn::LoraNetwork te_lora, te2_lora;
+  if (train_te) {
+    nn::LoraSpec te_spec = spec;
+    te_spec.targets = cfg.get_list("lora.text_encoder_targets");
+    te_lora = nn::LoraNetwork::inject(*pipe.text_encoder, te_spec, init_gen, "text_encoder");
+    te2_lora = nn::LoraNetwork::inject(*pipe.text_encoder_2, te_spec, init_gen, "text_encoder_2");
   }
   pipe.unet->set_gradient_checkpointing(cfg.get_bool("train.gradient_checkpointing"));
-  const auto params = lora.parameters();
+  const auto unet_params = lora.parameters();
+  std::vector<torch::Tensor> te_params = te_lora.parameters();
+  for (const auto& p : te2_lora.parameters()) te_params.push_back(p);
+  std::vector<torch::Tensor> params = unet_params;
+  params.insert(params.end(), te_params.begin(), te_params.end());
   log.info("LoRA rank " + std::to_string(spec.rank) + ", alpha " + util::format_number(spec.alpha) + " on " +
-           std::to_string(lora.size()) + " projections: " + std::to_string(lora.num_parameters()) +
+           std::to_string(lora.size()) + " UNet projections" +
+           (train_te ? " and " + std::to_string(te_lora.size() + te2_lora.size()) + " text-encoder projections"
+                     : std::string()) +
+           ": " + std::to_string(lora.num_parameters() + te_lora.num_parameters() + te2_lora.num_parameters()) +
            " trainable parameters");
 
   AdamWOptions ao;
@@ -364,7 +389,9 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
   ao.beta2 = cfg.get_float("optimizer.beta2");
   ao.eps = cfg.get_float("optimizer.eps");
   ao.weight_decay = cfg.get_float("optimizer.weight_decay");
-  AdamW optimizer(params, ao);
+  AdamW optimizer(unet_params, ao);
+  AdamW te_optimizer(te_params, ao);  // empty unless text encoders train
+  const double te_lr_ratio = cfg.get_float("lora.text_encoder_lr") / cfg.get_float("train.learning_rate");
 
   const std::int64_t batch_size = cfg.get_int("train.batch_size");
   const std::int64_t grad_accum = cfg.get_int("train.grad_accum");
@@ -412,7 +439,14 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
     metrics << "step,loss,lr,grad_norm,step_seconds\n";
     if (!metrics) throw Error("cannot write " + metrics_path.string());
   }
-  check_weights_agree(lora, comm, 0);
+  auto check_all_weights = [&](std::int64_t step) {
+    check_weights_agree(lora, comm, step);
+    if (train_te) {
+      check_weights_agree(te_lora, comm, step);
+      check_weights_agree(te2_lora, comm, step);
+    }
+  };
+  check_all_weights(0);
   const auto train_start = Clock::now();
   double window_loss = 0;
   std::int64_t window_steps = 0;
@@ -426,7 +460,7 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
       const auto idx = order.batch(step * grad_accum + micro, rank);
       const DiffusionBatch batch = assemble_batch(instance, s.prior ? &klass : nullptr, prompts, idx, noise_gen,
                                                   noise_offset, schedule.num_train_timesteps(), scaling_factor,
-                                                  s.device);
+                                                  s.device, train_te ? &pipe : nullptr);
       auto t1 = Clock::now();
       const LossResult r = diffusion_loss(pipe.unet, schedule, batch, loss_options);
       auto t2 = Clock::now();
@@ -457,9 +491,11 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
                util::format_number(old_scale) + " -> " + util::format_number(scaler.scale()));
     } else {
       optimizer.step(lr);
+      if (train_te) te_optimizer.step(lr * te_lr_ratio);  // the same schedule on its own peak lr
       scaler.update(true);
     }
     optimizer.zero_grad();
+    te_optimizer.zero_grad();
     summary.times.optimizer_s += seconds_since(t4);
     summary.losses.push_back(step_loss);
     summary.steps = step + 1;
@@ -471,7 +507,7 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
     if (writer && !metrics) throw Error("cannot write " + metrics_path.string());
 
     if ((step + 1) % log_every == 0 || step + 1 == max_steps) {
-      check_weights_agree(lora, comm, step + 1);
+      check_all_weights(step + 1);
       const double window_s = seconds_since(window_start);
       const double ips = static_cast<double>(window_steps * images_per_step) / std::max(window_s, 1e-9);
       const double elapsed = seconds_since(train_start);
@@ -491,7 +527,8 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
   summary.images_per_second = static_cast<double>(summary.steps * images_per_step) / std::max(train_s, 1e-9);
 
   const fs::path lora_path = s.output / "pytorch_lora_weights.safetensors";
-  if (writer) model::write_diffusers_lora(lora_path.string(), lora,
+  if (writer) model::write_diffusers_lora(lora_path.string(), lora, train_te ? &te_lora : nullptr,
+                                          train_te ? &te2_lora : nullptr,
                               {{"format", "diffusers"},
                                {"rank", std::to_string(spec.rank)},
                                {"alpha", util::format_number(spec.alpha)},

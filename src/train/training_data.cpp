@@ -181,14 +181,18 @@ EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, con
 
 void encode_prompts(PromptTable& prompts, pipeline::SdxlPipeline& pipe, torch::Dtype dtype) {
   torch::NoGradGuard no_grad;
-  std::vector<torch::Tensor> embeds, pooled;
+  std::vector<torch::Tensor> embeds, pooled, ids_1, ids_2;
   for (const auto& p : prompts.prompts) {
     const auto e = pipe.encode(p);
     embeds.push_back(e.prompt_embeds);
     pooled.push_back(e.pooled_prompt_embeds);
+    ids_1.push_back(torch::tensor(pipe.tokenizer->tokenize(p), torch::kLong));
+    ids_2.push_back(torch::tensor(pipe.tokenizer_2->tokenize(p), torch::kLong));
   }
   prompts.prompt_embeds = torch::cat(embeds).to(dtype);
   prompts.pooled = torch::cat(pooled).to(dtype);
+  prompts.ids_1 = torch::stack(ids_1).to(prompts.prompt_embeds.device());
+  prompts.ids_2 = torch::stack(ids_2).to(prompts.prompt_embeds.device());
 }
 
 }  // namespace sdxl::train

@@ -162,3 +162,29 @@ TEST(Train, Bf16RunsOnCpuAndFp16NeedsCuda) {
   EXPECT_EQ(fp16.exit_code, 2);
   EXPECT_NE(fp16.err.find("needs a CUDA device"), std::string::npos) << fp16.err;
 }
+
+TEST(Train, TextEncoderLoraIsTrainedExportedAndApplied) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  test::write_file(dir / "run.toml",
+                   tiny_config(dir / "out", test::subjects_dir() / "chelsea",
+                               "max_steps = 3\nbatch_size = 2\nlearning_rate = 1e-3\n",
+                               "[lora]\ntrain_text_encoder = true\ntext_encoder_lr = 1e-3\n"
+                               "[validation]\nprompts = [\"sks cat\"]\nnum_images = 1\nsteps = 2\n"));
+  const auto r = test::run_cli({"train", (dir / "run.toml").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("224 UNet projections and 24 text-encoder projections"), std::string::npos) << r.err;
+  const std::string path = (dir / "out" / "pytorch_lora_weights.safetensors").string();
+  const auto lora = io::SafetensorsFile::open(path);
+  EXPECT_EQ(lora->tensors().size(), 448u + 2 * 24u);
+  EXPECT_NE(lora->find("text_encoder.text_model.encoder.layers.0.self_attn.q_proj.lora_linear_layer.down.weight"),
+            nullptr);
+  EXPECT_NE(lora->find("text_encoder_2.text_model.encoder.layers.2.self_attn.out_proj.lora_linear_layer.up.weight"),
+            nullptr);
+  const auto g = test::run_cli({"generate", "--model", (test::reference_dir() / "tiny-sdxl").string(), "--prompt",
+                                "sks cat", "--size", "64x64", "--steps", "2", "--out", (dir / "gen").string(),
+                                "--lora", path});
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  EXPECT_NE(g.err.find("248 adapters merged with scale 1.0, 0 unused (24 in the text encoders)"), std::string::npos)
+      << g.err;
+}

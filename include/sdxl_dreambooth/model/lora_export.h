@@ -18,9 +18,14 @@ namespace sdxl::model {
 std::vector<std::pair<std::string, torch::Tensor>> diffusers_lora_tensors(const nn::LoraNetwork& network,
                                                                          const std::string& prefix);
 
+// Text-encoder adapters under diffusers 0.27's names:
+// `<prefix>.<module path>.lora_linear_layer.down.weight` / `.up.weight`.
+std::vector<std::pair<std::string, torch::Tensor>> diffusers_text_encoder_lora_tensors(const nn::LoraNetwork& network,
+                                                                                      const std::string& prefix);
+
 // Writes `<path>` (pytorch_lora_weights.safetensors) atomically, with `metadata` in
-// __metadata__.
-void write_diffusers_lora(const std::string& path, const nn::LoraNetwork& unet,
-                          const std::map<std::string, std::string>& metadata);
+// __metadata__; the text-encoder networks are optional (null when not trained).
+void write_diffusers_lora(const std::string& path, const nn::LoraNetwork& unet, const nn::LoraNetwork* text_encoder,
+                          const nn::LoraNetwork* text_encoder_2, const std::map<std::string, std::string>& metadata);
 
 }  // namespace sdxl::model

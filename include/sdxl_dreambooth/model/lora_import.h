@@ -25,8 +25,7 @@ struct LoraFileContents {
   std::string format;  // "diffusers", "peft" or "kohya"
   // Keyed by the module path *as written in the file* after the model prefix
   // (diffusers: "down_blocks.1....to_q"; kohya: "down_blocks_1_..._to_q").
-  std::map<std::string, LoraPair> unet;
-  std::vector<std::string> other;  // tensors for other models (text encoders), not applied here
+  std::map<std::string, LoraPair> unet, text_encoder, text_encoder_2;
 };
 
 // Parses and checks the file (pairs complete, rank consistent between down and up). Throws
@@ -34,14 +33,14 @@ struct LoraFileContents {
 LoraFileContents read_lora_file(const std::string& path);
 
 struct LoraApplyReport {
-  std::size_t applied = 0;                 // modules that received an adapter
-  std::vector<std::string> unused;         // module names in the file that match nothing
-  std::size_t other_tensors = 0;           // text-encoder tensors skipped
+  std::size_t applied = 0;          // modules that received an adapter
+  std::vector<std::string> unused;  // module names in the file that match nothing
 };
 
-// Adds the file's UNet adapters to `unet` (scaled by `scale`): merged into the weights when
-// `merge`, else as run-time adapters. An adapter whose shapes do not fit its module is an
-// Error naming both.
-LoraApplyReport apply_lora(torch::nn::Module& unet, const LoraFileContents& lora, double scale, bool merge);
+// Adds `adapters` (one model's part of `lora`) to `model` (scaled by `scale`): merged into the
+// weights when `merge`, else as run-time adapters. An adapter whose shapes do not fit its
+// module is an Error naming both.
+LoraApplyReport apply_lora(torch::nn::Module& model, const std::map<std::string, LoraPair>& adapters,
+                           const std::string& source, double scale, bool merge);
 
 }  // namespace sdxl::model

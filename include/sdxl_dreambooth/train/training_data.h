@@ -45,6 +45,7 @@ struct PromptTable {
   std::vector<std::string> prompts;
   torch::Tensor prompt_embeds;  // [P, 77, D] on the training device, in the UNet's dtype
   torch::Tensor pooled;         // [P, Dp]
+  torch::Tensor ids_1, ids_2;   // [P, 77] int64 token ids of both tokenizers (text-encoder training)
   std::size_t add(const std::string& prompt);  // index, adding it if new
 };
 
