@@ -5,6 +5,7 @@
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/io/png_writer.h"
 #include "sdxl_dreambooth/model/lora_import.h"
+#include "sdxl_dreambooth/nn/lora_linear.h"
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
 #include "sdxl_dreambooth/util/strings.h"
 
@@ -13,6 +14,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 
@@ -40,6 +42,45 @@ torch::Dtype parse_dtype(const std::string& s) {
   throw UsageError("--dtype: expected fp32, bf16 or fp16, got " + util::quoted(s));
 }
 
+// Run-time adapters of every model of the pipeline at `scale` (0 = the base model).
+void set_lora_scale(pipeline::SdxlPipeline& pipe, double scale) {
+  for (torch::nn::Module* m : {static_cast<torch::nn::Module*>(pipe.unet.get()),
+                               static_cast<torch::nn::Module*>(pipe.text_encoder.get()),
+                               static_cast<torch::nn::Module*>(pipe.text_encoder_2.get())}) {
+    for (const auto& item : m->named_modules("", false)) {
+      if (auto lin = std::dynamic_pointer_cast<nn::LoraCompatibleLinearImpl>(item.value())) lin->lora_scale = scale;
+    }
+  }
+}
+
+// One PNG: a row per (prompt, image), base on the left, fine-tuned on the right, 8 px white
+// gutters. The labels (column meaning, each row's prompt) are PNG text chunks, which image
+// viewers and `exiftool` show; the pixels carry no text (no font library is used).
+void write_comparison_grid(const std::string& path, const std::vector<pipeline::GeneratedImage>& base,
+                           const std::vector<pipeline::GeneratedImage>& tuned, const pipeline::GenerationRequest& req,
+                           const std::string& lora, double scale) {
+  const int gap = 8, w = static_cast<int>(req.width), h = static_cast<int>(req.height);
+  const int rows = static_cast<int>(base.size());
+  const int gw = 2 * w + 3 * gap, gh = rows * h + (rows + 1) * gap;
+  std::vector<std::uint8_t> px(static_cast<std::size_t>(gw) * gh * 3, 255);
+  io::PngText text{{"columns", "left: base model | right: with LoRA " + lora + " (scale " + util::format_number(scale) + ")"}};
+  for (int r = 0; r < rows; ++r) {
+    for (int c = 0; c < 2; ++c) {
+      const auto& img = (c == 0 ? base : tuned)[static_cast<std::size_t>(r)];
+      const auto* src = img.rgb.data_ptr<std::uint8_t>();
+      for (int y = 0; y < h; ++y) {
+        std::memcpy(&px[(static_cast<std::size_t>(gap + r * (h + gap) + y) * gw + gap + c * (w + gap)) * 3],
+                    src + static_cast<std::size_t>(y) * w * 3, static_cast<std::size_t>(w) * 3);
+      }
+    }
+    const auto& img = base[static_cast<std::size_t>(r)];
+    text.emplace_back("row " + std::to_string(r),
+                      req.prompts[img.prompt_index] + " (image " + std::to_string(img.image_index) + ", seed " +
+                          std::to_string(img.seed) + ")");
+  }
+  io::write_png(path, px.data(), gw, gh, text);
+}
+
 }  // namespace
 
 Command make_generate_command() {
@@ -51,7 +92,7 @@ Command make_generate_command() {
       "         [--negative N] [--steps 25] [--guidance 5] [--seed 0] [--size 1024x1024]\n"
       "         [--num-images 1] [--scheduler dpmpp2m|euler|euler_karras] [--vae DIR_OR_HUB_ID]\n"
       "         [--variant fp16] [--revision main] [--dtype fp32|bf16|fp16] [--device cpu|cuda]\n"
-      "         [--lora FILE [--lora-scale 1] [--lora-mode merge|runtime]]\n\n"
+      "         [--lora FILE [--lora-scale 1] [--lora-mode merge|runtime] [--compare-base]]\n\n"
       "Writes OUT/<prompt>-<image>-seed<S>.png for every prompt and image. Image k of prompt p\n"
       "uses seed S + p * num-images + k, so the same seed gives the same image on every run.\n"
       "An empty negative prompt gives zero embeddings (SDXL's force_zeros_for_empty_prompt);\n"
@@ -61,9 +102,12 @@ Command make_generate_command() {
       "(unet.<module>.lora.down/up.weight), peft names (lora_A/lora_B) or kohya names with\n"
       "diffusers module paths (lora_unet_..., with .alpha). merge folds scale * B A into the\n"
       "weights (no cost per step); runtime keeps the adapters beside them. The number of\n"
-      "applied and unused adapters is reported; a file whose adapters match nothing is an error.\n";
+      "applied and unused adapters is reported; a file whose adapters match nothing is an error.\n"
+      "--compare-base draws every image twice with the same seed, without and with the LoRA, into\n"
+      "OUT/base/ and OUT/lora/, plus OUT/compare.png: one row per image, base | fine-tuned, with\n"
+      "the column and row labels in its PNG text chunks.\n";
   c.run = [](const std::vector<std::string>& argv) {
-    Args args(argv, {},
+    Args args(argv, {"--compare-base"},
               {"--model", "--out", "--negative", "--steps", "--guidance", "--seed", "--size", "--num-images",
                "--scheduler", "--vae", "--variant", "--revision", "--dtype", "--device", "--lora", "--lora-scale",
                "--lora-mode"},
@@ -87,7 +131,13 @@ Command make_generate_command() {
     pipeline::validate(req);  // before the (slow) model load
     const auto lora_path = args.option("--lora");
     const double lora_scale = args.float_option("--lora-scale").value_or(1.0);
-    const std::string lora_mode = args.option_or("--lora-mode", "merge");
+    const bool compare_base = args.flag("--compare-base");
+    if (compare_base && !lora_path) throw UsageError("--compare-base needs --lora FILE (base vs fine-tuned)");
+    if (compare_base && args.option("--lora-mode") && *args.option("--lora-mode") == "merge") {
+      throw UsageError("--compare-base keeps the adapters beside the weights (runtime); drop --lora-mode merge");
+    }
+    // Comparing toggles the adapters between scale 0 and the given scale, so they stay unmerged.
+    const std::string lora_mode = compare_base ? "runtime" : args.option_or("--lora-mode", "merge");
     if (lora_mode != "merge" && lora_mode != "runtime") {
       throw UsageError("--lora-mode: expected merge or runtime, got " + util::quoted(lora_mode));
     }
@@ -153,12 +203,12 @@ Command make_generate_command() {
                    std::string(width - filled, '.').c_str(), static_cast<long long>(done), static_cast<long long>(total));
       if (done == total) std::fprintf(stderr, "\n");
     };
-    const auto images = pipe.generate(req, {}, progress);
     const BuildFeatures f = build_features();
-    for (const auto& img : images) {
+    auto write = [&](const pipeline::GeneratedImage& img, const std::filesystem::path& dir, double scale) {
+      std::filesystem::create_directories(dir);
       const std::string name = std::to_string(img.prompt_index) + "-" + std::to_string(img.image_index) + "-seed" +
                                std::to_string(img.seed) + ".png";
-      const std::string path = (std::filesystem::path(*out) / name).string();
+      const std::string path = (dir / name).string();
       io::write_png(path, img.rgb.data_ptr<std::uint8_t>(), static_cast<int>(img.rgb.size(1)),
                     static_cast<int>(img.rgb.size(0)),
                     {{"prompt", req.prompts[img.prompt_index]},
@@ -169,12 +219,31 @@ Command make_generate_command() {
                      {"scheduler", req.scheduler},
                      {"size", std::to_string(req.width) + "x" + std::to_string(req.height)},
                      {"model", *model},
-                     {"lora", lora_path ? *lora_path + " (scale " + util::format_number(lora_scale) + ")" : "none"},
+                     {"lora", lora_path && scale != 0.0 ? *lora_path + " (scale " + util::format_number(scale) + ")"
+                                                        : "none"},
                      {"software", "sdxl-dreambooth " + f.program_version + " (" + f.git_commit + ")"}});
       std::cout << path << "\n";
+    };
+    std::size_t count = 0;
+    if (!compare_base) {
+      const auto images = pipe.generate(req, {}, progress);
+      for (const auto& img : images) write(img, *out, lora_scale);
+      count = images.size();
+    } else {
+      // Same seeds twice: adapters off (base), then on (fine-tuned).
+      set_lora_scale(pipe, 0.0);
+      const auto base = pipe.generate(req, {}, progress);
+      set_lora_scale(pipe, lora_scale);
+      const auto tuned = pipe.generate(req, {}, progress);
+      for (const auto& img : base) write(img, std::filesystem::path(*out) / "base", 0.0);
+      for (const auto& img : tuned) write(img, std::filesystem::path(*out) / "lora", lora_scale);
+      const std::string grid = (std::filesystem::path(*out) / "compare.png").string();
+      write_comparison_grid(grid, base, tuned, req, *lora_path, lora_scale);
+      std::cout << grid << "\n";
+      count = base.size() + tuned.size();
     }
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::cerr << images.size() << " image(s) in " << util::format_number(std::round(s * 100) / 100) << " s\n";
+    std::cerr << count << " image(s) in " << util::format_number(std::round(s * 100) / 100) << " s\n";
     return 0;
   };
   return c;

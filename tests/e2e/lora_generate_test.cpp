@@ -59,6 +59,28 @@ TEST(GenerateLora, TrainedLoraChangesImagesAndMergeEqualsRuntime) {
   EXPECT_GT(mean_abs_diff(dir / "base" / name, dir / "merged" / name), 0.5);
   EXPECT_LT(mean_abs_diff(dir / "merged" / name, dir / "runtime" / name), 0.05);
   EXPECT_EQ(mean_abs_diff(dir / "base" / name, dir / "zero" / name), 0.0);
+  // --compare-base: the base column is the plain base model, the LoRA column is the LoRA's image;
+  // at scale 0 both columns are the base model.
+  auto compare_args = generate_args(dir / "compare");
+  compare_args.insert(compare_args.end(), {"--lora", lora, "--compare-base"});
+  const auto compare = test::run_cli(compare_args);
+  ASSERT_EQ(compare.exit_code, 0) << compare.err;
+  EXPECT_EQ(mean_abs_diff(dir / "base" / name, dir / "compare" / "base" / name), 0.0);
+  EXPECT_LT(mean_abs_diff(dir / "runtime" / name, dir / "compare" / "lora" / name), 0.05);
+  const auto grid = io::read_png((dir / "compare" / "compare.png").string());
+  EXPECT_EQ(grid.width, 2 * 64 + 3 * 8);
+  EXPECT_EQ(grid.height, 64 + 2 * 8);
+  bool labelled = false;
+  for (const auto& [k, v] : grid.text) labelled |= k == "row 0" && v.find("sks cat on a sofa") != std::string::npos;
+  EXPECT_TRUE(labelled);
+  auto zero_compare = generate_args(dir / "compare0");
+  zero_compare.insert(zero_compare.end(), {"--lora", lora, "--compare-base", "--lora-scale", "0"});
+  ASSERT_EQ(test::run_cli(zero_compare).exit_code, 0);
+  EXPECT_EQ(mean_abs_diff(dir / "compare0" / "base" / name, dir / "compare0" / "lora" / name), 0.0);
+  auto no_lora = generate_args(dir / "x");
+  no_lora.push_back("--compare-base");
+  EXPECT_EQ(test::run_cli(no_lora).exit_code, 2);
+
   const auto png = io::read_png((dir / "merged" / name).string());
   bool has_lora_chunk = false;
   for (const auto& [k, v] : png.text) has_lora_chunk |= k == "lora" && v.find(lora) != std::string::npos;
