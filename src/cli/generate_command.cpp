@@ -2,6 +2,8 @@
 #include "sdxl_dreambooth/build_features.h"
 #include "sdxl_dreambooth/cli/args.h"
 #include "sdxl_dreambooth/cli/command.h"
+#include "sdxl_dreambooth/dist/collectives.h"
+#include "sdxl_dreambooth/dist/mpi_runtime.h"
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/io/png_writer.h"
 #include "sdxl_dreambooth/model/lora_import.h"
@@ -11,6 +13,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -105,7 +108,9 @@ Command make_generate_command() {
       "applied and unused adapters is reported; a file whose adapters match nothing is an error.\n"
       "--compare-base draws every image twice with the same seed, without and with the LoRA, into\n"
       "OUT/base/ and OUT/lora/, plus OUT/compare.png: one row per image, base | fine-tuned, with\n"
-      "the column and row labels in its PNG text chunks.\n";
+      "the column and row labels in its PNG text chunks.\n\n"
+      "Under mpirun the images are split across the ranks and rank 0 writes them; the files are\n"
+      "the same as a one-process run's.\n";
   c.run = [](const std::vector<std::string>& argv) {
     Args args(argv, {"--compare-base"},
               {"--model", "--out", "--negative", "--steps", "--guidance", "--seed", "--size", "--num-images",
@@ -160,6 +165,8 @@ Command make_generate_command() {
     }
     opts.device = device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
 
+    dist::MpiRuntime mpi(nullptr, nullptr);
+    const auto comm = dist::make_mpi_collectives(mpi.world(), 3600);
     auto pipe = pipeline::SdxlPipeline::load(opts);
     if (lora) {
       // UNet and, when the file has them, both text encoders.
@@ -194,7 +201,7 @@ Command make_generate_command() {
     std::filesystem::create_directories(*out, ec);
     if (ec) throw Error("cannot create output folder '" + *out + "': " + ec.message());
 
-    const bool tty = isatty(STDERR_FILENO) != 0;
+    const bool tty = isatty(STDERR_FILENO) != 0 && mpi.rank() == 0;
     const auto start = std::chrono::steady_clock::now();
     auto progress = [&](std::int64_t done, std::int64_t total) {
       if (!tty) return;
@@ -224,24 +231,41 @@ Command make_generate_command() {
                      {"software", "sdxl-dreambooth " + f.program_version + " (" + f.git_commit + ")"}});
       std::cout << path << "\n";
     };
+    // Under mpirun, image i of the (prompt, image) list is drawn by rank i mod world and rank 0
+    // writes them all; seeds are per image, so the files equal a one-process run's.
+    std::vector<std::pair<std::size_t, std::int64_t>> mine;
+    for (std::size_t p = 0, i = 0; p < req.prompts.size(); ++p) {
+      for (std::int64_t k = 0; k < req.images_per_prompt; ++k, ++i) {
+        if (static_cast<int>(i % static_cast<std::size_t>(comm->world_size())) == comm->rank()) mine.emplace_back(p, k);
+      }
+    }
+    auto draw = [&] {
+      std::vector<pipeline::GeneratedImage> images;
+      if (!mine.empty()) images = pipe.generate(req, mine, progress);
+      return pipeline::gather_images(std::move(images), *comm, req);
+    };
     std::size_t count = 0;
     if (!compare_base) {
-      const auto images = pipe.generate(req, {}, progress);
-      for (const auto& img : images) write(img, *out, lora_scale);
+      const auto images = draw();
+      if (comm->rank() == 0) {
+        for (const auto& img : images) write(img, *out, lora_scale);
+      }
       count = images.size();
     } else {
       // Same seeds twice: adapters off (base), then on (fine-tuned).
       set_lora_scale(pipe, 0.0);
-      const auto base = pipe.generate(req, {}, progress);
+      const auto base = draw();
       set_lora_scale(pipe, lora_scale);
-      const auto tuned = pipe.generate(req, {}, progress);
+      const auto tuned = draw();
+      count = base.size() + tuned.size();
+      if (comm->rank() != 0) return 0;
       for (const auto& img : base) write(img, std::filesystem::path(*out) / "base", 0.0);
       for (const auto& img : tuned) write(img, std::filesystem::path(*out) / "lora", lora_scale);
       const std::string grid = (std::filesystem::path(*out) / "compare.png").string();
       write_comparison_grid(grid, base, tuned, req, *lora_path, lora_scale);
       std::cout << grid << "\n";
-      count = base.size() + tuned.size();
     }
+    if (comm->rank() != 0) return 0;
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::cerr << count << " image(s) in " << util::format_number(std::round(s * 100) / 100) << " s\n";
     return 0;

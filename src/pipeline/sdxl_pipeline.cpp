@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <fstream>
 
 namespace sdxl::pipeline {
@@ -156,6 +157,38 @@ std::vector<GeneratedImage> SdxlPipeline::generate(const GenerationRequest& r,
     img.rgb = (image[0].permute({1, 2, 0}) * 255).round().to(torch::kUInt8).to(torch::kCPU).contiguous();
     images.push_back(std::move(img));
   }
+  return images;
+}
+
+// Every rank's images on rank 0, in (prompt, image) order; other ranks get an empty list.
+std::vector<pipeline::GeneratedImage> gather_images(std::vector<pipeline::GeneratedImage> images,
+                                                    dist::Collectives& comm, const pipeline::GenerationRequest& req) {
+  if (comm.world_size() > 1) {
+    std::vector<torch::Tensor> rgb;
+    std::vector<std::int64_t> ids;
+    for (const auto& img : images) {
+      rgb.push_back(img.rgb);
+      ids.insert(ids.end(), {static_cast<std::int64_t>(img.prompt_index), img.image_index,
+                             static_cast<std::int64_t>(img.seed)});
+    }
+    const torch::Tensor all_rgb = comm.all_gather_rows(
+        rgb.empty() ? torch::empty({0, req.height, req.width, 3}, torch::kByte) : torch::stack(rgb), "gather of images");
+    const torch::Tensor all_ids =
+        comm.all_gather_rows(torch::tensor(ids, torch::kLong).view({-1, 3}), "gather of image ids");
+    images.clear();
+    if (comm.rank() != 0) return images;
+    for (std::int64_t n = 0; n < all_rgb.size(0); ++n) {
+      pipeline::GeneratedImage img;
+      img.prompt_index = static_cast<std::size_t>(all_ids[n][0].item<std::int64_t>());
+      img.image_index = all_ids[n][1].item<std::int64_t>();
+      img.seed = static_cast<std::uint64_t>(all_ids[n][2].item<std::int64_t>());
+      img.rgb = all_rgb[n].contiguous();
+      images.push_back(std::move(img));
+    }
+  }
+  std::sort(images.begin(), images.end(), [](const auto& a, const auto& b) {
+    return std::make_pair(a.prompt_index, a.image_index) < std::make_pair(b.prompt_index, b.image_index);
+  });
   return images;
 }
 

@@ -165,28 +165,7 @@ void run_validation(pipeline::SdxlPipeline& pipe, const config::Config& cfg, con
   }
   std::vector<pipeline::GeneratedImage> images;
   if (!mine.empty()) images = pipe.generate(r, mine);
-  if (comm.world_size() > 1) {
-    std::vector<torch::Tensor> rgb;
-    std::vector<std::int64_t> ids;
-    for (const auto& img : images) {
-      rgb.push_back(img.rgb);
-      ids.insert(ids.end(), {static_cast<std::int64_t>(img.prompt_index), img.image_index,
-                             static_cast<std::int64_t>(img.seed)});
-    }
-    const torch::Tensor all_rgb = comm.all_gather_rows(
-        rgb.empty() ? torch::empty({0, size, size, 3}, torch::kByte) : torch::stack(rgb), "gather of validation images");
-    const torch::Tensor all_ids = comm.all_gather_rows(torch::tensor(ids, torch::kLong).view({-1, 3}),
-                                                       "gather of validation image ids");
-    images.clear();
-    for (std::int64_t n = 0; n < all_rgb.size(0); ++n) {
-      pipeline::GeneratedImage img;
-      img.prompt_index = static_cast<std::size_t>(all_ids[n][0].item<std::int64_t>());
-      img.image_index = all_ids[n][1].item<std::int64_t>();
-      img.seed = static_cast<std::uint64_t>(all_ids[n][2].item<std::int64_t>());
-      img.rgb = all_rgb[n].contiguous();
-      images.push_back(std::move(img));
-    }
-  }
+  images = pipeline::gather_images(std::move(images), comm, r);
   if (comm.rank() != 0) return;
   const fs::path dir = s.output / "samples" / ("step_" + std::to_string(step));
   fs::create_directories(dir);

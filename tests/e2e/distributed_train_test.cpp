@@ -93,3 +93,23 @@ TEST(DistributedTrain, ABadImageOnOneRankEndsTheJobWithItsName) {
   EXPECT_NE(r.err.find("empty.jpg: file is empty"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("error: [rank "), std::string::npos) << r.err;
 }
+
+TEST(DistributedGenerate, RanksSplitTheImagesAndRankZeroWritesTheSameFiles) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  auto args = [&](const fs::path& out) {
+    return std::vector<std::string>{"generate", "--model", (test::reference_dir() / "tiny-sdxl").string(),
+                                    "--prompt", "a cat", "--prompt", "a dog", "--num-images", "2", "--size",
+                                    "64x64", "--steps", "2", "--out", out.string()};
+  };
+  const auto one = test::run_cli(args(dir / "one"));
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  const auto two = mpirun(2, args(dir / "two"));
+  ASSERT_EQ(two.exit_code, 0) << two.err;
+  std::size_t files = 0;
+  for (const auto& e : fs::directory_iterator(dir / "one")) {
+    ++files;
+    EXPECT_EQ(test::read_file(e.path()), test::read_file(dir / "two" / e.path().filename())) << e.path();
+  }
+  EXPECT_EQ(files, 4u);
+}

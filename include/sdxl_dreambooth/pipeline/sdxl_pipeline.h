@@ -4,6 +4,7 @@
 // sampler loop and the VAE decode. The same code serves `generate` and validation images.
 #pragma once
 
+#include "sdxl_dreambooth/dist/collectives.h"
 #include "sdxl_dreambooth/model/component_loader.h"
 #include "sdxl_dreambooth/model/scheduler_config.h"
 #include "sdxl_dreambooth/nn/prompt_encoding.h"
@@ -54,6 +55,11 @@ void validate(const GenerationRequest& request);
 // The seed of image k of prompt p: seed + p * images_per_prompt + k, so an image does not
 // depend on how many ranks share the work or on the batch it was drawn in.
 std::uint64_t image_seed(const GenerationRequest& request, std::size_t prompt_index, std::int64_t image_index);
+
+// Every rank's images on rank 0, sorted by (prompt, image); the other ranks get an empty list.
+// Used when ranks split the images of a request (generate under mpirun, validation).
+std::vector<GeneratedImage> gather_images(std::vector<GeneratedImage> images, dist::Collectives& comm,
+                                          const GenerationRequest& request);
 
 class SdxlPipeline {
  public:
