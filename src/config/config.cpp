@@ -332,6 +332,11 @@ class Loader {
       errors.push_back(at("validation.every_steps") + ": validation.every_steps and validation.every_epochs (" +
                        at("validation.every_epochs") + ") are both set; set one of them");
     }
+    // diffusers' polynomial schedule decays to lr_end = 1e-7 (train/lr_schedule.h).
+    if (config.get_string("train.lr_scheduler") == "polynomial" && config.get_float("train.learning_rate") <= 1e-7) {
+      errors.push_back(at("train.learning_rate") + ": train.learning_rate must be above 1e-7 (the end value of the "
+                       "polynomial schedule), got " + util::format_number(config.get_float("train.learning_rate")));
+    }
     const auto warmup = config.get_int("train.lr_warmup_steps");
     if (auto steps = config.get_optional_int("train.max_steps"); steps && warmup > *steps) {
       errors.push_back(at("train.lr_warmup_steps") + ": train.lr_warmup_steps = " + std::to_string(warmup) +

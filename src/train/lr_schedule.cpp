@@ -22,6 +22,11 @@ LrSchedule::LrSchedule(LrScheduleOptions options) : options_(std::move(options))
   if (std::find(std::begin(kinds), std::end(kinds), options_.kind) == std::end(kinds)) {
     throw UsageError("unknown learning-rate schedule \"" + options_.kind + "\"");
   }
+  // Checked here, before any data is encoded, not at the first step.
+  if (options_.kind == "polynomial" && !(options_.base_lr > options_.lr_end)) {
+    throw UsageError("train.lr_scheduler = \"polynomial\" decays to " + std::to_string(options_.lr_end) +
+                     ", so train.learning_rate must be above it (got " + std::to_string(options_.base_lr) + ")");
+  }
 }
 
 double LrSchedule::lr(std::int64_t completed_steps) const { return options_.base_lr * multiplier(completed_steps); }
@@ -47,10 +52,6 @@ double LrSchedule::multiplier(std::int64_t s) const {
   }
   // polynomial
   const double lr_init = o.base_lr;
-  if (!(lr_init > o.lr_end)) {
-    throw UsageError("polynomial schedule: lr_end (" + std::to_string(o.lr_end) + ") must be below the learning rate (" +
-                     std::to_string(lr_init) + ")");
-  }
   if (s > T) return o.lr_end / lr_init;
   const double lr_range = lr_init - o.lr_end;
   const double decay_steps = static_cast<double>(std::max<std::int64_t>(1, T - W));

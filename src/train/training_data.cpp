@@ -169,7 +169,6 @@ EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, con
   const auto fi = file_index.accessor<std::int64_t, 1>();
   for (std::int64_t e = 0; e < fi.size(0); ++e) {
     out.prompt_index.push_back(file_prompt[static_cast<std::size_t>(fi[e])]);
-    out.source.push_back(files[static_cast<std::size_t>(fi[e])].path);
   }
   log.info(o.key + ": " + std::to_string(out.images_used) + " images" +
            (out.images_skipped ? " (" + std::to_string(out.images_skipped) + " skipped)" : std::string()) +

@@ -42,4 +42,7 @@ TEST(LrSchedule, UnknownKindIsAUsageError) {
   train::LrScheduleOptions o;
   o.kind = "exponential";
   EXPECT_THROW(train::LrSchedule{o}, UsageError);
+  o.kind = "polynomial";
+  o.base_lr = 1e-8;  // below polynomial's end value
+  EXPECT_THROW(train::LrSchedule{o}, UsageError);
 }

@@ -36,7 +36,6 @@ struct EncodedImages {
   torch::Tensor mean, std;                // [N, C, R/8, R/8] float32 on the training device
   torch::Tensor time_ids;                 // [N, 6] float32: original h, w, crop y, x, target h, w
   std::vector<std::size_t> prompt_index;  // per example, into PromptTable
-  std::vector<std::string> source;        // per example, the image file
   std::size_t images_used = 0, images_skipped = 0;
   std::int64_t size() const { return mean.defined() ? mean.size(0) : 0; }
 };
