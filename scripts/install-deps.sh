@@ -11,6 +11,7 @@ packages=(
   libtomlplusplus-dev                   # configuration
   nlohmann-json3-dev                    # diffusers/HF JSON files, safetensors headers
   libutf8proc-dev                       # Unicode classes for the CLIP tokenizer
+  libssl-dev                            # SHA-256 of the base model's weight files (checkpoint provenance)
   libgtest-dev                          # tests
   libjpeg62-turbo-dev libpng-dev libexif-dev libwebp-dev  # image decoding
 )

@@ -1,48 +1,96 @@
 #include "sdxl_dreambooth/model/lora_export.h"
 
+#include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/io/safetensors_torch.h"
+#include "sdxl_dreambooth/model/sgm_unet_names.h"
+#include "sdxl_dreambooth/util/strings.h"
+
+#include <algorithm>
 
 namespace sdxl::model {
-
 namespace {
 
-std::vector<std::pair<std::string, torch::Tensor>> lora_tensors(const nn::LoraNetwork& network,
-                                                               const std::string& prefix, const char* down_suffix,
-                                                               const char* up_suffix) {
-  std::vector<std::pair<std::string, torch::Tensor>> out;
-  const double scale = network.spec().alpha / static_cast<double>(network.spec().rank);
-  for (std::size_t i = 0; i < network.size(); ++i) {
-    const auto& m = network.modules()[i];
-    const std::string base = prefix + "." + network.module_paths()[i];
-    torch::Tensor down = m->lora_A->weight.detach().to(torch::kCPU, torch::kFloat).contiguous();
-    torch::Tensor up = m->lora_B->weight.detach().to(torch::kCPU, torch::kFloat);
-    if (scale != 1.0) up = up * scale;
-    out.emplace_back(base + down_suffix, down);
-    out.emplace_back(base + up_suffix, up.contiguous());
-  }
-  return out;
+std::string underscored(std::string s) {
+  std::replace(s.begin(), s.end(), '.', '_');
+  return s;
 }
 
 }  // namespace
 
-std::vector<std::pair<std::string, torch::Tensor>> diffusers_lora_tensors(const nn::LoraNetwork& network,
-                                                                         const std::string& prefix) {
-  return lora_tensors(network, prefix, ".lora.down.weight", ".lora.up.weight");
+LoraFormat parse_lora_format(const std::string& name) {
+  if (name == "diffusers") return LoraFormat::kDiffusers;
+  if (name == "kohya") return LoraFormat::kKohya;
+  throw UsageError("--format: expected \"diffusers\" or \"kohya\", got " + name);
 }
 
-std::vector<std::pair<std::string, torch::Tensor>> diffusers_text_encoder_lora_tensors(const nn::LoraNetwork& network,
-                                                                                      const std::string& prefix) {
-  return lora_tensors(network, prefix, ".lora_linear_layer.down.weight", ".lora_linear_layer.up.weight");
-}
+const char* lora_format_name(LoraFormat format) { return format == LoraFormat::kKohya ? "kohya" : "diffusers"; }
 
-void write_diffusers_lora(const std::string& path, const nn::LoraNetwork& unet, const nn::LoraNetwork* text_encoder,
-                          const nn::LoraNetwork* text_encoder_2, const std::map<std::string, std::string>& metadata) {
-  auto tensors = diffusers_lora_tensors(unet, "unet");
-  for (const auto& [net, prefix] : {std::pair{text_encoder, "text_encoder"}, std::pair{text_encoder_2, "text_encoder_2"}}) {
-    if (!net) continue;
-    for (auto& t : diffusers_text_encoder_lora_tensors(*net, prefix)) tensors.push_back(std::move(t));
+ModelLoraWeights lora_weights(const nn::LoraNetwork& network, const std::string& model, int layers_per_block) {
+  ModelLoraWeights w;
+  w.model = model;
+  w.rank = network.spec().rank;
+  w.alpha = network.spec().alpha;
+  w.layers_per_block = layers_per_block;
+  for (std::size_t i = 0; i < network.size(); ++i) {
+    const auto& m = network.modules()[i];
+    w.adapters.push_back({network.module_paths()[i], m->lora_A->weight.detach().to(torch::kCPU, torch::kFloat),
+                          m->lora_B->weight.detach().to(torch::kCPU, torch::kFloat)});
   }
-  io::write_safetensors(path, tensors, metadata);
+  return w;
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> lora_file_tensors(const std::vector<ModelLoraWeights>& models,
+                                                                    LoraFormat format) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& m : models) {
+    const bool unet = m.model == "unet";
+    if (format == LoraFormat::kDiffusers) {
+      const double scale = m.alpha / static_cast<double>(m.rank);
+      const std::string down = unet ? ".lora.down.weight" : ".lora_linear_layer.down.weight";
+      const std::string up = unet ? ".lora.up.weight" : ".lora_linear_layer.up.weight";
+      for (const auto& a : m.adapters) {
+        torch::Tensor u = a.up.to(torch::kFloat);
+        if (scale != 1.0) u = u * scale;
+        out.emplace_back(m.model + "." + a.module + down, a.down.to(torch::kFloat).contiguous());
+        out.emplace_back(m.model + "." + a.module + up, u.contiguous());
+      }
+      continue;
+    }
+    const std::string prefix = unet ? "lora_unet_" : m.model == "text_encoder" ? "lora_te1_" : "lora_te2_";
+    if (unet && m.layers_per_block <= 0) {
+      throw Error("internal: the UNet's layers_per_block is needed for kohya names");
+    }
+    for (const auto& a : m.adapters) {
+      std::string path = a.module;
+      if (unet) {
+        const auto sgm = diffusers_to_sgm_unet_path(a.module, m.layers_per_block);
+        if (!sgm) throw Error("kohya export: no SGM name for UNet module " + a.module);
+        path = *sgm;
+      }
+      const std::string key = prefix + underscored(path);
+      out.emplace_back(key + ".lora_down.weight", a.down.to(torch::kFloat).contiguous());
+      out.emplace_back(key + ".lora_up.weight", a.up.to(torch::kFloat).contiguous());
+      out.emplace_back(key + ".alpha", torch::tensor(static_cast<float>(m.alpha)));
+    }
+  }
+  return out;
+}
+
+void write_lora_file(const std::string& path, const std::vector<ModelLoraWeights>& models, LoraFormat format,
+                     std::map<std::string, std::string> metadata) {
+  metadata["format"] = lora_format_name(format);
+  if (format == LoraFormat::kKohya) {
+    // kohya's own keys, which its tools and A1111 show.
+    for (const auto& m : models) {
+      if (m.model == "unet") {
+        metadata["ss_network_module"] = "networks.lora";
+        metadata["ss_network_dim"] = std::to_string(m.rank);
+        metadata["ss_network_alpha"] = util::format_number(m.alpha);
+        metadata["ss_base_model_version"] = "sdxl_base_v1-0";
+      }
+    }
+  }
+  io::write_safetensors(path, lora_file_tensors(models, format), metadata);
 }
 
 }  // namespace sdxl::model

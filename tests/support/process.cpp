@@ -46,7 +46,7 @@ ProcessResult run_process(const std::vector<std::string>& argv, const std::map<s
     dup2(out, 1);
     dup2(err, 2);
     if (!cwd.empty() && chdir(cwd.c_str()) != 0) _exit(126);
-    execve(args[0], args.data(), envp.data());
+    execvpe(args[0], args.data(), envp.data());  // a bare name is looked up in PATH
     _exit(127);
   }
   int status = 0;

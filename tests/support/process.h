@@ -14,8 +14,8 @@ struct ProcessResult {
   std::string err;
 };
 
-// Runs argv[0] with the given arguments, capturing stdout and stderr; `env` entries are
-// added to (or replace) the current environment.
+// Runs argv[0] (a path, or a name looked up in PATH) with the given arguments, capturing
+// stdout and stderr; `env` entries are added to (or replace) the current environment.
 ProcessResult run_process(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env = {},
                           const std::filesystem::path& cwd = {});
 

@@ -1,31 +1,53 @@
-// Writing trained LoRA adapters in the layout other tools load. diffusers 0.27's
-// StableDiffusionXLPipeline.save_lora_weights writes `unet.<module path>.lora.down.weight`
-// (A, rank × in) and `.lora.up.weight` (B, out × rank) with no alpha, i.e. scale 1; adapters
-// trained with alpha ≠ rank have alpha / rank folded into `up` so they load unchanged.
+// Writing trained LoRA adapters in the layouts other tools load.
+//  - diffusers: what diffusers 0.27's StableDiffusionXLPipeline.save_lora_weights writes:
+//    `unet.<module path>.lora.down.weight` (A, rank x in) / `.lora.up.weight` (B, out x rank) and
+//    `text_encoder[_2].<module path>.lora_linear_layer.down/up.weight`, with no alpha (scale 1):
+//    alpha / rank is folded into `up`.
+//  - kohya: what kohya's sd-scripts writes for SDXL and ComfyUI / AUTOMATIC1111 load:
+//    `lora_unet_<SGM module path with _>.lora_down.weight` / `.lora_up.weight` / `.alpha`
+//    (e.g. lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q), `lora_te1_` /
+//    `lora_te2_` + the text encoders' paths; A and B unscaled, alpha stored.
 #pragma once
 
 #include "sdxl_dreambooth/nn/lora_network.h"
 
+#include <torch/torch.h>
+
 #include <map>
 #include <string>
-#include <utility>
 #include <vector>
 
 namespace sdxl::model {
 
-// The tensors of `network` under diffusers' names with `prefix` ("unet", "text_encoder",
-// "text_encoder_2"), float32 on the CPU.
-std::vector<std::pair<std::string, torch::Tensor>> diffusers_lora_tensors(const nn::LoraNetwork& network,
-                                                                         const std::string& prefix);
+enum class LoraFormat { kDiffusers, kKohya };
+LoraFormat parse_lora_format(const std::string& name);  // "diffusers" | "kohya"; UsageError otherwise
+const char* lora_format_name(LoraFormat format);
 
-// Text-encoder adapters under diffusers 0.27's names:
-// `<prefix>.<module path>.lora_linear_layer.down.weight` / `.up.weight`.
-std::vector<std::pair<std::string, torch::Tensor>> diffusers_text_encoder_lora_tensors(const nn::LoraNetwork& network,
-                                                                                      const std::string& prefix);
+struct AdapterWeights {
+  std::string module;  // diffusers module path inside its model
+  torch::Tensor down;  // A: rank x in
+  torch::Tensor up;    // B: out x rank
+};
 
-// Writes `<path>` (pytorch_lora_weights.safetensors) atomically, with `metadata` in
-// __metadata__; the text-encoder networks are optional (null when not trained).
-void write_diffusers_lora(const std::string& path, const nn::LoraNetwork& unet, const nn::LoraNetwork* text_encoder,
-                          const nn::LoraNetwork* text_encoder_2, const std::map<std::string, std::string>& metadata);
+// The adapters of one model: "unet", "text_encoder" or "text_encoder_2".
+struct ModelLoraWeights {
+  std::string model;
+  std::int64_t rank = 0;
+  double alpha = 0;
+  int layers_per_block = 0;  // UNet: needed for the SGM names of the kohya format
+  std::vector<AdapterWeights> adapters;
+};
+
+// A trained network's current weights (float32, CPU).
+ModelLoraWeights lora_weights(const nn::LoraNetwork& network, const std::string& model, int layers_per_block = 0);
+
+// The named tensors of a file in `format`; a UNet module the SGM mapping does not know is an
+// Error for kohya.
+std::vector<std::pair<std::string, torch::Tensor>> lora_file_tensors(const std::vector<ModelLoraWeights>& models,
+                                                                    LoraFormat format);
+
+// Writes `path` atomically with `metadata` in __metadata__ (plus "format").
+void write_lora_file(const std::string& path, const std::vector<ModelLoraWeights>& models, LoraFormat format,
+                     std::map<std::string, std::string> metadata);
 
 }  // namespace sdxl::model
