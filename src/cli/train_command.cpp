@@ -27,7 +27,10 @@ Command make_train_command() {
       "class images when prior preservation is on, encodes every training image and prompt once,\n"
       "trains LoRA adapters on the UNet's attention projections and writes\n"
       "OUTPUT/pytorch_lora_weights.safetensors (diffusers format), validation images under\n"
-      "OUTPUT/samples/step_N/ and the effective config as OUTPUT/train_config.toml.\n"
+      "OUTPUT/samples/step_N/, the effective config as OUTPUT/train_config.toml and HDF5\n"
+      "checkpoints OUTPUT/checkpoints/checkpoint-STEP.h5 every checkpoint.every_steps and at the end.\n"
+      "checkpoint.resume = \"latest\" (automatic when Slurm requeued the job) continues the newest\n"
+      "checkpoint bit for bit. SIGUSR1 or SIGTERM: checkpoint at the next step, exit code 75.\n"
       "Logs step, loss, learning rate, gradient norm, images/s and ETA every\n"
       "logging.every_steps steps, and a time split and peak memory at the end.\n"
       "Under MPI every rank trains on its share of each global batch (batch_size x ranks x\n"
@@ -60,8 +63,8 @@ Command make_train_command() {
       const int gpu = cuda ? mpi.local_rank() % std::max<int>(1, static_cast<int>(torch::cuda::device_count())) : 0;
       auto comm = backend == "nccl" ? dist::make_nccl_collectives(mpi.world(), gpu, timeout)
                                     : dist::make_mpi_collectives(mpi.world(), timeout);
-      train::run_training(cfg, log, *comm, mpi.local_rank());
-      return 0;
+      const train::TrainSummary summary = train::run_training(cfg, log, *comm, mpi.local_rank());
+      return summary.preempted ? kExitPreempted : kExitOk;
     } catch (const std::exception& e) {
       if (mpi.world_size() == 1) throw;  // reported by run_cli with its exit code
       // One rank failing ends the whole job: the others would wait in the next collective.

@@ -5,29 +5,39 @@
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/io/png_writer.h"
 #include "sdxl_dreambooth/model/lora_export.h"
+#include "sdxl_dreambooth/model/model_fingerprint.h"
 #include "sdxl_dreambooth/nn/lora_network.h"
 #include "sdxl_dreambooth/nn/prompt_encoding.h"
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
 #include "sdxl_dreambooth/sampling/noise_schedule.h"
 #include "sdxl_dreambooth/train/adamw.h"
+#include "sdxl_dreambooth/train/checkpoint_dir.h"
+#include "sdxl_dreambooth/train/checkpoint_file.h"
 #include "sdxl_dreambooth/train/data_order.h"
 #include "sdxl_dreambooth/train/diffusion_loss.h"
 #include "sdxl_dreambooth/train/grad_norm.h"
 #include "sdxl_dreambooth/train/gradient_sync.h"
 #include "sdxl_dreambooth/train/loss_scaler.h"
 #include "sdxl_dreambooth/train/lr_schedule.h"
+#include "sdxl_dreambooth/train/preemption.h"
+#include "sdxl_dreambooth/train/training_checkpoint.h"
 #include "sdxl_dreambooth/train/training_data.h"
 #include "sdxl_dreambooth/util/memory_usage.h"
 #include "sdxl_dreambooth/util/strings.h"
 
+#include <unistd.h>
+
 #include <chrono>
+#include <ctime>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <thread>
+#include <csignal>
 #include <cstdlib>
+#include <cstring>
 
 namespace fs = std::filesystem;
 
@@ -62,6 +72,9 @@ struct RunSettings {
   bool prior = false;
   int resolution = 1024;
   fs::path output;
+  fs::path checkpoint_dir;
+  std::int64_t checkpoint_every = 500;
+  std::int64_t keep_last = 0;  // 0: keep all
 };
 
 RunSettings resolve_settings(const config::Config& cfg, int local_rank) {
@@ -93,6 +106,9 @@ RunSettings resolve_settings(const config::Config& cfg, int local_rank) {
   s.prior = cfg.get_bool("prior.enabled");
   s.resolution = static_cast<int>(cfg.get_int("data.resolution"));
   s.output = cfg.get_string("output.dir");
+  s.checkpoint_dir = cfg.get_optional_string("checkpoint.dir").value_or((s.output / "checkpoints").string());
+  s.checkpoint_every = cfg.get_int("checkpoint.every_steps");
+  s.keep_last = cfg.get_optional_int("checkpoint.keep_last").value_or(0);
   return s;
 }
 
@@ -142,8 +158,9 @@ void ensure_class_images(pipeline::SdxlPipeline& pipe, const config::Config& cfg
   comm.all_reduce_max(0, "end of class-image generation");
 }
 
-void run_validation(pipeline::SdxlPipeline& pipe, const config::Config& cfg, const RunSettings& s, std::int64_t step,
-                    const Logger& log, dist::Collectives& comm) {
+// Returns the images on rank 0 (for the next checkpoint), nothing elsewhere.
+std::vector<SampleImage> run_validation(pipeline::SdxlPipeline& pipe, const config::Config& cfg, const RunSettings& s,
+                                        std::int64_t step, const Logger& log, dist::Collectives& comm) {
   pipeline::GenerationRequest r;
   r.prompts = cfg.get_list("validation.prompts");
   r.negative_prompt = cfg.get_string("validation.negative_prompt");
@@ -166,7 +183,7 @@ void run_validation(pipeline::SdxlPipeline& pipe, const config::Config& cfg, con
   std::vector<pipeline::GeneratedImage> images;
   if (!mine.empty()) images = pipe.generate(r, mine);
   images = pipeline::gather_images(std::move(images), comm, r);
-  if (comm.rank() != 0) return;
+  if (comm.rank() != 0) return {};
   const fs::path dir = s.output / "samples" / ("step_" + std::to_string(step));
   fs::create_directories(dir);
   for (const auto& img : images) {
@@ -180,6 +197,12 @@ void run_validation(pipeline::SdxlPipeline& pipe, const config::Config& cfg, con
   }
   log.info("validation at step " + std::to_string(step) + ": " + std::to_string(images.size()) + " images in " +
            dir.string() + " (" + fmt("%.1f", seconds_since(start)) + " s)");
+  std::vector<SampleImage> samples;
+  for (const auto& img : images) {
+    samples.push_back({step, static_cast<std::int64_t>(img.prompt_index), img.image_index, r.prompts[img.prompt_index],
+                       img.seed, img.rgb});
+  }
+  return samples;
 }
 
 // Rows `idx` of the cached examples (instance, then class rows with prior preservation),
@@ -233,7 +256,8 @@ DiffusionBatch assemble_batch(const EncodedImages& inst, const EncodedImages* cl
 }
 
 // Fault injection for the failure tests only (tests/e2e/distributed_train_test.cpp):
-// SDXL_TEST_FAULT="exit:R:S" makes rank R exit at step S, "stall:R:S" makes it hang there.
+// SDXL_TEST_FAULT="exit:R:S" makes rank R exit at step S, "stall:R:S" makes it hang there,
+// "signal:R:S" sends it SIGUSR1 there (a preemption at a known step, through the real handler).
 void maybe_inject_fault(int rank, std::int64_t step) {
   const char* spec = std::getenv("SDXL_TEST_FAULT");
   if (!spec) return;
@@ -245,9 +269,59 @@ void maybe_inject_fault(int rank, std::int64_t step) {
   std::fprintf(stderr, "[rank %d] SDXL_TEST_FAULT: %s at step %lld\n", rank, kind, fault_step);
   std::fflush(stderr);
   if (std::string(kind) == "exit") std::_Exit(3);
+  if (std::string(kind) == "signal") std::raise(SIGUSR1);
   if (std::string(kind) == "stall") {
     for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
   }
+}
+
+nn::LoraSpec lora_spec(const config::Config& cfg) {
+  nn::LoraSpec spec;
+  spec.rank = cfg.get_int("lora.rank");
+  spec.alpha = cfg.get_optional_float("lora.alpha").value_or(static_cast<double>(spec.rank));
+  spec.targets = cfg.get_list("lora.targets");
+  return spec;
+}
+
+// What a checkpoint must match to be continued by this config.
+std::vector<AdapterSettings> adapter_settings(const config::Config& cfg) {
+  const nn::LoraSpec spec = lora_spec(cfg);
+  std::vector<AdapterSettings> out{{"unet", spec.rank, spec.alpha, spec.targets}};
+  if (cfg.get_bool("lora.train_text_encoder")) {
+    for (const char* m : {"text_encoder", "text_encoder_2"}) {
+      out.push_back({m, spec.rank, spec.alpha, cfg.get_list("lora.text_encoder_targets")});
+    }
+  }
+  return out;
+}
+
+std::string utc_now() {
+  const std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string host_name() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
+}
+
+void write_metrics_row(std::ofstream& out, const MetricsRow& r) {
+  out << r.step << ',' << fmt("%.8g", r.loss) << ',' << fmt("%.8g", r.lr) << ',' << fmt("%.8g", r.grad_norm) << ','
+      << fmt("%.6f", r.step_seconds) << '\n';
+}
+
+// The UNet's blocks per level when uniform (SDXL: 2), else 0 (no SGM names for kohya export).
+int uniform_layers_per_block(const model::UNetConfig& c) {
+  if (c.layers_per_block.empty()) return 0;
+  for (auto n : c.layers_per_block) {
+    if (n != c.layers_per_block[0]) return 0;
+  }
+  return static_cast<int>(c.layers_per_block[0]);
 }
 
 bool validation_due(const config::Config& cfg, std::int64_t step, std::int64_t steps_per_epoch) {
@@ -266,6 +340,64 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
   const bool writer = rank == 0;
   // An unset seed is drawn once, on rank 0 (seeds are < 2^32: exact in a double).
   if (world > 1) s.seed = static_cast<std::uint64_t>(comm.all_reduce_max(rank == 0 ? double(s.seed) : -1.0, "seed"));
+  // SIGUSR1/SIGTERM from here on only request a checkpoint at the next step boundary.
+  const PreemptionSignals signals;
+
+  // Resume: rank 0 fingerprints the base model, picks and reads the checkpoint, checks it
+  // fits; its scalars reach every rank in one broadcast.
+  std::optional<ResumePoint> resume;
+  model::ModelFingerprint fingerprint;
+  if (writer) {
+    const auto fp_start = Clock::now();
+    fingerprint = model::fingerprint_pipeline(cfg.get_string("model.pretrained"), cfg.get_string("model.revision"),
+                                              cfg.get_optional_string("model.variant"),
+                                              cfg.get_optional_string("model.vae"));
+    log.info("base model: " + std::to_string(fingerprint.files.size()) + " weight files, " +
+             util::format_bytes(static_cast<double>(fingerprint.total_bytes())) + " (sha256 in " +
+             fmt("%.1f", seconds_since(fp_start)) + " s)");
+    const char* restarts = std::getenv("SLURM_RESTART_COUNT");
+    const bool requeued = restarts && std::atoll(restarts) > 0;
+    resume = find_resume_checkpoint(cfg.get_string("checkpoint.resume"), s.checkpoint_dir, requeued, log);
+    if (resume) {
+      const std::string path = resume->path.string();
+      const std::string diff = model::fingerprint_difference(resume->checkpoint.base_model_files, fingerprint.files);
+      if (!diff.empty()) {
+        throw UsageError(path + " was trained on another base model than " +
+                             util::quoted(cfg.get_string("model.pretrained")) + ": " + diff,
+                         "resume with the model.pretrained (and model.variant) of the run that wrote it");
+      }
+      check_resume_compatible(resume->checkpoint, path, adapter_settings(cfg));
+    }
+  }
+  // [resumed, step, seed, world size, loss scale, good steps, skipped steps]
+  torch::Tensor head = torch::zeros({7}, torch::kDouble);
+  if (resume) {
+    const TrainingState& st = resume->checkpoint.state;
+    head = torch::tensor({1.0, double(st.step), double(st.seed), double(st.world_size), st.loss_scale,
+                          double(st.loss_scale_good_steps), double(st.skipped_steps)},
+                         torch::kDouble);
+  }
+  if (world > 1) {
+    torch::Tensor h = head.to(comm.device());
+    comm.broadcast(h, 0, "resume state");
+    head = h.to(torch::kCPU);
+  }
+  const bool resumed = head[0].item<double>() > 0;
+  const auto head_int = [&](int i) { return static_cast<std::int64_t>(head[i].item<double>()); };
+  if (resumed) {
+    const auto ckpt_seed = static_cast<std::uint64_t>(head_int(2));
+    const auto configured = cfg.get_optional_int("train.seed");
+    if (configured && static_cast<std::uint64_t>(*configured) != ckpt_seed) {
+      log.warn("train.seed = " + std::to_string(*configured) + " differs from the checkpoint's seed " +
+               std::to_string(ckpt_seed) + "; the checkpoint's seed is used");
+    }
+    s.seed = ckpt_seed;
+    if (head_int(3) != world) {
+      log.warn("the checkpoint was written by " + std::to_string(head_int(3)) + " rank(s), this job has " +
+               std::to_string(world) + ": training continues, but the data order and noise now differ from an "
+               "uninterrupted run (not bitwise reproducible)");
+    }
+  }
   TrainSummary summary;
   summary.seed = s.seed;
   std::error_code ec;
@@ -336,10 +468,7 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
   pipe.vae->release_encoder();
 
   // LoRA on the UNet's attention projections; everything else frozen.
-  nn::LoraSpec spec;
-  spec.rank = cfg.get_int("lora.rank");
-  spec.alpha = cfg.get_optional_float("lora.alpha").value_or(static_cast<double>(spec.rank));
-  spec.targets = cfg.get_list("lora.targets");
+  const nn::LoraSpec spec = lora_spec(cfg);
   auto init_gen = at::detail::createCPUGenerator(derive_seed(s.seed, kLoraInit));
   const nn::LoraNetwork lora = nn::LoraNetwork::inject(*pipe.unet, spec, init_gen, "UNet");
   // Optional text-encoder LoRA on both CLIP encoders (diffusers' --train_text_encoder).
@@ -369,8 +498,15 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
   ao.eps = cfg.get_float("optimizer.eps");
   ao.weight_decay = cfg.get_float("optimizer.weight_decay");
   AdamW optimizer(unet_params, ao);
-  AdamW te_optimizer(te_params, ao);  // empty unless text encoders train
+  // Empty unless the text encoders train; one per network so a checkpoint maps 1:1.
+  AdamW te_optimizer(te_lora.parameters(), ao), te2_optimizer(te2_lora.parameters(), ao);
   const double te_lr_ratio = cfg.get_float("lora.text_encoder_lr") / cfg.get_float("train.learning_rate");
+  std::vector<TrainedModel> trained{{"unet", &lora, &optimizer, cfg.get_float("train.learning_rate"),
+                                     uniform_layers_per_block(pipe.unet->config())}};
+  if (train_te) {
+    trained.push_back({"text_encoder", &te_lora, &te_optimizer, cfg.get_float("lora.text_encoder_lr"), 0});
+    trained.push_back({"text_encoder_2", &te2_lora, &te2_optimizer, cfg.get_float("lora.text_encoder_lr"), 0});
+  }
 
   const std::int64_t batch_size = cfg.get_int("train.batch_size");
   const std::int64_t grad_accum = cfg.get_int("train.grad_accum");
@@ -399,9 +535,32 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
   const double max_grad_norm = cfg.get_float("train.max_grad_norm");
   const double scaling_factor = pipe.vae->config().scaling_factor;
   DynamicLossScaler scaler(s.mixed_precision == "fp16");
-  // Noise and timesteps: a stream per rank, so a run is reproducible for a given world size.
-  auto noise_gen =
-      at::detail::createCPUGenerator(derive_seed(derive_seed(s.seed, kNoise), static_cast<std::uint64_t>(rank)));
+  // Noise and timesteps: a stream per (rank, step), so a run is reproducible for a given
+  // world size and a resumed run draws exactly what the uninterrupted one would have.
+  const std::uint64_t noise_base = derive_seed(derive_seed(s.seed, kNoise), static_cast<std::uint64_t>(rank));
+
+  std::int64_t start_step = 0;
+  std::vector<MetricsRow> metrics_rows;     // rank 0: every step so far, for /metrics
+  std::vector<SampleImage> last_samples;    // rank 0: the latest validation images
+  if (resumed) {
+    restore_adapters(writer ? &resume->checkpoint : nullptr, writer ? resume->path.string() : std::string(), trained,
+                     comm);
+    start_step = head_int(1);
+    scaler.restore(head[4].item<double>(), head_int(5));
+    summary.skipped_steps = head_int(6);
+    if (writer) {
+      for (const auto& row : resume->checkpoint.metrics) {
+        if (row.step > start_step) continue;
+        metrics_rows.push_back(row);
+        summary.losses.push_back(row.loss);
+      }
+      last_samples = resume->checkpoint.samples;
+      log.info("resumed from " + resume->path.string() + " at step " + std::to_string(start_step));
+      resume.reset();  // free its tensors
+    }
+  }
+  summary.start_step = start_step;
+  summary.steps = start_step;
   const std::int64_t log_every = cfg.get_int("logging.every_steps");
   const std::int64_t images_per_step = batch_size * grad_accum * world * (s.prior ? 2 : 1);
 
@@ -411,13 +570,65 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
            " steps per epoch, prediction " + loss_options.prediction_type);
 
   // One line per optimizer step, for plotting and tests.
+  // On resume it is rewritten from the checkpoint's rows, dropping steps after the checkpoint.
   const fs::path metrics_path = s.output / "metrics.csv";
   std::ofstream metrics;
   if (writer) {
     metrics.open(metrics_path);
     metrics << "step,loss,lr,grad_norm,step_seconds\n";
+    for (const auto& row : metrics_rows) write_metrics_row(metrics, row);
     if (!metrics) throw Error("cannot write " + metrics_path.string());
   }
+  const BuildFeatures features = build_features();
+  auto write_checkpoint = [&](std::int64_t step_done) {
+    if (writer) {
+      const auto t0 = Clock::now();
+      Checkpoint c;
+      TrainingState& st = c.state;
+      st.step = step_done;
+      st.max_steps = max_steps;
+      st.data_position = step_done * grad_accum;
+      st.epoch = st.data_position / order.batches_per_epoch();
+      st.samples_seen = step_done * batch_size * grad_accum * world;
+      st.world_size = world;
+      st.seed = s.seed;
+      st.lr_scheduler = lo.kind;
+      st.lr = step_done > 0 ? lr_schedule.lr(step_done - 1) : 0.0;
+      st.loss_scale = scaler.scale();
+      st.loss_scale_good_steps = scaler.good_steps();
+      st.skipped_steps = summary.skipped_steps;
+      c.adapters = capture_adapters(trained);
+      c.optimizer = ao;
+      c.config_toml = cfg.to_toml();
+      c.provenance = {{"program_version", features.program_version},
+                      {"git_commit", features.git_commit},
+                      {"torch_version", features.torch_version},
+                      {"hdf5_version", features.hdf5_version},
+                      {"created", utc_now()},
+                      {"host", host_name()},
+                      {"world_size", std::to_string(world)},
+                      {"device", s.device.str()},
+                      {"mixed_precision", s.mixed_precision},
+                      {"base_model", fingerprint.spec},
+                      {"base_model_path", fingerprint.root}};
+      c.base_model_files = fingerprint.files;
+      c.metrics = metrics_rows;
+      c.samples = last_samples;
+      const fs::path path = save_checkpoint(s.checkpoint_dir, c);
+      std::string pruned;
+      if (s.keep_last > 0) {
+        const auto removed = prune_checkpoints(s.checkpoint_dir, s.keep_last);
+        if (!removed.empty()) pruned = ", pruned " + std::to_string(removed.size()) + " old";
+      }
+      summary.last_checkpoint = path.string();
+      std::error_code size_ec;
+      const auto bytes = fs::file_size(path, size_ec);
+      log.info("checkpoint " + path.string() + " (" + util::format_bytes(static_cast<double>(bytes)) + ", " +
+               fmt("%.2f", seconds_since(t0)) + " s" + pruned + ")");
+    }
+    // Nobody moves on (or exits, on preemption) while rank 0 is still writing.
+    comm.all_reduce_max(0, "checkpoint write");
+  };
   auto check_all_weights = [&](std::int64_t step) {
     check_weights_agree(lora, comm, step);
     if (train_te) {
@@ -430,9 +641,10 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
   double window_loss = 0;
   std::int64_t window_steps = 0;
   auto window_start = Clock::now();
-  for (std::int64_t step = 0; step < max_steps; ++step) {
+  for (std::int64_t step = start_step; step < max_steps; ++step) {
     const auto step_start = Clock::now();
     maybe_inject_fault(rank, step + 1);
+    auto noise_gen = at::detail::createCPUGenerator(derive_seed(noise_base, static_cast<std::uint64_t>(step)));
     double step_loss = 0;
     for (std::int64_t micro = 0; micro < grad_accum; ++micro) {
       auto t0 = Clock::now();
@@ -470,20 +682,26 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
                util::format_number(old_scale) + " -> " + util::format_number(scaler.scale()));
     } else {
       optimizer.step(lr);
-      if (train_te) te_optimizer.step(lr * te_lr_ratio);  // the same schedule on its own peak lr
+      if (train_te) {  // the same schedule on its own peak lr
+        te_optimizer.step(lr * te_lr_ratio);
+        te2_optimizer.step(lr * te_lr_ratio);
+      }
       scaler.update(true);
     }
     optimizer.zero_grad();
     te_optimizer.zero_grad();
+    te2_optimizer.zero_grad();
     summary.times.optimizer_s += seconds_since(t4);
     summary.losses.push_back(step_loss);
     summary.steps = step + 1;
     window_loss += step_loss;
     ++window_steps;
-    if (writer) metrics << (step + 1) << ',' << fmt("%.8g", step_loss) << ',' << fmt("%.8g", lr) << ',' << fmt("%.8g", grad_norm)
-            << ',' << fmt("%.6f", seconds_since(step_start)) << '\n'
-            << std::flush;
-    if (writer && !metrics) throw Error("cannot write " + metrics_path.string());
+    if (writer) {
+      metrics_rows.push_back({step + 1, step_loss, lr, grad_norm, seconds_since(step_start)});
+      write_metrics_row(metrics, metrics_rows.back());
+      metrics.flush();
+      if (!metrics) throw Error("cannot write " + metrics_path.string());
+    }
 
     if ((step + 1) % log_every == 0 || step + 1 == max_steps) {
       check_all_weights(step + 1);
@@ -498,26 +716,52 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
       window_steps = 0;
       window_start = Clock::now();
     }
-    if (step + 1 < max_steps && validation_due(cfg, step + 1, steps_per_epoch)) {
-      run_validation(pipe, cfg, s, step + 1, log, comm);
+    const bool last = step + 1 == max_steps;
+    // Every rank stops on the same step: the flag is agreed on with one all-reduce.
+    bool stop = signals.requested();
+    if (world > 1) stop = comm.all_reduce_max(stop ? 1.0 : 0.0, "preemption flag") > 0;
+    if (stop && !last) {
+      log.warn("preemption requested (" +
+               (signals.signal_number() ? std::string(strsignal(signals.signal_number())) : std::string("another rank")) +
+               "): checkpointing step " + std::to_string(step + 1) + " and exiting with code " +
+               std::to_string(kExitPreempted) + " for the job script to requeue");
+      write_checkpoint(step + 1);
+      summary.preempted = true;
+      summary.peak_rss_bytes = util::peak_rss_bytes();
+      return summary;
     }
+    if (!last && validation_due(cfg, step + 1, steps_per_epoch)) {
+      last_samples = run_validation(pipe, cfg, s, step + 1, log, comm);
+    }
+    if (!last && (step + 1) % s.checkpoint_every == 0) write_checkpoint(step + 1);
   }
   const double train_s = seconds_since(train_start);
-  summary.images_per_second = static_cast<double>(summary.steps * images_per_step) / std::max(train_s, 1e-9);
+  const std::int64_t steps_run = std::max<std::int64_t>(summary.steps - start_step, 1);
+  summary.images_per_second = static_cast<double>(steps_run * images_per_step) / std::max(train_s, 1e-9);
 
+  if (start_step < max_steps) {
+    if (!cfg.get_list("validation.prompts").empty()) {
+      last_samples = run_validation(pipe, cfg, s, summary.steps, log, comm);
+    }
+    write_checkpoint(summary.steps);
+  } else {
+    log.info("the checkpoint is already at step " + std::to_string(start_step) + " of " + std::to_string(max_steps) +
+             ": nothing to train, exporting the LoRA");
+  }
   const fs::path lora_path = s.output / "pytorch_lora_weights.safetensors";
-  if (writer) model::write_diffusers_lora(lora_path.string(), lora, train_te ? &te_lora : nullptr,
-                                          train_te ? &te2_lora : nullptr,
-                              {{"format", "diffusers"},
-                               {"rank", std::to_string(spec.rank)},
-                               {"alpha", util::format_number(spec.alpha)},
-                               {"base_model", po.model},
-                               {"resolution", std::to_string(s.resolution)},
-                               {"steps", std::to_string(summary.steps)},
-                               {"software", "sdxl-dreambooth " + std::string(build_features().program_version)}});
+  if (writer) {
+    std::vector<model::ModelLoraWeights> weights;
+    for (const auto& m : trained) weights.push_back(model::lora_weights(*m.network, m.model, m.layers_per_block));
+    model::write_lora_file(lora_path.string(), weights, model::LoraFormat::kDiffusers,
+                           {{"rank", std::to_string(spec.rank)},
+                            {"alpha", util::format_number(spec.alpha)},
+                            {"base_model", po.model},
+                            {"resolution", std::to_string(s.resolution)},
+                            {"steps", std::to_string(summary.steps)},
+                            {"software", "sdxl-dreambooth " + std::string(features.program_version)}});
+    log.info("wrote " + lora_path.string());
+  }
   summary.lora_path = lora_path.string();
-  if (writer) log.info("wrote " + summary.lora_path);
-  if (!cfg.get_list("validation.prompts").empty()) run_validation(pipe, cfg, s, summary.steps, log, comm);
   comm.set_context("end of training");
   comm.all_reduce_max(0, "end of training");
 
@@ -525,9 +769,9 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
   const auto& t = summary.times;
   log.info("done: " + std::to_string(summary.steps) + " steps in " + format_duration(train_s) + " (" +
            fmt("%.2f", summary.images_per_second) + " img/s; per step: data " +
-           fmt("%.3f", t.data_s / summary.steps) + " s, forward " + fmt("%.3f", t.forward_s / summary.steps) +
-           " s, backward " + fmt("%.3f", t.backward_s / summary.steps) + " s, optimizer " +
-           fmt("%.3f", t.optimizer_s / summary.steps) + " s); peak memory " +
+           fmt("%.3f", t.data_s / steps_run) + " s, forward " + fmt("%.3f", t.forward_s / steps_run) +
+           " s, backward " + fmt("%.3f", t.backward_s / steps_run) + " s, optimizer " +
+           fmt("%.3f", t.optimizer_s / steps_run) + " s); peak memory " +
            util::format_bytes(static_cast<double>(summary.peak_rss_bytes)) + " RSS; total " +
            format_duration(seconds_since(run_start)));
   return summary;

@@ -29,6 +29,9 @@ struct TrainSummary {
   StepTimes times;                 // summed over the run
   double images_per_second = 0;
   std::uint64_t peak_rss_bytes = 0;
+  std::int64_t start_step = 0;      // > 0 when resumed from a checkpoint
+  std::string last_checkpoint;      // path of the newest checkpoint written (rank 0)
+  bool preempted = false;           // stopped on SIGUSR1/SIGTERM after checkpointing
 };
 
 // Every rank of `comm` calls this with the same config. Rank 0 writes the outputs; all ranks

@@ -1,0 +1,21 @@
+// Preemption requests: SIGUSR1 (Slurm's `--signal=USR1@120`) and SIGTERM (scancel, the
+// time limit) only set a flag. The training loop reads it at each step boundary, the ranks
+// agree on it with one all-reduce, rank 0 writes a checkpoint, and the program exits with
+// kExitPreempted (75) so the job script requeues.
+#pragma once
+
+namespace sdxl::train {
+
+class PreemptionSignals {
+ public:
+  // Installs the handlers; the destructor restores the previous ones.
+  PreemptionSignals();
+  ~PreemptionSignals();
+  PreemptionSignals(const PreemptionSignals&) = delete;
+  PreemptionSignals& operator=(const PreemptionSignals&) = delete;
+
+  bool requested() const;
+  int signal_number() const;  // the first signal received, 0 when none
+};
+
+}  // namespace sdxl::train

@@ -1,0 +1,61 @@
+// Between a running training job and its checkpoints: which checkpoint to resume (none,
+// latest, a path; latest automatically when Slurm requeued the job), whether it fits this
+// run, capturing the live adapters and optimizer state, and restoring them on every rank
+// (rank 0 reads, one broadcast, so all ranks hold the same bits).
+#pragma once
+
+#include "sdxl_dreambooth/dist/collectives.h"
+#include "sdxl_dreambooth/nn/lora_network.h"
+#include "sdxl_dreambooth/train/adamw.h"
+#include "sdxl_dreambooth/train/checkpoint_file.h"
+#include "sdxl_dreambooth/util/logger.h"
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sdxl::train {
+
+// One trained model's live objects.
+struct TrainedModel {
+  std::string model;  // "unet", "text_encoder", "text_encoder_2"
+  const nn::LoraNetwork* network = nullptr;
+  AdamW* optimizer = nullptr;
+  double peak_lr = 0;
+  int layers_per_block = 0;
+};
+
+struct ResumePoint {
+  std::filesystem::path path;
+  Checkpoint checkpoint;
+};
+
+// Rank 0's decision. `setting` is checkpoint.resume; `requeued` is SLURM_RESTART_COUNT > 0,
+// which turns "none" into "latest". "latest" with no checkpoint starts from step 0; a newest
+// checkpoint that cannot be read is reported and the one before it used. "none" while `dir`
+// already holds checkpoints is a UsageError: they would be overwritten.
+std::optional<ResumePoint> find_resume_checkpoint(const std::string& setting, const std::filesystem::path& dir,
+                                                  bool requeued, const Logger& log);
+
+// What must match to continue a run: per model the rank, alpha and targets, and which models
+// train. Throws UsageError naming the first difference.
+struct AdapterSettings {
+  std::string model;
+  std::int64_t rank = 0;
+  double alpha = 0;
+  std::vector<std::string> targets;
+};
+void check_resume_compatible(const Checkpoint& checkpoint, const std::string& path,
+                             const std::vector<AdapterSettings>& wanted);
+
+// The adapters and AdamW state of `models` (tensors copied to the CPU).
+std::vector<ModelAdapters> capture_adapters(const std::vector<TrainedModel>& models);
+
+// Copies the checkpoint's weights, moments and AdamW step counts into `models` on every rank:
+// rank 0 passes the checkpoint (its module set and shapes are checked against the networks),
+// the others nullptr. One broadcast of a flat buffer.
+void restore_adapters(const Checkpoint* checkpoint, const std::string& path, const std::vector<TrainedModel>& models,
+                      dist::Collectives& comm);
+
+}  // namespace sdxl::train

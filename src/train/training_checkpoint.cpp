@@ -1,0 +1,185 @@
+#include "sdxl_dreambooth/train/training_checkpoint.h"
+
+#include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/train/checkpoint_dir.h"
+#include "sdxl_dreambooth/util/strings.h"
+
+#include <map>
+
+namespace fs = std::filesystem;
+
+namespace sdxl::train {
+namespace {
+
+// "<path>.lora_A.weight" -> ("<path>", "lora_A")
+std::pair<std::string, std::string> split_param_name(const std::string& name) {
+  const std::string suffix = ".weight";
+  const std::string base = name.substr(0, name.size() - suffix.size());
+  const auto dot = base.rfind('.');
+  return {base.substr(0, dot), base.substr(dot + 1)};
+}
+
+std::string list_text(const std::vector<std::string>& v) { return "[" + util::join(v, ", ") + "]"; }
+
+}  // namespace
+
+std::optional<ResumePoint> find_resume_checkpoint(const std::string& setting, const fs::path& dir, bool requeued,
+                                                  const Logger& log) {
+  std::string mode = setting;
+  const auto existing = list_checkpoints(dir);
+  if (mode == "none" && requeued) {
+    log.info("requeued job (SLURM_RESTART_COUNT > 0): resuming from the latest checkpoint in " + dir.string());
+    mode = "latest";
+  }
+  if (mode == "none") {
+    if (!existing.empty()) {
+      throw UsageError("checkpoint.dir " + util::quoted(dir.string()) + " already holds " +
+                           existing.back().path.filename().string() + " (and " + std::to_string(existing.size() - 1) +
+                           " older); a new run would overwrite them",
+                       "continue it with checkpoint.resume = \"latest\" (--set checkpoint.resume='\"latest\"'), or "
+                       "choose another output.dir / checkpoint.dir");
+    }
+    return std::nullopt;
+  }
+  if (mode == "latest") {
+    if (existing.empty()) {
+      log.info("checkpoint.resume = \"latest\": no checkpoint in " + dir.string() + " yet, starting at step 0");
+      return std::nullopt;
+    }
+    // Newest first; a file that cannot be read (disk trouble, a foreign file) falls back to
+    // the one before it, loudly.
+    for (auto it = existing.rbegin(); it != existing.rend(); ++it) {
+      try {
+        return ResumePoint{it->path, read_checkpoint_file(it->path.string())};
+      } catch (const Error& e) {
+        log.warn("cannot resume from " + it->path.string() + ": " + e.what() +
+                 (std::next(it) != existing.rend() ? "; trying the previous checkpoint" : ""));
+      }
+    }
+    throw Error("checkpoint.resume = \"latest\": none of the " + std::to_string(existing.size()) +
+                " checkpoints in " + dir.string() + " can be read (see the warnings above)");
+  }
+  return ResumePoint{fs::path(mode), read_checkpoint_file(mode)};
+}
+
+void check_resume_compatible(const Checkpoint& c, const std::string& path, const std::vector<AdapterSettings>& wanted) {
+  std::vector<std::string> have, want;
+  for (const auto& a : c.adapters) have.push_back(a.model);
+  for (const auto& w : wanted) want.push_back(w.model);
+  if (have != want) {
+    throw UsageError(path + " holds LoRA adapters for " + list_text(have) + ", this run trains " + list_text(want),
+                     "lora.train_text_encoder must be as in the run that wrote the checkpoint");
+  }
+  for (const auto& w : wanted) {
+    const ModelAdapters& a = *c.find(w.model);
+    if (a.rank != w.rank) {
+      throw UsageError(path + ": /lora/" + w.model + " has rank " + std::to_string(a.rank) +
+                       ", the config asks for lora.rank = " + std::to_string(w.rank));
+    }
+    if (a.alpha != w.alpha) {
+      throw UsageError(path + ": /lora/" + w.model + " has alpha " + util::format_number(a.alpha) +
+                       ", the config asks for lora.alpha = " + util::format_number(w.alpha));
+    }
+    if (a.targets != w.targets) {
+      throw UsageError(path + ": /lora/" + w.model + " targets " + list_text(a.targets) + ", the config asks for " +
+                       list_text(w.targets));
+    }
+  }
+}
+
+std::vector<ModelAdapters> capture_adapters(const std::vector<TrainedModel>& models) {
+  std::vector<ModelAdapters> out;
+  for (const auto& m : models) {
+    ModelAdapters a;
+    a.model = m.model;
+    a.rank = m.network->spec().rank;
+    a.alpha = m.network->spec().alpha;
+    a.targets = m.network->spec().targets;
+    a.layers_per_block = m.layers_per_block;
+    a.optimizer_steps = m.optimizer->steps_taken();
+    a.peak_lr = m.peak_lr;
+    const auto named = m.network->named_parameters();
+    for (std::size_t i = 0; i < named.size(); ++i) {
+      AdapterParam p;
+      std::tie(p.module, p.half) = split_param_name(named[i].first);
+      const auto cpu = [](const torch::Tensor& t) { return t.detach().to(torch::kCPU, torch::kFloat).clone(); };
+      p.weight = cpu(named[i].second);
+      p.exp_avg = cpu(m.optimizer->exp_avg().at(i));
+      p.exp_avg_sq = cpu(m.optimizer->exp_avg_sq().at(i));
+      a.params.push_back(std::move(p));
+    }
+    out.push_back(std::move(a));
+  }
+  return out;
+}
+
+void restore_adapters(const Checkpoint* c, const std::string& path, const std::vector<TrainedModel>& models,
+                      dist::Collectives& comm) {
+  // Flat layout: per model, per parameter: weight, exp_avg, exp_avg_sq.
+  std::int64_t total = 0;
+  for (const auto& m : models) {
+    for (const auto& p : m.network->parameters()) total += 3 * p.numel();
+  }
+  torch::Tensor flat = torch::zeros({total}, torch::kFloat);
+  torch::Tensor steps = torch::zeros({static_cast<std::int64_t>(models.size())}, torch::kDouble);
+  if (c) {
+    std::int64_t offset = 0;
+    for (std::size_t mi = 0; mi < models.size(); ++mi) {
+      const auto& m = models[mi];
+      const ModelAdapters* a = c->find(m.model);
+      if (!a) throw UsageError(path + ": no /lora/" + m.model + " adapters");
+      std::map<std::pair<std::string, std::string>, const AdapterParam*> by_name;
+      for (const auto& p : a->params) by_name[{p.module, p.half}] = &p;
+      const auto named = m.network->named_parameters();
+      if (by_name.size() != named.size()) {
+        throw UsageError(path + ": /lora/" + m.model + " has " + std::to_string(by_name.size() / 2) +
+                             " adapters, this run's " + m.model + " has " + std::to_string(named.size() / 2),
+                         "was the checkpoint written for another base model or other lora.targets?");
+      }
+      for (const auto& [name, tensor] : named) {
+        const auto key = split_param_name(name);
+        auto it = by_name.find(key);
+        if (it == by_name.end()) {
+          throw UsageError(path + ": no adapter /lora/" + m.model + "/" + key.first + "/" + key.second +
+                           ", which this run's " + m.model + " has");
+        }
+        const AdapterParam& p = *it->second;
+        if (!p.weight.sizes().equals(tensor.sizes())) {
+          throw UsageError(path + ": /lora/" + m.model + "/" + key.first + "/" + key.second + " has shape " +
+                               util::shape_string(p.weight.sizes().vec()) + ", the model needs " +
+                               util::shape_string(tensor.sizes().vec()),
+                           "was the checkpoint written for another base model?");
+        }
+        for (const torch::Tensor* t : {&p.weight, &p.exp_avg, &p.exp_avg_sq}) {
+          if (!t->defined()) throw Error("internal: " + path + " read without optimizer state");
+          flat.narrow(0, offset, t->numel()).copy_(t->reshape({-1}));
+          offset += t->numel();
+        }
+      }
+      steps[static_cast<std::int64_t>(mi)] = static_cast<double>(a->optimizer_steps);
+    }
+  }
+  if (comm.world_size() > 1) {
+    torch::Tensor f = flat.to(comm.device());
+    comm.broadcast(f, 0, "checkpoint adapters");
+    flat = f.to(torch::kCPU);
+    torch::Tensor s = steps.to(comm.device());
+    comm.broadcast(s, 0, "checkpoint optimizer steps");
+    steps = s.to(torch::kCPU);
+  }
+  torch::NoGradGuard no_grad;
+  std::int64_t offset = 0;
+  for (std::size_t mi = 0; mi < models.size(); ++mi) {
+    const auto& m = models[mi];
+    const auto params = m.network->parameters();
+    for (std::size_t i = 0; i < params.size(); ++i) {
+      for (torch::Tensor target : {params[i], m.optimizer->exp_avg().at(i), m.optimizer->exp_avg_sq().at(i)}) {
+        target.copy_(flat.narrow(0, offset, target.numel()).view(target.sizes()));
+        offset += target.numel();
+      }
+    }
+    m.optimizer->set_steps_taken(static_cast<std::int64_t>(steps[static_cast<std::int64_t>(mi)].item<double>()));
+  }
+}
+
+}  // namespace sdxl::train
