@@ -2,6 +2,7 @@
 
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/io/safetensors_torch.h"
+#include "sdxl_dreambooth/model/sgm_unet_names.h"
 #include "sdxl_dreambooth/nn/lora_linear.h"
 #include "sdxl_dreambooth/util/strings.h"
 
@@ -94,13 +95,28 @@ LoraFileContents read_lora_file(const std::string& path) {
 
 LoraApplyReport apply_lora(torch::nn::Module& unet, const std::map<std::string, LoraPair>& adapters,
                            const std::string& source, double scale, bool merge) {
-  std::map<std::string, std::shared_ptr<nn::LoraCompatibleLinearImpl>> by_name;
+  // Each projection under its diffusers path, that path with '_' (kohya keys), and for the
+  // UNet its SGM path both ways (kohya sd-scripts / A1111 / ComfyUI keys).
+  std::vector<std::pair<std::string, std::shared_ptr<nn::LoraCompatibleLinearImpl>>> projections;
+  std::vector<std::string> paths;
   for (const auto& item : unet.named_modules("", false)) {
     if (auto lin = std::dynamic_pointer_cast<nn::LoraCompatibleLinearImpl>(item.value())) {
-      by_name[item.key()] = lin;
-      std::string underscored = item.key();
-      std::replace(underscored.begin(), underscored.end(), '.', '_');
-      by_name[underscored] = lin;
+      projections.emplace_back(item.key(), lin);
+      paths.push_back(item.key());
+    }
+  }
+  std::map<std::string, std::shared_ptr<nn::LoraCompatibleLinearImpl>> by_name;
+  const auto add_name = [&](const std::string& name, const auto& lin) {
+    by_name[name] = lin;
+    std::string underscored = name;
+    std::replace(underscored.begin(), underscored.end(), '.', '_');
+    by_name[underscored] = lin;
+  };
+  const std::optional<int> layers_per_block = layers_per_block_from_paths(paths);
+  for (const auto& [path, lin] : projections) {
+    add_name(path, lin);
+    if (layers_per_block) {
+      if (auto sgm = diffusers_to_sgm_unet_path(path, *layers_per_block)) add_name(*sgm, lin);
     }
   }
   LoraApplyReport report;

@@ -22,6 +22,8 @@ Command make_model_info_command();
 Command make_tokenize_command();
 Command make_generate_command();
 Command make_train_command();
+Command make_export_command();
+Command make_inspect_command();
 
 // The registered subcommands in the order `help` lists them.
 std::vector<Command> all_commands();

@@ -1,8 +1,9 @@
 // Reading a LoRA safetensors file written by this program, by diffusers
 // (`unet.<module>.lora.down.weight` / `.lora.up.weight`, or peft's `.lora_A/.lora_B`) or in
-// kohya's naming with diffusers module paths (`lora_unet_<module with _>.lora_down.weight`,
-// `.lora_up.weight`, `.alpha` — what ComfyUI and AUTOMATIC1111 load), and applying it to a
-// model's LoraCompatibleLinear projections.
+// kohya's naming (`lora_unet_<module with _>.lora_down.weight`, `.lora_up.weight`, `.alpha`,
+// with SGM paths such as input_blocks_4_1_... as sd-scripts writes them, or diffusers paths;
+// what ComfyUI and AUTOMATIC1111 load), and applying it to a model's LoraCompatibleLinear
+// projections.
 #pragma once
 
 #include <torch/torch.h>

@@ -1,0 +1,92 @@
+// `export`: a checkpoint's LoRA as a safetensors file for diffusers or for kohya-style loaders
+// (ComfyUI, AUTOMATIC1111).
+#include "sdxl_dreambooth/cli/args.h"
+#include "sdxl_dreambooth/cli/command.h"
+#include "sdxl_dreambooth/build_features.h"
+#include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/model/lora_export.h"
+#include "sdxl_dreambooth/train/checkpoint_file.h"
+#include "sdxl_dreambooth/util/strings.h"
+
+#include <toml++/toml.h>
+
+#include <filesystem>
+#include <iostream>
+
+namespace sdxl::cli {
+namespace {
+
+std::vector<model::ModelLoraWeights> checkpoint_lora(const train::Checkpoint& c) {
+  std::vector<model::ModelLoraWeights> out;
+  for (const auto& a : c.adapters) {
+    model::ModelLoraWeights w;
+    w.model = a.model;
+    w.rank = a.rank;
+    w.alpha = a.alpha;
+    w.layers_per_block = static_cast<int>(a.layers_per_block);
+    for (const auto& p : a.params) {
+      if (w.adapters.empty() || w.adapters.back().module != p.module) w.adapters.push_back({p.module, {}, {}});
+      (p.half == "lora_A" ? w.adapters.back().down : w.adapters.back().up) = p.weight;
+    }
+    out.push_back(std::move(w));
+  }
+  return out;
+}
+
+}  // namespace
+
+Command make_export_command() {
+  Command c;
+  c.name = "export";
+  c.summary = "write a checkpoint's LoRA for diffusers or ComfyUI/AUTOMATIC1111 (kohya names)";
+  c.help =
+      "usage: sdxl-dreambooth export CKPT.h5 --out FILE.safetensors [--format diffusers|kohya] [--force]\n\n"
+      "diffusers (default): the file StableDiffusionXLPipeline.save_lora_weights writes\n"
+      "  (unet.<module>.lora.down/up.weight, text_encoder[_2].<module>.lora_linear_layer.down/up.weight,\n"
+      "  alpha/rank folded into up); load it with pipe.load_lora_weights(DIR or FILE).\n"
+      "kohya: kohya sd-scripts' SDXL names (lora_unet_input_blocks_4_1_..._to_q.lora_down/lora_up.weight\n"
+      "  and .alpha, lora_te1_/lora_te2_ for the text encoders), which ComfyUI's LoraLoader and\n"
+      "  AUTOMATIC1111 load from their models/loras folder.\n"
+      "The file's __metadata__ carries the format, rank, alpha, base model, resolution, steps and\n"
+      "the program version. An existing FILE is kept unless --force.\n";
+  c.run = [](const std::vector<std::string>& argv) {
+    Args args(argv, {"--force"}, {"--out", "--format"});
+    if (args.positionals().size() != 1) throw UsageError("export takes exactly one CKPT.h5");
+    const auto out = args.option("--out");
+    if (!out) throw UsageError("export: --out FILE.safetensors is required");
+    const model::LoraFormat format = model::parse_lora_format(args.option_or("--format", "diffusers"));
+    std::error_code ec;
+    if (std::filesystem::exists(*out, ec) && !args.flag("--force")) {
+      throw UsageError("--out " + util::quoted(*out) + " already exists", "pass --force to replace it");
+    }
+    const std::string path = args.positionals()[0];
+    train::ReadOptions ro;
+    ro.optimizer = false;
+    ro.samples = false;
+    const train::Checkpoint ckpt = train::read_checkpoint_file(path, ro);
+    const auto weights = checkpoint_lora(ckpt);
+    const model::ModelLoraWeights& unet = weights.front();
+    std::map<std::string, std::string> meta{
+        {"rank", std::to_string(unet.rank)},
+        {"alpha", util::format_number(unet.alpha)},
+        {"steps", std::to_string(ckpt.state.step)},
+        {"software", "sdxl-dreambooth " + build_features().program_version},
+        {"source_checkpoint", std::filesystem::path(path).filename().string()}};
+    if (auto it = ckpt.provenance.find("base_model"); it != ckpt.provenance.end()) meta["base_model"] = it->second;
+    try {
+      const toml::table config = toml::parse(ckpt.config_toml);
+      if (auto r = config["data"]["resolution"].value<std::int64_t>()) meta["resolution"] = std::to_string(*r);
+    } catch (const toml::parse_error& e) {
+      throw Error(path + ":/config/toml does not parse: " + std::string(e.description()));
+    }
+    model::write_lora_file(*out, weights, format, meta);
+    std::size_t adapters = 0;
+    for (const auto& w : weights) adapters += w.adapters.size();
+    std::cout << "wrote " << *out << " (" << model::lora_format_name(format) << ", " << adapters
+              << " adapters, rank " << unet.rank << ", step " << ckpt.state.step << ")\n";
+    return 0;
+  };
+  return c;
+}
+
+}  // namespace sdxl::cli
