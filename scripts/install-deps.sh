@@ -13,6 +13,7 @@ packages=(
   libutf8proc-dev                       # Unicode classes for the CLIP tokenizer
   libssl-dev                            # SHA-256 of the base model's weight files (checkpoint provenance)
   libgtest-dev                          # tests
+  munge slurmctld slurmd slurm-client libpmix-dev  # the single-node Slurm of the `slurm` tests; srun --mpi=pmix
   libjpeg62-turbo-dev libpng-dev libexif-dev libwebp-dev  # image decoding
 )
 

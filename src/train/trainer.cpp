@@ -408,6 +408,10 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
     toml << cfg.to_toml();
     if (!toml) throw Error("cannot write " + (s.output / "train_config.toml").string());
   }
+  // One line per rank: where each landed (host, local rank, device) is the first thing to
+  // check when a cluster job misbehaves.
+  log.info_all_ranks("rank " + std::to_string(rank) + " of " + std::to_string(world) + " on " + host_name() +
+                     ", local rank " + std::to_string(local_rank) + ", device " + s.device.str());
   log.info(std::to_string(world) + " rank(s) (" + comm.backend() + " collectives), seed " + std::to_string(s.seed) +
            ", device " + s.device.str() + ", precision " +
            (s.mixed_precision == "no" ? std::string("fp32") : s.mixed_precision));

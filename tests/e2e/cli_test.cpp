@@ -150,3 +150,38 @@ TEST(Cli, GenerateBadInput) {
   EXPECT_NE(model.err.find("not found; looked in"), std::string::npos) << model.err;
   EXPECT_FALSE(std::filesystem::exists(dir / "out"));  // nothing written
 }
+
+// The built-in tiny pipeline needs no reference data: it loads strictly, tokenizes any text
+// byte by byte, trains, and refuses to overwrite itself.
+TEST(Cli, InitTinyWritesAPipelineThatLoadsTrainsAndGenerates) {
+  sdxl::test::TempDir dir;
+  const std::string model = (dir / "tiny").string();
+  const auto init = run_cli({"init-tiny", "--out", model, "--seed", "7"});
+  ASSERT_EQ(init.exit_code, 0) << init.err;
+  const auto info = run_cli({"model-info", model});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NE(info.out.find("unet:"), std::string::npos) << info.out;
+  const auto tok = run_cli({"tokenize", model, "--prompt", "sks ü"});
+  ASSERT_EQ(tok.exit_code, 0) << tok.err;
+  // <|startoftext|> = 512, "s" "k" "s</w>" (byte symbols, then the end-of-word form), "ü" as its
+  // two UTF-8 bytes, <|endoftext|> = 513; tokenizer_2 pads with "!" = 0.
+  EXPECT_NE(tok.out.find("tokenizer 'sks \u00fc' (5 tokens): 512 82 74 338 127 376 513 513"), std::string::npos)
+      << tok.out;
+  EXPECT_NE(tok.out.find("tokenizer_2 'sks \u00fc' (5 tokens): 512 82 74 338 127 376 513 0 0"), std::string::npos)
+      << tok.out;
+  const auto again = run_cli({"init-tiny", "--out", model});
+  EXPECT_EQ(again.exit_code, 2);
+  EXPECT_NE(again.err.find("already holds a pipeline"), std::string::npos) << again.err;
+
+  sdxl::test::write_file(dir / "run.toml",
+                         "[model]\npretrained = \"" + model + "\"\n[data]\ninstance_dir = \"" + SDXL_SOURCE_DIR +
+                             "/examples/subject-cat\"\ninstance_prompt = \"a photo of sks cat\"\nresolution = 64\n"
+                             "[train]\nmax_steps = 2\nseed = 0\n[output]\ndir = \"" + (dir / "out").string() + "\"\n");
+  const auto train = run_cli({"train", (dir / "run.toml").string()});
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  EXPECT_NE(train.err.find("data.instance_dir: 5 images"), std::string::npos) << train.err;
+  const auto gen = run_cli({"generate", "--model", model, "--prompt", "sks cat", "--size", "64x64", "--steps", "2",
+                            "--out", (dir / "gen").string(), "--lora",
+                            (dir / "out" / "pytorch_lora_weights.safetensors").string()});
+  ASSERT_EQ(gen.exit_code, 0) << gen.err;
+}

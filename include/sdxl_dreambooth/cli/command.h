@@ -24,6 +24,7 @@ Command make_generate_command();
 Command make_train_command();
 Command make_export_command();
 Command make_inspect_command();
+Command make_init_tiny_command();
 
 // The registered subcommands in the order `help` lists them.
 std::vector<Command> all_commands();

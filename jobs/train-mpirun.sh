@@ -1,0 +1,56 @@
+#!/bin/bash
+# train-mpirun.sh — the same training job without Slurm: mpirun on this machine or on a
+# hostfile, and a restart loop that resumes after a preemption (exit 75).
+#
+#   jobs/train-mpirun.sh CONFIG.toml [--set section.key=value]...
+#   NP=8 HOSTFILE=hosts.txt jobs/train-mpirun.sh configs/sdxl-dog.toml
+#
+# Environment:
+#   NP            ranks (default: 1); one per GPU
+#   HOSTFILE      Open MPI hostfile (default: this machine only)
+#   SDXL_BIN      the binary (default: build/sdxl-dreambooth of this checkout, else PATH)
+#   MAX_RESTARTS  how often a preempted run is resumed (default: 3; 0 = never)
+#   MPIRUN_ARGS   extra mpirun arguments, e.g. "--oversubscribe" or "-x NCCL_DEBUG"
+# Site switches, as in train.sbatch: export HDF5_USE_FILE_LOCKING=FALSE on Lustre/GPFS.
+# SIGUSR1/SIGTERM sent to this script reach every rank through mpirun: they checkpoint at
+# the next step and exit with 75.
+set -uo pipefail
+
+if [ $# -lt 1 ]; then
+  echo "usage: jobs/train-mpirun.sh CONFIG.toml [--set section.key=value]..." >&2
+  exit 2
+fi
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bin=${SDXL_BIN:-$root/build/sdxl-dreambooth}
+[ -x "$bin" ] || bin=$(command -v sdxl-dreambooth || true)
+if [ -z "$bin" ]; then
+  echo "train-mpirun.sh: sdxl-dreambooth not found (build it, or set SDXL_BIN)" >&2
+  exit 2
+fi
+args=(--np "${NP:-1}")
+[ "$(id -u)" = 0 ] && args+=(--allow-run-as-root)
+[ -n "${HOSTFILE:-}" ] && args+=(--hostfile "$HOSTFILE")
+# shellcheck disable=SC2206
+args+=(${MPIRUN_ARGS:-})
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+
+restarts=0
+extra=()
+while :; do
+  mpirun "${args[@]}" "$bin" train "$@" "${extra[@]}" &
+  pid=$!
+  trap 'kill -USR1 $pid 2>/dev/null' USR1
+  trap 'kill -TERM $pid 2>/dev/null; stop=1' TERM INT
+  stop=0
+  while :; do
+    wait $pid
+    rc=$?
+    kill -0 $pid 2>/dev/null || break
+  done
+  if [ $rc -ne 75 ] || [ $stop = 1 ] || [ $restarts -ge "${MAX_RESTARTS:-3}" ]; then
+    exit $rc
+  fi
+  restarts=$((restarts + 1))
+  echo "train-mpirun.sh: preempted after a checkpoint; resuming (restart $restarts)"
+  extra=(--set 'checkpoint.resume="latest"')
+done
