@@ -12,6 +12,7 @@ packages=(
   nlohmann-json3-dev                    # diffusers/HF JSON files, safetensors headers
   libutf8proc-dev                       # Unicode classes for the CLIP tokenizer
   libssl-dev                            # SHA-256 of the base model's weight files (checkpoint provenance)
+  libfreetype-dev libfontconfig-dev fonts-dejavu-core  # labels drawn into generate --compare-base grids
   libgtest-dev                          # tests
   munge slurmctld slurmd slurm-client libpmix-dev  # the single-node Slurm of the `slurm` tests; srun --mpi=pmix
   libjpeg62-turbo-dev libpng-dev libexif-dev libwebp-dev  # image decoding

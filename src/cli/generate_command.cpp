@@ -5,6 +5,7 @@
 #include "sdxl_dreambooth/dist/collectives.h"
 #include "sdxl_dreambooth/dist/mpi_runtime.h"
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/io/label_font.h"
 #include "sdxl_dreambooth/io/png_writer.h"
 #include "sdxl_dreambooth/model/lora_import.h"
 #include "sdxl_dreambooth/nn/lora_linear.h"
@@ -56,30 +57,45 @@ void set_lora_scale(pipeline::SdxlPipeline& pipe, double scale) {
   }
 }
 
-// One PNG: a row per (prompt, image), base on the left, fine-tuned on the right, 8 px white
-// gutters. The labels (column meaning, each row's prompt) are PNG text chunks, which image
-// viewers and `exiftool` show; the pixels carry no text (no font library is used).
+// One PNG: a row per (prompt, image), base on the left, fine-tuned on the right, white
+// gutters; a header names the columns and a caption above each row gives its prompt and seed
+// (drawn with FreeType when a font is installed). The same labels are PNG text chunks.
 void write_comparison_grid(const std::string& path, const std::vector<pipeline::GeneratedImage>& base,
                            const std::vector<pipeline::GeneratedImage>& tuned, const pipeline::GenerationRequest& req,
                            const std::string& lora, double scale) {
   const int gap = 8, w = static_cast<int>(req.width), h = static_cast<int>(req.height);
   const int rows = static_cast<int>(base.size());
-  const int gw = 2 * w + 3 * gap, gh = rows * h + (rows + 1) * gap;
+  std::string why;
+  const auto font = io::LabelFont::find(std::clamp(w / 20, 10, 36), &why);
+  if (!font) std::cerr << "warning: " << path << ": labels only in the PNG text chunks: " << why << "\n";
+  const int band = font ? font->line_height() + gap / 2 : 0;  // text height above the images
+  const int gw = 2 * w + 3 * gap, gh = band + rows * (h + band) + (rows + 1) * gap;
   std::vector<std::uint8_t> px(static_cast<std::size_t>(gw) * gh * 3, 255);
-  io::PngText text{{"columns", "left: base model | right: with LoRA " + lora + " (scale " + util::format_number(scale) + ")"}};
+  const std::string tuned_label = "with LoRA (scale " + util::format_number(scale) + ")";
+  io::PngText text{{"columns", "left: base model | right: " + tuned_label + " " + lora}};
+  const std::uint8_t ink[3] = {0, 0, 0}, grey[3] = {90, 90, 90};
+  if (font) {
+    const std::string labels[2] = {font->fit("base model", w), font->fit(tuned_label, w)};
+    for (int c = 0; c < 2; ++c) {
+      const int x = gap + c * (w + gap) + (w - font->width(labels[c])) / 2;
+      font->draw(px.data(), gw, gh, x, gap / 2, labels[c], ink);
+    }
+  }
   for (int r = 0; r < rows; ++r) {
+    const int top = band + gap + r * (h + band + gap) + band;  // first pixel row of the images
     for (int c = 0; c < 2; ++c) {
       const auto& img = (c == 0 ? base : tuned)[static_cast<std::size_t>(r)];
       const auto* src = img.rgb.data_ptr<std::uint8_t>();
       for (int y = 0; y < h; ++y) {
-        std::memcpy(&px[(static_cast<std::size_t>(gap + r * (h + gap) + y) * gw + gap + c * (w + gap)) * 3],
+        std::memcpy(&px[(static_cast<std::size_t>(top + y) * gw + gap + c * (w + gap)) * 3],
                     src + static_cast<std::size_t>(y) * w * 3, static_cast<std::size_t>(w) * 3);
       }
     }
     const auto& img = base[static_cast<std::size_t>(r)];
-    text.emplace_back("row " + std::to_string(r),
-                      req.prompts[img.prompt_index] + " (image " + std::to_string(img.image_index) + ", seed " +
-                          std::to_string(img.seed) + ")");
+    const std::string caption = req.prompts[img.prompt_index] + " (image " + std::to_string(img.image_index) +
+                                ", seed " + std::to_string(img.seed) + ")";
+    if (font) font->draw(px.data(), gw, gh, gap, top - band, font->fit(caption, gw - 2 * gap), grey);
+    text.emplace_back("row " + std::to_string(r), caption);
   }
   io::write_png(path, px.data(), gw, gh, text);
 }
@@ -102,13 +118,15 @@ Command make_generate_command() {
       "--guidance 1 disables classifier-free guidance. Progress: a bar on a terminal, one line\n"
       "per image otherwise (Slurm logs).\n\n"
       "--lora applies a LoRA safetensors file: this program's or diffusers' pytorch_lora_weights\n"
-      "(unet.<module>.lora.down/up.weight), peft names (lora_A/lora_B) or kohya names with\n"
-      "diffusers module paths (lora_unet_..., with .alpha). merge folds scale * B A into the\n"
+      "(unet.<module>.lora.down/up.weight), peft names (lora_A/lora_B) or kohya names\n"
+      "(lora_unet_input_blocks_4_1_... as sd-scripts writes them, or diffusers paths; with\n"
+      ".alpha), e.g. from `export --format kohya`. merge folds scale * B A into the\n"
       "weights (no cost per step); runtime keeps the adapters beside them. The number of\n"
       "applied and unused adapters is reported; a file whose adapters match nothing is an error.\n"
       "--compare-base draws every image twice with the same seed, without and with the LoRA, into\n"
       "OUT/base/ and OUT/lora/, plus OUT/compare.png: one row per image, base | fine-tuned, with\n"
-      "the column and row labels in its PNG text chunks.\n\n"
+      "the column and row labels drawn above the images (FreeType, a font found by fontconfig)\n"
+      "and in its PNG text chunks.\n\n"
       "Under mpirun the images are split across the ranks and rank 0 writes them; the files are\n"
       "the same as a one-process run's.\n";
   c.run = [](const std::vector<std::string>& argv) {

@@ -3,7 +3,8 @@
 # tests/slurm/local_slurm.sh, with the tiny pipeline from `init-tiny` and 2 MPI tasks (srun
 # --mpi=pmix). 1) a job runs to the end: checkpoint with every group, both ranks in the log;
 # 2) the same job signalled mid-run (scancel --signal=USR1) checkpoints, exits 75, is
-# requeued by the script, resumes by itself and ends with LoRA weights bitwise equal to 1).
+# requeued by the script, resumes by itself and ends with LoRA weights bitwise equal to 1);
+# 3) SDXL_LAUNCH=mpirun inside the allocation; 4) generate.sbatch; 5) an array of two configs.
 # Needs root. SDXL_BIN: the binary under test. KEEP=1 keeps the work folder.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -110,3 +111,30 @@ stopped=$(sed -n 's/.*checkpointing step \([0-9]*\).*/\1/p' "$work/b.log" | head
 cmp -s "$work/a/pytorch_lora_weights.safetensors" "$work/b/pytorch_lora_weights.safetensors" ||
   fail "resumed LoRA differs from the uninterrupted one"
 echo "job 2: preempted at step $stopped, requeued, resumed; LoRA bitwise equal to job 1"
+
+# 3. mpirun inside the allocation instead of srun.
+SDXL_LAUNCH=mpirun submit "$work/c" "$work/c.log" --wait >/dev/null || fail "the mpirun-launched job failed"
+grep -q "2 rank(s) (mpi collectives)" "$work/c.log" || fail "mpirun launch: not 2 ranks"
+cmp -s "$work/a/pytorch_lora_weights.safetensors" "$work/c/pytorch_lora_weights.safetensors" ||
+  fail "mpirun launch: LoRA differs from the srun-launched run"
+
+# 4. Base vs fine-tuned through generate.sbatch.
+(cd "$root" && GEN_ARGS="--steps 2 --size 64x64 --num-images 1 --seed 0" sbatch --parsable --wait --ntasks=2 \
+   --ntasks-per-node=2 --gpus-per-task=0 --cpus-per-task=1 --output="$work/gen.log" \
+   --export="ALL,SDXL_BIN=$bin,OMP_NUM_THREADS=1" jobs/generate.sbatch "$work/tiny-sdxl" \
+   "$work/a/pytorch_lora_weights.safetensors" "$work/gen" "sks cat" "sks cat on grass" >/dev/null) ||
+  fail "generate.sbatch failed"
+[ -f "$work/gen/compare.png" ] && [ "$(ls "$work/gen/lora" | wc -l)" = 2 ] || fail "generate.sbatch wrote no comparison"
+
+# 5. One training per config of a list, as an array job.
+for s in x y; do
+  sed -e "s#^max_steps = .*#max_steps = 5#" "$work/tiny.toml" > "$work/$s.toml"
+  printf '[output]\ndir = "%s"\n' "$work/$s" >> "$work/$s.toml"
+  echo "$work/$s.toml"
+done > "$work/subjects.txt"
+(cd "$root" && sbatch --parsable --wait --array=0-1%1 --ntasks=1 --gpus-per-task=0 --cpus-per-task=1 \
+   --output="$work/array-%a.log" --export="ALL,SDXL_BIN=$bin,OMP_NUM_THREADS=1" jobs/train-array.sbatch \
+   "$work/subjects.txt" >/dev/null) || fail "the array job failed"
+[ -f "$work/x/pytorch_lora_weights.safetensors" ] && [ -f "$work/y/pytorch_lora_weights.safetensors" ] ||
+  fail "the array job did not train both configs"
+echo "mpirun launch, generate.sbatch and the array job: OK"
