@@ -1,11 +1,13 @@
 // Seconds per image of SDXL text-to-image (the code path of `generate` and of validation).
 //   bench_generate MODEL_DIR [--size 256] [--steps 4] [--images 2] [--guidance 5] [--scheduler dpmpp2m]
+//                  [--no-warmup]
 //   bench_generate MODEL_DIR --full-size MANIFEST_DIR [same options]
 // MODEL_DIR: a pipeline folder (tiny-sdxl, or `sdxl-dreambooth init-tiny`'s). With --full-size the
 // networks are SDXL base 1.0's full-size architecture built from the real configs in
 // MANIFEST_DIR (unet.config.json, vae.config.json; the CLIP configs are ViT-L/14 and
 // OpenCLIP bigG/14) with random weights, and MODEL_DIR only lends its tokenizers and scheduler.
-// Prints load/build time, seconds per image (after one warm-up image) and peak RSS.
+// Prints load/build time, seconds per image (after one warm-up image unless --no-warmup: the
+// full-size model on a CPU takes minutes per image) and peak RSS.
 #include "sdxl_dreambooth/model/clip_text_config.h"
 #include "sdxl_dreambooth/model/json_config.h"
 #include "sdxl_dreambooth/model/scheduler_config.h"
@@ -67,8 +69,18 @@ int main(int argc, char** argv) {
   std::string manifest, scheduler = "dpmpp2m";
   long size = 256, steps = 4, images = 2;
   double guidance = 5.0;
-  for (int i = 2; i + 1 < argc; i += 2) {
+  bool warmup = true;
+  for (int i = 2; i < argc; i += 2) {
     const std::string a = argv[i];
+    if (a == "--no-warmup") {
+      warmup = false;
+      --i;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "%s needs a value\n", a.c_str());
+      return 2;
+    }
     if (a == "--full-size") manifest = argv[i + 1];
     else if (a == "--size") size = std::stol(argv[i + 1]);
     else if (a == "--steps") steps = std::stol(argv[i + 1]);
@@ -88,6 +100,7 @@ int main(int argc, char** argv) {
       o.model = model_dir.string();
       return pipeline::SdxlPipeline::load(o);
     }();
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines appear in logs as they are printed
     std::printf("%s pipeline ready in %.1f s; %dx%d, %ld steps, guidance %.1f, %s, %d intra-op thread(s)\n",
                 manifest.empty() ? model_dir.c_str() : "full-size SDXL (random weights)", now() - t0, int(size),
                 int(size), steps, guidance, scheduler.c_str(), at::get_num_threads());
@@ -98,14 +111,14 @@ int main(int argc, char** argv) {
     r.width = r.height = size;
     r.scheduler = scheduler;
     r.images_per_prompt = 1 + images;  // image 0 warms up
-    pipe.generate(r, {{0, 0}});
+    if (warmup) pipe.generate(r, {{0, 0}});
     const double t1 = now();
     std::vector<std::pair<std::size_t, std::int64_t>> which;
     for (long k = 1; k <= images; ++k) which.emplace_back(0, k);
     pipe.generate(r, which);
     const double per_image = (now() - t1) / static_cast<double>(images);
-    std::printf("%.3f s per image (mean of %ld after a warm-up image), %.3f s per denoising step; peak RSS %s\n",
-                per_image, images, per_image / static_cast<double>(steps),
+    std::printf("%.3f s per image (mean of %ld%s), %.3f s per denoising step; peak RSS %s\n", per_image, images,
+                warmup ? " after a warm-up image" : ", no warm-up", per_image / static_cast<double>(steps),
                 util::format_bytes(static_cast<double>(util::peak_rss_bytes())).c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -156,16 +156,14 @@ bool H5Object::has_attr(const std::string& name) const {
 }
 
 std::vector<std::string> H5Object::attr_names() const {
-  H5O_info_t info;
-  check_status(H5Oget_info2(id(), &info, H5O_INFO_NUM_ATTRS), where() + ": H5Oget_info");
+  // H5Aiterate2: the same call from HDF5 1.8 to 1.14 (H5Oget_info changed signature twice).
   std::vector<std::string> names;
-  for (hsize_t i = 0; i < info.num_attrs; ++i) {
-    const ssize_t n = H5Aget_name_by_idx(id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, nullptr, 0, H5P_DEFAULT);
-    if (n < 0) fail(where() + ": reading attribute names");
-    std::string name(static_cast<std::size_t>(n), '\0');
-    H5Aget_name_by_idx(id(), ".", H5_INDEX_NAME, H5_ITER_INC, i, name.data(), name.size() + 1, H5P_DEFAULT);
-    names.push_back(name);
-  }
+  hsize_t index = 0;
+  const auto collect = [](hid_t, const char* name, const H5A_info_t*, void* out) -> herr_t {
+    static_cast<std::vector<std::string>*>(out)->push_back(name);
+    return 0;
+  };
+  check_status(H5Aiterate2(id(), H5_INDEX_NAME, H5_ITER_INC, &index, collect, &names), where() + ": listing attributes");
   return names;
 }
 

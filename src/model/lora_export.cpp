@@ -58,7 +58,8 @@ std::vector<std::pair<std::string, torch::Tensor>> lora_file_tensors(const std::
     }
     const std::string prefix = unet ? "lora_unet_" : m.model == "text_encoder" ? "lora_te1_" : "lora_te2_";
     if (unet && m.layers_per_block <= 0) {
-      throw Error("internal: the UNet's layers_per_block is needed for kohya names");
+      throw Error("kohya export: this UNet's blocks are not uniform (layers_per_block differs per level), so it has "
+                  "no SGM module names; export --format diffusers instead");
     }
     for (const auto& a : m.adapters) {
       std::string path = a.module;
