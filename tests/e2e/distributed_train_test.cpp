@@ -21,21 +21,6 @@ std::string config(const fs::path& out, const std::string& extra = "") {
          "[output]\ndir = \"" + out.string() + "\"\n[logging]\nevery_steps = 5\n";
 }
 
-test::ProcessResult mpirun(int np, const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {}) {
-  std::vector<std::string> argv{SDXL_MPIEXEC, "--allow-run-as-root", "--oversubscribe", "-np", std::to_string(np)};
-  for (const auto& [k, v] : env) argv.insert(argv.end(), {"-x", k + "=" + v});
-  argv.push_back(SDXL_BINARY);
-  argv.insert(argv.end(), args.begin(), args.end());
-  return test::run_process(argv, {{"OMP_NUM_THREADS", "1"}});
-}
-
-std::size_t count_lines(const fs::path& p) {
-  std::ifstream in(p);
-  std::size_t n = 0;
-  for (std::string line; std::getline(in, line);) ++n;
-  return n;
-}
-
 }  // namespace
 
 TEST(DistributedTrain, TwoRanksTrainInLockstep) {
@@ -45,13 +30,13 @@ TEST(DistributedTrain, TwoRanksTrainInLockstep) {
                    config(dir / "out", "max_steps = 20\n") +
                        "[validation]\nprompts = [\"sks cat\", \"sks cat on grass\"]\nevery_steps = 10\n"
                        "num_images = 1\nsteps = 2\n");
-  const auto r = mpirun(2, {"train", (dir / "run.toml").string()});
+  const auto r = test::run_mpirun(2, {"train", (dir / "run.toml").string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("2 rank(s) (mpi collectives)"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("examples encoded at 64 px by 2 ranks"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("step 20/20"), std::string::npos) << r.err;
   // The weight check runs every logging step and would have ended the run on a mismatch.
-  EXPECT_EQ(count_lines(dir / "out" / "metrics.csv"), 21u);
+  EXPECT_EQ(test::count_lines(dir / "out" / "metrics.csv"), 21u);
   EXPECT_TRUE(fs::exists(dir / "out" / "pytorch_lora_weights.safetensors"));
   // Validation images are split across the ranks and written by rank 0.
   EXPECT_TRUE(fs::exists(dir / "out" / "samples" / "step_10" / "0-0.png"));
@@ -63,7 +48,7 @@ TEST(DistributedTrain, ARankThatExitsEndsTheJob) {
   test::TempDir dir;
   test::write_file(dir / "run.toml", config(dir / "out", "max_steps = 50\n"));
   const auto start = std::chrono::steady_clock::now();
-  const auto r = mpirun(2, {"train", (dir / "run.toml").string()}, {{"SDXL_TEST_FAULT", "exit:1:3"}});
+  const auto r = test::run_mpirun(2, {"train", (dir / "run.toml").string()}, {{"SDXL_TEST_FAULT", "exit:1:3"}});
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("SDXL_TEST_FAULT: exit at step 3"), std::string::npos) << r.err;
@@ -75,7 +60,7 @@ TEST(DistributedTrain, AStalledRankTripsTheDeadline) {
   SDXL_REQUIRE_REFERENCE();
   test::TempDir dir;
   test::write_file(dir / "run.toml", config(dir / "out", "max_steps = 50\n") + "[distributed]\ntimeout_s = 8\n");
-  const auto r = mpirun(2, {"train", (dir / "run.toml").string()}, {{"SDXL_TEST_FAULT", "stall:1:3"}});
+  const auto r = test::run_mpirun(2, {"train", (dir / "run.toml").string()}, {{"SDXL_TEST_FAULT", "stall:1:3"}});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("[rank 0/2] collective 'all-reduce of LoRA gradients' at step 3 did not complete within "
                        "distributed.timeout_s = 8 s"),
@@ -91,7 +76,7 @@ TEST(DistributedTrain, ABadImageOnOneRankEndsTheJobWithItsName) {
   fs::copy_file(test::subjects_dir() / "chelsea" / "01.jpg", dir / "images" / "a.jpg");
   test::write_file(dir / "images" / "b_empty.jpg", "");
   test::write_file(dir / "run.toml", config(dir / "out", "max_steps = 2\n"));
-  const auto r = mpirun(2, {"train", (dir / "run.toml").string(), "--set",
+  const auto r = test::run_mpirun(2, {"train", (dir / "run.toml").string(), "--set",
                             "data.instance_dir=\"" + (dir / "images").string() + "\""});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("error: [rank 1/2] " + (dir / "images" / "b_empty.jpg").string() + ": file is empty"),
@@ -110,7 +95,7 @@ TEST(DistributedGenerate, RanksSplitTheImagesAndRankZeroWritesTheSameFiles) {
   };
   const auto one = test::run_cli(args(dir / "one"));
   ASSERT_EQ(one.exit_code, 0) << one.err;
-  const auto two = mpirun(2, args(dir / "two"));
+  const auto two = test::run_mpirun(2, args(dir / "two"));
   ASSERT_EQ(two.exit_code, 0) << two.err;
   std::size_t files = 0;
   for (const auto& e : fs::directory_iterator(dir / "one")) {

@@ -68,20 +68,6 @@ void expect_same_training_state(const fs::path& a, const fs::path& b) {
   }
 }
 
-test::ProcessResult mpirun(int np, const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {}) {
-  std::vector<std::string> argv{SDXL_MPIEXEC, "--allow-run-as-root", "--oversubscribe", "-np", std::to_string(np)};
-  for (const auto& [k, v] : env) argv.insert(argv.end(), {"-x", k + "=" + v});
-  argv.push_back(SDXL_BINARY);
-  argv.insert(argv.end(), args.begin(), args.end());
-  return test::run_process(argv, {{"OMP_NUM_THREADS", "1"}});
-}
-
-std::size_t count_lines(const fs::path& p) {
-  std::ifstream in(p);
-  std::size_t n = 0;
-  for (std::string line; std::getline(in, line);) ++n;
-  return n;
-}
 
 }  // namespace
 
@@ -177,7 +163,8 @@ TEST(Resume, WhatMustMatchIsCheckedAndADamagedNewestFallsBack) {
       fs::create_symlink(e.path(), other / "text_encoder" / e.path().filename());
     }
   }
-  const auto model = test::run_cli({"train", run, "--set", latest, "--set", "model.pretrained=\"" + other.string() + "\""});
+  const auto model =
+      test::run_cli({"train", run, "--set", latest, "--set", "model.pretrained=\"" + other.string() + "\""});
   EXPECT_EQ(model.exit_code, 2);
   EXPECT_NE(model.err.find("was trained on another base model"), std::string::npos) << model.err;
   EXPECT_NE(model.err.find("text_encoder/model.safetensors differs"), std::string::npos) << model.err;
@@ -242,7 +229,9 @@ TEST(Export, DiffusersAndKohyaFilesLoadToTheSameImage) {
                                   (dir / out).string(), "--lora", lora});
     EXPECT_EQ(g.exit_code, 0) << g.err;
     EXPECT_NE(g.err.find("224 adapters merged with scale 1.0, 0 unused"), std::string::npos) << g.err;
-    for (const auto& e : fs::directory_iterator(dir / out)) return data::decode_image_file(e.path().string()).image.pixels;
+    for (const auto& e : fs::directory_iterator(dir / out)) {
+      return data::decode_image_file(e.path().string()).image.pixels;
+    }
     return std::vector<std::uint8_t>{};
   };
   const auto a = generate((dir / "d.safetensors").string(), "gen-d");
@@ -260,7 +249,7 @@ TEST(DistributedResume, SignalledTwoRankRunResumesBitwise) {
   const std::string train = "batch_size = 1\nmax_steps = 12\n";
   test::write_file(dir / "a.toml", config(dir / "a", train));
   test::write_file(dir / "b.toml", config(dir / "b", train));
-  const auto straight = mpirun(2, {"train", (dir / "a.toml").string()});
+  const auto straight = test::run_mpirun(2, {"train", (dir / "a.toml").string()});
   ASSERT_EQ(straight.exit_code, 0) << straight.err;
 
   // Start, wait until a few steps are logged, signal mpirun.
@@ -277,7 +266,7 @@ TEST(DistributedResume, SignalledTwoRankRunResumesBitwise) {
     _exit(127);
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (count_lines(dir / "b" / "metrics.csv") < 4 && std::chrono::steady_clock::now() < deadline) {
+  while (test::count_lines(dir / "b" / "metrics.csv") < 4 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   kill(pid, SIGUSR1);
@@ -294,7 +283,8 @@ TEST(DistributedResume, SignalledTwoRankRunResumesBitwise) {
   EXPECT_LT(stopped_at, 12) << "the signal came too late to test anything";
   fs::copy(dir / "b", dir / "c", fs::copy_options::recursive);
 
-  const auto resumed = mpirun(2, {"train", (dir / "b.toml").string(), "--set", "checkpoint.resume=\"latest\""});
+  const auto resumed =
+      test::run_mpirun(2, {"train", (dir / "b.toml").string(), "--set", "checkpoint.resume=\"latest\""});
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   EXPECT_EQ(test::read_file(dir / "a" / "pytorch_lora_weights.safetensors"),
             test::read_file(dir / "b" / "pytorch_lora_weights.safetensors"));

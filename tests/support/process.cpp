@@ -82,6 +82,21 @@ void write_file(const std::filesystem::path& path, const std::string& content) {
   if (!out) throw std::runtime_error("cannot write " + path.string());
 }
 
+ProcessResult run_mpirun(int np, const std::vector<std::string>& args, const std::map<std::string, std::string>& env) {
+  std::vector<std::string> argv{SDXL_MPIEXEC, "--allow-run-as-root", "--oversubscribe", "-np", std::to_string(np)};
+  for (const auto& [k, v] : env) argv.insert(argv.end(), {"-x", k + "=" + v});
+  argv.push_back(SDXL_BINARY);
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_process(argv, {{"OMP_NUM_THREADS", "1"}});
+}
+
+std::size_t count_lines(const std::filesystem::path& path) {
+  std::ifstream in(path);
+  std::size_t n = 0;
+  for (std::string line; std::getline(in, line);) ++n;
+  return n;
+}
+
 std::string read_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   std::ostringstream buf;

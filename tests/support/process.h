@@ -22,6 +22,14 @@ ProcessResult run_process(const std::vector<std::string>& argv, const std::map<s
 // Runs the sdxl-dreambooth binary built alongside the tests.
 ProcessResult run_cli(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {});
 
+// Runs the binary on `np` ranks under mpirun (as root, oversubscribed, one thread each);
+// `env` entries reach every rank through `-x`.
+ProcessResult run_mpirun(int np, const std::vector<std::string>& args,
+                         const std::map<std::string, std::string>& env = {});
+
+// Lines in a text file (0 when it does not exist).
+std::size_t count_lines(const std::filesystem::path& path);
+
 class TempDir {
  public:
   TempDir();
