@@ -7,6 +7,7 @@
 #include "sdxl_dreambooth/model/sgm_unet_names.h"
 #include "sdxl_dreambooth/train/checkpoint_dir.h"
 #include "sdxl_dreambooth/train/checkpoint_file.h"
+#include "support/error_capture.h"
 #include "support/process.h"
 
 #include <gtest/gtest.h>
@@ -127,14 +128,7 @@ void expect_same(const train::Checkpoint& a, const train::Checkpoint& b) {
   EXPECT_TRUE(torch::equal(a.samples[0].rgb, b.samples[0].rgb));
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using test::error_of;
 
 }  // namespace
 

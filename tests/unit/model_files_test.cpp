@@ -4,6 +4,7 @@
 #include "sdxl_dreambooth/model/component_loader.h"
 #include "sdxl_dreambooth/model/legacy_keys.h"
 #include "sdxl_dreambooth/model/model_location.h"
+#include "support/error_capture.h"
 #include "support/process.h"
 #include "support/reference.h"
 
@@ -16,15 +17,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an error";
-  return {};
-}
+using test::error_of;
 
 // A copy of a tiny-sdxl component whose weights are rewritten by `edit`.
 void copy_component(const fs::path& from, const fs::path& to,
