@@ -9,6 +9,7 @@
 #include "sdxl_dreambooth/io/png_writer.h"
 #include "sdxl_dreambooth/model/lora_import.h"
 #include "sdxl_dreambooth/nn/lora_linear.h"
+#include "sdxl_dreambooth/pipeline/generation_batches.h"
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
 #include "sdxl_dreambooth/util/strings.h"
 
@@ -18,6 +19,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -110,6 +112,7 @@ Command make_generate_command() {
       "usage: sdxl-dreambooth generate --model DIR_OR_HUB_ID --prompt P [--prompt P]... --out DIR\n"
       "         [--negative N] [--steps 25] [--guidance 5] [--seed 0] [--size 1024x1024]\n"
       "         [--num-images 1] [--scheduler dpmpp2m|euler|euler_karras] [--vae DIR_OR_HUB_ID]\n"
+      "         [--batch-size auto|N] [--memory-budget 8]\n"
       "         [--variant fp16] [--revision main] [--dtype fp32|bf16|fp16] [--device cpu|cuda]\n"
       "         [--lora FILE [--lora-scale 1] [--lora-mode merge|runtime] [--compare-base]]\n\n"
       "Writes OUT/<prompt>-<image>-seed<S>.png for every prompt and image. Image k of prompt p\n"
@@ -117,6 +120,12 @@ Command make_generate_command() {
       "An empty negative prompt gives zero embeddings (SDXL's force_zeros_for_empty_prompt);\n"
       "--guidance 1 disables classifier-free guidance. Progress: a bar on a terminal, one line\n"
       "per image otherwise (Slurm logs).\n\n"
+      "--batch-size N draws N images per UNet call (2N rows with guidance), in (prompt, image)\n"
+      "order; auto (the default) takes the largest N whose estimated UNet activations fit in\n"
+      "--memory-budget GiB (default 8), from the model configs, size and dtype alone, so the\n"
+      "choice is the same on every machine. Images are decoded one at a time. An image's pixels\n"
+      "depend on its seed and its batch, never on the rank count; batching changes them only\n"
+      "by rounding.\n\n"
       "--lora applies a LoRA safetensors file: this program's or diffusers' pytorch_lora_weights\n"
       "(unet.<module>.lora.down/up.weight), peft names (lora_A/lora_B) or kohya names\n"
       "(lora_unet_input_blocks_4_1_... as sd-scripts writes them, or diffusers paths; with\n"
@@ -127,13 +136,14 @@ Command make_generate_command() {
       "OUT/base/ and OUT/lora/, plus OUT/compare.png: one row per image, base | fine-tuned, with\n"
       "the column and row labels drawn above the images (FreeType, a font found by fontconfig)\n"
       "and in its PNG text chunks.\n\n"
-      "Under mpirun the images are split across the ranks and rank 0 writes them; the files are\n"
-      "the same as a one-process run's.\n";
+      "Under mpirun whole batches are dealt to the ranks in turn (batch j to rank j mod ranks)\n"
+      "and rank 0 writes the images; the files are the same as a one-process run's. Use a\n"
+      "batch size at most images / ranks to keep every rank busy.\n";
   c.run = [](const std::vector<std::string>& argv) {
     Args args(argv, {"--compare-base"},
               {"--model", "--out", "--negative", "--steps", "--guidance", "--seed", "--size", "--num-images",
                "--scheduler", "--vae", "--variant", "--revision", "--dtype", "--device", "--lora", "--lora-scale",
-               "--lora-mode"},
+               "--lora-mode", "--batch-size", "--memory-budget"},
               {"--prompt"});
     if (!args.positionals().empty()) throw UsageError("unexpected argument " + util::quoted(args.positionals()[0]));
     const auto model = args.option("--model");
@@ -151,6 +161,17 @@ Command make_generate_command() {
     std::tie(req.width, req.height) = parse_size(args.option_or("--size", "1024x1024"));
     req.images_per_prompt = args.int_option("--num-images").value_or(1);
     req.scheduler = args.option_or("--scheduler", "dpmpp2m");
+    const std::string batch_arg = args.option_or("--batch-size", "auto");
+    if (batch_arg != "auto") {
+      char* end = nullptr;
+      const long long n = std::strtoll(batch_arg.c_str(), &end, 10);
+      if (batch_arg.empty() || *end != '\0' || n < 1 || n > 4096) {
+        throw UsageError("--batch-size: expected auto or a whole number from 1 to 4096, got " + util::quoted(batch_arg));
+      }
+      req.batch_size = n;
+    }
+    const double budget_gib = args.float_option("--memory-budget").value_or(8.0);
+    if (!(budget_gib > 0)) throw UsageError("--memory-budget: expected GiB > 0, got " + util::format_number(budget_gib));
     pipeline::validate(req);  // before the (slow) model load
     const auto lora_path = args.option("--lora");
     const double lora_scale = args.float_option("--lora-scale").value_or(1.0);
@@ -249,14 +270,28 @@ Command make_generate_command() {
                      {"software", "sdxl-dreambooth " + f.program_version + " (" + f.git_commit + ")"}});
       std::cout << path << "\n";
     };
-    // Under mpirun, image i of the (prompt, image) list is drawn by rank i mod world and rank 0
-    // writes them all; seeds are per image, so the files equal a one-process run's.
-    std::vector<std::pair<std::size_t, std::int64_t>> mine;
-    for (std::size_t p = 0, i = 0; p < req.prompts.size(); ++p) {
-      for (std::int64_t k = 0; k < req.images_per_prompt; ++k, ++i) {
-        if (static_cast<int>(i % static_cast<std::size_t>(comm->world_size())) == comm->rank()) mine.emplace_back(p, k);
+    const double budget = budget_gib * 1024.0 * 1024.0 * 1024.0;
+    const auto sizing = pipeline::size_batches(pipe, req, budget);
+    if (batch_arg == "auto") req.batch_size = sizing.batch_size;
+    const auto batches = pipeline::plan_batches(req);
+    if (comm->rank() == 0) {
+      std::cerr << "batches of " << req.batch_size << " image(s): " << batches.size() << " UNet batch(es) on "
+                << comm->world_size() << " rank(s); estimated activations "
+                << util::format_bytes(sizing.unet_bytes_per_image * static_cast<double>(req.batch_size))
+                << " per batch, " << util::format_bytes(sizing.vae_bytes) << " per decode (budget "
+                << util::format_bytes(budget) << ")\n";
+      if (!sizing.fits) {
+        std::cerr << "warning: one image needs more than --memory-budget (" << util::format_bytes(budget)
+                  << "); generating one image at a time\n";
+      }
+      if (static_cast<int>(batches.size()) < comm->world_size()) {
+        std::cerr << "warning: " << comm->world_size() - static_cast<int>(batches.size())
+                  << " rank(s) have no batch; a smaller --batch-size spreads the images\n";
       }
     }
+    // Whole batches per rank (batch j on rank j mod world) and rank 0 writes them all: an image
+    // is drawn in the same batch on any rank count, so the files equal a one-process run's.
+    const auto mine = pipeline::rank_share(batches, comm->rank(), comm->world_size());
     auto draw = [&] {
       std::vector<pipeline::GeneratedImage> images;
       if (!mine.empty()) images = pipe.generate(req, mine, progress);

@@ -20,6 +20,7 @@ void validate(const GenerationRequest& r) {
   }
   if (r.steps < 1) throw UsageError("steps must be at least 1, got " + std::to_string(r.steps));
   if (r.images_per_prompt < 1) throw UsageError("images per prompt must be at least 1");
+  if (r.batch_size < 1) throw UsageError("batch size must be at least 1, got " + std::to_string(r.batch_size));
   if (!(r.guidance_scale >= 0)) throw UsageError("guidance scale must be >= 0");
   model::SchedulerConfig probe;
   sampling::make_sampler(r.scheduler, probe);  // throws for an unknown name
@@ -111,51 +112,64 @@ std::vector<GeneratedImage> SdxlPipeline::generate(const GenerationRequest& r,
   const std::int64_t total = static_cast<std::int64_t>(which.size()) * r.steps;
   std::int64_t done = 0;
   std::vector<GeneratedImage> images;
-  std::size_t encoded_for = SIZE_MAX;
-  nn::PromptEmbeddings positive;
-  for (const auto& [p, k] : which) {
-    if (encoded_for != p) {
-      positive = encode(r.prompts.at(p));
-      encoded_for = p;
+  std::map<std::size_t, nn::PromptEmbeddings> encoded;  // each prompt through the encoders once
+  for (std::size_t first = 0; first < which.size(); first += static_cast<std::size_t>(r.batch_size)) {
+    const std::size_t n = std::min(which.size() - first, static_cast<std::size_t>(r.batch_size));
+    // The batch: conditional rows after the unconditional ones, as diffusers concatenates.
+    std::vector<torch::Tensor> embeds, pooled, noise;
+    std::vector<GeneratedImage> batch(n);
+    for (std::size_t j = 0; j < n; ++j) {
+      const auto [p, k] = which[first + j];
+      auto it = encoded.find(p);
+      if (it == encoded.end()) it = encoded.emplace(p, encode(r.prompts.at(p))).first;
+      const nn::PromptEmbeddings& positive = it->second;
+      embeds.push_back(positive.prompt_embeds);
+      pooled.push_back(positive.pooled_prompt_embeds);
+      batch[j].prompt_index = p;
+      batch[j].image_index = k;
+      batch[j].seed = image_seed(r, p, k);
+      // Noise on the CPU from this image's own seed: the same on every device and rank count.
+      auto gen = at::detail::createCPUGenerator(batch[j].seed);
+      noise.push_back(at::randn({1, latent_channels, r.height / 8, r.width / 8}, gen,
+                                torch::TensorOptions().dtype(torch::kFloat)));
     }
-    torch::Tensor embeds = positive.prompt_embeds, pooled = positive.pooled_prompt_embeds, ids = time_ids;
+    const auto rows = static_cast<std::int64_t>(n);
+    torch::Tensor cond = torch::cat(embeds), cond_pooled = torch::cat(pooled), ids = time_ids.expand({rows, -1});
     if (cfg) {
-      embeds = torch::cat({negative.prompt_embeds, embeds});
-      pooled = torch::cat({negative.pooled_prompt_embeds, pooled});
-      ids = torch::cat({time_ids, time_ids});
+      cond = torch::cat({negative.prompt_embeds.expand({rows, -1, -1}), cond});
+      cond_pooled = torch::cat({negative.pooled_prompt_embeds.expand({rows, -1}), cond_pooled});
+      ids = time_ids.expand({2 * rows, -1});
     }
-    embeds = embeds.to(dtype);
-    pooled = pooled.to(dtype);
-    // Noise on the CPU from this image's own seed: the same on every device and rank count.
-    GeneratedImage img;
-    img.prompt_index = p;
-    img.image_index = k;
-    img.seed = image_seed(r, p, k);
-    auto gen = at::detail::createCPUGenerator(img.seed);
-    torch::Tensor latents =
-        at::randn({1, latent_channels, r.height / 8, r.width / 8}, gen, torch::TensorOptions().dtype(torch::kFloat));
+    cond = cond.to(dtype);
+    cond_pooled = cond_pooled.to(dtype);
+    ids = ids.contiguous();
     auto sampler = sampling::make_sampler(r.scheduler, scheduler_config);
     sampler->set_timesteps(r.steps);
-    latents = (latents * sampler->init_noise_sigma()).to(dev);
+    torch::Tensor latents = (torch::cat(noise) * sampler->init_noise_sigma()).to(dev);
     for (std::size_t i = 0; i < sampler->timesteps().size(); ++i) {
       torch::Tensor in = sampler->scale_model_input(latents, i);
       if (cfg) in = torch::cat({in, in});
       const torch::Tensor t = torch::tensor(sampler->timesteps()[i], torch::kFloat).to(dev);
-      torch::Tensor eps = unet(in.to(dtype), t, embeds, pooled, ids).to(torch::kFloat);
+      torch::Tensor eps = unet(in.to(dtype), t, cond, cond_pooled, ids).to(torch::kFloat);
       if (cfg) {
         auto parts = eps.chunk(2);
         eps = parts[0] + r.guidance_scale * (parts[1] - parts[0]);
       }
       latents = sampler->step(eps, i, latents);
-      if (on_step) on_step(++done, total);
+      done += rows;
+      if (on_step) on_step(done, total);
     }
+    // One image at a time through the VAE (its full-resolution activations dwarf the UNet's).
     const auto& vc = vae->config();
-    torch::Tensor z = latents / vc.scaling_factor;
-    if (vc.shift_factor) z = z + *vc.shift_factor;
-    torch::Tensor image = vae->decode(z.to(vae->decoder->conv_in->weight.scalar_type())).to(torch::kFloat);  // decode upcasts itself when needed
-    image = (image / 2 + 0.5).clamp(0, 1);
-    img.rgb = (image[0].permute({1, 2, 0}) * 255).round().to(torch::kUInt8).to(torch::kCPU).contiguous();
-    images.push_back(std::move(img));
+    const auto vae_dtype = vae->decoder->conv_in->weight.scalar_type();
+    for (std::size_t j = 0; j < n; ++j) {
+      torch::Tensor z = latents.narrow(0, static_cast<std::int64_t>(j), 1) / vc.scaling_factor;
+      if (vc.shift_factor) z = z + *vc.shift_factor;
+      torch::Tensor image = vae->decode(z.to(vae_dtype)).to(torch::kFloat);  // decode upcasts itself when needed
+      image = (image / 2 + 0.5).clamp(0, 1);
+      batch[j].rgb = (image[0].permute({1, 2, 0}) * 255).round().to(torch::kUInt8).to(torch::kCPU).contiguous();
+      images.push_back(std::move(batch[j]));
+    }
   }
   return images;
 }

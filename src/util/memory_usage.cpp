@@ -5,13 +5,29 @@
 
 namespace sdxl::util {
 
-std::uint64_t peak_rss_bytes() {
+namespace {
+
+// A "Key:   1234 kB" line of /proc/self/status, in bytes.
+std::uint64_t status_bytes(const std::string& key) {
   std::ifstream in("/proc/self/status");
   std::string line;
   while (std::getline(in, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;  // "VmHWM:   1234 kB"
+    if (line.rfind(key, 0) == 0) return std::stoull(line.substr(key.size())) * 1024;
   }
   return 0;
+}
+
+}  // namespace
+
+std::uint64_t peak_rss_bytes() { return status_bytes("VmHWM:"); }
+
+std::uint64_t rss_bytes() { return status_bytes("VmRSS:"); }
+
+bool reset_peak_rss() {
+  std::ofstream out("/proc/self/clear_refs");
+  out << "5";
+  out.flush();
+  return static_cast<bool>(out);
 }
 
 }  // namespace sdxl::util

@@ -5,6 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdlib>
+
 using sdxl::test::run_cli;
 
 TEST(Cli, HelpListsCommands) {
@@ -129,6 +132,49 @@ TEST(Cli, GenerateIsReproducibleAndSeedDependent) {
   bool has_prompt = false;
   for (const auto& [k, v] : png.text) has_prompt |= k == "prompt" && v == "sks cat on a sofa";
   EXPECT_TRUE(has_prompt);
+}
+
+// Several images per UNet call: the same pictures as one at a time up to rounding, whatever
+// batch an image lands in; auto sizes the batch from --memory-budget.
+TEST(Cli, GenerateBatchesImagesWithinTheMemoryBudget) {
+  SDXL_REQUIRE_REFERENCE();
+  sdxl::test::TempDir dir;
+  const std::string tiny = (sdxl::test::reference_dir() / "tiny-sdxl").string();
+  auto args = [&](const std::string& out, std::vector<std::string> extra) {
+    std::vector<std::string> a{"generate", "--model", tiny, "--prompt", "sks cat", "--prompt", "a dog on grass",
+                               "--num-images", "2", "--size", "64x64", "--steps", "3", "--out", (dir / out).string()};
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  const auto one = run_cli(args("one", {"--batch-size", "1"}));
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  EXPECT_NE(one.err.find("batches of 1 image(s): 4 UNet batch(es)"), std::string::npos) << one.err;
+  const auto three = run_cli(args("three", {"--batch-size", "3"}));
+  ASSERT_EQ(three.exit_code, 0) << three.err;
+  const auto all = run_cli(args("auto", {}));  // the default 8 GiB takes all four at once
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  EXPECT_NE(all.err.find("batches of 4 image(s): 1 UNet batch(es)"), std::string::npos) << all.err;
+  for (const char* name : {"0-0-seed0.png", "0-1-seed1.png", "1-0-seed2.png", "1-1-seed3.png"}) {
+    const auto a = sdxl::io::read_png((dir / "one" / name).string());
+    for (const char* batched : {"three", "auto"}) {
+      const auto b = sdxl::io::read_png((dir / batched / name).string());
+      ASSERT_EQ(a.rgb.size(), b.rgb.size()) << name;
+      int worst = 0;
+      for (std::size_t i = 0; i < a.rgb.size(); ++i) worst = std::max(worst, std::abs(int{a.rgb[i]} - int{b.rgb[i]}));
+      EXPECT_LE(worst, 2) << batched << "/" << name << " differs from the unbatched image by more than rounding";
+    }
+  }
+  // A budget below one image's estimate: one at a time, with a warning.
+  const auto tight = run_cli(args("tight", {"--memory-budget", "0.0001"}));
+  ASSERT_EQ(tight.exit_code, 0) << tight.err;
+  EXPECT_NE(tight.err.find("batches of 1 image(s)"), std::string::npos) << tight.err;
+  EXPECT_NE(tight.err.find("warning: one image needs more than --memory-budget"), std::string::npos) << tight.err;
+  for (const auto& bad : {std::vector<std::string>{"--batch-size", "0"}, {"--batch-size", "many"},
+                          {"--memory-budget", "0"}, {"--memory-budget", "-1"}}) {
+    const auto r = run_cli(args("bad", bad));
+    EXPECT_EQ(r.exit_code, 2) << bad[0] << " " << bad[1];
+    EXPECT_NE(r.err.find(bad[0]), std::string::npos) << r.err;
+  }
 }
 
 TEST(Cli, GenerateBadInput) {

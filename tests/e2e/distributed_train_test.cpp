@@ -85,18 +85,21 @@ TEST(DistributedTrain, ABadImageOnOneRankEndsTheJobWithItsName) {
   EXPECT_FALSE(fs::exists(dir / "out" / "pytorch_lora_weights.safetensors"));
 }
 
+// Batches of 3 over 2 prompts x 2 images: the first batch crosses the prompts and goes to
+// rank 0, the short second one to rank 1.
 TEST(DistributedGenerate, RanksSplitTheImagesAndRankZeroWritesTheSameFiles) {
   SDXL_REQUIRE_REFERENCE();
   test::TempDir dir;
   auto args = [&](const fs::path& out) {
     return std::vector<std::string>{"generate", "--model", (test::reference_dir() / "tiny-sdxl").string(),
                                     "--prompt", "a cat", "--prompt", "a dog", "--num-images", "2", "--size",
-                                    "64x64", "--steps", "2", "--out", out.string()};
+                                    "64x64", "--steps", "2", "--batch-size", "3", "--out", out.string()};
   };
   const auto one = test::run_cli(args(dir / "one"));
   ASSERT_EQ(one.exit_code, 0) << one.err;
   const auto two = test::run_mpirun(2, args(dir / "two"));
   ASSERT_EQ(two.exit_code, 0) << two.err;
+  EXPECT_NE(two.err.find("batches of 3 image(s): 2 UNet batch(es) on 2 rank(s)"), std::string::npos) << two.err;
   std::size_t files = 0;
   for (const auto& e : fs::directory_iterator(dir / "one")) {
     ++files;

@@ -39,6 +39,9 @@ struct GenerationRequest {
   std::int64_t width = 1024, height = 1024;
   std::int64_t images_per_prompt = 1;
   std::string scheduler = "dpmpp2m";
+  // Images per UNet call (each counts twice with guidance); see generation_batches.h for how
+  // the images are cut into batches, and activation_memory.h for sizing them.
+  std::int64_t batch_size = 1;
 };
 
 struct GeneratedImage {
@@ -48,7 +51,7 @@ struct GeneratedImage {
   torch::Tensor rgb;             // [H, W, 3] uint8, CPU
 };
 
-// Checks a request (sizes multiples of 8, steps >= 1, known scheduler, prompts given) and
+// Checks a request (sizes multiples of 8, steps >= 1, batch size >= 1, known scheduler, prompts given) and
 // throws UsageError naming the bad value.
 void validate(const GenerationRequest& request);
 
@@ -65,8 +68,9 @@ class SdxlPipeline {
  public:
   static SdxlPipeline load(const PipelineOptions& options);
 
-  // Generates the images (prompt_index, image_index) listed in `which` (all when empty);
-  // `on_step(done, total)` reports progress.
+  // Generates the images (prompt_index, image_index) listed in `which` (all when empty),
+  // request.batch_size consecutive images per UNet call (the last call may take fewer), and
+  // decodes them one at a time; `on_step(done, total)` reports image steps.
   std::vector<GeneratedImage> generate(const GenerationRequest& request,
                                        const std::vector<std::pair<std::size_t, std::int64_t>>& which = {},
                                        const std::function<void(std::int64_t, std::int64_t)>& on_step = {});

@@ -8,4 +8,11 @@ namespace sdxl::util {
 // Peak resident set size of this process (VmHWM in /proc/self/status); 0 where unavailable.
 std::uint64_t peak_rss_bytes();
 
+// Resident set size now (VmRSS); 0 where unavailable.
+std::uint64_t rss_bytes();
+
+// Starts a new peak: the next peak_rss_bytes() counts from the current RSS (Linux
+// /proc/self/clear_refs "5"). Returns false where the kernel does not support it.
+bool reset_peak_rss();
+
 }  // namespace sdxl::util
