@@ -277,7 +277,7 @@ Command make_generate_command() {
     if (comm->rank() == 0) {
       std::cerr << "batches of " << req.batch_size << " image(s): " << batches.size() << " UNet batch(es) on "
                 << comm->world_size() << " rank(s); estimated activations "
-                << util::format_bytes(sizing.unet_bytes_per_image * static_cast<double>(req.batch_size))
+                << util::format_bytes(sizing.unet_bytes(req.batch_size))
                 << " per batch, " << util::format_bytes(sizing.vae_bytes) << " per decode (budget "
                 << util::format_bytes(budget) << ")\n";
       if (!sizing.fits) {

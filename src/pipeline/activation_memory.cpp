@@ -57,31 +57,50 @@ double unet_forward_bytes_per_sample(const model::UNetConfig& c, std::int64_t he
   return kSlack * (skips * b + work);
 }
 
+double unet_forward_fixed_bytes(const model::UNetConfig& c, torch::Dtype dtype) {
+  // The widest convolution is the first of an up-path resnet: its input is the previous
+  // output and a skip concatenated.
+  double widest = 0;
+  const std::size_t levels = c.block_out_channels.size();
+  for (std::size_t i = 0; i < levels; ++i) {
+    const double ch = static_cast<double>(c.block_out_channels[i]);
+    const double wider = static_cast<double>(
+        std::max(c.block_out_channels[i], i + 1 < levels ? c.block_out_channels[i + 1] : c.block_out_channels[i]));
+    widest = std::max(widest, ch * (ch + wider) * 9.0);
+  }
+  return widest * element_bytes(dtype);
+}
+
 double vae_decode_bytes(const model::VaeConfig& c, std::int64_t height, std::int64_t width, torch::Dtype dtype,
                         const AttentionCost& attention) {
   const double b = element_bytes(dtype);
   std::vector<std::int64_t> ch(c.block_out_channels.rbegin(), c.block_out_channels.rend());
   double tokens = static_cast<double>((height / 8) * (width / 8));
+  // A working copy of the widest convolution weight, as for the UNet.
+  const double widest_conv = static_cast<double>(ch[0]) * static_cast<double>(ch[0]) * 9.0 * b;
   // Mid block: single-head attention over every latent pixel.
   const double mid = static_cast<double>(ch[0]);
   double peak = 6 * mid * tokens * b +
                 scores_bytes(1, static_cast<std::int64_t>(tokens), static_cast<std::int64_t>(tokens), b, attention);
   for (std::size_t j = 0; j < ch.size(); ++j) {
     const double in = static_cast<double>(j == 0 ? ch[0] : ch[j - 1]), out = static_cast<double>(ch[j]);
-    peak = std::max(peak, (in + 3 * out) * tokens * b);
+    // Measured (bench_generation_memory): about three copies of a resnet's input and three of
+    // its output are alive at once here, where the convolutions re-lay out their operands.
+    peak = std::max(peak, (3 * in + 3 * out) * tokens * b);
     if (j + 1 < ch.size()) {
       // The upsampler: its input, the 2x nearest copy and the convolution's output.
       peak = std::max(peak, out * (tokens + 8 * tokens) * b);
       tokens *= 4;
     }
   }
-  return kSlack * peak;
+  return kSlack * peak + widest_conv;
 }
 
-std::int64_t batch_size_for_budget(double budget_bytes, double bytes_per_image, std::int64_t max_images) {
+std::int64_t batch_size_for_budget(double budget_bytes, double fixed_bytes, double bytes_per_image,
+                                   std::int64_t max_images) {
   if (max_images < 1) return 1;
   if (!(bytes_per_image > 0)) return max_images;
-  const double fit = std::floor(budget_bytes / bytes_per_image);
+  const double fit = std::floor((budget_bytes - fixed_bytes) / bytes_per_image);
   return std::clamp<std::int64_t>(fit >= static_cast<double>(max_images) ? max_images : static_cast<std::int64_t>(fit),
                                   1, max_images);
 }

@@ -36,13 +36,14 @@ BatchSizing size_batches(const SdxlPipeline& pipe, const GenerationRequest& r, d
       !(compat::kHasFusedSdpa && pipe.options.device.is_cuda() && !uc.upcast_attention);  // the VAE's too
   BatchSizing s;
   const double samples = r.guidance_scale > 1.0 ? 2.0 : 1.0;
+  s.unet_fixed_bytes = unet_forward_fixed_bytes(uc, pipe.options.dtype);
   s.unet_bytes_per_image =
       samples * unet_forward_bytes_per_sample(uc, r.height, r.width, pipe.options.dtype, attention);
   s.vae_bytes = vae_decode_bytes(pipe.vae->config(), r.height, r.width,
                                  pipe.vae->decoder->conv_in->weight.scalar_type(), attention);
   const std::int64_t images = static_cast<std::int64_t>(r.prompts.size()) * r.images_per_prompt;
-  s.batch_size = batch_size_for_budget(budget_bytes, s.unet_bytes_per_image, images);
-  s.fits = s.unet_bytes_per_image <= budget_bytes && s.vae_bytes <= budget_bytes;
+  s.batch_size = batch_size_for_budget(budget_bytes, s.unet_fixed_bytes, s.unet_bytes_per_image, images);
+  s.fits = s.unet_bytes(1) <= budget_bytes && s.vae_bytes <= budget_bytes;
   return s;
 }
 

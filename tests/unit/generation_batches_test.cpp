@@ -55,10 +55,13 @@ TEST(GenerationBatches, RanksGetWholeBatchesThatTogetherCoverEveryImageOnce) {
 }
 
 TEST(ActivationMemory, BatchSizeIsTheLargestThatFits) {
-  EXPECT_EQ(pipeline::batch_size_for_budget(10.0, 3.0, 100), 3);
-  EXPECT_EQ(pipeline::batch_size_for_budget(9.0, 3.0, 100), 3);
-  EXPECT_EQ(pipeline::batch_size_for_budget(9.0, 3.0, 2), 2);   // never more than the images
-  EXPECT_EQ(pipeline::batch_size_for_budget(2.0, 3.0, 100), 1);  // one image at a time, over budget
+  EXPECT_EQ(pipeline::batch_size_for_budget(10.0, 0.0, 3.0, 100), 3);
+  EXPECT_EQ(pipeline::batch_size_for_budget(9.0, 0.0, 3.0, 100), 3);
+  EXPECT_EQ(pipeline::batch_size_for_budget(10.0, 1.0, 3.0, 100), 3);  // 1 + 3 * 3 = 10
+  EXPECT_EQ(pipeline::batch_size_for_budget(10.0, 2.0, 3.0, 100), 2);
+  EXPECT_EQ(pipeline::batch_size_for_budget(9.0, 0.0, 3.0, 2), 2);     // never more than the images
+  EXPECT_EQ(pipeline::batch_size_for_budget(2.0, 0.0, 3.0, 100), 1);   // one image at a time, over budget
+  EXPECT_EQ(pipeline::batch_size_for_budget(2.0, 5.0, 3.0, 100), 1);
 }
 
 TEST(ActivationMemory, ScalesWithPixelsDtypeAndMaterializedScores) {
@@ -85,6 +88,8 @@ TEST(ActivationMemory, ScalesWithPixelsDtypeAndMaterializedScores) {
   EXPECT_GT(decode, 2.0 * (1 << 30));
   EXPECT_LT(decode, 6.0 * (1 << 30));
   EXPECT_GT(decode, 2 * u1024);
+  // Per call: a working copy of the widest convolution (an up-path resnet's conv1, 2560 -> 1280, 3x3).
+  EXPECT_DOUBLE_EQ(pipeline::unet_forward_fixed_bytes(unet, torch::kFloat), 1280.0 * 2560 * 9 * 4);
 }
 
 }  // namespace

@@ -24,13 +24,19 @@ struct AttentionCost {
 double unet_forward_bytes_per_sample(const model::UNetConfig& config, std::int64_t height, std::int64_t width,
                                      torch::Dtype dtype, const AttentionCost& attention);
 
+// Bytes one UNet forward needs whatever the batch: a working copy of its largest convolution
+// weight (oneDNN reorders conv weights on every call on the CPU; cuDNN takes a workspace of
+// similar size), 118 MB for SDXL in float32.
+double unet_forward_fixed_bytes(const model::UNetConfig& config, torch::Dtype dtype);
+
 // Bytes alive at the peak of decoding one image with the VAE (images are decoded one at a
 // time, as diffusers' enable_vae_slicing does).
 double vae_decode_bytes(const model::VaeConfig& config, std::int64_t height, std::int64_t width, torch::Dtype dtype,
                         const AttentionCost& attention);
 
-// The largest batch of images, 1 to max_images, whose UNet activations fit in budget_bytes;
-// 1 when even one image does not fit (the caller warns).
-std::int64_t batch_size_for_budget(double budget_bytes, double bytes_per_image, std::int64_t max_images);
+// The largest batch of images, 1 to max_images, with fixed_bytes + n * bytes_per_image within
+// budget_bytes; 1 when even one image does not fit (the caller warns).
+std::int64_t batch_size_for_budget(double budget_bytes, double fixed_bytes, double bytes_per_image,
+                                   std::int64_t max_images);
 
 }  // namespace sdxl::pipeline

@@ -26,9 +26,14 @@ std::vector<ImageRef> rank_share(const std::vector<std::vector<ImageRef>>& batch
 
 struct BatchSizing {
   std::int64_t batch_size = 1;
+  double unet_fixed_bytes = 0;      // per UNet call, whatever the batch
   double unet_bytes_per_image = 0;  // both guidance branches
   double vae_bytes = 0;             // decoding one image
   bool fits = true;                 // one image's UNet pass and its decode fit in the budget
+
+  double unet_bytes(std::int64_t batch) const {
+    return unet_fixed_bytes + unet_bytes_per_image * static_cast<double>(batch);
+  }
 };
 
 // --batch-size auto: the largest batch (up to every image of the request) whose estimated
