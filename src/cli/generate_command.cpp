@@ -280,7 +280,10 @@ Command make_generate_command() {
                 << util::format_bytes(sizing.unet_bytes(req.batch_size))
                 << " per batch, " << util::format_bytes(sizing.vae_bytes) << " per decode (budget "
                 << util::format_bytes(budget) << ")\n";
-      if (!sizing.fits) {
+      if (batch_arg != "auto" && sizing.unet_bytes(req.batch_size) > budget) {
+        std::cerr << "warning: --batch-size " << req.batch_size << " is estimated over --memory-budget ("
+                  << util::format_bytes(budget) << "); auto would take " << sizing.batch_size << "\n";
+      } else if (!sizing.fits) {
         std::cerr << "warning: one image needs more than --memory-budget (" << util::format_bytes(budget)
                   << "); generating one image at a time\n";
       }

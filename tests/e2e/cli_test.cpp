@@ -169,6 +169,11 @@ TEST(Cli, GenerateBatchesImagesWithinTheMemoryBudget) {
   ASSERT_EQ(tight.exit_code, 0) << tight.err;
   EXPECT_NE(tight.err.find("batches of 1 image(s)"), std::string::npos) << tight.err;
   EXPECT_NE(tight.err.find("warning: one image needs more than --memory-budget"), std::string::npos) << tight.err;
+  const auto forced = run_cli(args("forced", {"--memory-budget", "0.0001", "--batch-size", "2"}));
+  ASSERT_EQ(forced.exit_code, 0) << forced.err;
+  EXPECT_NE(forced.err.find("batches of 2 image(s): 2 UNet batch(es)"), std::string::npos) << forced.err;
+  EXPECT_NE(forced.err.find("warning: --batch-size 2 is estimated over --memory-budget"), std::string::npos)
+      << forced.err;
   for (const auto& bad : {std::vector<std::string>{"--batch-size", "0"}, {"--batch-size", "many"},
                           {"--memory-budget", "0"}, {"--memory-budget", "-1"}}) {
     const auto r = run_cli(args("bad", bad));
