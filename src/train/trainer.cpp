@@ -5,6 +5,7 @@
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/io/png_writer.h"
 #include "sdxl_dreambooth/model/lora_export.h"
+#include "sdxl_dreambooth/model/unet_flops.h"
 #include "sdxl_dreambooth/model/model_fingerprint.h"
 #include "sdxl_dreambooth/nn/lora_network.h"
 #include "sdxl_dreambooth/nn/prompt_encoding.h"
@@ -575,6 +576,11 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
            " examples, batch " + std::to_string(batch_size) + (s.prior ? " (+ as many class images)" : "") +
            " x " + std::to_string(grad_accum) + " accumulation, " + std::to_string(steps_per_epoch) +
            " steps per epoch, prediction " + loss_options.prediction_type);
+  // Analytic model FLOPs, the yardstick for MFU (docs/benchmarks.md).
+  const model::UNetFlops flops = model::unet_flops(pipe.unet->config(), s.resolution, s.resolution);
+  log.info("UNet model FLOPs per image at " + std::to_string(s.resolution) + " px: forward " +
+           fmt("%.4g", flops.forward / 1e9) + " GFLOP, LoRA training step " +
+           fmt("%.4g", flops.lora_training_step / 1e9) + " GFLOP");
 
   // One line per optimizer step, for plotting and tests.
   // On resume it is rewritten from the checkpoint's rows, dropping steps after the checkpoint.
@@ -779,7 +785,8 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
            fmt("%.3f", t.data_s / steps_run) + " s, forward " + fmt("%.3f", t.forward_s / steps_run) +
            " s, backward " + fmt("%.3f", t.backward_s / steps_run) + " s, optimizer " +
            fmt("%.3f", t.optimizer_s / steps_run) + " s); peak memory " +
-           util::format_bytes(static_cast<double>(summary.peak_rss_bytes)) + " RSS; total " +
+           util::format_bytes(static_cast<double>(summary.peak_rss_bytes)) + " RSS; UNet model FLOP rate " +
+           fmt("%.4g", summary.images_per_second * flops.lora_training_step / 1e9) + " GFLOP/s; total " +
            format_duration(seconds_since(run_start)));
   return summary;
 }
