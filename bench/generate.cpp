@@ -8,7 +8,7 @@
 // OpenCLIP bigG/14) with random weights, and MODEL_DIR only lends its tokenizers and scheduler.
 // Prints load/build time, seconds per image (after one warm-up image unless --no-warmup: the
 // full-size model on a CPU takes minutes per image) and peak RSS.
-#include "full_size_pipeline.h"
+#include "sdxl_dreambooth/pipeline/random_weights_pipeline.h"
 
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
 #include "sdxl_dreambooth/util/memory_usage.h"
@@ -65,9 +65,9 @@ int main(int argc, char** argv) {
   try {
     const double t0 = now();
     pipeline::SdxlPipeline pipe = [&] {
-      if (!manifest.empty()) return bench::full_size_pipeline(model_dir, manifest);
       pipeline::PipelineOptions o;
       o.model = model_dir.string();
+      if (!manifest.empty()) return pipeline::random_weights_pipeline(o, manifest);
       return pipeline::SdxlPipeline::load(o);
     }();
     std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines appear in logs as they are printed

@@ -5,7 +5,7 @@
 //                           [--guidance 5]
 // Prints, for the UNet batch and for one decode, the estimate, the measured rise of peak RSS
 // over the RSS before the call, and their ratio (the estimate should stay above).
-#include "full_size_pipeline.h"
+#include "sdxl_dreambooth/pipeline/random_weights_pipeline.h"
 
 #include "sdxl_dreambooth/pipeline/generation_batches.h"
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
@@ -50,9 +50,9 @@ int main(int argc, char** argv) {
   }
   try {
     pipeline::SdxlPipeline pipe = [&] {
-      if (!manifest.empty()) return bench::full_size_pipeline(model_dir, manifest);
       pipeline::PipelineOptions o;
       o.model = model_dir.string();
+      if (!manifest.empty()) return pipeline::random_weights_pipeline(o, manifest);
       return pipeline::SdxlPipeline::load(o);
     }();
     torch::NoGradGuard no_grad;

@@ -5,8 +5,16 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <cstdint>
 #include <optional>
 #include <string>
+
+// SDXL_TORCH_CUDA: set by CMake when LibTorch was built with CUDA (TORCH_CUDA_LIBRARIES);
+// the CPU package ships the c10/cuda headers too, so their presence proves nothing.
+#if defined(SDXL_TORCH_CUDA)
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 
 #define SDXL_TORCH_VERSION_AT_LEAST(major, minor) \
   (TORCH_VERSION_MAJOR > (major) ||               \
@@ -32,6 +40,37 @@ inline std::optional<torch::Tensor> fused_attention(const torch::Tensor& q, cons
 #else
   (void)q; (void)k; (void)v; (void)scale;
   return std::nullopt;
+#endif
+}
+
+// The CUDA caching allocator's peak of allocated bytes on `device` since the last reset
+// (torch.cuda.max_memory_allocated); nullopt without CUDA LibTorch. Stat index 0 is the
+// aggregate over pools in every version (the StatType enum moved between namespaces).
+inline std::optional<std::uint64_t> cuda_peak_allocated_bytes(int device) {
+#if defined(SDXL_TORCH_CUDA)
+  const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device);
+  return static_cast<std::uint64_t>(stats.allocated_bytes[0].peak);
+#else
+  (void)device;
+  return std::nullopt;
+#endif
+}
+
+inline void cuda_reset_peak_allocated(int device) {
+#if defined(SDXL_TORCH_CUDA)
+  c10::cuda::CUDACachingAllocator::resetPeakStats(device);
+#else
+  (void)device;
+#endif
+}
+
+// "NVIDIA H100 80GB HBM3"; empty without CUDA LibTorch.
+inline std::string cuda_device_name(int device) {
+#if defined(SDXL_TORCH_CUDA)
+  return at::cuda::getDeviceProperties(device)->name;
+#else
+  (void)device;
+  return {};
 #endif
 }
 

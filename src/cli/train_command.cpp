@@ -2,17 +2,10 @@
 // of an MPI job (mpirun / srun --mpi=pmix).
 #include "sdxl_dreambooth/cli/args.h"
 #include "sdxl_dreambooth/cli/command.h"
+#include "sdxl_dreambooth/cli/rank_job.h"
 #include "sdxl_dreambooth/config/config.h"
-#include "sdxl_dreambooth/dist/collectives.h"
-#include "sdxl_dreambooth/dist/mpi_runtime.h"
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/train/trainer.h"
-#include "sdxl_dreambooth/util/logger.h"
-
-#include <torch/torch.h>
-
-#include <algorithm>
-#include <iostream>
 
 namespace sdxl::cli {
 
@@ -43,38 +36,10 @@ Command make_train_command() {
       throw UsageError("train takes exactly one CONFIG.toml, got " + std::to_string(args.positionals().size()) +
                        " arguments");
     }
-    dist::MpiRuntime mpi(nullptr, nullptr);
-    try {
-      // Rank 0 reads the config once; every rank parses the same text, so a bad config is the
-      // same error everywhere.
-      const std::string path = args.positionals()[0];
-      const config::Config cfg =
-          config::load_config_text(dist::read_file_collective(mpi.world(), path), path, args.repeated("--set"));
-      const Logger log(std::cerr, parse_log_level(cfg.get_string("logging.level")), mpi.rank(), mpi.world_size());
-      // auto: NCCL when it is built in and training runs on a GPU, MPI otherwise.
-      std::string backend = cfg.get_string("distributed.backend");
-      const std::string device = cfg.get_string("train.device");
-      const bool cuda = device == "cuda" || (device == "auto" && torch::cuda::is_available());
-      if (backend == "auto") backend = dist::nccl_backend_built() && cuda ? "nccl" : "mpi";
-      if (backend == "nccl" && !cuda) {
-        throw UsageError("distributed.backend = \"nccl\" needs training on CUDA (train.device); use \"mpi\" on CPU");
-      }
-      const double timeout = cfg.get_float("distributed.timeout_s");
-      const int gpu = cuda ? mpi.local_rank() % std::max<int>(1, static_cast<int>(torch::cuda::device_count())) : 0;
-      auto comm = backend == "nccl" ? dist::make_nccl_collectives(mpi.world(), gpu, timeout)
-                                    : dist::make_mpi_collectives(mpi.world(), timeout);
-      const train::TrainSummary summary = train::run_training(cfg, log, *comm, mpi.local_rank());
+    return run_rank_job(args.positionals()[0], args.repeated("--set"), [](RankJob& job) {
+      const train::TrainSummary summary = train::run_training(job.config, job.log, job.comm, job.mpi.local_rank());
       return summary.preempted ? kExitPreempted : kExitOk;
-    } catch (const std::exception& e) {
-      if (mpi.world_size() == 1) throw;  // reported by run_cli with its exit code
-      // One rank failing ends the whole job: the others would wait in the next collective.
-      const auto* err = dynamic_cast<const Error*>(&e);
-      std::cerr << "error: [rank " << mpi.rank() << "/" << mpi.world_size() << "] " << e.what() << "\n";
-      if (err && !err->hint().empty()) std::cerr << "hint: " << err->hint() << "\n";
-      std::cerr.flush();
-      MPI_Abort(mpi.world(), dynamic_cast<const UsageError*>(&e) ? kExitUsage : kExitFailure);
-      return static_cast<int>(kExitFailure);
-    }
+    });
   };
   return c;
 }

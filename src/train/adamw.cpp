@@ -1,18 +1,79 @@
 #include "sdxl_dreambooth/train/adamw.h"
 
+#include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/train/gradient_sync.h"
+
 #include <cmath>
 
 namespace sdxl::train {
 
+namespace {
+
+bool flattenable(const std::vector<torch::Tensor>& params) {
+  if (params.empty()) return false;
+  for (const auto& p : params) {
+    if (p.scalar_type() != params[0].scalar_type() || p.device() != params[0].device() || !p.is_contiguous() ||
+        p.is_sparse()) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Views of `flat` shaped like `params`, in order.
+std::vector<torch::Tensor> views_of(const torch::Tensor& flat, const std::vector<torch::Tensor>& params) {
+  std::vector<torch::Tensor> out;
+  std::int64_t offset = 0;
+  for (const auto& p : params) {
+    out.push_back(flat.narrow(0, offset, p.numel()).view(p.sizes()));
+    offset += p.numel();
+  }
+  return out;
+}
+
+}  // namespace
+
 AdamW::AdamW(std::vector<torch::Tensor> params, AdamWOptions options)
     : params_(std::move(params)), options_(options) {
+  torch::NoGradGuard no_grad;
+  for (const auto& p : params_) numel_ += p.numel();
+  if (flattenable(params_)) {
+    std::vector<torch::Tensor> parts;
+    for (const auto& p : params_) parts.push_back(p.detach().reshape({-1}));
+    flat_params_ = torch::cat(parts);
+    // Each parameter now shares the buffer; modules holding it see the same tensor.
+    const auto views = views_of(flat_params_, params_);
+    for (std::size_t i = 0; i < params_.size(); ++i) params_[i].set_data(views[i]);
+    flat_exp_avg_ = torch::zeros_like(flat_params_);
+    flat_exp_avg_sq_ = torch::zeros_like(flat_params_);
+    exp_avg_ = views_of(flat_exp_avg_, params_);
+    exp_avg_sq_ = views_of(flat_exp_avg_sq_, params_);
+    return;
+  }
   for (const auto& p : params_) {
     exp_avg_.push_back(torch::zeros_like(p, torch::MemoryFormat::Preserve));
     exp_avg_sq_.push_back(torch::zeros_like(p, torch::MemoryFormat::Preserve));
   }
 }
 
+bool AdamW::flat() const {
+  // Moving a module (module->to()) after construction gives its parameters new storage.
+  if (!flat_params_.defined()) return false;
+  return params_.front().is_alias_of(flat_params_) && params_.back().is_alias_of(flat_params_);
+}
+
 void AdamW::step(double lr) {
+  if (params_.empty()) return;
+  std::vector<bool> has_grad;
+  const torch::Tensor flat = flatten_gradients(params_, params_.front().device(), &has_grad);
+  step(lr, flat, has_grad);
+}
+
+void AdamW::step(double lr, const torch::Tensor& flat_grad, const std::vector<bool>& has_grad) {
+  if (flat_grad.numel() != numel_ || has_grad.size() != params_.size()) {
+    throw Error("internal: AdamW got a flat gradient of " + std::to_string(flat_grad.numel()) + " values for " +
+                std::to_string(numel_) + " parameter values");
+  }
   torch::NoGradGuard no_grad;
   ++step_;
   // ref: torch/optim/adamw.py _single_tensor_adamw (PyTorch 1.13 and 2.x give the same math).
@@ -20,15 +81,29 @@ void AdamW::step(double lr) {
   const double bias_correction2 = 1.0 - std::pow(options_.beta2, static_cast<double>(step_));
   const double step_size = lr / bias_correction1;
   const double bias_correction2_sqrt = std::sqrt(bias_correction2);
+  auto update = [&](torch::Tensor& p, torch::Tensor& m, torch::Tensor& v, const torch::Tensor& g) {
+    p.mul_(1.0 - lr * options_.weight_decay);
+    m.mul_(options_.beta1).add_(g, 1.0 - options_.beta1);
+    v.mul_(options_.beta2).addcmul_(g, g, 1.0 - options_.beta2);
+    const torch::Tensor denom = (v.sqrt() / bias_correction2_sqrt).add_(options_.eps);
+    p.addcdiv_(m, denom, -step_size);
+  };
+  bool all = true;
+  for (bool h : has_grad) all = all && h;
+  if (all && flat()) {
+    update(flat_params_, flat_exp_avg_, flat_exp_avg_sq_,
+           flat_grad.to(flat_params_.device(), flat_params_.scalar_type()));
+    return;
+  }
+  std::int64_t offset = 0;
   for (std::size_t i = 0; i < params_.size(); ++i) {
     torch::Tensor& p = params_[i];
-    const torch::Tensor& g = p.grad();
-    if (!g.defined()) continue;
-    p.mul_(1.0 - lr * options_.weight_decay);
-    exp_avg_[i].mul_(options_.beta1).add_(g, 1.0 - options_.beta1);
-    exp_avg_sq_[i].mul_(options_.beta2).addcmul_(g, g, 1.0 - options_.beta2);
-    const torch::Tensor denom = (exp_avg_sq_[i].sqrt() / bias_correction2_sqrt).add_(options_.eps);
-    p.addcdiv_(exp_avg_[i], denom, -step_size);
+    const std::int64_t n = p.numel();
+    if (has_grad[i]) {
+      const torch::Tensor g = flat_grad.narrow(0, offset, n).view(p.sizes()).to(p.device(), p.scalar_type());
+      update(p, exp_avg_[i], exp_avg_sq_[i], g);
+    }
+    offset += n;
   }
 }
 

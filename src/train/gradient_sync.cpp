@@ -4,18 +4,42 @@
 
 namespace sdxl::train {
 
-double average_gradients(const std::vector<torch::Tensor>& params, double loss, dist::Collectives& comm) {
+torch::Tensor flatten_gradients(const std::vector<torch::Tensor>& params, const torch::Device& device,
+                                std::vector<bool>* has_grad) {
   torch::NoGradGuard no_grad;
-  // One flat float32 buffer where the backend wants it (host for MPI, the GPU for NCCL).
-  const auto opts = torch::TensorOptions().dtype(torch::kFloat).device(comm.device());
+  const auto opts = torch::TensorOptions().dtype(torch::kFloat).device(device);
   std::vector<torch::Tensor> parts;
-  for (const auto& p : params) {
-    parts.push_back(p.grad().defined() ? p.grad().reshape({-1}).to(opts) : torch::zeros({p.numel()}, opts));
+  parts.reserve(params.size());
+  if (has_grad) has_grad->assign(params.size(), false);
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    const auto& p = params[i];
+    const bool present = p.grad().defined();
+    if (has_grad) (*has_grad)[i] = present;
+    parts.push_back(present ? p.grad().reshape({-1}).to(opts) : torch::zeros({p.numel()}, opts));
   }
-  parts.push_back(torch::tensor({static_cast<float>(loss)}).to(opts));
-  torch::Tensor flat = torch::cat(parts);
-  comm.all_reduce_sum(flat, "all-reduce of LoRA gradients");
-  flat.div_(static_cast<double>(comm.world_size()));
+  if (parts.empty()) return torch::zeros({0}, opts);
+  return torch::cat(parts);
+}
+
+double average_flat_gradient(torch::Tensor& flat, double loss, dist::Collectives& comm, bool* stop) {
+  torch::NoGradGuard no_grad;
+  // One buffer where the backend wants it (host for MPI, the GPU for NCCL).
+  const auto opts = torch::TensorOptions().dtype(torch::kFloat).device(comm.device());
+  const std::int64_t n = flat.numel();
+  torch::Tensor buffer =
+      torch::cat({flat.to(opts), torch::tensor({static_cast<float>(loss), stop && *stop ? 1.0f : 0.0f}).to(opts)});
+  comm.all_reduce_sum(buffer, "all-reduce of LoRA gradients");
+  buffer.div_(static_cast<double>(comm.world_size()));
+  flat.copy_(buffer.narrow(0, 0, n));
+  const torch::Tensor tail = buffer.narrow(0, n, 2).to(torch::kCPU);
+  if (stop) *stop = tail[1].item<double>() > 0;
+  return tail[0].item<double>();
+}
+
+double average_gradients(const std::vector<torch::Tensor>& params, double loss, dist::Collectives& comm, bool* stop) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor flat = flatten_gradients(params, comm.device());
+  const double mean_loss = average_flat_gradient(flat, loss, comm, stop);
   std::int64_t offset = 0;
   for (const auto& p : params) {
     const torch::Tensor g = flat.slice(0, offset, offset + p.numel()).view(p.sizes()).to(p.device());
@@ -26,7 +50,7 @@ double average_gradients(const std::vector<torch::Tensor>& params, double loss, 
     }
     offset += p.numel();
   }
-  return flat[offset].item<double>();
+  return mean_loss;
 }
 
 void check_weights_agree(const nn::LoraNetwork& lora, dist::Collectives& comm, std::int64_t step) {

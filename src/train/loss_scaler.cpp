@@ -13,6 +13,12 @@ void DynamicLossScaler::unscale(const std::vector<torch::Tensor>& params) const 
   }
 }
 
+void DynamicLossScaler::unscale_flat(torch::Tensor& flat_grad) const {
+  if (!enabled_) return;
+  torch::NoGradGuard no_grad;
+  flat_grad.mul_(1.0 / scale_);
+}
+
 double DynamicLossScaler::update(bool grads_finite) {
   if (!enabled_) return scale_;
   if (!grads_finite) {

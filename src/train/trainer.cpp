@@ -17,13 +17,14 @@
 #include "sdxl_dreambooth/train/checkpoint_file.h"
 #include "sdxl_dreambooth/train/data_order.h"
 #include "sdxl_dreambooth/train/diffusion_loss.h"
-#include "sdxl_dreambooth/train/grad_norm.h"
 #include "sdxl_dreambooth/train/gradient_sync.h"
 #include "sdxl_dreambooth/train/loss_scaler.h"
 #include "sdxl_dreambooth/train/lr_schedule.h"
 #include "sdxl_dreambooth/train/preemption.h"
 #include "sdxl_dreambooth/train/training_checkpoint.h"
+#include "sdxl_dreambooth/train/train_step.h"
 #include "sdxl_dreambooth/train/training_data.h"
+#include "sdxl_dreambooth/train/training_setup.h"
 #include "sdxl_dreambooth/util/memory_usage.h"
 #include "sdxl_dreambooth/util/strings.h"
 
@@ -81,25 +82,9 @@ struct RunSettings {
 
 RunSettings resolve_settings(const config::Config& cfg, int local_rank) {
   RunSettings s;
-  const std::string dev = cfg.get_string("train.device");
-  if (dev == "cuda" || (dev == "auto" && torch::cuda::is_available())) {
-    if (!torch::cuda::is_available()) {
-      const BuildFeatures features = build_features();
-      throw UsageError("train.device = \"cuda\", but LibTorch sees no CUDA device (this build: " +
-                       std::string(features.torch_cuda_built ? "CUDA" : "CPU-only") + " LibTorch)");
-    }
-    // local_rank % device_count: also right when Slurm gives each task its own CUDA_VISIBLE_DEVICES.
-    const auto count = static_cast<int>(torch::cuda::device_count());
-    s.device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % count));
-  }
+  s.device = training_device(cfg, local_rank);
   s.mixed_precision = cfg.get_string("train.mixed_precision");
-  if (s.mixed_precision == "bf16") s.dtype = torch::kBFloat16;
-  if (s.mixed_precision == "fp16") {
-    if (!s.device.is_cuda()) {
-      throw UsageError("train.mixed_precision = \"fp16\" needs a CUDA device; on CPU use \"bf16\" or \"no\"");
-    }
-    s.dtype = torch::kHalf;
-  }
+  s.dtype = training_dtype(cfg, s.device);
   if (auto seed = cfg.get_optional_int("train.seed")) {
     s.seed = static_cast<std::uint64_t>(*seed);
   } else {
@@ -277,14 +262,6 @@ void maybe_inject_fault(int rank, std::int64_t step) {
   if (std::string(kind) == "stall") {
     for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
   }
-}
-
-nn::LoraSpec lora_spec(const config::Config& cfg) {
-  nn::LoraSpec spec;
-  spec.rank = cfg.get_int("lora.rank");
-  spec.alpha = cfg.get_optional_float("lora.alpha").value_or(static_cast<double>(spec.rank));
-  spec.targets = cfg.get_list("lora.targets");
-  return spec;
 }
 
 // What a checkpoint must match to be continued by this config.
@@ -500,11 +477,7 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
            ": " + std::to_string(lora.num_parameters() + te_lora.num_parameters() + te2_lora.num_parameters()) +
            " trainable parameters");
 
-  AdamWOptions ao;
-  ao.beta1 = cfg.get_float("optimizer.beta1");
-  ao.beta2 = cfg.get_float("optimizer.beta2");
-  ao.eps = cfg.get_float("optimizer.eps");
-  ao.weight_decay = cfg.get_float("optimizer.weight_decay");
+  const AdamWOptions ao = adamw_options(cfg);
   AdamW optimizer(unet_params, ao);
   // Empty unless the text encoders train; one per network so a checkpoint maps 1:1.
   AdamW te_optimizer(te_lora.parameters(), ao), te2_optimizer(te2_lora.parameters(), ao);
@@ -533,12 +506,7 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
   lo.power = cfg.get_float("train.lr_power");
   const LrSchedule lr_schedule(lo);
 
-  LossOptions loss_options;
-  loss_options.prediction_type =
-      cfg.get_optional_string("train.prediction_type").value_or(pipe.scheduler_config.prediction_type);
-  loss_options.snr_gamma = cfg.get_optional_float("train.snr_gamma");
-  loss_options.with_prior = s.prior;
-  loss_options.prior_loss_weight = cfg.get_float("prior.loss_weight");
+  const LossOptions loss = loss_options(cfg, pipe.scheduler_config.prediction_type);
   const double noise_offset = cfg.get_float("train.noise_offset");
   const double max_grad_norm = cfg.get_float("train.max_grad_norm");
   const double scaling_factor = pipe.vae->config().scaling_factor;
@@ -575,7 +543,7 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
   log.info("training " + std::to_string(max_steps) + " steps: " + std::to_string(dataset_size) +
            " examples, batch " + std::to_string(batch_size) + (s.prior ? " (+ as many class images)" : "") +
            " x " + std::to_string(grad_accum) + " accumulation, " + std::to_string(steps_per_epoch) +
-           " steps per epoch, prediction " + loss_options.prediction_type);
+           " steps per epoch, prediction " + loss.prediction_type);
   // Analytic model FLOPs, the yardstick for MFU (docs/benchmarks.md).
   const model::UNetFlops flops = model::unet_flops(pipe.unet->config(), s.resolution, s.resolution);
   log.info("UNet model FLOPs per image at " + std::to_string(s.resolution) + " px: forward " +
@@ -649,6 +617,18 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
       check_weights_agree(te2_lora, comm, step);
     }
   };
+  TrainStepParts step_parts;
+  step_parts.unet = pipe.unet;
+  step_parts.schedule = &schedule;
+  step_parts.loss = loss;
+  step_parts.params = params;
+  step_parts.optimizers = {{&optimizer, 1.0}};
+  if (train_te) step_parts.optimizers.insert(step_parts.optimizers.end(), {{&te_optimizer, te_lr_ratio}, {&te2_optimizer, te_lr_ratio}});
+  step_parts.scaler = &scaler;
+  step_parts.comm = &comm;
+  step_parts.grad_accum = grad_accum;
+  step_parts.max_grad_norm = max_grad_norm;
+  step_parts.signals = &signals;
   check_all_weights(0);
   const auto train_start = Clock::now();
   double window_loss = 0;
@@ -658,53 +638,19 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
     const auto step_start = Clock::now();
     maybe_inject_fault(rank, step + 1);
     auto noise_gen = at::detail::createCPUGenerator(derive_seed(noise_base, static_cast<std::uint64_t>(step)));
-    double step_loss = 0;
-    for (std::int64_t micro = 0; micro < grad_accum; ++micro) {
-      auto t0 = Clock::now();
-      const auto idx = order.batch(step * grad_accum + micro, rank);
-      const DiffusionBatch batch = assemble_batch(instance, s.prior ? &klass : nullptr, prompts, idx, noise_gen,
-                                                  noise_offset, schedule.num_train_timesteps(), scaling_factor,
-                                                  s.device, train_te ? &pipe : nullptr);
-      auto t1 = Clock::now();
-      const LossResult r = diffusion_loss(pipe.unet, schedule, batch, loss_options);
-      auto t2 = Clock::now();
-      // accelerate divides by the accumulation steps, so gradients are a mean over micro-batches.
-      scaler.scale_loss(r.loss / static_cast<double>(grad_accum)).backward();
-      step_loss += r.loss.item<double>() / static_cast<double>(grad_accum);
-      auto t3 = Clock::now();
-      summary.times.data_s += std::chrono::duration<double>(t1 - t0).count();
-      summary.times.forward_s += std::chrono::duration<double>(t2 - t1).count();
-      summary.times.backward_s += std::chrono::duration<double>(t3 - t2).count();
-    }
-    auto t4 = Clock::now();
-    comm.set_context("step " + std::to_string(step + 1));
-    if (world > 1) step_loss = average_gradients(params, step_loss, comm);
-    scaler.unscale(params);
-    const double grad_norm = clip_grad_norm(params, max_grad_norm);
     const double lr = lr_schedule.lr(step);
-    if (!std::isfinite(grad_norm) || !std::isfinite(step_loss)) {
-      if (!scaler.enabled()) {
-        throw Error("training diverged at step " + std::to_string(step + 1) + ": loss " + fmt("%g", step_loss) +
-                        ", gradient norm " + fmt("%g", grad_norm) + " (not finite); the LoRA was not written",
-                    "lower train.learning_rate, set train.max_grad_norm, or use mixed_precision = \"bf16\"");
-      }
-      const double old_scale = scaler.scale();
-      scaler.update(false);
+    const double scale_before = scaler.scale();
+    const StepResult r = run_train_step(step_parts, step, lr, [&](std::int64_t micro) {
+      return assemble_batch(instance, s.prior ? &klass : nullptr, prompts, order.batch(step * grad_accum + micro, rank),
+                            noise_gen, noise_offset, schedule.num_train_timesteps(), scaling_factor, s.device,
+                            train_te ? &pipe : nullptr);
+    }, summary.times);
+    const double step_loss = r.loss, grad_norm = r.grad_norm;
+    if (r.skipped) {
       ++summary.skipped_steps;
       log.warn("step " + std::to_string(step + 1) + ": non-finite fp16 gradients, step skipped; loss scale " +
-               util::format_number(old_scale) + " -> " + util::format_number(scaler.scale()));
-    } else {
-      optimizer.step(lr);
-      if (train_te) {  // the same schedule on its own peak lr
-        te_optimizer.step(lr * te_lr_ratio);
-        te2_optimizer.step(lr * te_lr_ratio);
-      }
-      scaler.update(true);
+               util::format_number(scale_before) + " -> " + util::format_number(scaler.scale()));
     }
-    optimizer.zero_grad();
-    te_optimizer.zero_grad();
-    te2_optimizer.zero_grad();
-    summary.times.optimizer_s += seconds_since(t4);
     summary.losses.push_back(step_loss);
     summary.steps = step + 1;
     window_loss += step_loss;
@@ -730,9 +676,8 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
       window_start = Clock::now();
     }
     const bool last = step + 1 == max_steps;
-    // Every rank stops on the same step: the flag is agreed on with one all-reduce.
-    bool stop = signals.requested();
-    if (world > 1) stop = comm.all_reduce_max(stop ? 1.0 : 0.0, "preemption flag") > 0;
+    // Every rank stops on the same step: the flag rode along with the gradient all-reduce.
+    const bool stop = r.stop_requested;
     if (stop && !last) {
       log.warn("preemption requested (" +
                (signals.signal_number() ? std::string(strsignal(signals.signal_number())) : std::string("another rank")) +
@@ -783,7 +728,8 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
   log.info("done: " + std::to_string(summary.steps) + " steps in " + format_duration(train_s) + " (" +
            fmt("%.2f", summary.images_per_second) + " img/s; per step: data " +
            fmt("%.3f", t.data_s / steps_run) + " s, forward " + fmt("%.3f", t.forward_s / steps_run) +
-           " s, backward " + fmt("%.3f", t.backward_s / steps_run) + " s, optimizer " +
+           " s, backward " + fmt("%.3f", t.backward_s / steps_run) + " s, all-reduce " +
+           fmt("%.3f", t.allreduce_s / steps_run) + " s, optimizer " +
            fmt("%.3f", t.optimizer_s / steps_run) + " s); peak memory " +
            util::format_bytes(static_cast<double>(summary.peak_rss_bytes)) + " RSS; UNet model FLOP rate " +
            fmt("%.4g", summary.images_per_second * flops.lora_training_step / 1e9) + " GFLOP/s; total " +

@@ -5,10 +5,13 @@
 #include "sdxl_dreambooth/nn/lora_network.h"
 #include "sdxl_dreambooth/train/adamw.h"
 #include "sdxl_dreambooth/train/grad_norm.h"
+#include "sdxl_dreambooth/train/gradient_sync.h"
 #include "sdxl_dreambooth/train/loss_scaler.h"
 #include "support/tensors.h"
 
 #include <gtest/gtest.h>
+
+#include <memory>
 
 using namespace sdxl;
 
@@ -93,6 +96,64 @@ TEST(TrainStep, AdamWMatchesTheClosedFormFirstStep) {
   EXPECT_EQ(opt.steps_taken(), 1);
 }
 
+// The flat fast path (one buffer for all parameters) against the per-parameter path it
+// replaces: the same values after several steps, parameters without a gradient left alone,
+// and a module moved after construction (its parameters leave the buffer) still right.
+TEST(TrainStep, FlatAdamWEqualsThePerParameterUpdate) {
+  torch::manual_seed(0);
+  std::vector<torch::Tensor> a, b;
+  for (auto shape : {std::vector<std::int64_t>{4, 3}, {3}, {2, 2, 5}}) {
+    const auto init = torch::randn(shape);
+    a.push_back(init.clone().requires_grad_(true));
+    b.push_back(init.clone().requires_grad_(true));
+  }
+  train::AdamW flat(a, {0.9, 0.999, 1e-8, 0.01});
+  ASSERT_TRUE(flat.flat());
+  EXPECT_TRUE(a[1].is_alias_of(a[0])) << "the parameters share one buffer";
+  // Per-parameter reference: one optimizer per tensor (a single tensor is trivially "flat").
+  std::vector<std::unique_ptr<train::AdamW>> single;
+  for (auto& t : b) single.push_back(std::make_unique<train::AdamW>(std::vector<torch::Tensor>{t}, flat.options()));
+  for (int step = 0; step < 3; ++step) {
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      const bool skip = step == 1 && i == 1;  // no gradient this step
+      const auto g = torch::randn(a[i].sizes());
+      if (!skip) {
+        a[i].mutable_grad() = g.clone();
+        b[i].mutable_grad() = g.clone();
+      }
+    }
+    flat.step(1e-2);
+    for (auto& o : single) o->step(1e-2);
+    flat.zero_grad();
+    for (auto& o : single) o->zero_grad();
+    for (std::size_t i = 0; i < a.size(); ++i) EXPECT_TENSOR_NEAR(a[i], b[i], 1e-7);
+  }
+  // A parameter given new storage after construction (module->to() does that) leaves the
+  // buffer: the per-parameter path takes over and still updates it.
+  a[0].set_data(a[0].detach().clone());
+  EXPECT_FALSE(flat.flat());
+  a[0].mutable_grad() = torch::ones({4, 3});
+  a[1].mutable_grad() = torch::ones({3});
+  a[2].mutable_grad() = torch::ones({2, 2, 5});
+  const auto before = a[0].detach().clone();
+  flat.step(1e-2);
+  EXPECT_GT((a[0] - before).abs().max().item<double>(), 1e-4) << "the moved parameter was updated";
+}
+
+TEST(TrainStep, FlatGradientClippingMatchesPerTensor) {
+  auto a = torch::zeros({2}).requires_grad_(true), b = torch::zeros({1}).requires_grad_(true),
+       c = torch::zeros({3}).requires_grad_(true);
+  a.mutable_grad() = torch::tensor({3.0f, 0.0f});
+  b.mutable_grad() = torch::tensor({4.0f});
+  std::vector<bool> has;
+  auto flat = train::flatten_gradients({a, b, c}, torch::kCPU, &has);
+  EXPECT_EQ(has, (std::vector<bool>{true, true, false}));
+  EXPECT_TENSOR_NEAR(flat, torch::tensor({3.0f, 0.0f, 4.0f, 0.0f, 0.0f, 0.0f}), 0.0);
+  EXPECT_NEAR(train::clip_flat_grad_norm(flat, 1.0), 5.0, 1e-6);
+  EXPECT_NEAR(flat.norm().item<double>(), 1.0, 1e-5);
+  EXPECT_NEAR(train::clip_flat_grad_norm(flat, 0.0), 1.0, 1e-5);  // 0 disables clipping
+}
+
 TEST(TrainStep, ClipGradNormScalesToTheLimit) {
   auto a = torch::zeros({2}).requires_grad_(true), b = torch::zeros({1}).requires_grad_(true);
   a.mutable_grad() = torch::tensor({3.0f, 0.0f});
@@ -108,6 +169,9 @@ TEST(TrainStep, LossScalerBacksOffOnOverflowAndGrows) {
   p.mutable_grad() = torch::tensor({2048.0f});
   s.unscale({p});
   EXPECT_FLOAT_EQ(p.grad().item<float>(), 2.0f);
+  auto flat = torch::tensor({2048.0f, -1024.0f});
+  s.unscale_flat(flat);
+  EXPECT_TENSOR_NEAR(flat, torch::tensor({2.0f, -1.0f}), 0.0);
   EXPECT_EQ(s.update(false), 512.0);
   EXPECT_EQ(s.update(true), 512.0);
   EXPECT_EQ(s.update(true), 1024.0);

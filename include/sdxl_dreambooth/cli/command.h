@@ -22,6 +22,7 @@ Command make_model_info_command();
 Command make_tokenize_command();
 Command make_generate_command();
 Command make_train_command();
+Command make_bench_command();
 Command make_export_command();
 Command make_inspect_command();
 Command make_init_tiny_command();

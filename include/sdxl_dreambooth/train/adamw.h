@@ -1,6 +1,12 @@
 // AdamW with decoupled weight decay, exactly PyTorch's single-tensor `torch.optim.AdamW`
 // (what diffusers' DreamBooth script uses). Its state (step count, first and second moments)
 // is plain tensors so checkpoints can save and restore it bit for bit.
+//
+// Fast path: when every parameter has the same dtype and device, the constructor moves them
+// into one contiguous buffer (each parameter becomes a view of it, as apex/DeepSpeed flatten
+// parameters) and keeps the moments flat too, so a step is seven element-wise operations over
+// the buffer instead of seven per parameter: 1,120 tensors for SDXL's rank-4 UNet LoRA, i.e.
+// thousands of kernel launches per step on a GPU. The math per element is the same.
 #pragma once
 
 #include <torch/torch.h>
@@ -23,9 +29,15 @@ class AdamW {
   // One update with learning rate `lr` from the parameters' current .grad (parameters
   // without a gradient are left alone, as PyTorch does).
   void step(double lr);
+  // The same from a flat float32 gradient of all parameters in order (gradient_sync.h's
+  // flatten_gradients); `has_grad[i]` false leaves parameter i alone.
+  void step(double lr, const torch::Tensor& flat_grad, const std::vector<bool>& has_grad);
   void zero_grad();
 
   const std::vector<torch::Tensor>& params() const { return params_; }
+  std::int64_t numel() const { return numel_; }
+  // True when the parameters are views of one buffer (the fast path).
+  bool flat() const;
   const AdamWOptions& options() const { return options_; }
   std::int64_t steps_taken() const { return step_; }
   std::vector<torch::Tensor>& exp_avg() { return exp_avg_; }
@@ -34,8 +46,10 @@ class AdamW {
   void set_steps_taken(std::int64_t steps) { step_ = steps; }
 
  private:
-  std::vector<torch::Tensor> params_, exp_avg_, exp_avg_sq_;
+  std::vector<torch::Tensor> params_, exp_avg_, exp_avg_sq_;  // per parameter (views of the flat buffers)
+  torch::Tensor flat_params_, flat_exp_avg_, flat_exp_avg_sq_;  // undefined without the fast path
   AdamWOptions options_;
+  std::int64_t numel_ = 0;
   std::int64_t step_ = 0;
 };
 

@@ -15,4 +15,8 @@ torch::Tensor total_grad_norm(const std::vector<torch::Tensor>& params);
 // clipping. max_norm <= 0 disables clipping (the norm is still returned, for logging).
 double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm);
 
+// The same on a flat gradient (gradient_sync.h's flatten_gradients), in place: one norm and
+// one multiply instead of two per parameter. Returns the norm before clipping.
+double clip_flat_grad_norm(torch::Tensor& flat, double max_norm);
+
 }  // namespace sdxl::train

@@ -8,6 +8,7 @@
 
 #include "sdxl_dreambooth/config/config.h"
 #include "sdxl_dreambooth/dist/collectives.h"
+#include "sdxl_dreambooth/train/train_step.h"
 #include "sdxl_dreambooth/util/logger.h"
 
 #include <cstdint>
@@ -15,10 +16,6 @@
 #include <vector>
 
 namespace sdxl::train {
-
-struct StepTimes {
-  double data_s = 0, forward_s = 0, backward_s = 0, optimizer_s = 0;
-};
 
 struct TrainSummary {
   std::int64_t steps = 0;

@@ -1,0 +1,31 @@
+// The settings `train` and `bench` read the same way from a config: where the step runs, the
+// frozen weights' precision, the adapters, AdamW and the loss.
+#pragma once
+
+#include "sdxl_dreambooth/config/config.h"
+#include "sdxl_dreambooth/nn/lora_network.h"
+#include "sdxl_dreambooth/train/adamw.h"
+#include "sdxl_dreambooth/train/diffusion_loss.h"
+
+#include <torch/torch.h>
+
+#include <string>
+
+namespace sdxl::train {
+
+// train.device: cuda:(local_rank % device count) — also right when Slurm gives each task its
+// own CUDA_VISIBLE_DEVICES — or cpu. A UsageError when cuda is asked for and not available.
+torch::Device training_device(const config::Config& cfg, int local_rank);
+
+// train.mixed_precision: float32, bfloat16 or float16 (CUDA only: a UsageError on the CPU).
+torch::Dtype training_dtype(const config::Config& cfg, const torch::Device& device);
+
+// lora.rank, lora.alpha (default: the rank), lora.targets.
+nn::LoraSpec lora_spec(const config::Config& cfg);
+
+AdamWOptions adamw_options(const config::Config& cfg);
+
+// train.prediction_type (default: the scheduler's), train.snr_gamma, prior.*.
+LossOptions loss_options(const config::Config& cfg, const std::string& scheduler_prediction_type);
+
+}  // namespace sdxl::train

@@ -1,0 +1,45 @@
+#include "sdxl_dreambooth/cli/rank_job.h"
+
+#include "sdxl_dreambooth/error.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <iostream>
+
+namespace sdxl::cli {
+
+int run_rank_job(const std::string& config_path, const std::vector<std::string>& overrides,
+                 const std::function<int(RankJob&)>& body) {
+  dist::MpiRuntime mpi(nullptr, nullptr);
+  try {
+    // Rank 0 reads the config once; every rank parses the same text, so a bad config is the
+    // same error everywhere.
+    const config::Config cfg =
+        config::load_config_text(dist::read_file_collective(mpi.world(), config_path), config_path, overrides);
+    const Logger log(std::cerr, parse_log_level(cfg.get_string("logging.level")), mpi.rank(), mpi.world_size());
+    std::string backend = cfg.get_string("distributed.backend");
+    const std::string device = cfg.get_string("train.device");
+    const bool cuda = device == "cuda" || (device == "auto" && torch::cuda::is_available());
+    if (backend == "auto") backend = dist::nccl_backend_built() && cuda ? "nccl" : "mpi";
+    if (backend == "nccl" && !cuda) {
+      throw UsageError("distributed.backend = \"nccl\" needs training on CUDA (train.device); use \"mpi\" on CPU");
+    }
+    const double timeout = cfg.get_float("distributed.timeout_s");
+    const int gpu = cuda ? mpi.local_rank() % std::max<int>(1, static_cast<int>(torch::cuda::device_count())) : 0;
+    auto comm = backend == "nccl" ? dist::make_nccl_collectives(mpi.world(), gpu, timeout)
+                                  : dist::make_mpi_collectives(mpi.world(), timeout);
+    RankJob job{mpi, cfg, log, *comm};
+    return body(job);
+  } catch (const std::exception& e) {
+    if (mpi.world_size() == 1) throw;  // reported by run_cli with its exit code
+    const auto* err = dynamic_cast<const Error*>(&e);
+    std::cerr << "error: [rank " << mpi.rank() << "/" << mpi.world_size() << "] " << e.what() << "\n";
+    if (err && !err->hint().empty()) std::cerr << "hint: " << err->hint() << "\n";
+    std::cerr.flush();
+    MPI_Abort(mpi.world(), dynamic_cast<const UsageError*>(&e) ? kExitUsage : kExitFailure);
+    return static_cast<int>(kExitFailure);
+  }
+}
+
+}  // namespace sdxl::cli

@@ -1,0 +1,210 @@
+#include "sdxl_dreambooth/perf/training_benchmark.h"
+
+#include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/model/component_loader.h"
+#include "sdxl_dreambooth/model/model_location.h"
+#include "sdxl_dreambooth/model/scheduler_config.h"
+#include "sdxl_dreambooth/model/unet_flops.h"
+#include "sdxl_dreambooth/model/vae_config.h"
+#include "sdxl_dreambooth/nn/lora_network.h"
+#include "sdxl_dreambooth/pipeline/random_weights_pipeline.h"
+#include "sdxl_dreambooth/sampling/noise_schedule.h"
+#include "sdxl_dreambooth/train/training_setup.h"
+#include "sdxl_dreambooth/util/strings.h"
+
+#include <chrono>
+#include <cstdio>
+
+namespace sdxl::perf {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Fixed text conditioning of the UNet's shapes; fresh latents, noise and timesteps per micro-batch.
+struct SyntheticData {
+  torch::Tensor prompt_embeds, text_embeds, time_ids;
+  std::int64_t rows = 1, channels = 4, latent_size = 8, num_train_timesteps = 1000;
+  torch::Device device = torch::kCPU;
+
+  train::DiffusionBatch batch(at::Generator& gen) const {
+    const auto f32 = torch::TensorOptions().dtype(torch::kFloat);
+    train::DiffusionBatch b;
+    b.latents = at::randn({rows, channels, latent_size, latent_size}, gen, f32).to(device);
+    b.noise = at::randn({rows, channels, latent_size, latent_size}, gen, f32).to(device);
+    b.timesteps = at::randint(0, num_train_timesteps, {rows}, gen, torch::TensorOptions().dtype(torch::kLong)).to(device);
+    b.prompt_embeds = prompt_embeds;
+    b.text_embeds = text_embeds;
+    b.time_ids = time_ids;
+    return b;
+  }
+};
+
+}  // namespace
+
+TrainingBenchmark run_training_benchmark(const config::Config& cfg, const BenchmarkOptions& o, const Logger& log,
+                                         dist::Collectives& comm, int local_rank) {
+  if (cfg.get_bool("lora.train_text_encoder")) {
+    throw UsageError("bench times UNet LoRA steps on synthetic text embeddings; lora.train_text_encoder = true is not "
+                     "supported there",
+                     "add --set lora.train_text_encoder=false");
+  }
+  const torch::Device device = train::training_device(cfg, local_rank);
+  const torch::Dtype dtype = train::training_dtype(cfg, device);
+  TrainingBenchmark b;
+  b.setup = benchmark_setup(cfg, o, "train", device, dtype, comm);
+  b.setup.resolution = cfg.get_int("data.resolution");
+
+  // The UNet (loaded as `train` loads it, or random weights from an architecture); the
+  // scheduler and the VAE's downsampling factor from their configs.
+  const auto load_start = Clock::now();
+  const model::PipelineFolder folder = model::open_pipeline(cfg.get_string("model.pretrained"),
+                                                            cfg.get_string("model.revision"));
+  nn::UNet2DConditionModel unet{nullptr};
+  std::filesystem::path vae_config = folder.component("vae") / "config.json";
+  if (o.architecture) {
+    unet = pipeline::random_unet(*o.architecture, dtype, device);
+    if (auto p = pipeline::architecture_config(*o.architecture, "vae")) vae_config = *p;
+  } else {
+    model::ComponentLoadOptions lo;
+    lo.variant = cfg.get_optional_string("model.variant");
+    lo.dtype = dtype;
+    lo.device = device;
+    unet = model::load_unet(folder.component("unet"), lo);
+  }
+  const model::SchedulerConfig scheduler_config =
+      model::SchedulerConfig::load(folder.component("scheduler") / "scheduler_config.json");
+  const sampling::NoiseSchedule schedule(scheduler_config);
+  const std::int64_t vae_factor = std::int64_t{1}
+                                  << (model::VaeConfig::load(vae_config).block_out_channels.size() - 1);
+  log.info("bench: UNet ready in " + format_value("%.1f", seconds_since(load_start)) + " s (" + b.setup.model + ")");
+
+  const nn::LoraSpec spec = train::lora_spec(cfg);
+  auto init_gen = at::detail::createCPUGenerator(3);
+  const nn::LoraNetwork lora = nn::LoraNetwork::inject(*unet, spec, init_gen, "UNet");
+  b.gradient_checkpointing = cfg.get_bool("train.gradient_checkpointing");
+  unet->set_gradient_checkpointing(b.gradient_checkpointing);
+  train::AdamW optimizer(lora.parameters(), train::adamw_options(cfg));
+  train::DynamicLossScaler scaler(cfg.get_string("train.mixed_precision") == "fp16");
+  b.lora_rank = spec.rank;
+  b.lora_parameters = lora.num_parameters();
+  b.grad_accum = cfg.get_int("train.grad_accum");
+  const bool prior = cfg.get_bool("prior.enabled");
+  b.batch_rows = cfg.get_int("train.batch_size") * (prior ? 2 : 1);
+  b.allreduce_bytes = comm.world_size() > 1 ? (b.lora_parameters + 2) * 4 : 0;
+
+  const model::UNetConfig& uc = unet->config();
+  SyntheticData data;
+  data.rows = b.batch_rows;
+  data.channels = uc.in_channels;
+  data.latent_size = b.setup.resolution / vae_factor;
+  data.num_train_timesteps = schedule.num_train_timesteps();
+  data.device = device;
+  const auto opts = torch::TensorOptions().dtype(dtype).device(device);
+  auto embed_gen = at::detail::createCPUGenerator(7);
+  data.prompt_embeds = at::randn({b.batch_rows, 77, uc.cross_attention_dim.at(0)}, embed_gen).to(opts);
+  data.text_embeds =
+      at::randn({b.batch_rows, uc.projection_class_embeddings_input_dim - 6 * uc.addition_time_embed_dim}, embed_gen)
+          .to(opts);
+  const double r = static_cast<double>(b.setup.resolution);
+  data.time_ids = torch::tensor({r, r, 0.0, 0.0, r, r}).repeat({b.batch_rows, 1}).to(opts);
+
+  train::TrainStepParts parts;
+  parts.unet = unet;
+  parts.schedule = &schedule;
+  parts.loss = train::loss_options(cfg, scheduler_config.prediction_type);
+  parts.params = lora.parameters();
+  parts.optimizers = {{&optimizer, 1.0}};
+  parts.scaler = &scaler;
+  parts.comm = &comm;
+  parts.grad_accum = b.grad_accum;
+  parts.max_grad_norm = cfg.get_float("train.max_grad_norm");
+  parts.synchronize_phases = true;
+  const double lr = cfg.get_float("train.learning_rate");
+
+  const model::UNetFlops flops = model::unet_flops(uc, b.setup.resolution, b.setup.resolution);
+  log.info("bench: " + std::to_string(o.warmup) + " warm-up + " + std::to_string(o.steps) + " measured steps, " +
+           std::to_string(b.batch_rows) + " UNet rows x " + std::to_string(b.grad_accum) + " accumulation per rank, " +
+           std::to_string(b.setup.resolution) + " px, LoRA rank " + std::to_string(spec.rank) + " (" +
+           std::to_string(b.lora_parameters) + " parameters)");
+  reset_peak_memory(device);
+  train::StepTimes measured;
+  Clock::time_point start = Clock::now();
+  for (std::int64_t i = 0; i < o.warmup + o.steps; ++i) {
+    if (i == o.warmup) {
+      if (device.is_cuda()) torch::cuda::synchronize();
+      start = Clock::now();
+    }
+    auto gen = at::detail::createCPUGenerator(static_cast<std::uint64_t>(1000 + i));
+    train::StepTimes t;
+    const train::StepResult res = train::run_train_step(parts, i, lr, [&](std::int64_t) { return data.batch(gen); }, t);
+    const bool warm_up = i < o.warmup;
+    if (!warm_up) {
+      measured.data_s += t.data_s;
+      measured.forward_s += t.forward_s;
+      measured.backward_s += t.backward_s;
+      measured.allreduce_s += t.allreduce_s;
+      measured.optimizer_s += t.optimizer_s;
+    }
+    log.info(std::string(warm_up ? "warm-up " : "step ") + std::to_string(warm_up ? i + 1 : i - o.warmup + 1) +
+             ": data " + format_value("%.4f", t.data_s) + " s, forward " + format_value("%.4f", t.forward_s) + " s, backward " +
+             format_value("%.4f", t.backward_s) + " s, all-reduce " + format_value("%.4f", t.allreduce_s) + " s, optimizer " +
+             format_value("%.4f", t.optimizer_s) + " s, loss " + format_value("%.4f", res.loss));
+  }
+  const double elapsed = seconds_since(start);
+  const double steps = static_cast<double>(o.steps);
+
+  // Means over the ranks of each phase, and the slowest rank's step.
+  torch::Tensor phases = torch::tensor({measured.data_s, measured.forward_s, measured.backward_s, measured.allreduce_s,
+                                        measured.optimizer_s},
+                                       torch::kDouble)
+                             .to(comm.device());
+  comm.all_reduce_sum(phases, "benchmark step times");
+  phases = phases.to(torch::kCPU) / (steps * comm.world_size());
+  b.per_step = {phases[0].item<double>(), phases[1].item<double>(), phases[2].item<double>(), phases[3].item<double>(),
+                phases[4].item<double>()};
+  b.slowest_rank_step_s = comm.all_reduce_max(elapsed / steps, "benchmark step time");
+  const double images = steps * static_cast<double>(b.batch_rows * b.grad_accum);
+  b.throughput = throughput(images / elapsed, flops.lora_training_step, b.setup, comm, o.peak_tflops);
+  b.memory = peak_memory(device, comm);
+  return b;
+}
+
+nlohmann::json to_json(const TrainingBenchmark& b) {
+  nlohmann::json j = to_json(b.setup);
+  j["batch_rows"] = b.batch_rows;
+  j["grad_accum"] = b.grad_accum;
+  j["gradient_checkpointing"] = b.gradient_checkpointing;
+  j["lora_rank"] = b.lora_rank;
+  j["lora_parameters"] = b.lora_parameters;
+  j["allreduce_bytes"] = b.allreduce_bytes;
+  j["per_step_s"] = {{"data", b.per_step.data_s},         {"forward", b.per_step.forward_s},
+                     {"backward", b.per_step.backward_s}, {"allreduce", b.per_step.allreduce_s},
+                     {"optimizer", b.per_step.optimizer_s}, {"total", b.per_step.total()}};
+  j["slowest_rank_step_s"] = b.slowest_rank_step_s;
+  j.update(to_json(b.throughput, b.memory));
+  return j;
+}
+
+std::string describe(const TrainingBenchmark& b) {
+  const train::StepTimes& t = b.per_step;
+  const double total = std::max(t.total(), 1e-12);
+  auto phase = [&](const char* name, double s) {
+    return std::string(name) + " " + format_value("%.4f", s) + " s (" + format_value("%.1f", 100 * s / total) + " %)";
+  };
+  std::string out = "sdxl-dreambooth bench: LoRA training steps\n" + describe(b.setup);
+  out += "step       " + std::to_string(b.batch_rows) + " UNet rows x " + std::to_string(b.grad_accum) +
+         " accumulation per rank at " + std::to_string(b.setup.resolution) + " px, LoRA rank " +
+         std::to_string(b.lora_rank) + " (" + std::to_string(b.lora_parameters) + " parameters), checkpointing " +
+         (b.gradient_checkpointing ? "on" : "off") + "; " + std::to_string(b.setup.steps) + " step(s) after " +
+         std::to_string(b.setup.warmup) + " warm-up\n";
+  out += "per step   " + phase("data", t.data_s) + ", " + phase("forward", t.forward_s) + ", " +
+         phase("backward", t.backward_s) + ", " + phase("all-reduce", t.allreduce_s) + ", " +
+         phase("optimizer", t.optimizer_s) + "; total " + format_value("%.4f", t.total()) + " s (slowest rank " +
+         format_value("%.4f", b.slowest_rank_step_s) + " s)\n";
+  if (b.allreduce_bytes > 0) {
+    out += "all-reduce " + util::format_bytes(static_cast<double>(b.allreduce_bytes)) + " per step and rank\n";
+  }
+  return out + describe(b.throughput, b.memory);
+}
+
+}  // namespace sdxl::perf

@@ -1,0 +1,58 @@
+#include "sdxl_dreambooth/train/training_setup.h"
+
+#include "sdxl_dreambooth/build_features.h"
+#include "sdxl_dreambooth/error.h"
+
+namespace sdxl::train {
+
+torch::Device training_device(const config::Config& cfg, int local_rank) {
+  const std::string dev = cfg.get_string("train.device");
+  if (dev == "cpu" || (dev == "auto" && !torch::cuda::is_available())) return torch::kCPU;
+  if (!torch::cuda::is_available()) {
+    const BuildFeatures features = build_features();
+    throw UsageError("train.device = \"cuda\", but LibTorch sees no CUDA device (this build: " +
+                     std::string(features.torch_cuda_built ? "CUDA" : "CPU-only") + " LibTorch)");
+  }
+  const auto count = static_cast<int>(torch::cuda::device_count());
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % count));
+}
+
+torch::Dtype training_dtype(const config::Config& cfg, const torch::Device& device) {
+  const std::string mp = cfg.get_string("train.mixed_precision");
+  if (mp == "bf16") return torch::kBFloat16;
+  if (mp == "fp16") {
+    if (!device.is_cuda()) {
+      throw UsageError("train.mixed_precision = \"fp16\" needs a CUDA device; on CPU use \"bf16\" or \"no\"");
+    }
+    return torch::kHalf;
+  }
+  return torch::kFloat;
+}
+
+nn::LoraSpec lora_spec(const config::Config& cfg) {
+  nn::LoraSpec spec;
+  spec.rank = cfg.get_int("lora.rank");
+  spec.alpha = cfg.get_optional_float("lora.alpha").value_or(static_cast<double>(spec.rank));
+  spec.targets = cfg.get_list("lora.targets");
+  return spec;
+}
+
+AdamWOptions adamw_options(const config::Config& cfg) {
+  AdamWOptions ao;
+  ao.beta1 = cfg.get_float("optimizer.beta1");
+  ao.beta2 = cfg.get_float("optimizer.beta2");
+  ao.eps = cfg.get_float("optimizer.eps");
+  ao.weight_decay = cfg.get_float("optimizer.weight_decay");
+  return ao;
+}
+
+LossOptions loss_options(const config::Config& cfg, const std::string& scheduler_prediction_type) {
+  LossOptions lo;
+  lo.prediction_type = cfg.get_optional_string("train.prediction_type").value_or(scheduler_prediction_type);
+  lo.snr_gamma = cfg.get_optional_float("train.snr_gamma");
+  lo.with_prior = cfg.get_bool("prior.enabled");
+  lo.prior_loss_weight = cfg.get_float("prior.loss_weight");
+  return lo;
+}
+
+}  // namespace sdxl::train

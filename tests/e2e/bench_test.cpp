@@ -1,0 +1,157 @@
+// `sdxl-dreambooth bench`: training steps and generation timed through the real binary, on one
+// rank and under mpirun, and its errors.
+#include "support/process.h"
+#include "support/reference.h"
+
+#include "sdxl_dreambooth/model/unet_config.h"
+#include "sdxl_dreambooth/model/unet_flops.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+using namespace sdxl;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A training config that would write into `out` (bench must not).
+std::string config(const fs::path& out) {
+  return "[model]\npretrained = \"" + (test::reference_dir() / "tiny-sdxl").string() + "\"\n" +
+         "[data]\ninstance_dir = \"" + (test::subjects_dir() / "chelsea").string() + "\"\n" +
+         "instance_prompt = \"a photo of sks cat\"\nresolution = 64\n" +
+         "[train]\nseed = 0\nbatch_size = 2\nlearning_rate = 1e-3\nmax_steps = 5\n" +
+         "[validation]\nprompts = [\"sks cat on a sofa\"]\nsteps = 3\nresolution = 64\n" +
+         "[output]\ndir = \"" + out.string() + "\"\n";
+}
+
+nlohmann::json parse(const test::ProcessResult& r) {
+  try {
+    return nlohmann::json::parse(r.out);
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "not JSON: " << e.what() << "\n" << r.out << "\n" << r.err;
+    return {};
+  }
+}
+
+model::UNetFlops tiny_flops(std::int64_t size) {
+  return model::unet_flops(model::UNetConfig::load(test::reference_dir() / "tiny-sdxl" / "unet" / "config.json"), size,
+                           size);
+}
+
+}  // namespace
+
+TEST(Bench, TimesTrainingStepsPerPhase) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  test::write_file(dir / "run.toml", config(dir / "out"));
+  const auto r = test::run_cli({"bench", (dir / "run.toml").string(), "--steps", "3", "--warmup", "1", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = parse(r);
+  EXPECT_EQ(j["mode"], "train");
+  EXPECT_EQ(j["steps"], 3);
+  EXPECT_EQ(j["world_size"], 1);
+  EXPECT_EQ(j["batch_rows"], 2);
+  EXPECT_EQ(j["lora_rank"], 4);
+  EXPECT_GT(j["lora_parameters"].get<long long>(), 0);
+  const auto& t = j["per_step_s"];
+  for (const char* phase : {"forward", "backward", "optimizer"}) EXPECT_GT(t[phase].get<double>(), 0) << phase;
+  EXPECT_LT(t["allreduce"].get<double>(), 1e-3) << "one rank has no all-reduce";
+  EXPECT_EQ(j["allreduce_bytes"], 0);
+  EXPECT_NEAR(t["total"].get<double>(),
+              t["data"].get<double>() + t["forward"].get<double>() + t["backward"].get<double>() +
+                  t["allreduce"].get<double>() + t["optimizer"].get<double>(),
+              1e-9);
+  // Images/s agrees with the step time: 2 images per step.
+  EXPECT_NEAR(j["images_per_s_total"].get<double>(), 2.0 / j["slowest_rank_step_s"].get<double>(),
+              0.05 * j["images_per_s_total"].get<double>());
+  EXPECT_DOUBLE_EQ(j["model_flops_per_image"].get<double>(), tiny_flops(64).lora_training_step);
+  EXPECT_NEAR(j["achieved_tflops_per_rank"].get<double>(),
+              j["images_per_s_per_rank"].get<double>() * tiny_flops(64).lora_training_step / 1e12, 1e-12);
+  EXPECT_TRUE(j["mfu"].is_null()) << "no peak is known for a CPU";
+  EXPECT_EQ(j["peak_memory_kind"], "RSS");
+  EXPECT_GT(j["peak_memory_bytes"].get<double>(), 50e6);
+  EXPECT_NE(r.err.find("step 3: data"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "out")) << "bench writes nothing";
+
+  // The table, and MFU against a given peak.
+  const auto text = test::run_cli({"bench", (dir / "run.toml").string(), "--steps", "1", "--warmup", "0",
+                                   "--peak-tflops", "0.001", "--set", "train.gradient_checkpointing=true"});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  for (const char* part : {"per step   data", "all-reduce 0.0", "checkpointing on", "img/s per rank", "MFU ",
+                           "% of 0.001 TFLOP/s", "memory     peak"}) {
+    EXPECT_NE(text.out.find(part), std::string::npos) << part << "\n" << text.out;
+  }
+}
+
+TEST(Bench, RandomWeightsFromAnArchitectureFolder) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  test::write_file(dir / "run.toml", config(dir / "out"));
+  const auto r = test::run_cli({"bench", (dir / "run.toml").string(), "--steps", "1", "--warmup", "0", "--json",
+                                "--architecture", (test::reference_dir() / "tiny-sdxl").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = parse(r);
+  EXPECT_EQ(j["model"].get<std::string>().rfind("random weights, architecture of ", 0), 0u) << j["model"];
+  EXPECT_DOUBLE_EQ(j["model_flops_per_image"].get<double>(), tiny_flops(64).lora_training_step);
+}
+
+TEST(Bench, TimesGeneration) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  test::write_file(dir / "run.toml", config(dir / "out"));
+  const auto r = test::run_cli({"bench", (dir / "run.toml").string(), "--generate", "--steps", "2", "--warmup", "1",
+                                "--json", "--set", "validation.batch_size=2"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = parse(r);
+  EXPECT_EQ(j["mode"], "generate");
+  EXPECT_EQ(j["sampling_steps"], 3);
+  EXPECT_EQ(j["batch_size"], 2);
+  EXPECT_GT(j["seconds_per_image"].get<double>(), 0);
+  EXPECT_NEAR(j["seconds_per_step"].get<double>() * 3, j["seconds_per_image"].get<double>(), 1e-9);
+  // Three denoising steps, each a guided pass over two UNet rows.
+  EXPECT_DOUBLE_EQ(j["model_flops_per_image"].get<double>(), 3 * 2 * tiny_flops(64).forward);
+  EXPECT_FALSE(fs::exists(dir / "out"));
+}
+
+TEST(Bench, TwoRanksReportTheAllReduce) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  test::write_file(dir / "run.toml", config(dir / "out"));
+  const auto r = test::run_mpirun(2, {"bench", (dir / "run.toml").string(), "--steps", "2", "--warmup", "1", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = parse(r);  // printed once, by rank 0
+  EXPECT_EQ(j["world_size"], 2);
+  EXPECT_EQ(j["backend"], "mpi");
+  EXPECT_GT(j["per_step_s"]["allreduce"].get<double>(), 0);
+  // Every LoRA gradient plus the loss and the preemption flag, in float32.
+  EXPECT_EQ(j["allreduce_bytes"].get<long long>(), (j["lora_parameters"].get<long long>() + 2) * 4);
+  EXPECT_NEAR(j["images_per_s_total"].get<double>(), 2 * j["images_per_s_per_rank"].get<double>(), 1e-9);
+}
+
+TEST(Bench, BadInputIsOneClearError) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  test::write_file(dir / "run.toml", config(dir / "out"));
+  const std::string cfg = (dir / "run.toml").string();
+  fs::create_directories(dir / "empty");
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"--steps", "0"}, "--steps: expected at least 1, got 0"},
+      {{"--warmup", "-1"}, "--warmup: expected 0 or more, got -1"},
+      {{"--peak-tflops", "0"}, "--peak-tflops: expected a positive number"},
+      {{"--architecture", (dir / "missing").string()}, "is not a folder"},
+      {{"--architecture", (dir / "empty").string()}, "has no unet config"},
+      {{"--set", "lora.train_text_encoder=true"}, "lora.train_text_encoder = true is not supported"},
+      {{"--steps", "many"}, "--steps"},
+      {{"--frobnicate"}, "--frobnicate"},
+  };
+  for (const auto& [extra, message] : cases) {
+    std::vector<std::string> args{"bench", cfg};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const auto r = test::run_cli(args);
+    EXPECT_EQ(r.exit_code, 2) << extra[0] << "\n" << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+  }
+  const auto none = test::run_cli({"bench"});
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_NE(none.err.find("bench takes exactly one CONFIG.toml"), std::string::npos) << none.err;
+}
