@@ -298,3 +298,31 @@ TEST(DistributedResume, SignalledTwoRankRunResumesBitwise) {
   EXPECT_NE(one.err.find("written by 2 rank(s), this job has 1"), std::string::npos) << one.err;
   EXPECT_TRUE(fs::exists(dir / "c" / "checkpoints" / "checkpoint-12.h5"));
 }
+
+// jobs/train-mpirun.sh (clusters without Slurm): a preemption on one rank ends the run with 75,
+// the script's loop resumes it from the checkpoint, and the result is the uninterrupted run's.
+// The flag set on rank 1 alone reaches rank 0 through the gradient all-reduce.
+TEST(Jobs, TrainMpirunResumesAPreemptedRun) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  const std::string train = "batch_size = 1\nmax_steps = 8\n";
+  test::write_file(dir / "a.toml", config(dir / "a", train));
+  test::write_file(dir / "b.toml", config(dir / "b", train));
+  const auto straight = test::run_mpirun(2, {"train", (dir / "a.toml").string()});
+  ASSERT_EQ(straight.exit_code, 0) << straight.err;
+
+  const auto r = test::run_process({"bash", std::string(SDXL_SOURCE_DIR) + "/jobs/train-mpirun.sh", (dir / "b.toml").string()},
+                                   {{"NP", "2"},
+                                    {"SDXL_BIN", SDXL_BINARY},
+                                    {"MPIRUN_ARGS", "--oversubscribe -x SDXL_TEST_FAULT"},
+                                    {"SDXL_TEST_FAULT", "signal:1:4"}});
+  const std::string log = r.out + r.err;
+  ASSERT_EQ(r.exit_code, 0) << log;
+  EXPECT_NE(log.find("preemption requested (another rank): checkpointing step 4"), std::string::npos) << log;
+  EXPECT_NE(log.find("train-mpirun.sh: preempted after a checkpoint; resuming (restart 1)"), std::string::npos) << log;
+  EXPECT_NE(log.find("checkpoint-4.h5 at step 4"), std::string::npos) << log;
+  EXPECT_EQ(test::read_file(dir / "a" / "pytorch_lora_weights.safetensors"),
+            test::read_file(dir / "b" / "pytorch_lora_weights.safetensors"));
+  expect_same_training_state(dir / "a" / "checkpoints" / "checkpoint-8.h5",
+                             dir / "b" / "checkpoints" / "checkpoint-8.h5");
+}
