@@ -1,11 +1,15 @@
 #include "sdxl_dreambooth/perf/benchmark_report.h"
 
+#include "sdxl_dreambooth/build_features.h"
 #include "sdxl_dreambooth/torch_compat.h"
 #include "sdxl_dreambooth/util/device_peak.h"
 #include "sdxl_dreambooth/util/memory_usage.h"
 #include "sdxl_dreambooth/util/strings.h"
 
+#include <unistd.h>
+
 #include <cstdio>
+#include <fstream>
 
 namespace sdxl::perf {
 namespace {
@@ -14,6 +18,24 @@ std::string precision_name(torch::Dtype dtype) {
   if (dtype == torch::kBFloat16) return "bf16";
   if (dtype == torch::kHalf) return "fp16";
   return "fp32";
+}
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      const auto colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(line.find_first_not_of(' ', colon + 1));
+    }
+  }
+  return "unknown";
+}
+
+std::string host_name() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
+  return buf;
 }
 
 template <typename T>
@@ -36,6 +58,11 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 BenchmarkSetup benchmark_setup(const config::Config& cfg, const BenchmarkOptions& o, const std::string& mode,
                                const torch::Device& device, torch::Dtype dtype, const dist::Collectives& comm) {
   BenchmarkSetup s;
+  const BuildFeatures f = build_features();
+  s.program = "sdxl-dreambooth " + f.program_version + " (commit " + f.git_commit + ")";
+  s.torch_version = f.torch_version;
+  s.host = host_name();
+  s.cpu = cpu_model();
   s.mode = mode;
   s.model = o.architecture ? "random weights, architecture of " + *o.architecture : cfg.get_string("model.pretrained");
   s.device = device.str();
@@ -90,7 +117,8 @@ BenchmarkThroughput throughput(double images_per_s, double model_flops_per_image
 }
 
 nlohmann::json to_json(const BenchmarkSetup& s) {
-  return {{"mode", s.mode},           {"model", s.model},         {"device", s.device},
+  return {{"program", s.program},       {"torch_version", s.torch_version}, {"host", s.host},
+          {"cpu", s.cpu},               {"mode", s.mode},           {"model", s.model},         {"device", s.device},
           {"device_name", s.device_name}, {"precision", s.precision}, {"backend", s.backend},
           {"world_size", s.world_size}, {"threads", s.threads},     {"resolution", s.resolution},
           {"steps", s.steps},           {"warmup", s.warmup}};
@@ -108,7 +136,8 @@ nlohmann::json to_json(const BenchmarkThroughput& t, const BenchmarkMemory& m) {
 }
 
 std::string describe(const BenchmarkSetup& s) {
-  return "model      " + s.model + "\n" + "device     " + s.device + (s.device_name.empty() ? "" : " (" + s.device_name + ")") +
+  return "program    " + s.program + ", LibTorch " + s.torch_version + "\n" + "host       " + s.host + " (" + s.cpu +
+         ")\n" + "model      " + s.model + "\n" + "device     " + s.device + (s.device_name.empty() ? "" : " (" + s.device_name + ")") +
          ", " + s.precision + ", " + std::to_string(s.threads) + " intra-op thread(s)\n" + "ranks      " +
          std::to_string(s.world_size) + " (" + s.backend + " collectives)\n";
 }

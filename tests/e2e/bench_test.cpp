@@ -48,6 +48,12 @@ TEST(Bench, TimesTrainingStepsPerPhase) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = parse(r);
   EXPECT_EQ(j["mode"], "train");
+  // What a recorded result needs besides the command: program and commit, LibTorch, machine.
+  EXPECT_EQ(j["program"].get<std::string>().rfind("sdxl-dreambooth ", 0), 0u) << j["program"];
+  EXPECT_NE(j["program"].get<std::string>().find("(commit "), std::string::npos) << j["program"];
+  EXPECT_FALSE(j["torch_version"].get<std::string>().empty());
+  EXPECT_FALSE(j["host"].get<std::string>().empty());
+  EXPECT_FALSE(j["cpu"].get<std::string>().empty());
   EXPECT_EQ(j["steps"], 3);
   EXPECT_EQ(j["world_size"], 1);
   EXPECT_EQ(j["batch_rows"], 2);

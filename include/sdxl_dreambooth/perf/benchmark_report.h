@@ -25,6 +25,11 @@ struct BenchmarkOptions {
 };
 
 struct BenchmarkSetup {
+  // Where and with what it ran, for recording results (docs/benchmarks.md).
+  std::string program;      // "sdxl-dreambooth 0.1.0 (commit abc123)"
+  std::string torch_version;
+  std::string host;
+  std::string cpu;          // /proc/cpuinfo's model name
   std::string mode;         // "train" or "generate"
   std::string model;        // model.pretrained, or "random weights, architecture of DIR"
   std::string device;       // cpu, cuda:0, …
