@@ -10,7 +10,8 @@ namespace sdxl::cli {
 std::vector<Command> all_commands() {
   return {make_version_command(), make_check_config_command(), make_config_reference_command(),
           make_model_info_command(), make_tokenize_command(), make_generate_command(),
-          make_train_command(), make_bench_command(), make_export_command(), make_inspect_command(), make_init_tiny_command()};
+          make_train_command(), make_bench_command(), make_export_command(), make_inspect_command(),
+          make_init_tiny_command()};
 }
 
 namespace {

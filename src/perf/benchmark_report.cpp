@@ -117,11 +117,21 @@ BenchmarkThroughput throughput(double images_per_s, double model_flops_per_image
 }
 
 nlohmann::json to_json(const BenchmarkSetup& s) {
-  return {{"program", s.program},       {"torch_version", s.torch_version}, {"host", s.host},
-          {"cpu", s.cpu},               {"mode", s.mode},           {"model", s.model},         {"device", s.device},
-          {"device_name", s.device_name}, {"precision", s.precision}, {"backend", s.backend},
-          {"world_size", s.world_size}, {"threads", s.threads},     {"resolution", s.resolution},
-          {"steps", s.steps},           {"warmup", s.warmup}};
+  return {{"program", s.program},
+          {"torch_version", s.torch_version},
+          {"host", s.host},
+          {"cpu", s.cpu},
+          {"mode", s.mode},
+          {"model", s.model},
+          {"device", s.device},
+          {"device_name", s.device_name},
+          {"precision", s.precision},
+          {"backend", s.backend},
+          {"world_size", s.world_size},
+          {"threads", s.threads},
+          {"resolution", s.resolution},
+          {"steps", s.steps},
+          {"warmup", s.warmup}};
 }
 
 nlohmann::json to_json(const BenchmarkThroughput& t, const BenchmarkMemory& m) {
@@ -137,9 +147,10 @@ nlohmann::json to_json(const BenchmarkThroughput& t, const BenchmarkMemory& m) {
 
 std::string describe(const BenchmarkSetup& s) {
   return "program    " + s.program + ", LibTorch " + s.torch_version + "\n" + "host       " + s.host + " (" + s.cpu +
-         ")\n" + "model      " + s.model + "\n" + "device     " + s.device + (s.device_name.empty() ? "" : " (" + s.device_name + ")") +
-         ", " + s.precision + ", " + std::to_string(s.threads) + " intra-op thread(s)\n" + "ranks      " +
-         std::to_string(s.world_size) + " (" + s.backend + " collectives)\n";
+         ")\n" + "model      " + s.model + "\n" + "device     " + s.device +
+         (s.device_name.empty() ? "" : " (" + s.device_name + ")") + ", " + s.precision + ", " +
+         std::to_string(s.threads) + " intra-op thread(s)\n" + "ranks      " + std::to_string(s.world_size) + " (" +
+         s.backend + " collectives)\n";
 }
 
 std::string describe(const BenchmarkThroughput& t, const BenchmarkMemory& m) {
@@ -152,7 +163,8 @@ std::string describe(const BenchmarkThroughput& t, const BenchmarkMemory& m) {
   } else {
     out += " (MFU: no known peak for this device; --peak-tflops sets one)";
   }
-  out += "\nmemory     peak " + util::format_bytes(static_cast<double>(m.peak_bytes)) + " " + m.kind + " (max over ranks)\n";
+  out += "\nmemory     peak " + util::format_bytes(static_cast<double>(m.peak_bytes)) + " " + m.kind +
+         " (max over ranks)\n";
   return out;
 }
 

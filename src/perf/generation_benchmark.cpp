@@ -52,7 +52,8 @@ GenerationBenchmark run_generation_benchmark(const config::Config& cfg, const Be
   po.device = device;
   pipeline::SdxlPipeline pipe =
       o.architecture ? pipeline::random_weights_pipeline(po, *o.architecture) : pipeline::SdxlPipeline::load(po);
-  log.info("bench: pipeline ready in " + format_value("%.1f", seconds_since(load_start)) + " s (" + b.setup.model + ")");
+  log.info("bench: pipeline ready in " + format_value("%.1f", seconds_since(load_start)) + " s (" + b.setup.model +
+           ")");
 
   // This rank's images: a block of its own, so no two ranks draw the same one.
   std::vector<std::pair<std::size_t, std::int64_t>> warm, measured;
@@ -64,8 +65,8 @@ GenerationBenchmark run_generation_benchmark(const config::Config& cfg, const Be
   if (device.is_cuda()) torch::cuda::synchronize();
   const auto start = Clock::now();
   pipe.generate(r, measured, [&](std::int64_t done, std::int64_t total) {
-    if (done == total || done % r.steps == 0) log.info("bench: " + std::to_string(done) + "/" + std::to_string(total) +
-                                                       " image steps");
+    if (done == total || done % r.steps == 0)
+      log.info("bench: " + std::to_string(done) + "/" + std::to_string(total) + " image steps");
   });
   if (device.is_cuda()) torch::cuda::synchronize();
   const double elapsed = seconds_since(start);
@@ -73,8 +74,8 @@ GenerationBenchmark run_generation_benchmark(const config::Config& cfg, const Be
   b.seconds_per_image = comm.all_reduce_max(mine, "benchmark seconds per image");  // the slowest rank's
   b.seconds_per_step = b.seconds_per_image / static_cast<double>(r.steps);
   const double passes = r.guidance_scale > 1.0 ? 2.0 : 1.0;
-  const double flops = static_cast<double>(r.steps) * passes *
-                       model::unet_flops(pipe.unet->config(), r.height, r.width).forward;
+  const double flops =
+      static_cast<double>(r.steps) * passes * model::unet_flops(pipe.unet->config(), r.height, r.width).forward;
   b.throughput = throughput(1.0 / mine, flops, b.setup, comm, o.peak_tflops);
   b.memory = peak_memory(device, comm);
   return b;
@@ -95,9 +96,9 @@ nlohmann::json to_json(const GenerationBenchmark& b) {
 std::string describe(const GenerationBenchmark& b) {
   std::string out = "sdxl-dreambooth bench --generate: text-to-image\n" + describe(b.setup);
   out += "images     " + std::to_string(b.setup.resolution) + "x" + std::to_string(b.setup.resolution) + ", " +
-         std::to_string(b.sampling_steps) + " steps " + b.scheduler + ", guidance " + format_value("%g", b.guidance_scale) +
-         ", " + std::to_string(b.batch_size) + " image(s) per UNet call; " + std::to_string(b.setup.steps) +
-         " per rank after " + std::to_string(b.setup.warmup) + " warm-up\n";
+         std::to_string(b.sampling_steps) + " steps " + b.scheduler + ", guidance " +
+         format_value("%g", b.guidance_scale) + ", " + std::to_string(b.batch_size) + " image(s) per UNet call; " +
+         std::to_string(b.setup.steps) + " per rank after " + std::to_string(b.setup.warmup) + " warm-up\n";
   out += "time       " + format_value("%.4g", b.seconds_per_image) + " s per image (slowest rank), " +
          format_value("%.4g", b.seconds_per_step) + " s per denoising step\n";
   return out + describe(b.throughput, b.memory);

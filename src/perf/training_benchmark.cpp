@@ -31,7 +31,8 @@ struct SyntheticData {
     train::DiffusionBatch b;
     b.latents = at::randn({rows, channels, latent_size, latent_size}, gen, f32).to(device);
     b.noise = at::randn({rows, channels, latent_size, latent_size}, gen, f32).to(device);
-    b.timesteps = at::randint(0, num_train_timesteps, {rows}, gen, torch::TensorOptions().dtype(torch::kLong)).to(device);
+    b.timesteps =
+        at::randint(0, num_train_timesteps, {rows}, gen, torch::TensorOptions().dtype(torch::kLong)).to(device);
     b.prompt_embeds = prompt_embeds;
     b.text_embeds = text_embeds;
     b.time_ids = time_ids;
@@ -44,9 +45,10 @@ struct SyntheticData {
 TrainingBenchmark run_training_benchmark(const config::Config& cfg, const BenchmarkOptions& o, const Logger& log,
                                          dist::Collectives& comm, int local_rank) {
   if (cfg.get_bool("lora.train_text_encoder")) {
-    throw UsageError("bench times UNet LoRA steps on synthetic text embeddings; lora.train_text_encoder = true is not "
-                     "supported there",
-                     "add --set lora.train_text_encoder=false");
+    throw UsageError(
+        "bench times UNet LoRA steps on synthetic text embeddings; lora.train_text_encoder = true is not "
+        "supported there",
+        "add --set lora.train_text_encoder=false");
   }
   const torch::Device device = train::training_device(cfg, local_rank);
   const torch::Dtype dtype = train::training_dtype(cfg, device);
@@ -57,8 +59,8 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
   // The UNet (loaded as `train` loads it, or random weights from an architecture); the
   // scheduler and the VAE's downsampling factor from their configs.
   const auto load_start = Clock::now();
-  const model::PipelineFolder folder = model::open_pipeline(cfg.get_string("model.pretrained"),
-                                                            cfg.get_string("model.revision"));
+  const model::PipelineFolder folder =
+      model::open_pipeline(cfg.get_string("model.pretrained"), cfg.get_string("model.revision"));
   nn::UNet2DConditionModel unet{nullptr};
   std::filesystem::path vae_config = folder.component("vae") / "config.json";
   if (o.architecture) {
@@ -74,8 +76,7 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
   const model::SchedulerConfig scheduler_config =
       model::SchedulerConfig::load(folder.component("scheduler") / "scheduler_config.json");
   const sampling::NoiseSchedule schedule(scheduler_config);
-  const std::int64_t vae_factor = std::int64_t{1}
-                                  << (model::VaeConfig::load(vae_config).block_out_channels.size() - 1);
+  const std::int64_t vae_factor = std::int64_t{1} << (model::VaeConfig::load(vae_config).block_out_channels.size() - 1);
   log.info("bench: UNet ready in " + format_value("%.1f", seconds_since(load_start)) + " s (" + b.setup.model + ")");
 
   const nn::LoraSpec spec = train::lora_spec(cfg);
@@ -136,7 +137,8 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
     }
     auto gen = at::detail::createCPUGenerator(static_cast<std::uint64_t>(1000 + i));
     train::StepTimes t;
-    const train::StepResult res = train::run_train_step(parts, i, lr, [&](std::int64_t) { return data.batch(gen); }, t);
+    const train::StepResult res = train::run_train_step(
+        parts, i, lr, [&](std::int64_t) { return data.batch(gen); }, t);
     const bool warm_up = i < o.warmup;
     if (!warm_up) {
       measured.data_s += t.data_s;
@@ -146,9 +148,10 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
       measured.optimizer_s += t.optimizer_s;
     }
     log.info(std::string(warm_up ? "warm-up " : "step ") + std::to_string(warm_up ? i + 1 : i - o.warmup + 1) +
-             ": data " + format_value("%.4f", t.data_s) + " s, forward " + format_value("%.4f", t.forward_s) + " s, backward " +
-             format_value("%.4f", t.backward_s) + " s, all-reduce " + format_value("%.4f", t.allreduce_s) + " s, optimizer " +
-             format_value("%.4f", t.optimizer_s) + " s, loss " + format_value("%.4f", res.loss));
+             ": data " + format_value("%.4f", t.data_s) + " s, forward " + format_value("%.4f", t.forward_s) +
+             " s, backward " + format_value("%.4f", t.backward_s) + " s, all-reduce " +
+             format_value("%.4f", t.allreduce_s) + " s, optimizer " + format_value("%.4f", t.optimizer_s) +
+             " s, loss " + format_value("%.4f", res.loss));
   }
   const double elapsed = seconds_since(start);
   const double steps = static_cast<double>(o.steps);
@@ -177,8 +180,8 @@ nlohmann::json to_json(const TrainingBenchmark& b) {
   j["lora_rank"] = b.lora_rank;
   j["lora_parameters"] = b.lora_parameters;
   j["allreduce_bytes"] = b.allreduce_bytes;
-  j["per_step_s"] = {{"data", b.per_step.data_s},         {"forward", b.per_step.forward_s},
-                     {"backward", b.per_step.backward_s}, {"allreduce", b.per_step.allreduce_s},
+  j["per_step_s"] = {{"data", b.per_step.data_s},           {"forward", b.per_step.forward_s},
+                     {"backward", b.per_step.backward_s},   {"allreduce", b.per_step.allreduce_s},
                      {"optimizer", b.per_step.optimizer_s}, {"total", b.per_step.total()}};
   j["slowest_rank_step_s"] = b.slowest_rank_step_s;
   j.update(to_json(b.throughput, b.memory));

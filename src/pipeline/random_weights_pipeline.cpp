@@ -27,9 +27,9 @@ constexpr const char* kClipBigG = R"({
 
 fs::path required_config(const fs::path& dir, const std::string& component) {
   if (auto p = architecture_config(dir, component)) return *p;
-  throw UsageError("architecture folder " + util::quoted(dir.string()) + " has no " + component + " config (looked for " +
-                   (dir / component / "config.json").string() + " and " + (dir / (component + ".config.json")).string() +
-                   ")");
+  throw UsageError("architecture folder " + util::quoted(dir.string()) + " has no " + component +
+                   " config (looked for " + (dir / component / "config.json").string() + " and " +
+                   (dir / (component + ".config.json")).string() + ")");
 }
 
 model::ClipTextConfig text_encoder_config(const fs::path& dir, const std::string& component, const char* fallback) {
@@ -68,7 +68,8 @@ SdxlPipeline random_weights_pipeline(const PipelineOptions& o, const fs::path& a
   p.unet = random_unet(architecture, o.dtype, o.device);
   p.vae = prepared(nn::AutoencoderKL(model::VaeConfig::load(required_config(architecture, "vae"))),
                    o.vae_dtype.value_or(o.dtype), o.device);
-  p.text_encoder = prepared(nn::ClipTextModel(text_encoder_config(architecture, "text_encoder", kClipL)), o.dtype, o.device);
+  p.text_encoder =
+      prepared(nn::ClipTextModel(text_encoder_config(architecture, "text_encoder", kClipL)), o.dtype, o.device);
   p.text_encoder_2 =
       prepared(nn::ClipTextModel(text_encoder_config(architecture, "text_encoder_2", kClipBigG)), o.dtype, o.device);
   p.tokenizer.emplace(text::ClipTokenizer::load(folder.component("tokenizer")));

@@ -623,7 +623,10 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
   step_parts.loss = loss;
   step_parts.params = params;
   step_parts.optimizers = {{&optimizer, 1.0}};
-  if (train_te) step_parts.optimizers.insert(step_parts.optimizers.end(), {{&te_optimizer, te_lr_ratio}, {&te2_optimizer, te_lr_ratio}});
+  if (train_te) {
+    step_parts.optimizers.push_back({&te_optimizer, te_lr_ratio});
+    step_parts.optimizers.push_back({&te2_optimizer, te_lr_ratio});
+  }
   step_parts.scaler = &scaler;
   step_parts.comm = &comm;
   step_parts.grad_accum = grad_accum;

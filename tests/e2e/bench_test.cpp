@@ -20,8 +20,8 @@ std::string config(const fs::path& out) {
          "[data]\ninstance_dir = \"" + (test::subjects_dir() / "chelsea").string() + "\"\n" +
          "instance_prompt = \"a photo of sks cat\"\nresolution = 64\n" +
          "[train]\nseed = 0\nbatch_size = 2\nlearning_rate = 1e-3\nmax_steps = 5\n" +
-         "[validation]\nprompts = [\"sks cat on a sofa\"]\nsteps = 3\nresolution = 64\n" +
-         "[output]\ndir = \"" + out.string() + "\"\n";
+         "[validation]\nprompts = [\"sks cat on a sofa\"]\nsteps = 3\nresolution = 64\n" + "[output]\ndir = \"" +
+         out.string() + "\"\n";
 }
 
 nlohmann::json parse(const test::ProcessResult& r) {

@@ -18,15 +18,15 @@
 namespace sdxl::perf {
 
 struct BenchmarkOptions {
-  std::int64_t steps = 10;   // measured optimizer steps (train) or images per rank (generate)
-  std::int64_t warmup = 2;   // run first, not measured
+  std::int64_t steps = 10;                  // measured optimizer steps (train) or images per rank (generate)
+  std::int64_t warmup = 2;                  // run first, not measured
   std::optional<std::string> architecture;  // networks from these configs with random weights
   std::optional<double> peak_tflops;        // the device's peak for MFU (default: util/device_peak)
 };
 
 struct BenchmarkSetup {
   // Where and with what it ran, for recording results (docs/benchmarks.md).
-  std::string program;      // "sdxl-dreambooth 0.1.0 (commit abc123)"
+  std::string program;  // "sdxl-dreambooth 0.1.0 (commit abc123)"
   std::string torch_version;
   std::string host;
   std::string cpu;          // /proc/cpuinfo's model name
@@ -37,7 +37,7 @@ struct BenchmarkSetup {
   std::string precision;    // fp32, bf16, fp16
   std::string backend;      // collectives: mpi or nccl
   int world_size = 1;
-  int threads = 1;          // intra-op threads
+  int threads = 1;  // intra-op threads
   std::int64_t resolution = 0;
   std::int64_t steps = 0, warmup = 0;
 };
@@ -53,7 +53,7 @@ struct BenchmarkThroughput {
   double model_flops_per_image = 0;  // analytic UNet FLOPs (model/unet_flops.h)
   double tflops_per_rank = 0;        // achieved model TFLOP/s per rank
   std::optional<double> peak_tflops;
-  std::optional<double> mfu;         // tflops_per_rank / peak_tflops
+  std::optional<double> mfu;  // tflops_per_rank / peak_tflops
 };
 
 BenchmarkSetup benchmark_setup(const config::Config& config, const BenchmarkOptions& options, const std::string& mode,

@@ -13,10 +13,10 @@ struct GenerationBenchmark {
   std::int64_t sampling_steps = 0;
   double guidance_scale = 0;
   std::string scheduler;
-  std::int64_t batch_size = 1;      // images per UNet call
-  double seconds_per_image = 0;     // mean over ranks
-  double seconds_per_step = 0;      // per image and denoising step
-  BenchmarkThroughput throughput;   // model FLOPs: the UNet passes (x2 with guidance), not the VAE
+  std::int64_t batch_size = 1;     // images per UNet call
+  double seconds_per_image = 0;    // mean over ranks
+  double seconds_per_step = 0;     // per image and denoising step
+  BenchmarkThroughput throughput;  // model FLOPs: the UNet passes (x2 with guidance), not the VAE
   BenchmarkMemory memory;
 };
 

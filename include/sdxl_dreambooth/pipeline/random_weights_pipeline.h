@@ -13,7 +13,8 @@
 namespace sdxl::pipeline {
 
 // DIR/COMPONENT/config.json, else DIR/COMPONENT.config.json; nullopt when neither exists.
-std::optional<std::filesystem::path> architecture_config(const std::filesystem::path& dir, const std::string& component);
+std::optional<std::filesystem::path> architecture_config(const std::filesystem::path& dir,
+                                                         const std::string& component);
 
 // The UNet of `dir` (its config is required: a UsageError naming both places otherwise),
 // seeded random weights, in `dtype` on `device`.

@@ -35,7 +35,7 @@ struct TrainStepParts {
   nn::UNet2DConditionModel unet{nullptr};
   const sampling::NoiseSchedule* schedule = nullptr;
   LossOptions loss;
-  std::vector<torch::Tensor> params;  // every trained tensor, in a fixed order on all ranks
+  std::vector<torch::Tensor> params;       // every trained tensor, in a fixed order on all ranks
   std::vector<OptimizerGroup> optimizers;  // their parameters, concatenated, are `params`
   DynamicLossScaler* scaler = nullptr;
   dist::Collectives* comm = nullptr;
@@ -49,9 +49,9 @@ struct TrainStepParts {
 };
 
 struct StepResult {
-  double loss = 0;       // mean over micro-batches and ranks
-  double grad_norm = 0;  // before clipping
-  bool skipped = false;  // fp16: gradients not finite, no update (the loss scale backed off)
+  double loss = 0;              // mean over micro-batches and ranks
+  double grad_norm = 0;         // before clipping
+  bool skipped = false;         // fp16: gradients not finite, no update (the loss scale backed off)
   bool stop_requested = false;  // some rank was asked to stop (preemption); the same on every rank
 };
 
