@@ -1,5 +1,5 @@
 // All-reduce cost of the LoRA gradient sync: one flat float32 buffer per step, as
-// train::average_gradients sends it, through the project's MPI collectives.
+// train::average_flat_gradient sends it, through the project's MPI collectives.
 //   mpirun -np 2 bench_allreduce [--iters N]
 // Prints, per LoRA size (SDXL rank 4 / 16 / 32: 5.8 M / 23.2 M / 46.4 M parameters), the mean
 // time of one all-reduce, the bytes each rank sends, and the implied bus bandwidth.

@@ -36,23 +36,6 @@ double average_flat_gradient(torch::Tensor& flat, double loss, dist::Collectives
   return tail[0].item<double>();
 }
 
-double average_gradients(const std::vector<torch::Tensor>& params, double loss, dist::Collectives& comm, bool* stop) {
-  torch::NoGradGuard no_grad;
-  torch::Tensor flat = flatten_gradients(params, comm.device());
-  const double mean_loss = average_flat_gradient(flat, loss, comm, stop);
-  std::int64_t offset = 0;
-  for (const auto& p : params) {
-    const torch::Tensor g = flat.slice(0, offset, offset + p.numel()).view(p.sizes()).to(p.device());
-    if (p.grad().defined()) {
-      p.mutable_grad().copy_(g);
-    } else {
-      p.mutable_grad() = g.to(p.device(), p.scalar_type()).clone();
-    }
-    offset += p.numel();
-  }
-  return mean_loss;
-}
-
 void check_weights_agree(const nn::LoraNetwork& lora, dist::Collectives& comm, std::int64_t step) {
   if (comm.world_size() == 1) return;
   std::uint64_t h = 1469598103934665603ull;  // FNV-1a over the float32 bytes

@@ -5,14 +5,6 @@ namespace sdxl::train {
 DynamicLossScaler::DynamicLossScaler(bool enabled, double initial_scale, std::int64_t growth_interval)
     : enabled_(enabled), scale_(enabled ? initial_scale : 1.0), growth_interval_(growth_interval) {}
 
-void DynamicLossScaler::unscale(const std::vector<torch::Tensor>& params) const {
-  if (!enabled_) return;
-  torch::NoGradGuard no_grad;
-  for (const auto& p : params) {
-    if (p.grad().defined()) p.grad().mul_(1.0 / scale_);
-  }
-}
-
 void DynamicLossScaler::unscale_flat(torch::Tensor& flat_grad) const {
   if (!enabled_) return;
   torch::NoGradGuard no_grad;

@@ -7,8 +7,8 @@
 #include "sdxl_dreambooth/model/component_loader.h"
 #include "sdxl_dreambooth/train/adamw.h"
 #include "sdxl_dreambooth/train/diffusion_loss.h"
-#include "sdxl_dreambooth/train/grad_norm.h"
 #include "sdxl_dreambooth/train/gradient_sync.h"
+#include "sdxl_dreambooth/train/train_step.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <gtest/gtest.h>
@@ -57,18 +57,25 @@ TEST(SyncedLoraStep, TwoRanksOfBatchOneEqualOneProcessOfBatchTwo) {
   train::check_weights_agree(lora, *comm, 0);
   const auto params = lora.parameters();
   train::AdamW opt(params, {0.9, 0.999, 1e-8, 1e-4});
+  train::DynamicLossScaler no_scaling(false);
+  // The step training runs (train_step.cpp): flat gradient, one all-reduce, clipping, AdamW.
+  train::TrainStepParts parts;
+  parts.unet = unet;
+  parts.schedule = &schedule;
+  parts.params = params;
+  parts.optimizers = {{&opt, 1.0}};
+  parts.scaler = &no_scaling;
+  parts.comm = comm.get();
+  parts.max_grad_norm = 1.0;
+  train::StepTimes times;
   for (int step = 0; step < 2; ++step) {
     const std::string s = "step" + std::to_string(step) + ".input.";
     auto row = [&](const char* name) { return ref.tensor(s + name).narrow(0, r, 1); };
     train::DiffusionBatch b{row("latents"), row("noise"), row("t"), row("ehs"), row("te"), row("tid")};
-    opt.zero_grad();
-    const auto loss = train::diffusion_loss(unet, schedule, b, {});
-    loss.loss.backward();
-    const double mean_loss = train::average_gradients(params, loss.loss.item<double>(), *comm);
+    const train::StepResult result = train::run_train_step(parts, step, 1e-3, [&](std::int64_t) { return b; }, times);
     const double expected = ref.tensor("step" + std::to_string(step) + ".loss").item<double>();
-    EXPECT_NEAR(mean_loss, expected, 1e-5 * expected);
-    train::clip_grad_norm(params, 1.0);
-    opt.step(1e-3);
+    EXPECT_NEAR(result.loss, expected, 1e-5 * expected);
+    EXPECT_FALSE(result.skipped);
     train::check_weights_agree(lora, *comm, step + 1);
   }
   // Within 1e-5 of the single-process batch-2 weights (≥ 99.5 % of elements, as the README's

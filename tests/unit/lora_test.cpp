@@ -154,21 +154,8 @@ TEST(TrainStep, FlatGradientClippingMatchesPerTensor) {
   EXPECT_NEAR(train::clip_flat_grad_norm(flat, 0.0), 1.0, 1e-5);  // 0 disables clipping
 }
 
-TEST(TrainStep, ClipGradNormScalesToTheLimit) {
-  auto a = torch::zeros({2}).requires_grad_(true), b = torch::zeros({1}).requires_grad_(true);
-  a.mutable_grad() = torch::tensor({3.0f, 0.0f});
-  b.mutable_grad() = torch::tensor({4.0f});
-  EXPECT_NEAR(train::clip_grad_norm({a, b}, 1.0), 5.0, 1e-6);
-  EXPECT_NEAR(train::total_grad_norm({a, b}).item<double>(), 1.0, 1e-5);
-  EXPECT_NEAR(train::clip_grad_norm({a, b}, 0.0), 1.0, 1e-5);  // 0 disables clipping
-}
-
 TEST(TrainStep, LossScalerBacksOffOnOverflowAndGrows) {
   train::DynamicLossScaler s(true, 1024.0, 2);
-  auto p = torch::zeros({1}).requires_grad_(true);
-  p.mutable_grad() = torch::tensor({2048.0f});
-  s.unscale({p});
-  EXPECT_FLOAT_EQ(p.grad().item<float>(), 2.0f);
   auto flat = torch::tensor({2048.0f, -1024.0f});
   s.unscale_flat(flat);
   EXPECT_TENSOR_NEAR(flat, torch::tensor({2.0f, -1.0f}), 0.0);

@@ -11,21 +11,15 @@
 
 namespace sdxl::train {
 
-// Averages every parameter's gradient over the ranks with one all-reduce of a flat buffer
-// (the step's loss appended, so logging costs no extra collective); a missing gradient counts
-// as zero. Every rank then clips and steps on the same gradient. Returns the mean loss.
-// `stop`, when given, rides along too: in, whether this rank was asked to stop (preemption);
-// out, whether any rank was — so agreeing on it costs no collective of its own.
-double average_gradients(const std::vector<torch::Tensor>& params, double loss, dist::Collectives& comm,
-                         bool* stop = nullptr);
-
 // Every parameter's gradient in one contiguous float32 tensor on `device`, in `params` order;
 // a missing gradient is zeros and `has_grad` (when given) says which were present.
 torch::Tensor flatten_gradients(const std::vector<torch::Tensor>& params, const torch::Device& device,
                                 std::vector<bool>* has_grad = nullptr);
 
-// Averages a flat gradient (flatten_gradients) over the ranks in place with one all-reduce, the
-// loss and the stop flag (see average_gradients) riding in the same buffer. Returns the mean loss.
+// Averages a flat gradient (flatten_gradients) over the ranks in place with one all-reduce; every
+// rank then clips and steps on the same gradient. The step's loss rides in the same buffer (so
+// logging costs no extra collective) and so does `stop`, when given: in, whether this rank was
+// asked to stop (preemption); out, whether any rank was. Returns the mean loss.
 double average_flat_gradient(torch::Tensor& flat, double loss, dist::Collectives& comm, bool* stop = nullptr);
 
 // Compares a hash of the adapters' bytes across ranks (all-reduce of min and max); throws an

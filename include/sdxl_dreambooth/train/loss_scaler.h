@@ -17,10 +17,8 @@ class DynamicLossScaler {
   bool enabled() const { return enabled_; }
   double scale() const { return scale_; }
   torch::Tensor scale_loss(const torch::Tensor& loss) const { return enabled_ ? loss * scale_ : loss; }
-  // Divides the gradients by the scale. Whether they are finite is read from their total
+  // Divides a flat gradient (gradient_sync.h) by the scale, in place. Whether they are finite is read from their total
   // norm (one device sync), which clipping computes anyway.
-  void unscale(const std::vector<torch::Tensor>& params) const;
-  // The same on a flat gradient, in place.
   void unscale_flat(torch::Tensor& flat_grad) const;
   // After a step: grow, or back off when the gradients were not finite. Returns the new scale.
   double update(bool grads_finite);
