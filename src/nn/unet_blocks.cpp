@@ -65,7 +65,7 @@ UNetDownBlockImpl::UNetDownBlockImpl(const BlockConfig& c) {
 
 torch::Tensor UNetDownBlockImpl::forward(torch::Tensor h, const torch::Tensor& temb, const torch::Tensor& context,
                                          std::vector<torch::Tensor>& skips) {
-  const bool ckpt = gradient_checkpointing && is_training();
+  const bool ckpt = gradient_checkpointing;
   for (std::size_t i = 0; i < resnets->size(); ++i) {
     h = run_resnet(resnets, i, h, temb, ckpt);
     if (attentions) h = run_transformer(attentions, i, h, context, ckpt);
@@ -90,7 +90,7 @@ UNetMidBlockCrossAttnImpl::UNetMidBlockCrossAttnImpl(const BlockConfig& c) {
 
 torch::Tensor UNetMidBlockCrossAttnImpl::forward(torch::Tensor h, const torch::Tensor& temb,
                                                  const torch::Tensor& context) {
-  const bool ckpt = gradient_checkpointing && is_training();
+  const bool ckpt = gradient_checkpointing;
   h = run_resnet(resnets, 0, h, temb, ckpt);
   for (std::size_t i = 0; i < attentions->size(); ++i) {
     h = run_transformer(attentions, i, h, context, ckpt);
@@ -118,7 +118,7 @@ UNetUpBlockImpl::UNetUpBlockImpl(const BlockConfig& c) {
 torch::Tensor UNetUpBlockImpl::forward(torch::Tensor h, const torch::Tensor& temb, const torch::Tensor& context,
                                        std::vector<torch::Tensor>& skips,
                                        const std::optional<std::vector<std::int64_t>>& upsample_size) {
-  const bool ckpt = gradient_checkpointing && is_training();
+  const bool ckpt = gradient_checkpointing;
   for (std::size_t i = 0; i < resnets->size(); ++i) {
     h = torch::cat({h, skips.back()}, 1);
     skips.pop_back();

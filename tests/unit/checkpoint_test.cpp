@@ -4,6 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
 using namespace sdxl;
 
 namespace {
@@ -19,21 +24,46 @@ nn::UNet2DConditionModel small_unet() {
   return nn::UNet2DConditionModel(model::UNetConfig::from_json(model::JsonConfig(json, "test")));
 }
 
-// Gradients of every to_q weight (the LoRA stand-in) after one backward pass.
-std::vector<torch::Tensor> grads(bool checkpointing) {
-  auto unet = small_unet();
-  unet->train();
-  unet->set_gradient_checkpointing(checkpointing);
+// Only the to_q weights (the LoRA stand-in) train; returns them.
+std::vector<torch::Tensor> train_to_q(nn::UNet2DConditionModel& unet) {
   std::vector<torch::Tensor> trainable;
   for (auto& p : unet->named_parameters()) {
     const bool train = p.key().find("to_q.weight") != std::string::npos;
     p.value().set_requires_grad(train);
     if (train) trainable.push_back(p.value());
   }
+  return trainable;
+}
+
+torch::Tensor loss_of(nn::UNet2DConditionModel& unet) {
   torch::manual_seed(1);
   const auto sample = torch::randn({2, 4, 8, 8}), context = torch::randn({2, 7, 24});
   const auto text = torch::randn({2, 8}), time_ids = torch::rand({2, 6}) * 64;
-  unet(sample, torch::tensor({10, 500}), context, text, time_ids).pow(2).mean().backward();
+  return unet(sample, torch::tensor({10, 500}), context, text, time_ids).pow(2).mean();
+}
+
+// How many checkpointed blocks the autograd graph behind `t` holds.
+int checkpoint_nodes(const torch::Tensor& t) {
+  std::vector<std::shared_ptr<torch::autograd::Node>> todo{t.grad_fn()};
+  std::set<torch::autograd::Node*> seen;
+  int found = 0;
+  while (!todo.empty()) {
+    auto node = todo.back();
+    todo.pop_back();
+    if (!node || !seen.insert(node.get()).second) continue;
+    if (node->name().find("CheckpointFunction") != std::string::npos) ++found;
+    for (const auto& edge : node->next_edges()) todo.push_back(edge.function);
+  }
+  return found;
+}
+
+// Gradients of every to_q weight after one backward pass.
+std::vector<torch::Tensor> grads(bool checkpointing) {
+  auto unet = small_unet();
+  unet->train();
+  unet->set_gradient_checkpointing(checkpointing);
+  const auto trainable = train_to_q(unet);
+  loss_of(unet).backward();
   std::vector<torch::Tensor> out;
   for (auto& p : trainable) out.push_back(p.grad().clone());
   return out;
@@ -49,6 +79,22 @@ TEST(GradientCheckpointing, SameGradientsReachParametersInsideTheBlocks) {
     EXPECT_GT(plain[i].abs().sum().item<double>(), 0.0);
     EXPECT_TENSOR_NEAR(ckpt[i], plain[i], 1e-5);
   }
+}
+
+// The loaders (and so `train` and `bench`) hand out the UNet in eval mode: the switch must take
+// effect there too. It once depended on train(), so train.gradient_checkpointing saved nothing.
+TEST(GradientCheckpointing, AppliesToAModelInEvalMode) {
+  auto unet = small_unet();
+  unet->eval();
+  train_to_q(unet);
+  EXPECT_EQ(checkpoint_nodes(loss_of(unet)), 0);
+  unet->set_gradient_checkpointing(true);
+  // 2 down blocks (1 resnet each, 1 transformer in the second), the mid block (2 resnets, 1
+  // transformer), 2 up blocks (2 resnets each, 2 transformers in the first): at least one
+  // checkpointed call per resnet and transformer.
+  EXPECT_GE(checkpoint_nodes(loss_of(unet)), 10);
+  torch::NoGradGuard no_grad;
+  EXPECT_FALSE(loss_of(unet).requires_grad());
 }
 
 TEST(GradientCheckpointing, InputGradientsAndNoGradMode) {

@@ -40,7 +40,10 @@ class UNetDownBlockImpl : public torch::nn::Module {
   torch::Tensor forward(torch::Tensor h, const torch::Tensor& temb, const torch::Tensor& context,
                         std::vector<torch::Tensor>& skips);
   torch::nn::ModuleList resnets, attentions{nullptr}, downsamplers{nullptr};
-  bool gradient_checkpointing = false;  // recompute resnets and transformers in backward (training only)
+  // Recompute resnets and transformers in backward. Independent of train()/eval(): the loaders
+  // hand out modules in eval mode, and SDXL has no active dropout for the mode to matter;
+  // nn::checkpoint runs the block plainly when no gradient is recorded (sampling).
+  bool gradient_checkpointing = false;
 };
 TORCH_MODULE(UNetDownBlock);
 
