@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <type_traits>
+#include <utility>
 
 // SDXL_TORCH_CUDA: set by CMake when LibTorch was built with CUDA (TORCH_CUDA_LIBRARIES);
 // the CPU package ships the c10/cuda headers too, so their presence proves nothing.
@@ -63,6 +65,29 @@ inline void cuda_reset_peak_allocated(int device) {
   (void)device;
 #endif
 }
+
+namespace detail {
+template <typename C, typename = void>
+struct has_allow_tf32_cudnn : std::false_type {};
+template <typename C>
+struct has_allow_tf32_cudnn<C, std::void_t<decltype(std::declval<C&>().setAllowTF32CuDNN(true))>> : std::true_type {};
+template <typename C, typename = void>
+struct has_matmul_precision : std::false_type {};
+template <typename C>
+struct has_matmul_precision<C, std::void_t<decltype(std::declval<C&>().setFloat32MatmulPrecision(std::string()))>>
+    : std::true_type {};
+
+template <typename C>
+void set_allow_tf32(C& context, bool allow) {
+  if constexpr (has_matmul_precision<C>::value) context.setFloat32MatmulPrecision(allow ? "high" : "highest");
+  if constexpr (has_allow_tf32_cudnn<C>::value) context.setAllowTF32CuDNN(allow);
+}
+}  // namespace detail
+
+// TF32 for float32 matmuls and convolutions on Ampere and later GPUs (PyTorch's
+// allow_tf32 / set_float32_matmul_precision). LibTorch's defaults differ between the two
+// (cuDNN on, cuBLAS off) and the setters were reworked in 2.9, hence the detection.
+inline void set_allow_tf32(bool allow) { detail::set_allow_tf32(at::globalContext(), allow); }
 
 // "NVIDIA H100 80GB HBM3"; empty without CUDA LibTorch.
 inline std::string cuda_device_name(int device) {

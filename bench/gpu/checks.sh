@@ -1,0 +1,222 @@
+#!/usr/bin/env bash
+# The GPU checks of issues 7 and 10, run on a lent GPU machine (the `device` tool) from the
+# project root, after bench/gpu/stage.sh has filled .gpu/ here. Phases, in the order given:
+#   setup   unpack .gpu/debs over / (files the image already has are kept), configure against
+#           the CUDA LibTorch of the machine's Python torch and build into build-gpu/
+#   run1    version; CUDA parity of the text encoders and the VAE (.gpu/ref-a, copied to
+#           /tmp/ref, outside the tree, so that the next call finds it); 1-rank train on CUDA
+#           with NCCL (twice) and with MPI; 2 ranks on one GPU (clear error?); bench: SDXL's
+#           UNet at 1024² in bf16 (batch 1 with and without gradient checkpointing, batch 8)
+#           and a 1024², 25-step CFG validation image
+#   run2    with .gpu/ref-b added to /tmp/ref: every CUDA parity test, then the CPU parity
+#           tests under this LibTorch
+# A call carries at most 64 MiB, so the reference travels in two parts, and the second call
+# must come while the machine is still warm (the tool's 30 s).
+# Logs and bench JSON go to $OUT (the device tool's folder) or /tmp/gpu-out.
+#   bash bench/gpu/checks.sh setup run1      # first call: carry .gpu/debs .gpu/ref-a .gpu/nccl
+#   bash bench/gpu/checks.sh run2            # second call, machine still warm: carry .gpu/ref-b
+set -uo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root"
+out=${OUT:-/tmp/gpu-out}
+mkdir -p "$out"
+build=$root/build-gpu
+bin=$build/sdxl-dreambooth
+ref=/tmp/ref
+t0=$SECONDS
+say() { printf '\n== [%4d s] %s\n' $((SECONDS - t0)) "$*"; }
+
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_plm_rsh_agent=false            # one node: no ssh needed (none on the image)
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
+export NCCL_DEBUG=WARN
+export SDXL_REFERENCE_DIR=$ref SDXL_REFERENCE_REQUIRED=1
+
+setup() {
+  say "machine"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  nproc; (. /etc/os-release && echo "$PRETTY_NAME"); g++ --version | head -1; cmake --version | head -1
+  python3 -c 'import torch; print("torch", torch.__version__, torch.version.cuda)'
+
+  say "unpack .gpu/debs over / (existing files kept)"
+  local stage=/tmp/deb-stage
+  rm -rf "$stage" && mkdir -p "$stage"
+  for f in .gpu/debs/*.deb; do
+    if command -v dpkg-deb >/dev/null; then dpkg-deb -x "$f" "$stage"
+    else (cd /tmp && ar p "$root/$f" "$(ar t "$root/$f" | grep '^data.tar')" | tar -x -J -C "$stage" 2>/dev/null ||
+          ar p "$root/$f" "$(ar t "$root/$f" | grep '^data.tar')" | tar -x --zstd -C "$stage"); fi
+  done
+  (cd "$stage" && tar -cf - .) | tar -C / -xf - --skip-old-files --keep-directory-symlink
+  # A -dev package's lib*.so link can name a version the image replaced: point it at the one there.
+  for l in /usr/lib/x86_64-linux-gnu/*.so; do
+    if [ -L "$l" ] && [ ! -e "$l" ]; then
+      c=$(ls -1 "$l".* 2>/dev/null | sort -V | tail -n 1)
+      [ -n "$c" ] && ln -sfn "$(basename "$c")" "$l" && echo "relinked $l -> $c"
+    fi
+  done
+  ldconfig
+  mpirun --version | head -1
+
+  say "configure"
+  local torch_prefix nvcc cuda nccl_py
+  torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+  nvcc=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc)
+  cuda=$(dirname "$(dirname "$(readlink -f "$nvcc")")")
+  export CUDA_HOME=$cuda PATH=$cuda/bin:$PATH TORCH_CUDA_ARCH_LIST=9.0
+  # NCCL: PyTorch's own (the wheel's libnccl.so.2), so one NCCL is loaded; nccl.h from the wheel
+  # or, if it has none, the one staged from CUDA 13 here.
+  nccl_py=$(python3 -c 'import nvidia.nccl as m; print(list(m.__path__)[0])' 2>/dev/null || true)
+  mkdir -p /tmp/nccl/include /tmp/nccl/lib
+  if [ -n "$nccl_py" ] && [ -f "$nccl_py/include/nccl.h" ]; then ln -sfn "$nccl_py/include/nccl.h" /tmp/nccl/include/nccl.h
+  else cp .gpu/nccl/include/nccl.h /tmp/nccl/include/; fi
+  if [ -n "$nccl_py" ] && [ -f "$nccl_py/lib/libnccl.so.2" ]; then ln -sfn "$nccl_py/lib/libnccl.so.2" /tmp/nccl/lib/libnccl.so
+  else ln -sfn "$(ls "$cuda"/lib64/libnccl.so* | head -n 1)" /tmp/nccl/lib/libnccl.so; fi
+  export NCCL_HOME=/tmp/nccl
+  ls -l /tmp/nccl/include /tmp/nccl/lib
+  cmake -G Ninja -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$torch_prefix" \
+    -DCUDAToolkit_ROOT="$cuda" -DSDXL_ASAN=OFF -DSDXL_UNITY_BATCH_SIZE=4 >"$out/configure.log" 2>&1
+  local rc=$?
+  grep -E "sdxl-dreambooth:|CUDA|Torch|NCCL|Error|error" "$out/configure.log" | head -30
+  [ $rc -eq 0 ] || { tail -n 40 "$out/configure.log"; return 1; }
+
+  say "build (ninja -k 0: every error in one pass)"
+  timeout 420 ninja -C "$build" -k 0 sdxl-dreambooth cuda_parity_tests parity_tests >"$out/build.log" 2>&1
+  rc=$?
+  grep -E "error|FAILED" "$out/build.log" | head -60
+  tail -n 3 "$out/build.log"
+  say "build rc=$rc"
+  [ -x "$bin" ]
+}
+
+train_config() {  # train_config FILE PIPELINE: the tiny pipeline, 64 px, 20 steps on CUDA
+  cat >"$1" <<EOF
+[model]
+pretrained = "$2"
+[data]
+instance_dir = "$root/examples/subject-cat"
+instance_prompt = "a photo of sks cat"
+resolution = 64
+center_crop = true
+[train]
+device = "cuda"
+seed = 0
+batch_size = 2
+max_steps = 20
+learning_rate = 1e-3
+[checkpoint]
+every_steps = 10
+[validation]
+prompts = ["a photo of sks cat"]
+num_images = 1
+steps = 8
+every_steps = 10
+[logging]
+every_steps = 5
+EOF
+}
+
+bench_config() {  # bench_config FILE: 1024², bf16 on CUDA, tokenizers/scheduler from tiny-sdxl
+  cat >"$1" <<EOF
+[model]
+pretrained = "$ref/tiny-sdxl"
+[data]
+instance_dir = "$root/examples/subject-cat"
+instance_prompt = "a photo of sks dog"
+resolution = 1024
+[train]
+device = "cuda"
+mixed_precision = "bf16"
+batch_size = 1
+seed = 0
+[validation]
+prompts = ["a photo of sks dog in a bucket"]
+negative_prompt = "blurry"
+steps = 25
+guidance_scale = 5.0
+scheduler = "dpmpp2m"
+EOF
+}
+
+run1() {
+  say "version"
+  "$bin" version
+
+  mkdir -p "$ref" && cp -a .gpu/ref-a/. "$ref/"
+  say "CUDA parity: text encoders, VAE (the UNet's weights come in run2)"
+  timeout 120 "$build/tests/cuda_parity_tests" --gtest_filter='CudaParity.TextEncoders*:CudaParity.Vae' 2>&1 | tail -n 25
+
+  say "train on CUDA, 1 rank: NCCL vs MPI collectives"
+  rm -rf /tmp/tiny /tmp/run-*
+  "$bin" init-tiny --out /tmp/tiny >/dev/null
+  train_config /tmp/train.toml /tmp/tiny
+  for run in nccl nccl2 mpi; do
+    timeout 180 mpirun -np 1 "$bin" train /tmp/train.toml --set "distributed.backend=\"${run%2}\"" \
+      --set "output.dir=\"/tmp/run-$run\"" >"$out/train-$run.log" 2>&1
+    echo "$run: exit $?"; grep -iE "collectives|step 20|error" "$out/train-$run.log" | head -n 4
+  done
+  # Two NCCL runs show CUDA's run-to-run variation (atomics in backward kernels); NCCL vs MPI
+  # is the same comparison across backends.
+  python3 - <<'EOF'
+import csv
+from safetensors.torch import load_file
+def lora(r): return load_file(f"/tmp/run-{r}/pytorch_lora_weights.safetensors")
+def metrics(r): return list(csv.DictReader(open(f"/tmp/run-{r}/metrics.csv")))
+for x, y in (("nccl", "nccl2"), ("nccl", "mpi")):
+    a, b = lora(x), lora(y)
+    assert a.keys() == b.keys(), "different tensors"
+    d = max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+    ma, mb = metrics(x), metrics(y)
+    s1 = "step 1 loss/grad_norm %s/%s vs %s/%s" % (ma[0]["loss"], ma[0]["grad_norm"], mb[0]["loss"], mb[0]["grad_norm"])
+    print(f"{x} vs {y} after 20 steps: {len(a)} tensors, max |diff| = {d:.3g}; {s1}")
+EOF
+  ls /tmp/run-nccl /tmp/run-nccl/samples/* 2>/dev/null | head -n 12
+
+  say "2 ranks on one GPU with NCCL: must end with a clear error, not hang"
+  local s=$SECONDS
+  timeout 120 mpirun -np 2 "$bin" train /tmp/train.toml --set 'distributed.backend="nccl"' \
+    --set 'output.dir="/tmp/run-2"' >"$out/train-2ranks.log" 2>&1
+  echo "exit $? after $((SECONDS - s)) s"; grep -iE "error|gpu" "$out/train-2ranks.log" | head -n 5
+
+  say "bench: SDXL base 1.0 UNet (random weights), 1024², bf16, LoRA rank 4"
+  bench_config /tmp/bench.toml
+  local arch=$ref/sdxl-base-1.0-manifest
+  run_bench() {  # run_bench NAME ARGS...
+    local name=$1; shift
+    # NCCL prints its version banner on standard output when NCCL_DEBUG is set.
+    NCCL_DEBUG= timeout 150 "$bin" bench /tmp/bench.toml --architecture "$arch" --json "$@" \
+      >"$out/bench-$name.json" 2>>"$out/bench.log"
+    echo "$name (exit $?): $(python3 -c "
+import json, sys
+t = open(sys.argv[1]).read(); d = json.loads(t[t.index('{'):])
+keep = ('batch_rows', 'gradient_checkpointing', 'seconds_per_step', 'images_per_s_total', 'mfu', 'achieved_tflops_per_rank',
+        'peak_memory_bytes', 'seconds_per_image', 'per_step_s', 'seconds_per_step')
+print({k: d[k] for k in d if k in keep})" "$out/bench-$name.json" 2>&1 | tail -n 1)"
+  }
+  run_bench b1 --steps 10 --warmup 3
+  run_bench b1-ckpt --steps 10 --warmup 3 --set train.gradient_checkpointing=true
+  run_bench b8 --steps 4 --warmup 2 --set train.batch_size=8
+  run_bench gen --generate --steps 2 --warmup 1
+  say "run1 done"
+}
+
+run2() {
+  say "reference: add the UNet weights and LoRA vectors (.gpu/ref-b)"
+  [ -f "$ref/README.md" ] || { echo "no $ref/README.md: the machine was not the one run1 used"; return 1; }
+  cp -a .gpu/ref-b/. "$ref/"
+  say "every CUDA parity test"
+  timeout 240 "$build/tests/cuda_parity_tests" 2>&1 | grep -vE "^\[ +(RUN|OK) " | tail -n 60
+  say "CPU parity under this LibTorch (no fp16 UNet file, no subject photos carried)"
+  OMP_NUM_THREADS=8 timeout 240 "$build/tests/parity_tests" \
+    --gtest_filter='-NetworkParity.UNetFp16VariantLoadsTheSameWeights:PreprocessParity.*' 2>&1 |
+    grep -vE "^\[ +(RUN|OK) " | tail -n 40
+  say "run2 done"
+}
+
+for phase in "$@"; do
+  case $phase in
+    setup) setup || { say "setup failed"; exit 1; } ;;
+    run1) run1 ;;
+    run2) run2 ;;
+    *) echo "unknown phase $phase (setup, run1, run2)" >&2; exit 2 ;;
+  esac
+done 2>&1 | tee -a "$out/checks.log"
