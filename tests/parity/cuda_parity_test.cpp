@@ -102,16 +102,16 @@ INSTANTIATE_TEST_SUITE_P(Cases, CudaLoraTrainParity, ::testing::ValuesIn(test::l
 
 // Frozen weights and activations in bfloat16 / float16 with float32 accumulation (cuBLAS,
 // cuDNN, fused attention), as train.mixed_precision runs them. Rounding the weights alone to
-// bf16 moves the output by 0.6 % of max |out| (NetworkParity.UNetInBfloat16OnCpu); rounding
-// every activation adds about as much again per residual stage, so bf16 is held to the 5 %
-// that oneDNN's fp32-accumulating CPU kernels meet. float16 keeps 3 more mantissa bits (8×
-// finer rounding): 1 %.
+// bf16 moves the output by 0.6 % of max |out| (NetworkParity.UNetInBfloat16OnCpu); rounding the
+// activations adds about as much again. Measured on an H200 (LibTorch 2.11, CUDA 13): bf16
+// 1.35 %, fp16 0.18 % (3 more mantissa bits: about 8x finer). Bounds: 3 % and 0.5 %, about twice
+// the measurement, since other GPUs pick other kernels.
 TEST_F(CudaParity, UNetInReducedPrecision) {
   torch::NoGradGuard no_grad;
   const auto ref = test::vectors("unet_odd");
   const auto want = ref.tensor("out");
-  for (const auto& [dtype, bound, name] : {std::tuple{torch::kBFloat16, 0.05, "bfloat16"},
-                                           std::tuple{torch::kHalf, 0.01, "float16"}}) {
+  for (const auto& [dtype, bound, name] : {std::tuple{torch::kBFloat16, 0.03, "bfloat16"},
+                                           std::tuple{torch::kHalf, 0.005, "float16"}}) {
     SCOPED_TRACE(name);
     auto unet = model::load_unet(test::tiny_sdxl() / "unet", on_cuda(dtype));
     auto in = [&](const char* n) { return ref.tensor(n).to(kCuda, dtype); };
