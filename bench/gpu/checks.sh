@@ -10,6 +10,8 @@
 #           and a 1024², 25-step CFG validation image
 #   run2    with .gpu/ref-b added to /tmp/ref: every CUDA parity test, then the CPU parity
 #           tests under this LibTorch
+#   tune    channels-last at batch 1 and 8, then batch 16 in the faster layout (needs .gpu/ref-a;
+#           SDXL_GPU_TARGETS=sdxl-dreambooth makes setup build only the binary)
 # A call carries at most 64 MiB, so the reference travels in two parts, and the second call
 # must come while the machine is still warm (the tool's 30 s).
 # Logs and bench JSON go to $OUT (the device tool's folder) or /tmp/gpu-out.
@@ -80,7 +82,9 @@ setup() {
   [ $rc -eq 0 ] || { tail -n 40 "$out/configure.log"; return 1; }
 
   say "build (ninja -k 0: every error in one pass)"
-  timeout 420 ninja -C "$build" -k 0 sdxl-dreambooth cuda_parity_tests parity_tests >"$out/build.log" 2>&1
+  # shellcheck disable=SC2086
+  timeout 420 ninja -C "$build" -k 0 ${SDXL_GPU_TARGETS:-sdxl-dreambooth cuda_parity_tests parity_tests} \
+    >"$out/build.log" 2>&1
   rc=$?
   grep -E "error|FAILED" "$out/build.log" | head -60
   tail -n 3 "$out/build.log"
@@ -137,6 +141,19 @@ scheduler = "dpmpp2m"
 EOF
 }
 
+run_bench() {  # run_bench NAME ARGS...: SDXL's UNet architecture with random weights
+  local name=$1; shift
+  # NCCL prints its version banner on standard output when NCCL_DEBUG is set.
+  NCCL_DEBUG= timeout 150 "$bin" bench /tmp/bench.toml --architecture "$arch" --json "$@" \
+    >"$out/bench-$name.json" 2>>"$out/bench.log"
+  echo "$name (exit $?): $(python3 -c "
+import json, sys
+t = open(sys.argv[1]).read(); d = json.loads(t[t.index('{'):])
+keep = ('batch_rows', 'gradient_checkpointing', 'channels_last', 'seconds_per_step', 'images_per_s_total', 'mfu', 'achieved_tflops_per_rank',
+      'peak_memory_bytes', 'seconds_per_image', 'per_step_s', 'seconds_per_step')
+print({k: d[k] for k in d if k in keep})" "$out/bench-$name.json" 2>&1 | tail -n 1)"
+}
+
 run1() {
   say "version"
   "$bin" version
@@ -179,19 +196,6 @@ EOF
 
   say "bench: SDXL base 1.0 UNet (random weights), 1024², bf16, LoRA rank 4"
   bench_config /tmp/bench.toml
-  local arch=$ref/sdxl-base-1.0-manifest
-  run_bench() {  # run_bench NAME ARGS...
-    local name=$1; shift
-    # NCCL prints its version banner on standard output when NCCL_DEBUG is set.
-    NCCL_DEBUG= timeout 150 "$bin" bench /tmp/bench.toml --architecture "$arch" --json "$@" \
-      >"$out/bench-$name.json" 2>>"$out/bench.log"
-    echo "$name (exit $?): $(python3 -c "
-import json, sys
-t = open(sys.argv[1]).read(); d = json.loads(t[t.index('{'):])
-keep = ('batch_rows', 'gradient_checkpointing', 'seconds_per_step', 'images_per_s_total', 'mfu', 'achieved_tflops_per_rank',
-        'peak_memory_bytes', 'seconds_per_image', 'per_step_s', 'seconds_per_step')
-print({k: d[k] for k in d if k in keep})" "$out/bench-$name.json" 2>&1 | tail -n 1)"
-  }
   run_bench b1 --steps 10 --warmup 3
   run_bench b1-ckpt --steps 10 --warmup 3 --set train.gradient_checkpointing=true
   run_bench b8 --steps 4 --warmup 2 --set train.batch_size=8
@@ -212,11 +216,28 @@ run2() {
   say "run2 done"
 }
 
+tune() {  # channels-last at batch 1 and 8, then batch 16 in the faster layout
+  mkdir -p "$ref" && cp -a .gpu/ref-a/. "$ref/"
+  bench_config /tmp/bench.toml
+  say "bench: channels-last"
+  run_bench b8-cl --steps 4 --warmup 2 --set train.batch_size=8 --set train.channels_last=true
+  run_bench b1-cl --steps 10 --warmup 3 --set train.channels_last=true
+  # batch 8 in plain layout measured 18.61 img/s at 0fc469b
+  local cl
+  cl=$(python3 -c "
+import json; t = open('$out/bench-b8-cl.json').read(); d = json.loads(t[t.index('{'):])
+print('true' if d['images_per_s_total'] > 18.61 else 'false')" 2>/dev/null || echo false)
+  say "bench: batch 16, channels_last=$cl"
+  run_bench b16 --steps 3 --warmup 2 --set train.batch_size=16 --set train.channels_last=$cl
+  say "tune done"
+}
+
 for phase in "$@"; do
   case $phase in
     setup) setup || { say "setup failed"; exit 1; } ;;
     run1) run1 ;;
     run2) run2 ;;
-    *) echo "unknown phase $phase (setup, run1, run2)" >&2; exit 2 ;;
+    tune) tune ;;
+    *) echo "unknown phase $phase (setup, run1, run2, tune)" >&2; exit 2 ;;
   esac
 done 2>&1 | tee -a "$out/checks.log"

@@ -53,7 +53,7 @@ torch::Tensor Upsample2DImpl::forward(const torch::Tensor& x, const std::optiona
   } else {
     opts.scale_factor(std::vector<double>{2.0, 2.0});
   }
-  h = F::interpolate(h.contiguous(), opts);
+  h = F::interpolate(h.contiguous(h.suggest_memory_format()), opts);
   if (dtype == torch::kBFloat16) h = h.to(dtype);
   return conv(h);
 }

@@ -83,9 +83,10 @@ torch::Tensor Transformer2DModelImpl::forward(const torch::Tensor& x, const torc
   for (const auto& block : *transformer_blocks) h = block->as<BasicTransformerBlock>()->forward(h, context);
   if (config_.use_linear_projection) {
     h = proj_out.forward(h);
-    h = h.reshape({B, H, W, -1}).permute({0, 3, 1, 2}).contiguous();
+    // In the input's layout: for channels-last activations this permutation is already laid out.
+    h = h.reshape({B, H, W, -1}).permute({0, 3, 1, 2}).contiguous(x.suggest_memory_format());
   } else {
-    h = h.reshape({B, H, W, -1}).permute({0, 3, 1, 2}).contiguous();
+    h = h.reshape({B, H, W, -1}).permute({0, 3, 1, 2}).contiguous(x.suggest_memory_format());
     h = proj_out.forward(h);
   }
   return h + x;

@@ -67,6 +67,15 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const model::UNetConfig& c) :
                                                                .padding((c.conv_out_kernel - 1) / 2)));
 }
 
+void UNet2DConditionModelImpl::set_channels_last(bool enabled) {
+  const auto format = enabled ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  torch::NoGradGuard no_grad;
+  for (auto& p : parameters()) {
+    if (p.dim() == 4) p.set_data(p.data().contiguous(format));
+  }
+  channels_last_ = enabled;
+}
+
 void UNet2DConditionModelImpl::set_gradient_checkpointing(bool enabled) {
   for (const auto& b : *down_blocks) b->as<UNetDownBlock>()->gradient_checkpointing = enabled;
   mid_block->gradient_checkpointing = enabled;
@@ -79,6 +88,7 @@ torch::Tensor UNet2DConditionModelImpl::forward(const torch::Tensor& sample_in, 
   const auto& c = config_;
   const std::int64_t B = sample_in.size(0);
   torch::Tensor sample = c.center_input_sample ? sample_in * 2.0 - 1.0 : sample_in;
+  if (channels_last_) sample = sample.contiguous(at::MemoryFormat::ChannelsLast);
   torch::Tensor timesteps = timesteps_in.dim() == 0 ? timesteps_in.reshape({1}) : timesteps_in;
   timesteps = timesteps.to(sample.device()).expand({B});
 

@@ -84,6 +84,8 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
   const nn::LoraNetwork lora = nn::LoraNetwork::inject(*unet, spec, init_gen, "UNet");
   b.gradient_checkpointing = cfg.get_bool("train.gradient_checkpointing");
   unet->set_gradient_checkpointing(b.gradient_checkpointing);
+  b.channels_last = cfg.get_bool("train.channels_last");
+  unet->set_channels_last(b.channels_last);
   train::AdamW optimizer(lora.parameters(), train::adamw_options(cfg));
   train::DynamicLossScaler scaler(cfg.get_string("train.mixed_precision") == "fp16");
   b.lora_rank = spec.rank;
@@ -177,6 +179,7 @@ nlohmann::json to_json(const TrainingBenchmark& b) {
   j["batch_rows"] = b.batch_rows;
   j["grad_accum"] = b.grad_accum;
   j["gradient_checkpointing"] = b.gradient_checkpointing;
+  j["channels_last"] = b.channels_last;
   j["lora_rank"] = b.lora_rank;
   j["lora_parameters"] = b.lora_parameters;
   j["allreduce_bytes"] = b.allreduce_bytes;
@@ -198,7 +201,7 @@ std::string describe(const TrainingBenchmark& b) {
   out += "step       " + std::to_string(b.batch_rows) + " UNet rows x " + std::to_string(b.grad_accum) +
          " accumulation per rank at " + std::to_string(b.setup.resolution) + " px, LoRA rank " +
          std::to_string(b.lora_rank) + " (" + std::to_string(b.lora_parameters) + " parameters), checkpointing " +
-         (b.gradient_checkpointing ? "on" : "off") + "; " + std::to_string(b.setup.steps) + " step(s) after " +
+         (b.gradient_checkpointing ? "on" : "off") + (b.channels_last ? ", channels-last" : "") + "; " + std::to_string(b.setup.steps) + " step(s) after " +
          std::to_string(b.setup.warmup) + " warm-up\n";
   out += "per step   " + phase("data", t.data_s) + ", " + phase("forward", t.forward_s) + ", " +
          phase("backward", t.backward_s) + ", " + phase("all-reduce", t.allreduce_s) + ", " +

@@ -465,6 +465,7 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
     te2_lora = nn::LoraNetwork::inject(*pipe.text_encoder_2, te_spec, init_gen, "text_encoder_2");
   }
   pipe.unet->set_gradient_checkpointing(cfg.get_bool("train.gradient_checkpointing"));
+  pipe.unet->set_channels_last(cfg.get_bool("train.channels_last"));
   const auto unet_params = lora.parameters();
   std::vector<torch::Tensor> te_params = te_lora.parameters();
   for (const auto& p : te2_lora.parameters()) te_params.push_back(p);

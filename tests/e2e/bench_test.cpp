@@ -81,9 +81,10 @@ TEST(Bench, TimesTrainingStepsPerPhase) {
 
   // The table, and MFU against a given peak.
   const auto text = test::run_cli({"bench", (dir / "run.toml").string(), "--steps", "1", "--warmup", "0",
-                                   "--peak-tflops", "0.001", "--set", "train.gradient_checkpointing=true"});
+                                   "--peak-tflops", "0.001", "--set", "train.gradient_checkpointing=true", "--set",
+                                   "train.channels_last=true"});
   ASSERT_EQ(text.exit_code, 0) << text.err;
-  for (const char* part : {"per step   data", "all-reduce 0.0", "checkpointing on", "img/s per rank", "MFU ",
+  for (const char* part : {"per step   data", "all-reduce 0.0", "checkpointing on, channels-last", "img/s per rank", "MFU ",
                            "% of 0.001 TFLOP/s", "memory     peak"}) {
     EXPECT_NE(text.out.find(part), std::string::npos) << part << "\n" << text.out;
   }

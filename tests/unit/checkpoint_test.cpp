@@ -1,5 +1,6 @@
 #include "sdxl_dreambooth/nn/checkpoint.h"
 #include "sdxl_dreambooth/nn/unet_2d_condition.h"
+#include "support/small_unet.h"
 #include "support/tensors.h"
 
 #include <gtest/gtest.h>
@@ -13,17 +14,6 @@ using namespace sdxl;
 
 namespace {
 
-// A small SDXL-shaped UNet with random weights (no reference data needed).
-nn::UNet2DConditionModel small_unet() {
-  const auto json = nlohmann::json::parse(R"({
-    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"], "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
-    "block_out_channels": [16, 32], "layers_per_block": 1, "transformer_layers_per_block": [1, 2],
-    "attention_head_dim": [2, 4], "cross_attention_dim": 24, "norm_num_groups": 8, "use_linear_projection": true,
-    "addition_embed_type": "text_time", "addition_time_embed_dim": 4, "projection_class_embeddings_input_dim": 32})");
-  torch::manual_seed(0);
-  return nn::UNet2DConditionModel(model::UNetConfig::from_json(model::JsonConfig(json, "test")));
-}
-
 // Only the to_q weights (the LoRA stand-in) train; returns them.
 std::vector<torch::Tensor> train_to_q(nn::UNet2DConditionModel& unet) {
   std::vector<torch::Tensor> trainable;
@@ -35,12 +25,7 @@ std::vector<torch::Tensor> train_to_q(nn::UNet2DConditionModel& unet) {
   return trainable;
 }
 
-torch::Tensor loss_of(nn::UNet2DConditionModel& unet) {
-  torch::manual_seed(1);
-  const auto sample = torch::randn({2, 4, 8, 8}), context = torch::randn({2, 7, 24});
-  const auto text = torch::randn({2, 8}), time_ids = torch::rand({2, 6}) * 64;
-  return unet(sample, torch::tensor({10, 500}), context, text, time_ids).pow(2).mean();
-}
+torch::Tensor loss_of(nn::UNet2DConditionModel& unet) { return test::small_unet_forward(unet).pow(2).mean(); }
 
 // How many checkpointed blocks the autograd graph behind `t` holds.
 int checkpoint_nodes(const torch::Tensor& t) {
@@ -59,7 +44,7 @@ int checkpoint_nodes(const torch::Tensor& t) {
 
 // Gradients of every to_q weight after one backward pass.
 std::vector<torch::Tensor> grads(bool checkpointing) {
-  auto unet = small_unet();
+  auto unet = test::small_unet();
   unet->train();
   unet->set_gradient_checkpointing(checkpointing);
   const auto trainable = train_to_q(unet);
@@ -84,7 +69,7 @@ TEST(GradientCheckpointing, SameGradientsReachParametersInsideTheBlocks) {
 // The loaders (and so `train` and `bench`) hand out the UNet in eval mode: the switch must take
 // effect there too. It once depended on train(), so train.gradient_checkpointing saved nothing.
 TEST(GradientCheckpointing, AppliesToAModelInEvalMode) {
-  auto unet = small_unet();
+  auto unet = test::small_unet();
   unet->eval();
   train_to_q(unet);
   EXPECT_EQ(checkpoint_nodes(loss_of(unet)), 0);

@@ -24,6 +24,11 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   const model::UNetConfig& config() const { return config_; }
   // Recompute each resnet and transformer in backward instead of keeping its activations.
   void set_gradient_checkpointing(bool enabled);
+  // Holds the 4-D (convolution) weights in channels-last layout and converts the input sample
+  // to it, so that activations stay NHWC through the network; the result is the same tensor
+  // values (PyTorch's unet.to(memory_format=torch.channels_last)). Call after moving the module.
+  void set_channels_last(bool enabled);
+  bool channels_last() const { return channels_last_; }
 
   TimestepEmbedding time_embedding{nullptr}, add_embedding{nullptr};
   torch::nn::Conv2d conv_in{nullptr}, conv_out{nullptr};
@@ -33,6 +38,7 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
 
  private:
   model::UNetConfig config_;
+  bool channels_last_ = false;
 };
 TORCH_MODULE(UNet2DConditionModel);
 

@@ -15,6 +15,7 @@ struct TrainingBenchmark {
   std::int64_t batch_rows = 0;  // UNet rows per micro-batch and rank (x2 with prior preservation)
   std::int64_t grad_accum = 1;
   bool gradient_checkpointing = false;
+  bool channels_last = false;
   std::int64_t lora_rank = 0, lora_parameters = 0;
   std::int64_t allreduce_bytes = 0;  // per step and rank (0 on one rank)
   train::StepTimes per_step;         // mean over the measured steps and the ranks
