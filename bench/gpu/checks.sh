@@ -229,6 +229,11 @@ import json; t = open('$out/bench-b8-cl.json').read(); d = json.loads(t[t.index(
 print('true' if d['images_per_s_total'] > 18.61 else 'false')" 2>/dev/null || echo false)
   say "bench: batch 16, channels_last=$cl"
   run_bench b16 --steps 3 --warmup 2 --set train.batch_size=16 --set train.channels_last=$cl
+  say "train (tiny pipeline) on CUDA in bf16 with channels-last, through validation and export"
+  rm -rf /tmp/tiny /tmp/run-cl && "$bin" init-tiny --out /tmp/tiny >/dev/null && train_config /tmp/train.toml /tmp/tiny
+  timeout 120 mpirun -np 1 "$bin" train /tmp/train.toml --set train.channels_last=true \
+    --set 'train.mixed_precision="bf16"' --set 'output.dir="/tmp/run-cl"' >"$out/train-cl.log" 2>&1
+  echo "exit $?"; grep -iE "step 20|error|pytorch_lora" "$out/train-cl.log" | head -n 4
   say "tune done"
 }
 
