@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <string>
+
 namespace sdxl::test {
 
 nn::UNet2DConditionModel small_unet() {
@@ -14,6 +16,16 @@ nn::UNet2DConditionModel small_unet() {
     "addition_embed_type": "text_time", "addition_time_embed_dim": 4, "projection_class_embeddings_input_dim": 32})");
   torch::manual_seed(0);
   return nn::UNet2DConditionModel(model::UNetConfig::from_json(model::JsonConfig(json, "test")));
+}
+
+std::vector<torch::Tensor> train_only_to_q(nn::UNet2DConditionModel& unet) {
+  std::vector<torch::Tensor> trainable;
+  for (auto& p : unet->named_parameters()) {
+    const bool train = p.key().find("to_q.weight") != std::string::npos;
+    p.value().set_requires_grad(train);
+    if (train) trainable.push_back(p.value());
+  }
+  return trainable;
 }
 
 torch::Tensor small_unet_forward(nn::UNet2DConditionModel& unet, std::uint64_t seed) {

@@ -25,12 +25,7 @@ struct Result {
 Result run(bool channels_last) {
   auto unet = test::small_unet();
   unet->set_channels_last(channels_last);
-  std::vector<torch::Tensor> trainable;
-  for (auto& p : unet->named_parameters()) {
-    const bool train = p.key().find("to_q.weight") != std::string::npos;
-    p.value().set_requires_grad(train);
-    if (train) trainable.push_back(p.value());
-  }
+  const auto trainable = test::train_only_to_q(unet);
   Result r;
   r.out = test::small_unet_forward(unet);
   r.out.pow(2).mean().backward();

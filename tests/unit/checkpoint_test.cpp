@@ -14,17 +14,6 @@ using namespace sdxl;
 
 namespace {
 
-// Only the to_q weights (the LoRA stand-in) train; returns them.
-std::vector<torch::Tensor> train_to_q(nn::UNet2DConditionModel& unet) {
-  std::vector<torch::Tensor> trainable;
-  for (auto& p : unet->named_parameters()) {
-    const bool train = p.key().find("to_q.weight") != std::string::npos;
-    p.value().set_requires_grad(train);
-    if (train) trainable.push_back(p.value());
-  }
-  return trainable;
-}
-
 torch::Tensor loss_of(nn::UNet2DConditionModel& unet) { return test::small_unet_forward(unet).pow(2).mean(); }
 
 // How many checkpointed blocks the autograd graph behind `t` holds.
@@ -47,7 +36,7 @@ std::vector<torch::Tensor> grads(bool checkpointing) {
   auto unet = test::small_unet();
   unet->train();
   unet->set_gradient_checkpointing(checkpointing);
-  const auto trainable = train_to_q(unet);
+  const auto trainable = test::train_only_to_q(unet);
   loss_of(unet).backward();
   std::vector<torch::Tensor> out;
   for (auto& p : trainable) out.push_back(p.grad().clone());
@@ -71,7 +60,7 @@ TEST(GradientCheckpointing, SameGradientsReachParametersInsideTheBlocks) {
 TEST(GradientCheckpointing, AppliesToAModelInEvalMode) {
   auto unet = test::small_unet();
   unet->eval();
-  train_to_q(unet);
+  test::train_only_to_q(unet);
   EXPECT_EQ(checkpoint_nodes(loss_of(unet)), 0);
   unet->set_gradient_checkpointing(true);
   // 2 down blocks (1 resnet each, 1 transformer in the second), the mid block (2 resnets, 1
