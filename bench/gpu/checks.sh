@@ -19,7 +19,7 @@
 #   bash bench/gpu/checks.sh run2            # second call, machine still warm: carry .gpu/ref-b
 set -uo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-cd "$root"
+cd "$root" || exit 1
 out=${OUT:-/tmp/gpu-out}
 mkdir -p "$out"
 build=$root/build-gpu
@@ -144,7 +144,7 @@ EOF
 run_bench() {  # run_bench NAME ARGS...: SDXL's UNet architecture with random weights
   local name=$1; shift
   # NCCL prints its version banner on standard output when NCCL_DEBUG is set.
-  NCCL_DEBUG= timeout 150 "$bin" bench /tmp/bench.toml --architecture "$ref/sdxl-base-1.0-manifest" --json "$@" \
+  NCCL_DEBUG="" timeout 150 "$bin" bench /tmp/bench.toml --architecture "$ref/sdxl-base-1.0-manifest" --json "$@" \
     >"$out/bench-$name.json" 2>>"$out/bench.log"
   echo "$name (exit $?): $(python3 -c "
 import json, sys
