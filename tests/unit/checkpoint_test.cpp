@@ -18,15 +18,15 @@ torch::Tensor loss_of(nn::UNet2DConditionModel& unet) { return test::small_unet_
 
 // How many checkpointed blocks the autograd graph behind `t` holds.
 int checkpoint_nodes(const torch::Tensor& t) {
-  std::vector<std::shared_ptr<torch::autograd::Node>> todo{t.grad_fn()};
+  std::vector<std::shared_ptr<torch::autograd::Node>> pending{t.grad_fn()};
   std::set<torch::autograd::Node*> seen;
   int found = 0;
-  while (!todo.empty()) {
-    auto node = todo.back();
-    todo.pop_back();
+  while (!pending.empty()) {
+    auto node = pending.back();
+    pending.pop_back();
     if (!node || !seen.insert(node.get()).second) continue;
     if (node->name().find("CheckpointFunction") != std::string::npos) ++found;
-    for (const auto& edge : node->next_edges()) todo.push_back(edge.function);
+    for (const auto& edge : node->next_edges()) pending.push_back(edge.function);
   }
   return found;
 }
