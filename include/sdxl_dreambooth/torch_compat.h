@@ -16,6 +16,7 @@
 #if defined(SDXL_TORCH_CUDA)
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
 #endif
 
 #define SDXL_TORCH_VERSION_AT_LEAST(major, minor) \
@@ -65,6 +66,31 @@ inline void cuda_reset_peak_allocated(int device) {
   (void)device;
 #endif
 }
+
+// While alive, a CUDA call that makes the host wait for the device (a blocking copy, .item(),
+// a stream synchronisation) throws instead of waiting: torch.cuda.set_sync_debug_mode("error").
+// The test that a training step never waits uses it; without CUDA LibTorch it does nothing.
+class CudaSyncsThrow {
+ public:
+  CudaSyncsThrow() {
+#if defined(SDXL_TORCH_CUDA)
+    previous_ = c10::cuda::warning_state().get_sync_debug_mode();
+    c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_ERROR);
+#endif
+  }
+  ~CudaSyncsThrow() {
+#if defined(SDXL_TORCH_CUDA)
+    c10::cuda::warning_state().set_sync_debug_mode(previous_);
+#endif
+  }
+  CudaSyncsThrow(const CudaSyncsThrow&) = delete;
+  CudaSyncsThrow& operator=(const CudaSyncsThrow&) = delete;
+
+ private:
+#if defined(SDXL_TORCH_CUDA)
+  c10::cuda::SyncDebugMode previous_ = c10::cuda::SyncDebugMode::L_DISABLED;
+#endif
+};
 
 namespace detail {
 template <typename C, typename = void>

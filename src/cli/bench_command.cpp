@@ -19,7 +19,8 @@ Command make_bench_command() {
   c.summary = "Time a config's training steps (or --generate: its validation images) per rank and in total";
   c.help =
       "usage: sdxl-dreambooth bench CONFIG.toml [--set section.key=value]... [--steps 10] [--warmup 2]\n"
-      "                             [--generate] [--architecture DIR] [--peak-tflops T] [--json]\n"
+      "                             [--generate] [--architecture DIR] [--peak-tflops T] [--no-phase-sync]\n"
+      "                             [--json]\n"
       "       mpirun -np N sdxl-dreambooth bench CONFIG.toml ...\n\n"
       "Runs --warmup and then --steps LoRA training steps of CONFIG through the training code (the\n"
       "config's model, device, precision, batch, accumulation, LoRA, gradient checkpointing and\n"
@@ -35,10 +36,12 @@ Command make_bench_command() {
       "             unet.config.json, vae…) with random weights instead of loading model.pretrained's\n"
       "             weights (tokenizers and scheduler still come from model.pretrained)\n"
       "--peak-tflops T  the device's peak TFLOP/s for MFU (default: a table of NVIDIA GPUs)\n"
+      "--no-phase-sync  do not wait for the GPU between phases: it runs ahead of the host as in\n"
+      "             `train`, and images/s is the loop's; the phase times are then only the host's\n"
       "--json       one JSON object on standard output instead of the table\n"
       "Progress goes to standard error.\n";
   c.run = [](const std::vector<std::string>& argv) -> int {
-    Args args(argv, {"--generate", "--json"}, {"--steps", "--warmup", "--architecture", "--peak-tflops"}, {"--set"});
+    Args args(argv, {"--generate", "--json", "--no-phase-sync"}, {"--steps", "--warmup", "--architecture", "--peak-tflops"}, {"--set"});
     if (args.positionals().size() != 1) {
       throw UsageError("bench takes exactly one CONFIG.toml, got " + std::to_string(args.positionals().size()) +
                        " arguments");
@@ -60,6 +63,8 @@ Command make_bench_command() {
     if (o.peak_tflops && !(*o.peak_tflops > 0)) {
       throw UsageError("--peak-tflops: expected a positive number, got " + util::format_number(*o.peak_tflops));
     }
+    o.phase_sync = !args.flag("--no-phase-sync");
+    if (generate && !o.phase_sync) throw UsageError("--no-phase-sync applies to training steps, not --generate");
     const bool json = args.flag("--json");
     return run_rank_job(args.positionals()[0], args.repeated("--set"), [&](RankJob& job) {
       std::string text;

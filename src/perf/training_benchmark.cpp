@@ -11,6 +11,7 @@
 #include "sdxl_dreambooth/sampling/noise_schedule.h"
 #include "sdxl_dreambooth/train/training_setup.h"
 #include "sdxl_dreambooth/util/strings.h"
+#include "sdxl_dreambooth/util/to_device.h"
 
 #include <chrono>
 #include <cstdio>
@@ -29,10 +30,10 @@ struct SyntheticData {
   train::DiffusionBatch batch(at::Generator& gen) const {
     const auto f32 = torch::TensorOptions().dtype(torch::kFloat);
     train::DiffusionBatch b;
-    b.latents = at::randn({rows, channels, latent_size, latent_size}, gen, f32).to(device);
-    b.noise = at::randn({rows, channels, latent_size, latent_size}, gen, f32).to(device);
-    b.timesteps =
-        at::randint(0, num_train_timesteps, {rows}, gen, torch::TensorOptions().dtype(torch::kLong)).to(device);
+    b.latents = util::to_device_async(at::randn({rows, channels, latent_size, latent_size}, gen, f32), device);
+    b.noise = util::to_device_async(at::randn({rows, channels, latent_size, latent_size}, gen, f32), device);
+    b.timesteps = util::to_device_async(
+        at::randint(0, num_train_timesteps, {rows}, gen, torch::TensorOptions().dtype(torch::kLong)), device);
     b.prompt_embeds = prompt_embeds;
     b.text_embeds = text_embeds;
     b.time_ids = time_ids;
@@ -75,7 +76,7 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
   }
   const model::SchedulerConfig scheduler_config =
       model::SchedulerConfig::load(folder.component("scheduler") / "scheduler_config.json");
-  const sampling::NoiseSchedule schedule(scheduler_config);
+  const sampling::NoiseSchedule schedule = sampling::NoiseSchedule(scheduler_config).to(device);
   const std::int64_t vae_factor = std::int64_t{1} << (model::VaeConfig::load(vae_config).block_out_channels.size() - 1);
   log.info("bench: UNet ready in " + format_value("%.1f", seconds_since(load_start)) + " s (" + b.setup.model + ")");
 
@@ -93,7 +94,8 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
   b.grad_accum = cfg.get_int("train.grad_accum");
   const bool prior = cfg.get_bool("prior.enabled");
   b.batch_rows = cfg.get_int("train.batch_size") * (prior ? 2 : 1);
-  b.allreduce_bytes = comm.world_size() > 1 ? (b.lora_parameters + 2) * 4 : 0;
+  b.allreduce_bytes = comm.world_size() > 1 ? (b.lora_parameters + 1) * 4 : 0;  // + the loss
+  b.phase_sync = o.phase_sync;
 
   const model::UNetConfig& uc = unet->config();
   SyntheticData data;
@@ -121,7 +123,7 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
   parts.comm = &comm;
   parts.grad_accum = b.grad_accum;
   parts.max_grad_norm = cfg.get_float("train.max_grad_norm");
-  parts.synchronize_phases = true;
+  parts.synchronize_phases = o.phase_sync;
   const double lr = cfg.get_float("train.learning_rate");
 
   const model::UNetFlops flops = model::unet_flops(uc, b.setup.resolution, b.setup.resolution);
@@ -131,6 +133,7 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
            std::to_string(b.lora_parameters) + " parameters)");
   reset_peak_memory(device);
   train::StepTimes measured;
+  std::vector<train::StepResult> unread;  // without phase syncs, read back once at the end
   Clock::time_point start = Clock::now();
   for (std::int64_t i = 0; i < o.warmup + o.steps; ++i) {
     if (i == o.warmup) {
@@ -149,12 +152,21 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
       measured.allreduce_s += t.allreduce_s;
       measured.optimizer_s += t.optimizer_s;
     }
+    std::string loss;
+    if (o.phase_sync) {
+      const train::StepValues v = train::read_step_values({res}).front();
+      train::check_step_finite(i + 1, res, v);
+      loss = ", loss " + format_value("%.4f", v.loss);
+    } else {
+      unread.push_back(res);
+    }
     log.info(std::string(warm_up ? "warm-up " : "step ") + std::to_string(warm_up ? i + 1 : i - o.warmup + 1) +
              ": data " + format_value("%.4f", t.data_s) + " s, forward " + format_value("%.4f", t.forward_s) +
              " s, backward " + format_value("%.4f", t.backward_s) + " s, all-reduce " +
-             format_value("%.4f", t.allreduce_s) + " s, optimizer " + format_value("%.4f", t.optimizer_s) +
-             " s, loss " + format_value("%.4f", res.loss));
+             format_value("%.4f", t.allreduce_s) + " s, optimizer " + format_value("%.4f", t.optimizer_s) + " s" +
+             loss);
   }
+  if (device.is_cuda()) torch::cuda::synchronize();  // the steps still queued belong to the measurement
   const double elapsed = seconds_since(start);
   const double steps = static_cast<double>(o.steps);
 
@@ -168,6 +180,8 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
   b.per_step = {phases[0].item<double>(), phases[1].item<double>(), phases[2].item<double>(), phases[3].item<double>(),
                 phases[4].item<double>()};
   b.slowest_rank_step_s = comm.all_reduce_max(elapsed / steps, "benchmark step time");
+  const std::vector<train::StepValues> values = train::read_step_values(unread);
+  for (std::size_t k = 0; k < values.size(); ++k) train::check_step_finite(std::int64_t(k) + 1, unread[k], values[k]);
   const double images = steps * static_cast<double>(b.batch_rows * b.grad_accum);
   b.throughput = throughput(images / elapsed, flops.lora_training_step, b.setup, comm, o.peak_tflops);
   b.memory = peak_memory(device, comm);
@@ -180,6 +194,7 @@ nlohmann::json to_json(const TrainingBenchmark& b) {
   j["grad_accum"] = b.grad_accum;
   j["gradient_checkpointing"] = b.gradient_checkpointing;
   j["channels_last"] = b.channels_last;
+  j["phase_sync"] = b.phase_sync;
   j["lora_rank"] = b.lora_rank;
   j["lora_parameters"] = b.lora_parameters;
   j["allreduce_bytes"] = b.allreduce_bytes;
@@ -201,9 +216,12 @@ std::string describe(const TrainingBenchmark& b) {
   out += "step       " + std::to_string(b.batch_rows) + " UNet rows x " + std::to_string(b.grad_accum) +
          " accumulation per rank at " + std::to_string(b.setup.resolution) + " px, LoRA rank " +
          std::to_string(b.lora_rank) + " (" + std::to_string(b.lora_parameters) + " parameters), checkpointing " +
-         (b.gradient_checkpointing ? "on" : "off") + (b.channels_last ? ", channels-last" : "") + "; " + std::to_string(b.setup.steps) + " step(s) after " +
+         (b.gradient_checkpointing ? "on" : "off") + (b.channels_last ? ", channels-last" : "") +
+         (b.phase_sync ? "" : ", no phase syncs") + "; " + std::to_string(b.setup.steps) + " step(s) after " +
          std::to_string(b.setup.warmup) + " warm-up\n";
-  out += "per step   " + phase("data", t.data_s) + ", " + phase("forward", t.forward_s) + ", " +
+  // Without phase syncs the phases are where the host spent its time (queueing work, or blocked
+  // on a full launch queue); images/s comes from the wall time either way.
+  out += std::string(b.phase_sync ? "per step   " : "host queue ") + phase("data", t.data_s) + ", " + phase("forward", t.forward_s) + ", " +
          phase("backward", t.backward_s) + ", " + phase("all-reduce", t.allreduce_s) + ", " +
          phase("optimizer", t.optimizer_s) + "; total " + format_value("%.4f", t.total()) + " s (slowest rank " +
          format_value("%.4f", b.slowest_rank_step_s) + " s)\n";

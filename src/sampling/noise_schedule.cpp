@@ -24,6 +24,12 @@ NoiseSchedule::NoiseSchedule(const model::SchedulerConfig& c) : config_(c) {
   }
 }
 
+NoiseSchedule NoiseSchedule::to(const torch::Device& device) const {
+  NoiseSchedule moved = *this;
+  moved.alphas_cumprod_ = alphas_cumprod_.to(device);
+  return moved;
+}
+
 std::pair<torch::Tensor, torch::Tensor> NoiseSchedule::coefficients(const torch::Tensor& timesteps,
                                                                     const torch::Tensor& like) const {
   const torch::Tensor ac = alphas_cumprod_.to(like.device()).index({timesteps.to(like.device()).to(torch::kLong)});
@@ -48,7 +54,7 @@ torch::Tensor NoiseSchedule::velocity(const torch::Tensor& x0, const torch::Tens
 }
 
 torch::Tensor NoiseSchedule::snr(const torch::Tensor& timesteps) const {
-  // ref: diffusers training_utils.compute_snr.
+  // ref: diffusers training_utils.compute_snr (which moves the table to the timesteps' device).
   const torch::Tensor idx = timesteps.to(torch::kLong).to(alphas_cumprod_.device());
   const torch::Tensor alpha = alphas_cumprod_.sqrt().index({idx});
   const torch::Tensor sigma = (1.0 - alphas_cumprod_).sqrt().index({idx});

@@ -2,12 +2,11 @@
 
 namespace sdxl::train {
 
-double clip_flat_grad_norm(torch::Tensor& flat, double max_norm) {
+torch::Tensor clip_flat_grad_norm(torch::Tensor& flat, double max_norm) {
   torch::NoGradGuard no_grad;
   const torch::Tensor norm = flat.norm(2);
-  const double value = norm.item<double>();
   if (max_norm > 0.0) flat.mul_(torch::clamp_max(max_norm / (norm + 1e-6), 1.0));
-  return value;
+  return norm;
 }
 
 }  // namespace sdxl::train

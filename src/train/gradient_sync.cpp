@@ -21,19 +21,16 @@ torch::Tensor flatten_gradients(const std::vector<torch::Tensor>& params, const 
   return torch::cat(parts);
 }
 
-double average_flat_gradient(torch::Tensor& flat, double loss, dist::Collectives& comm, bool* stop) {
+torch::Tensor average_flat_gradient(torch::Tensor& flat, const torch::Tensor& loss, dist::Collectives& comm) {
   torch::NoGradGuard no_grad;
   // One buffer where the backend wants it (host for MPI, the GPU for NCCL).
   const auto opts = torch::TensorOptions().dtype(torch::kFloat).device(comm.device());
   const std::int64_t n = flat.numel();
-  torch::Tensor buffer =
-      torch::cat({flat.to(opts), torch::tensor({static_cast<float>(loss), stop && *stop ? 1.0f : 0.0f}).to(opts)});
+  torch::Tensor buffer = torch::cat({flat.to(opts), loss.detach().reshape({1}).to(opts)});
   comm.all_reduce_sum(buffer, "all-reduce of LoRA gradients");
   buffer.div_(static_cast<double>(comm.world_size()));
   flat.copy_(buffer.narrow(0, 0, n));
-  const torch::Tensor tail = buffer.narrow(0, n, 2).to(torch::kCPU);
-  if (stop) *stop = tail[1].item<double>() > 0;
-  return tail[0].item<double>();
+  return buffer.narrow(0, n, 1).reshape({}).to(flat.device());
 }
 
 void check_weights_agree(const nn::LoraNetwork& lora, dist::Collectives& comm, std::int64_t step) {

@@ -32,6 +32,7 @@ StepResult run_train_step(const TrainStepParts& p, std::int64_t step, double lr,
     return Clock::now();
   };
   StepResult result;
+  torch::Tensor loss;  // summed on the device: reading it here would make the host wait
   nn::UNet2DConditionModel unet = p.unet;  // a handle: the same module
   for (std::int64_t micro = 0; micro < p.grad_accum; ++micro) {
     const auto t0 = mark();
@@ -42,7 +43,8 @@ StepResult run_train_step(const TrainStepParts& p, std::int64_t step, double lr,
     const auto t2 = mark();
     // accelerate divides by the accumulation steps, so gradients are a mean over micro-batches.
     p.scaler->scale_loss(r.loss / static_cast<double>(p.grad_accum)).backward();
-    result.loss += r.loss.item<double>() / static_cast<double>(p.grad_accum);
+    const torch::Tensor part = r.loss.detach().to(torch::kFloat) / static_cast<double>(p.grad_accum);
+    loss = loss.defined() ? loss + part : part;
     const auto t3 = mark();
     times.data_s += seconds(t0, t1);
     times.forward_s += seconds(t1, t2);
@@ -58,23 +60,32 @@ StepResult run_train_step(const TrainStepParts& p, std::int64_t step, double lr,
   p.comm->set_context("step " + std::to_string(step + 1));
   result.stop_requested = p.signals && p.signals->requested();
   if (p.comm->world_size() > 1) {
-    result.loss = average_flat_gradient(flat, result.loss, *p.comm, &result.stop_requested);
+    loss = average_flat_gradient(flat, loss, *p.comm);
     // After the all-reduce every rank has every gradient (a missing one is zeros), as the
     // per-tensor path always had.
     has_grad.assign(has_grad.size(), true);
+    // Every rank stops at the same step. The flag goes through a host (MPI) all-reduce, under
+    // NCCL too: a few microseconds, and the host does not wait for the GPU.
+    if (p.signals) {
+      result.stop_requested = p.comm->all_reduce_max(result.stop_requested ? 1.0 : 0.0, "preemption flag") > 0;
+    }
   }
   const auto t6 = mark();
   p.scaler->unscale_flat(flat);
+  result.loss = loss;
   result.grad_norm = clip_flat_grad_norm(flat, p.max_grad_norm);
-  if (!std::isfinite(result.grad_norm) || !std::isfinite(result.loss)) {
-    if (!p.scaler->enabled()) {
-      throw Error("training diverged at step " + std::to_string(step + 1) + ": loss " + fmt_g(result.loss) +
-                      ", gradient norm " + fmt_g(result.grad_norm) + " (not finite); the LoRA was not written",
-                  "lower train.learning_rate, set train.max_grad_norm, or use mixed_precision = \"bf16\"");
-    }
+  bool finite = true;
+  if (p.scaler->enabled()) {
+    // fp16: the host decides whether this step updates anything.
+    const StepValues v = read_step_values({result}).front();
+    finite = std::isfinite(v.loss) && std::isfinite(v.grad_norm);
+  }
+  if (!finite) {
     p.scaler->update(false);
     result.skipped = true;
   } else {
+    // Without loss scaling a non-finite step is applied too; check_step_finite ends the run
+    // when the loop reads it back, before anything built from the weights is written.
     std::int64_t offset = 0;
     std::size_t first = 0;
     for (const auto& g : p.optimizers) {
@@ -92,6 +103,28 @@ StepResult run_train_step(const TrainStepParts& p, std::int64_t step, double lr,
   times.allreduce_s += seconds(t5, t6);
   times.optimizer_s += seconds(t4, t5) + seconds(t6, t7);
   return result;
+}
+
+std::vector<StepValues> read_step_values(const std::vector<StepResult>& results) {
+  std::vector<StepValues> out(results.size());
+  if (results.empty()) return out;
+  std::vector<torch::Tensor> parts;
+  parts.reserve(2 * results.size());
+  for (const auto& r : results) {
+    parts.push_back(r.loss.detach().reshape({1}).to(torch::kFloat));
+    parts.push_back(r.grad_norm.detach().reshape({1}).to(torch::kFloat));
+  }
+  const torch::Tensor host = torch::cat(parts).to(torch::kCPU, torch::kDouble).contiguous();
+  const double* v = host.data_ptr<double>();
+  for (std::size_t i = 0; i < out.size(); ++i) out[i] = {v[2 * i], v[2 * i + 1]};
+  return out;
+}
+
+void check_step_finite(std::int64_t step, const StepResult& result, const StepValues& values) {
+  if (result.skipped || (std::isfinite(values.loss) && std::isfinite(values.grad_norm))) return;
+  throw Error("training diverged at step " + std::to_string(step) + ": loss " + fmt_g(values.loss) +
+                  ", gradient norm " + fmt_g(values.grad_norm) + " (not finite); the LoRA was not written",
+              "lower train.learning_rate, set train.max_grad_norm, or use mixed_precision = \"bf16\"");
 }
 
 }  // namespace sdxl::train

@@ -27,6 +27,7 @@
 #include "sdxl_dreambooth/train/training_setup.h"
 #include "sdxl_dreambooth/util/memory_usage.h"
 #include "sdxl_dreambooth/util/strings.h"
+#include "sdxl_dreambooth/util/to_device.h"
 
 #include <unistd.h>
 
@@ -212,16 +213,17 @@ DiffusionBatch assemble_batch(const EncodedImages& inst, const EncodedImages* cl
     }
   }
   auto take = [&](const torch::Tensor& a, const torch::Tensor* b) {
-    const auto ri = torch::tensor(rows_i, torch::kLong).to(a.device());
+    // Uploaded without a stream sync (util/to_device.h): nothing in a step waits for the device.
+    const auto ri = util::to_device_async(torch::tensor(rows_i, torch::kLong), a.device());
     torch::Tensor t = a.index_select(0, ri);
-    if (b) t = torch::cat({t, b->index_select(0, torch::tensor(rows_c, torch::kLong).to(b->device()))});
+    if (b) t = torch::cat({t, b->index_select(0, util::to_device_async(torch::tensor(rows_c, torch::kLong), b->device()))});
     return t;
   };
   const torch::Tensor mean = take(inst.mean, cls ? &cls->mean : nullptr);
   const torch::Tensor std = take(inst.std, cls ? &cls->std : nullptr);
   DiffusionBatch b;
   b.time_ids = take(inst.time_ids, cls ? &cls->time_ids : nullptr);
-  const auto pr = torch::tensor(prompt_rows, torch::kLong).to(prompts.prompt_embeds.device());
+  const auto pr = util::to_device_async(torch::tensor(prompt_rows, torch::kLong), prompts.prompt_embeds.device());
   if (train_text_encoders) {
     // Text-encoder LoRA: the embeddings depend on trained weights, so they are computed per step.
     const auto e = nn::encode_prompt(train_text_encoders->text_encoder, train_text_encoders->text_encoder_2,
@@ -235,12 +237,13 @@ DiffusionBatch assemble_batch(const EncodedImages& inst, const EncodedImages* cl
   // Drawn on the CPU: the same numbers on every device.
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat);
   const std::int64_t B = mean.size(0), C = mean.size(1);
-  const torch::Tensor sample = at::randn(mean.sizes(), gen, f32).to(device);
+  const torch::Tensor sample = util::to_device_async(at::randn(mean.sizes(), gen, f32), device);
   b.latents = (mean + std * sample) * scaling_factor;
   torch::Tensor noise = at::randn(mean.sizes(), gen, f32);
   if (noise_offset > 0) noise = noise + noise_offset * at::randn({B, C, 1, 1}, gen, f32);
-  b.noise = noise.to(device);
-  b.timesteps = at::randint(0, num_train_timesteps, {B}, gen, torch::TensorOptions().dtype(torch::kLong)).to(device);
+  b.noise = util::to_device_async(noise, device);
+  b.timesteps = util::to_device_async(
+      at::randint(0, num_train_timesteps, {B}, gen, torch::TensorOptions().dtype(torch::kLong)), device);
   return b;
 }
 
@@ -409,7 +412,8 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
   auto load_start = Clock::now();
   auto pipe = pipeline::SdxlPipeline::load(po);
   log.info("loaded " + po.model + " in " + fmt("%.1f", seconds_since(load_start)) + " s");
-  const sampling::NoiseSchedule schedule(pipe.scheduler_config);
+  // On the training device, beside the batches (noise_schedule.h).
+  const sampling::NoiseSchedule schedule = sampling::NoiseSchedule(pipe.scheduler_config).to(s.device);
 
   if (s.prior) ensure_class_images(pipe, cfg, s, log, comm);
 
@@ -638,6 +642,37 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
   double window_loss = 0;
   std::int64_t window_steps = 0;
   auto window_start = Clock::now();
+  // Steps whose loss and gradient norm are still on the device (train_step.h). They are read
+  // back together, and the run ends if one diverged, before anything built from the weights is
+  // written or logged.
+  struct PendingStep {
+    std::int64_t step;  // 1-based
+    double lr, seconds;
+    StepResult result;
+  };
+  std::vector<PendingStep> pending;
+  double last_grad_norm = 0;
+  auto settle = [&] {
+    std::vector<StepResult> results;
+    for (const auto& p : pending) results.push_back(p.result);
+    const std::vector<StepValues> values = read_step_values(results);
+    for (std::size_t i = 0; i < pending.size(); ++i) {
+      const PendingStep& p = pending[i];
+      check_step_finite(p.step, p.result, values[i]);
+      summary.losses.push_back(values[i].loss);
+      window_loss += values[i].loss;
+      last_grad_norm = values[i].grad_norm;
+      if (writer) {
+        metrics_rows.push_back({p.step, values[i].loss, p.lr, values[i].grad_norm, p.seconds});
+        write_metrics_row(metrics, metrics_rows.back());
+      }
+    }
+    pending.clear();
+    if (writer) {
+      metrics.flush();
+      if (!metrics) throw Error("cannot write " + metrics_path.string());
+    }
+  };
   for (std::int64_t step = start_step; step < max_steps; ++step) {
     const auto step_start = Clock::now();
     maybe_inject_fault(rank, step + 1);
@@ -649,24 +684,24 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
                             noise_gen, noise_offset, schedule.num_train_timesteps(), scaling_factor, s.device,
                             train_te ? &pipe : nullptr);
     }, summary.times);
-    const double step_loss = r.loss, grad_norm = r.grad_norm;
     if (r.skipped) {
       ++summary.skipped_steps;
       log.warn("step " + std::to_string(step + 1) + ": non-finite fp16 gradients, step skipped; loss scale " +
                util::format_number(scale_before) + " -> " + util::format_number(scaler.scale()));
     }
-    summary.losses.push_back(step_loss);
     summary.steps = step + 1;
-    window_loss += step_loss;
     ++window_steps;
-    if (writer) {
-      metrics_rows.push_back({step + 1, step_loss, lr, grad_norm, seconds_since(step_start)});
-      write_metrics_row(metrics, metrics_rows.back());
-      metrics.flush();
-      if (!metrics) throw Error("cannot write " + metrics_path.string());
-    }
+    pending.push_back({step + 1, lr, seconds_since(step_start), r});
 
-    if ((step + 1) % log_every == 0 || step + 1 == max_steps) {
+    const bool last = step + 1 == max_steps;
+    // Every rank stops on the same step: the flag went through an all-reduce.
+    const bool stop = r.stop_requested;
+    const bool log_now = (step + 1) % log_every == 0 || last;
+    const bool validate = !last && !stop && validation_due(cfg, step + 1, steps_per_epoch);
+    const bool save = !last && (step + 1) % s.checkpoint_every == 0;
+    if (log_now || last || stop || validate || save) settle();
+
+    if (log_now) {
       check_all_weights(step + 1);
       const double window_s = seconds_since(window_start);
       const double ips = static_cast<double>(window_steps * images_per_step) / std::max(window_s, 1e-9);
@@ -674,14 +709,12 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
       const double eta = elapsed / static_cast<double>(step + 1) * static_cast<double>(max_steps - step - 1);
       log.info("step " + std::to_string(step + 1) + "/" + std::to_string(max_steps) + " loss " +
                fmt("%.4f", window_loss / static_cast<double>(window_steps)) + " lr " + fmt("%.3g", lr) +
-               " grad_norm " + fmt("%.3g", grad_norm) + " " + fmt("%.2f", ips) + " img/s ETA " + format_duration(eta));
+               " grad_norm " + fmt("%.3g", last_grad_norm) + " " + fmt("%.2f", ips) + " img/s ETA " +
+               format_duration(eta));
       window_loss = 0;
       window_steps = 0;
       window_start = Clock::now();
     }
-    const bool last = step + 1 == max_steps;
-    // Every rank stops on the same step: the flag rode along with the gradient all-reduce.
-    const bool stop = r.stop_requested;
     if (stop && !last) {
       log.warn("preemption requested (" +
                (signals.signal_number() ? std::string(strsignal(signals.signal_number())) : std::string("another rank")) +
@@ -692,10 +725,8 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
       summary.peak_rss_bytes = util::peak_rss_bytes();
       return summary;
     }
-    if (!last && validation_due(cfg, step + 1, steps_per_epoch)) {
-      last_samples = run_validation(pipe, cfg, s, step + 1, log, comm);
-    }
-    if (!last && (step + 1) % s.checkpoint_every == 0) write_checkpoint(step + 1);
+    if (validate) last_samples = run_validation(pipe, cfg, s, step + 1, log, comm);
+    if (save) write_checkpoint(step + 1);
   }
   const double train_s = seconds_since(train_start);
   const std::int64_t steps_run = std::max<std::int64_t>(summary.steps - start_step, 1);

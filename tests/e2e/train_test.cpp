@@ -113,6 +113,30 @@ TEST(Train, BadImagesFailNamingTheFileOrAreSkipped) {
   EXPECT_NE(skip.err.find("one_pixel.png is 1x1"), std::string::npos);
 }
 
+// The step never waits for the device (train_step.h), so a diverged step is found where the
+// loop reads its window back: the run must still end there, naming the step, before a LoRA,
+// checkpoint or validation image is written from the broken weights.
+TEST(Train, ADivergedRunEndsNamingTheStepAndWritesNoLora) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  // An absurd learning rate: the first AdamW step moves the adapters by ~1e30, the next
+  // forward overflows.
+  test::write_file(dir / "run.toml",
+                   tiny_config(dir / "out", test::subjects_dir() / "chelsea",
+                               "batch_size = 1\nmax_steps = 4\nlearning_rate = 1e30\n",
+                               "[checkpoint]\nevery_steps = 3\n"));
+  const auto r = test::run_cli({"train", (dir / "run.toml").string()});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("training diverged at step 2: loss"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("(not finite); the LoRA was not written"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "out" / "pytorch_lora_weights.safetensors"));
+  for (const auto& e : fs::recursive_directory_iterator(dir / "out")) {
+    EXPECT_NE(e.path().extension(), ".h5") << "a checkpoint of diverged weights: " << e.path();
+  }
+  // The finite step before it is on record.
+  EXPECT_EQ(read_losses(dir / "out" / "metrics.csv").size(), 1u);
+}
+
 TEST(Train, EmptyOrMissingInstanceFolderIsAUsageError) {
   SDXL_REQUIRE_REFERENCE();
   test::TempDir dir;

@@ -71,7 +71,7 @@ void check_lora_train_steps(const LoraTrainCase& c, const torch::Device& device)
     // What train_step.cpp does: one flat gradient, clipped, then AdamW on it.
     std::vector<bool> has_grad;
     torch::Tensor flat = train::flatten_gradients(params, device, &has_grad);
-    const double norm = train::clip_flat_grad_norm(flat, c.max_grad_norm);
+    const double norm = train::clip_flat_grad_norm(flat, c.max_grad_norm).item<double>();
     const double expected_norm = ref.tensor(s + "grad_norm_before_clip").item<double>();
     EXPECT_NEAR(norm, expected_norm, 1e-4 * expected_norm);
 

@@ -7,10 +7,12 @@
 #include "sdxl_dreambooth/train/grad_norm.h"
 #include "sdxl_dreambooth/train/gradient_sync.h"
 #include "sdxl_dreambooth/train/loss_scaler.h"
+#include "sdxl_dreambooth/train/train_step.h"
 #include "support/tensors.h"
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <memory>
 
 using namespace sdxl;
@@ -149,9 +151,39 @@ TEST(TrainStep, FlatGradientClippingMatchesPerTensor) {
   auto flat = train::flatten_gradients({a, b, c}, torch::kCPU, &has);
   EXPECT_EQ(has, (std::vector<bool>{true, true, false}));
   EXPECT_TENSOR_NEAR(flat, torch::tensor({3.0f, 0.0f, 4.0f, 0.0f, 0.0f, 0.0f}), 0.0);
-  EXPECT_NEAR(train::clip_flat_grad_norm(flat, 1.0), 5.0, 1e-6);
+  EXPECT_NEAR(train::clip_flat_grad_norm(flat, 1.0).item<double>(), 5.0, 1e-6);
   EXPECT_NEAR(flat.norm().item<double>(), 1.0, 1e-5);
-  EXPECT_NEAR(train::clip_flat_grad_norm(flat, 0.0), 1.0, 1e-5);  // 0 disables clipping
+  EXPECT_NEAR(train::clip_flat_grad_norm(flat, 0.0).item<double>(), 1.0, 1e-5);  // 0 disables clipping
+}
+
+TEST(TrainStep, StepValuesAreReadBackTogetherInOrder) {
+  std::vector<train::StepResult> steps(3);
+  for (int i = 0; i < 3; ++i) {
+    steps[i].loss = torch::tensor(0.5f + float(i));
+    steps[i].grad_norm = torch::tensor(10.0f * float(i + 1));
+  }
+  const auto v = train::read_step_values(steps);
+  ASSERT_EQ(v.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(v[i].loss, 0.5 + i);
+    EXPECT_EQ(v[i].grad_norm, 10.0 * (i + 1));
+  }
+  EXPECT_TRUE(train::read_step_values({}).empty());
+}
+
+TEST(TrainStep, ANonFiniteStepEndsTheRunNamingItUnlessFp16SkippedIt) {
+  train::StepResult r;
+  EXPECT_NO_THROW(train::check_step_finite(7, r, {0.25, 3.0}));
+  try {
+    train::check_step_finite(7, r, {std::nan(""), 3.0});
+    ADD_FAILURE() << "a NaN loss was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("training diverged at step 7: loss nan"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("the LoRA was not written"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(train::check_step_finite(8, r, {0.25, HUGE_VAL}), Error);
+  r.skipped = true;  // fp16 loss scaling skipped it and backed off: training goes on
+  EXPECT_NO_THROW(train::check_step_finite(9, r, {HUGE_VAL, std::nan("")}));
 }
 
 TEST(TrainStep, LossScalerBacksOffOnOverflowAndGrows) {

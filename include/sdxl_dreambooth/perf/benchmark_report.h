@@ -22,6 +22,9 @@ struct BenchmarkOptions {
   std::int64_t warmup = 2;                  // run first, not measured
   std::optional<std::string> architecture;  // networks from these configs with random weights
   std::optional<double> peak_tflops;        // the device's peak for MFU (default: util/device_peak)
+  // Training: wait for the device at each phase boundary, so each phase's GPU time is its own.
+  // Off, the device runs ahead of the host as in `train` and only whole steps are timed.
+  bool phase_sync = true;
 };
 
 struct BenchmarkSetup {

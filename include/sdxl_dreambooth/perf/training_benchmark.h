@@ -16,6 +16,7 @@ struct TrainingBenchmark {
   std::int64_t grad_accum = 1;
   bool gradient_checkpointing = false;
   bool channels_last = false;
+  bool phase_sync = true;  // BenchmarkOptions::phase_sync
   std::int64_t lora_rank = 0, lora_parameters = 0;
   std::int64_t allreduce_bytes = 0;  // per step and rank (0 on one rank)
   train::StepTimes per_step;         // mean over the measured steps and the ranks

@@ -16,6 +16,9 @@ class NoiseSchedule {
   const torch::Tensor& alphas_cumprod() const { return alphas_cumprod_; }
   std::int64_t num_train_timesteps() const { return alphas_cumprod_.size(0); }
   const model::SchedulerConfig& config() const { return config_; }
+  // The same schedule with its table on `device`: training keeps it where the batches are, so
+  // looking up ᾱ_t for a step's timesteps copies nothing between host and device.
+  NoiseSchedule to(const torch::Device& device) const;
 
   // sqrt(ᾱ_t) x0 + sqrt(1 - ᾱ_t) noise, per batch element.
   torch::Tensor add_noise(const torch::Tensor& x0, const torch::Tensor& noise, const torch::Tensor& timesteps) const;

@@ -17,10 +17,11 @@ torch::Tensor flatten_gradients(const std::vector<torch::Tensor>& params, const 
                                 std::vector<bool>* has_grad = nullptr);
 
 // Averages a flat gradient (flatten_gradients) over the ranks in place with one all-reduce; every
-// rank then clips and steps on the same gradient. The step's loss rides in the same buffer (so
-// logging costs no extra collective) and so does `stop`, when given: in, whether this rank was
-// asked to stop (preemption); out, whether any rank was. Returns the mean loss.
-double average_flat_gradient(torch::Tensor& flat, double loss, dist::Collectives& comm, bool* stop = nullptr);
+// rank then clips and steps on the same gradient. The step's loss (a one-element tensor) rides
+// in the same buffer, so logging costs no extra collective. Returns the mean loss as a
+// one-element float32 tensor on `flat`'s device, not read back: the host does not wait for
+// the all-reduce (with NCCL it runs on the GPU's stream).
+torch::Tensor average_flat_gradient(torch::Tensor& flat, const torch::Tensor& loss, dist::Collectives& comm);
 
 // Compares a hash of the adapters' bytes across ranks (all-reduce of min and max); throws an
 // Error naming `step` when they differ.

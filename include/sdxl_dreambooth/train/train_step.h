@@ -48,17 +48,36 @@ struct TrainStepParts {
   const PreemptionSignals* signals = nullptr;
 };
 
+// What a step leaves on the device. Its loss and gradient norm are not read back by the step:
+// on CUDA the host queues the next steps while the GPU works, and the training loop reads a
+// window of steps at once (read_step_values) where it needs them (logging, validation,
+// checkpoints, the end). fp16 loss scaling is the exception: whether to skip a step is decided
+// on the host, so that step reads its values (as torch.cuda.amp.GradScaler does).
 struct StepResult {
-  double loss = 0;              // mean over micro-batches and ranks
-  double grad_norm = 0;         // before clipping
+  torch::Tensor loss;           // 0-d float32 on the device: mean over micro-batches and ranks
+  torch::Tensor grad_norm;      // 0-d float32 on the device: before clipping
   bool skipped = false;         // fp16: gradients not finite, no update (the loss scale backed off)
   bool stop_requested = false;  // some rank was asked to stop (preemption); the same on every rank
 };
 
 // Runs optimizer step `step` (0-based) at learning rate `lr`; `next_batch(micro)` builds its
-// micro-batches. Throws an Error naming the step when the loss or gradients are not finite
-// without fp16 loss scaling (nothing is updated then).
+// micro-batches. Nothing in it waits for the device, except fp16 loss scaling (above) and the
+// MPI backend's host all-reduce.
 StepResult run_train_step(const TrainStepParts& parts, std::int64_t step, double lr,
                           const std::function<DiffusionBatch(std::int64_t micro)>& next_batch, StepTimes& times);
+
+// A step's loss and gradient norm on the host.
+struct StepValues {
+  double loss = 0, grad_norm = 0;
+};
+
+// The values of `results` in one device-to-host copy: the one point where the host waits for
+// the device, once per window of steps instead of once per step.
+std::vector<StepValues> read_step_values(const std::vector<StepResult>& results);
+
+// Throws the Error that ends a diverged run, naming `step` (1-based), when `values` are not
+// finite and the step was not skipped by fp16 loss scaling. The caller checks before anything
+// built from the weights is written (checkpoints, validation images, the LoRA).
+void check_step_finite(std::int64_t step, const StepResult& result, const StepValues& values);
 
 }  // namespace sdxl::train
