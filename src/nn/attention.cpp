@@ -20,6 +20,58 @@ torch::Tensor portable_attention(const torch::Tensor& q, const torch::Tensor& k,
   return torch::matmul(probs, v).to(dtype);
 }
 
+// The weights of `layers` as one [Σ out, in] tensor, without a copy, when they lie side by side
+// in one storage in this order (fuse_projections); undefined otherwise.
+torch::Tensor adjacent_weights(const std::vector<LoraCompatibleLinearImpl*>& layers) {
+  const torch::Tensor& first = layers.front()->weight;
+  std::int64_t offset = first.storage_offset(), rows = 0;
+  for (const auto* l : layers) {
+    const torch::Tensor& w = l->weight;
+    if (l->bias.defined() || !w.is_contiguous() || !w.is_alias_of(first) || w.storage_offset() != offset ||
+        w.size(1) != first.size(1) || w.scalar_type() != first.scalar_type()) {
+      return {};
+    }
+    offset += w.numel();
+    rows += w.size(0);
+  }
+  return first.as_strided({rows, first.size(1)}, {first.size(1), 1}, first.storage_offset());
+}
+
+// Each layer's output for input x: one GEMM over the fused weight, and the adapters' A sides as
+// one GEMM when every layer has an adapter (the B sides differ per layer).
+std::vector<torch::Tensor> fused_projections(const std::vector<LoraCompatibleLinearImpl*>& layers,
+                                             const torch::Tensor& fused_weight, const torch::Tensor& x) {
+  namespace F = torch::nn::functional;
+  // split, not narrow: split's backward is one cat of the parts' gradients, narrow's a zeroed
+  // full-width buffer per part, summed.
+  std::vector<std::int64_t> widths, ranks;
+  for (const auto* l : layers) {
+    widths.push_back(l->out_features());
+    ranks.push_back(l->lora_rank());
+  }
+  std::vector<torch::Tensor> out = F::linear(x, fused_weight).split_with_sizes(widths, -1);
+  bool adapters = true;
+  for (const auto* l : layers) adapters = adapters && l->has_lora() && l->lora_scale != 0.0;
+  if (!adapters) {
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+      const torch::Tensor delta = layers[i]->lora_delta(x);
+      if (delta.defined()) out[i] = out[i] + delta;
+    }
+    return out;
+  }
+  // As lora_delta: the float32 adapters cast to the activations' dtype.
+  std::vector<torch::Tensor> a_weights;
+  for (const auto* l : layers) a_weights.push_back(l->lora_A->weight);
+  const auto a = F::linear(x, torch::cat(a_weights).to(x.scalar_type())).split_with_sizes(ranks, -1);
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    const auto* l = layers[i];
+    torch::Tensor delta = F::linear(a[i], l->lora_B->weight.to(x.scalar_type()));
+    const double scaling = l->lora_scaling();
+    out[i] = out[i] + (scaling != 1.0 ? delta * scaling : delta);
+  }
+  return out;
+}
+
 }  // namespace
 
 torch::Tensor scaled_dot_product_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
@@ -76,7 +128,19 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& input, const torch::Te
   const torch::Tensor ctx = context.defined() ? context : x;
   const std::int64_t h = config_.heads, d = config_.dim_head;
   auto split = [&](const torch::Tensor& t) { return t.view({B, -1, h, d}).transpose(1, 2); };
-  torch::Tensor q = split(to_q(x)), k = split(to_k(ctx)), v = split(to_v(ctx));
+  torch::Tensor q, k, v;
+  const bool self_attention = !context.defined();
+  const auto shared = fused_layers();
+  const torch::Tensor fused = adjacent_weights(shared);
+  if (fused.defined() && self_attention && config_.cross_attention_dim == 0) {
+    const auto p = fused_projections(shared, fused, x);
+    q = split(p[0]), k = split(p[1]), v = split(p[2]);
+  } else if (fused.defined() && config_.cross_attention_dim > 0) {
+    const auto p = fused_projections(shared, fused, ctx);
+    q = split(to_q(x)), k = split(p[0]), v = split(p[1]);
+  } else {
+    q = split(to_q(x)), k = split(to_k(ctx)), v = split(to_v(ctx));
+  }
   torch::Tensor out = scaled_dot_product_attention(q, k, v, options);
   out = out.transpose(1, 2).reshape({B, -1, h * d});
   out = to_out[0]->as<LoraCompatibleLinear>()->forward(out);
@@ -85,5 +149,31 @@ torch::Tensor AttentionImpl::forward(const torch::Tensor& input, const torch::Te
   if (config_.rescale_output_factor != 1.0) out = out / config_.rescale_output_factor;
   return out;
 }
+
+std::vector<LoraCompatibleLinearImpl*> AttentionImpl::fused_layers() const {
+  // ptr().get(): the holders are const here, the modules are not.
+  if (config_.cross_attention_dim > 0) return {to_k.ptr().get(), to_v.ptr().get()};
+  return {to_q.ptr().get(), to_k.ptr().get(), to_v.ptr().get()};
+}
+
+void AttentionImpl::fuse_projections() {
+  const auto layers = fused_layers();
+  for (const auto* l : layers) {
+    if (l->bias.defined()) return;
+  }
+  if (adjacent_weights(layers).defined()) return;
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> weights;
+  for (const auto* l : layers) weights.push_back(l->weight);
+  const torch::Tensor fused = torch::cat(weights);
+  std::int64_t row = 0;
+  for (auto* l : layers) {
+    const std::int64_t n = l->weight.size(0);
+    l->weight.set_data(fused.narrow(0, row, n));
+    row += n;
+  }
+}
+
+bool AttentionImpl::projections_fused() const { return adjacent_weights(fused_layers()).defined(); }
 
 }  // namespace sdxl::nn

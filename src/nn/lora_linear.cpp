@@ -19,7 +19,12 @@ LoraCompatibleLinearImpl::LoraCompatibleLinearImpl(std::int64_t in_features, std
 
 torch::Tensor LoraCompatibleLinearImpl::forward(const torch::Tensor& x) {
   torch::Tensor y = torch::nn::functional::linear(x, weight, bias);
-  if (!has_lora() || lora_scale == 0.0) return y;
+  const torch::Tensor delta = lora_delta(x);
+  return delta.defined() ? y + delta : y;
+}
+
+torch::Tensor LoraCompatibleLinearImpl::lora_delta(const torch::Tensor& x) const {
+  if (!has_lora() || lora_scale == 0.0) return {};
   // The adapter's float32 weights are cast to the activations' dtype (the casts' backward
   // returns float32 gradients): under mixed precision diffusers runs the adapter inside
   // autocast, which does the same. Casting the activations up instead moved every projection's
@@ -28,9 +33,8 @@ torch::Tensor LoraCompatibleLinearImpl::forward(const torch::Tensor& x) {
   const auto cast = [dtype](const torch::Tensor& w) { return w.scalar_type() == dtype ? w : w.to(dtype); };
   torch::Tensor delta = torch::nn::functional::linear(torch::nn::functional::linear(x, cast(lora_A->weight)),
                                                       cast(lora_B->weight));
-  const double scaling = lora_scale * alpha_ / static_cast<double>(rank_);
-  if (scaling != 1.0) delta = delta * scaling;
-  return y + delta;
+  const double scaling = lora_scaling();
+  return scaling != 1.0 ? delta * scaling : delta;
 }
 
 void LoraCompatibleLinearImpl::add_lora(std::int64_t rank, double alpha, at::Generator& generator) {

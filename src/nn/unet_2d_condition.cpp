@@ -1,6 +1,7 @@
 #include "sdxl_dreambooth/nn/unet_2d_condition.h"
 
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/nn/attention.h"
 
 namespace sdxl::nn {
 
@@ -74,6 +75,12 @@ void UNet2DConditionModelImpl::set_channels_last(bool enabled) {
     if (p.dim() == 4) p.set_data(p.data().contiguous(format));
   }
   channels_last_ = enabled;
+}
+
+void UNet2DConditionModelImpl::fuse_projections() {
+  for (const auto& m : modules(/*include_self=*/false)) {
+    if (auto* a = m->as<AttentionImpl>()) a->fuse_projections();
+  }
 }
 
 void UNet2DConditionModelImpl::set_gradient_checkpointing(bool enabled) {

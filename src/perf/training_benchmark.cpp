@@ -87,6 +87,8 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
   unet->set_gradient_checkpointing(b.gradient_checkpointing);
   b.channels_last = cfg.get_bool("train.channels_last");
   unet->set_channels_last(b.channels_last);
+  b.fuse_projections = cfg.get_bool("train.fuse_projections");
+  if (b.fuse_projections) unet->fuse_projections();
   train::AdamW optimizer(lora.parameters(), train::adamw_options(cfg));
   train::DynamicLossScaler scaler(cfg.get_string("train.mixed_precision") == "fp16");
   b.lora_rank = spec.rank;
@@ -195,6 +197,7 @@ nlohmann::json to_json(const TrainingBenchmark& b) {
   j["gradient_checkpointing"] = b.gradient_checkpointing;
   j["channels_last"] = b.channels_last;
   j["phase_sync"] = b.phase_sync;
+  j["fuse_projections"] = b.fuse_projections;
   j["lora_rank"] = b.lora_rank;
   j["lora_parameters"] = b.lora_parameters;
   j["allreduce_bytes"] = b.allreduce_bytes;
@@ -217,6 +220,7 @@ std::string describe(const TrainingBenchmark& b) {
          " accumulation per rank at " + std::to_string(b.setup.resolution) + " px, LoRA rank " +
          std::to_string(b.lora_rank) + " (" + std::to_string(b.lora_parameters) + " parameters), checkpointing " +
          (b.gradient_checkpointing ? "on" : "off") + (b.channels_last ? ", channels-last" : "") +
+         (b.fuse_projections ? ", fused projections" : "") +
          (b.phase_sync ? "" : ", no phase syncs") + "; " + std::to_string(b.setup.steps) + " step(s) after " +
          std::to_string(b.setup.warmup) + " warm-up\n";
   // Without phase syncs the phases are where the host spent its time (queueing work, or blocked

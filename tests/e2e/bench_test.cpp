@@ -64,6 +64,7 @@ TEST(Bench, TimesTrainingStepsPerPhase) {
   EXPECT_LT(t["allreduce"].get<double>(), 1e-3) << "one rank has no all-reduce";
   EXPECT_EQ(j["allreduce_bytes"], 0);
   EXPECT_EQ(j["phase_sync"], true);
+  EXPECT_EQ(j["fuse_projections"], false) << "train.fuse_projections is off by default";
   EXPECT_NEAR(t["total"].get<double>(),
               t["data"].get<double>() + t["forward"].get<double>() + t["backward"].get<double>() +
                   t["allreduce"].get<double>() + t["optimizer"].get<double>(),
@@ -83,9 +84,10 @@ TEST(Bench, TimesTrainingStepsPerPhase) {
   // The table, and MFU against a given peak.
   const auto text = test::run_cli({"bench", (dir / "run.toml").string(), "--steps", "1", "--warmup", "0",
                                    "--peak-tflops", "0.001", "--set", "train.gradient_checkpointing=true", "--set",
-                                   "train.channels_last=true", "--no-phase-sync"});
+                                   "train.channels_last=true", "--set", "train.fuse_projections=true",
+                                   "--no-phase-sync"});
   ASSERT_EQ(text.exit_code, 0) << text.err;
-  for (const char* part : {"host queue data", "all-reduce 0.0", "checkpointing on, channels-last, no phase syncs;",
+  for (const char* part : {"host queue data", "all-reduce 0.0", "checkpointing on, channels-last, fused projections, no phase syncs;",
                            "img/s per rank", "MFU ",
                            "% of 0.001 TFLOP/s", "memory     peak"}) {
     EXPECT_NE(text.out.find(part), std::string::npos) << part << "\n" << text.out;

@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include <optional>
+#include <vector>
 
 namespace sdxl::nn {
 
@@ -48,12 +49,26 @@ class AttentionImpl : public torch::nn::Module {
   // x: [B, N, C] or [B, C, H, W] (then flattened and restored); context: [B, M, D] or undefined.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context = {});
 
+  // Puts the weights of the projections that read the same input (to_q, to_k, to_v in
+  // self-attention; to_k, to_v in cross-attention) side by side in one storage, each weight a
+  // view into it, so that forward computes them with one GEMM; memory use is unchanged and the
+  // parameters keep their names. Their adapters' A matrices are concatenated in forward (a few
+  // KiB), so the adapters read the input once too. Call it after the last cast or move of the
+  // module: to() gives each weight its own storage again, and forward then computes the
+  // projections one by one (same results). Projections with a bias (the VAE) stay separate.
+  void fuse_projections();
+  // Whether forward currently takes the fused path.
+  bool projections_fused() const;
+
   torch::nn::GroupNorm group_norm{nullptr};
   LoraCompatibleLinear to_q{nullptr}, to_k{nullptr}, to_v{nullptr};
   torch::nn::ModuleList to_out;  // [LoraCompatibleLinear, Dropout] as in diffusers: keys to_out.0.*
   AttentionOptions options;
 
  private:
+  // The projections that read the same input: to_q, to_k, to_v, or to_k, to_v with a context.
+  std::vector<LoraCompatibleLinearImpl*> fused_layers() const;
+
   AttentionConfig config_;
 };
 TORCH_MODULE(Attention);

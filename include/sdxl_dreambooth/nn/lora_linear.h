@@ -14,6 +14,11 @@ class LoraCompatibleLinearImpl : public torch::nn::Module {
   LoraCompatibleLinearImpl(std::int64_t in_features, std::int64_t out_features, bool bias = true);
 
   torch::Tensor forward(const torch::Tensor& x);
+  // The adapter's term scale · (alpha / rank) · B(A x) alone, in x's dtype; undefined without an
+  // adapter or at lora_scale 0. forward is W x + b plus this.
+  torch::Tensor lora_delta(const torch::Tensor& x) const;
+  // scale · alpha / rank.
+  double lora_scaling() const { return lora_scale * alpha_ / static_cast<double>(rank_); }
 
   // Adds a float32 adapter on the weight's device: A ~ N(0, (1/rank)²) (peft's "gaussian"
   // init, std = 1/rank) drawn from `generator` (a CPU generator), B = 0, so the layer's output

@@ -28,6 +28,8 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   // to it, so that activations stay NHWC through the network; the result is the same tensor
   // values (PyTorch's unet.to(memory_format=torch.channels_last)). Call after moving the module.
   void set_channels_last(bool enabled);
+  // Attention::fuse_projections on every attention; after the last cast or move.
+  void fuse_projections();
   bool channels_last() const { return channels_last_; }
 
   TimestepEmbedding time_embedding{nullptr}, add_embedding{nullptr};
