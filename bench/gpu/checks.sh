@@ -12,6 +12,9 @@
 #           tests under this LibTorch
 #   tune    channels-last at batch 1 and 8, then batch 16 in the faster layout (needs .gpu/ref-a;
 #           SDXL_GPU_TARGETS=sdxl-dreambooth makes setup build only the binary)
+#   fast    the step that never waits for the GPU (CudaParity.TrainStepNeverWaitsForTheDevice)
+#           and train.fuse_projections: bench at batch 1 and 8, fusing off/on, with and without
+#           phase syncs (needs .gpu/ref-a)
 # A call carries at most 64 MiB, so the reference travels in two parts, and the second call
 # must come while the machine is still warm (the tool's 30 s).
 # Logs and bench JSON go to $OUT (the device tool's folder) or /tmp/gpu-out.
@@ -149,7 +152,7 @@ run_bench() {  # run_bench NAME ARGS...: SDXL's UNet architecture with random we
   echo "$name (exit $?): $(python3 -c "
 import json, sys
 t = open(sys.argv[1]).read(); d = json.loads(t[t.index('{'):])
-keep = ('batch_rows', 'gradient_checkpointing', 'channels_last', 'seconds_per_step', 'images_per_s_total', 'mfu', 'achieved_tflops_per_rank',
+keep = ('batch_rows', 'gradient_checkpointing', 'channels_last', 'fuse_projections', 'phase_sync', 'seconds_per_step', 'images_per_s_total', 'mfu', 'achieved_tflops_per_rank',
       'peak_memory_bytes', 'seconds_per_image', 'per_step_s', 'seconds_per_step')
 print({k: d[k] for k in d if k in keep})" "$out/bench-$name.json" 2>&1 | tail -n 1)"
 }
@@ -237,12 +240,29 @@ print('true' if d['images_per_s_total'] > 18.61 else 'false')" 2>/dev/null || ec
   say "tune done"
 }
 
+fast() {  # the sync-free step and fused projections (commit after dfde415)
+  mkdir -p "$ref" && cp -a .gpu/ref-a/. "$ref/"
+  say "CUDA: the training step under sync debug mode \"error\""
+  timeout 120 "$build/tests/cuda_parity_tests" --gtest_filter='CudaParity.TrainStepNeverWaitsForTheDevice' 2>&1 |
+    tail -n 8
+  bench_config /tmp/bench.toml
+  say "bench: fuse_projections off/on, phase syncs on/off"
+  run_bench b1-sep --steps 10 --warmup 3 --set train.fuse_projections=false
+  run_bench b1-fused --steps 10 --warmup 3
+  run_bench b1-fused-async --steps 10 --warmup 3 --no-phase-sync
+  run_bench b8-sep --steps 4 --warmup 2 --set train.batch_size=8 --set train.fuse_projections=false
+  run_bench b8-fused-async --steps 4 --warmup 2 --set train.batch_size=8 --no-phase-sync
+  run_bench b16-fused-async --steps 3 --warmup 2 --set train.batch_size=16 --no-phase-sync
+  say "fast done"
+}
+
 for phase in "$@"; do
   case $phase in
     setup) setup || { say "setup failed"; exit 1; } ;;
     run1) run1 ;;
     run2) run2 ;;
     tune) tune ;;
-    *) echo "unknown phase $phase (setup, run1, run2, tune)" >&2; exit 2 ;;
+    fast) fast ;;
+    *) echo "unknown phase $phase (setup, run1, run2, tune, fast)" >&2; exit 2 ;;
   esac
 done 2>&1 | tee -a "$out/checks.log"
