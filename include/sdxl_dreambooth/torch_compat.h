@@ -29,6 +29,10 @@ namespace sdxl::compat {
 // CUDA kernels) in 2.0 and took an explicit scale in 2.1; 1.13 only has private prototypes.
 constexpr bool kHasFusedSdpa = SDXL_TORCH_VERSION_AT_LEAST(2, 1);
 
+// Nearest upsampling got bfloat16 kernels on CUDA in 2.1 (pytorch/pytorch#80339); before, the
+// UNet's upsamplers cast to float32 and back, as diffusers still does.
+constexpr bool kHasBf16NearestUpsample = SDXL_TORCH_VERSION_AT_LEAST(2, 1);
+
 inline std::string torch_version() { return TORCH_VERSION; }
 
 inline bool cuda_available() { return torch::cuda::is_available(); }

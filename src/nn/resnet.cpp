@@ -1,5 +1,7 @@
 #include "sdxl_dreambooth/nn/resnet.h"
 
+#include "sdxl_dreambooth/torch_compat.h"
+
 namespace sdxl::nn {
 
 namespace F = torch::nn::functional;
@@ -45,8 +47,11 @@ Upsample2DImpl::Upsample2DImpl(std::int64_t channels) {
 
 torch::Tensor Upsample2DImpl::forward(const torch::Tensor& x, const std::optional<std::vector<std::int64_t>>& size) {
   // Nearest upsampling has no bfloat16 kernel in older LibTorch: upcast like diffusers does.
+  // It copies values, so both ways give the same bits; the casts were two passes over the
+  // largest activations of the up blocks.
   const auto dtype = x.scalar_type();
-  torch::Tensor h = dtype == torch::kBFloat16 ? x.to(torch::kFloat) : x;
+  const bool upcast = dtype == torch::kBFloat16 && !compat::kHasBf16NearestUpsample;
+  torch::Tensor h = upcast ? x.to(torch::kFloat) : x;
   auto opts = F::InterpolateFuncOptions().mode(torch::kNearest);
   if (size) {
     opts.size(*size);
@@ -54,7 +59,7 @@ torch::Tensor Upsample2DImpl::forward(const torch::Tensor& x, const std::optiona
     opts.scale_factor(std::vector<double>{2.0, 2.0});
   }
   h = F::interpolate(h.contiguous(h.suggest_memory_format()), opts);
-  if (dtype == torch::kBFloat16) h = h.to(dtype);
+  if (upcast) h = h.to(dtype);
   return conv(h);
 }
 
