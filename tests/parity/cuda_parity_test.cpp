@@ -6,11 +6,9 @@
 #include "parity_support.h"
 #include "sdxl_dreambooth/model/component_loader.h"
 #include "sdxl_dreambooth/nn/prompt_encoding.h"
-#include "sdxl_dreambooth/nn/lora_network.h"
 #include "sdxl_dreambooth/torch_compat.h"
 #include "sdxl_dreambooth/train/train_step.h"
-#include "sdxl_dreambooth/util/to_device.h"
-#include "support/small_unet.h"
+#include "support/small_lora_training.h"
 
 #include <cmath>
 #include <iostream>
@@ -39,20 +37,6 @@ double relative_error(const char* what, const torch::Tensor& actual, const torch
   std::cout << "[ measured ] " << what << ": max |diff| / max |ref| = " << rel << std::endl;
   return rel;
 }
-
-// One process, no peers: run_train_step makes no collective call at world size 1.
-class OneRank : public dist::Collectives {
- public:
-  int rank() const override { return 0; }
-  int world_size() const override { return 1; }
-  std::string backend() const override { return "none"; }
-  torch::Device device() const override { return kCuda; }
-  void all_reduce_sum(torch::Tensor&, const char*) override {}
-  void broadcast(torch::Tensor&, int, const char*) override {}
-  torch::Tensor all_gather_rows(const torch::Tensor& t, const char*) override { return t; }
-  double all_reduce_max(double v, const char*) override { return v; }
-  double all_reduce_min(double v, const char*) override { return v; }
-};
 
 }  // namespace
 
@@ -143,51 +127,19 @@ TEST_F(CudaParity, UNetInReducedPrecision) {
 
 // The training step queues its work and returns without waiting for the GPU (train_step.h),
 // so the host prepares step n+1 while the GPU runs step n. With CUDA's sync debug mode set to
-// "error" any blocking copy, .item() or stream synchronisation inside a step throws. Batches
-// are uploaded as the trainer uploads them (util/to_device.h); min-SNR weighting and clipping
-// are on, as they look up and reduce on the device. One step runs first (allocations, cuBLAS
-// handles), then three under the check.
+// "error" any blocking copy, .item() or stream synchronisation inside a step throws. The steps
+// (support/small_lora_training.h) upload their batches as the trainer does and run min-SNR
+// weighting and clipping, which look up and reduce on the device. One step runs first
+// (allocations, cuBLAS handles), then three under the check.
 TEST_F(CudaParity, TrainStepNeverWaitsForTheDevice) {
-  auto unet = test::small_unet();
-  unet->to(kCuda);
-  for (auto& p : unet->parameters()) p.set_requires_grad(false);
-  auto gen = at::detail::createCPUGenerator(0);
-  const auto lora = nn::LoraNetwork::inject(*unet, {4, 4.0, {"to_q", "to_k", "to_v", "to_out.0"}}, gen, "UNet");
-  train::AdamW optimizer(lora.parameters(), {0.9, 0.999, 1e-8, 1e-2});
-  train::DynamicLossScaler no_scaling(false);
-  OneRank comm;
-  const auto schedule =
-      sampling::NoiseSchedule(model::SchedulerConfig::load(test::tiny_sdxl() / "scheduler" / "scheduler_config.json"))
-          .to(kCuda);
-  train::TrainStepParts parts;
-  parts.unet = unet;
-  parts.schedule = &schedule;
-  parts.loss.snr_gamma = 5.0;
-  parts.params = lora.parameters();
-  parts.optimizers = {{&optimizer, 1.0}};
-  parts.scaler = &no_scaling;
-  parts.comm = &comm;
-  parts.max_grad_norm = 1e-3;  // clips: the scale is computed on the device
-  auto batch = [&](std::int64_t) {
-    train::DiffusionBatch b;
-    b.latents = util::to_device_async(at::randn({2, 4, 8, 8}, gen), kCuda);
-    b.noise = util::to_device_async(at::randn({2, 4, 8, 8}, gen), kCuda);
-    b.timesteps = util::to_device_async(at::randint(0, 1000, {2}, gen, torch::kLong), kCuda);
-    b.prompt_embeds = util::to_device_async(at::randn({2, 7, 24}, gen), kCuda);
-    b.text_embeds = util::to_device_async(at::randn({2, 8}, gen), kCuda);
-    b.time_ids = util::to_device_async(at::rand({2, 6}, gen) * 64, kCuda);
-    return b;
-  };
-  train::StepTimes times;
-  std::vector<train::StepResult> steps{train::run_train_step(parts, 0, 1e-3, batch, times)};
+  test::SmallLoraTraining training(kCuda);
+  std::vector<train::StepResult> steps{training.step()};
   {
     compat::CudaSyncsThrow syncs_throw;
-    for (std::int64_t step = 1; step < 4; ++step) {
-      ASSERT_NO_THROW(steps.push_back(train::run_train_step(parts, step, 1e-3, batch, times))) << "step " << step;
-    }
+    for (int i = 1; i < 4; ++i) ASSERT_NO_THROW(steps.push_back(training.step())) << "step " << i;
   }
-  const auto values = train::read_step_values(steps);
-  for (const auto& v : values) {
+  EXPECT_TRUE(steps.back().loss.is_cuda());
+  for (const auto& v : train::read_step_values(steps)) {
     EXPECT_TRUE(std::isfinite(v.loss) && v.loss > 0) << v.loss;
     EXPECT_TRUE(std::isfinite(v.grad_norm) && v.grad_norm > 0) << v.grad_norm;
   }

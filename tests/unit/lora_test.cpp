@@ -8,6 +8,7 @@
 #include "sdxl_dreambooth/train/gradient_sync.h"
 #include "sdxl_dreambooth/train/loss_scaler.h"
 #include "sdxl_dreambooth/train/train_step.h"
+#include "support/small_lora_training.h"
 #include "support/tensors.h"
 
 #include <gtest/gtest.h>
@@ -184,6 +185,31 @@ TEST(TrainStep, ANonFiniteStepEndsTheRunNamingItUnlessFp16SkippedIt) {
   EXPECT_THROW(train::check_step_finite(8, r, {0.25, HUGE_VAL}), Error);
   r.skipped = true;  // fp16 loss scaling skipped it and backed off: training goes on
   EXPECT_NO_THROW(train::check_step_finite(9, r, {HUGE_VAL, std::nan("")}));
+}
+
+// The steps CudaParity.TrainStepNeverWaitsForTheDevice runs on a GPU, here on the CPU: the
+// values stay on the step's device until read back, and the adapters learn.
+TEST(TrainStep, StepsLeaveTheirValuesOnTheDeviceAndTrain) {
+  test::SmallLoraTraining training(torch::kCPU);
+  std::vector<torch::Tensor> before;
+  for (const auto& p : training.lora().parameters()) before.push_back(p.detach().clone());
+  std::vector<train::StepResult> steps;
+  for (int i = 0; i < 3; ++i) steps.push_back(training.step());
+  for (const auto& s : steps) {
+    EXPECT_EQ(s.loss.dim(), 0);
+    EXPECT_EQ(s.grad_norm.dim(), 0);
+    EXPECT_FALSE(s.loss.requires_grad()) << "no autograd graph is kept alive by a pending step";
+  }
+  for (const auto& v : train::read_step_values(steps)) {
+    EXPECT_TRUE(std::isfinite(v.loss) && v.loss > 0) << v.loss;
+    EXPECT_TRUE(std::isfinite(v.grad_norm) && v.grad_norm > 1e-3) << "clipped at 1e-3: " << v.grad_norm;
+  }
+  double moved = 0;
+  const auto after = training.lora().parameters();
+  for (std::size_t i = 0; i < before.size(); ++i) {
+    moved = std::max(moved, (after[i].detach() - before[i]).abs().max().item<double>());
+  }
+  EXPECT_GT(moved, 1e-4);
 }
 
 TEST(TrainStep, LossScalerBacksOffOnOverflowAndGrows) {
