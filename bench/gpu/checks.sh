@@ -12,6 +12,8 @@
 #           tests under this LibTorch
 #   tune    channels-last at batch 1 and 8, then batch 16 in the faster layout (needs .gpu/ref-a;
 #           SDXL_GPU_TARGETS=sdxl-dreambooth makes setup build only the binary)
+#   prof    bench --profile at batch 8 and 1 (GPU kernels by total time) and
+#           train.cudnn_benchmark at batch 8 and 16 (needs .gpu/ref-a)
 #   fast    the step that never waits for the GPU (CudaParity.TrainStepNeverWaitsForTheDevice)
 #           and train.fuse_projections: bench at batch 1 and 8, fusing off/on, with and without
 #           phase syncs (needs .gpu/ref-a)
@@ -256,6 +258,21 @@ fast() {  # the sync-free step and fused projections (commit after dfde415)
   say "fast done"
 }
 
+prof() {  # where the step's GPU time goes (bench --profile), and cuDNN's algorithm search
+  mkdir -p "$ref" && cp -a .gpu/ref-a/. "$ref/"
+  bench_config /tmp/bench.toml
+  say "bench: train.cudnn_benchmark=true, no phase syncs (compare b8-fused-async, b16-fused-async)"
+  run_bench b8-cudnn --steps 4 --warmup 2 --set train.batch_size=8 --no-phase-sync --set train.cudnn_benchmark=true
+  run_bench b16-cudnn --steps 3 --warmup 2 --set train.batch_size=16 --no-phase-sync --set train.cudnn_benchmark=true
+  say "profile: batch 8 and batch 1, GPU kernels by total time"
+  for b in 8 1; do
+    NCCL_DEBUG="" timeout 150 "$bin" bench /tmp/bench.toml --architecture "$ref/sdxl-base-1.0-manifest" --profile \
+      --steps 2 --warmup 2 --set train.batch_size=$b >"$out/prof-b$b.txt" 2>>"$out/bench.log"
+    echo "batch $b (exit $?)"; grep -A 40 "^profile" "$out/prof-b$b.txt" | cut -c1-160
+  done
+  say "prof done"
+}
+
 for phase in "$@"; do
   case $phase in
     setup) setup || { say "setup failed"; exit 1; } ;;
@@ -263,6 +280,7 @@ for phase in "$@"; do
     run2) run2 ;;
     tune) tune ;;
     fast) fast ;;
-    *) echo "unknown phase $phase (setup, run1, run2, tune, fast)" >&2; exit 2 ;;
+    prof) prof ;;
+    *) echo "unknown phase $phase (setup, run1, run2, tune, fast, prof)" >&2; exit 2 ;;
   esac
 done 2>&1 | tee -a "$out/checks.log"

@@ -112,7 +112,35 @@ void set_allow_tf32(C& context, bool allow) {
   if constexpr (has_matmul_precision<C>::value) context.setFloat32MatmulPrecision(allow ? "high" : "highest");
   if constexpr (has_allow_tf32_cudnn<C>::value) context.setAllowTF32CuDNN(allow);
 }
+template <typename E, typename = void>
+struct has_start_ns : std::false_type {};
+template <typename E>
+struct has_start_ns<E, std::void_t<decltype(std::declval<const E&>().startNs())>> : std::true_type {};
+template <typename E, typename = void>
+struct has_duration_ns : std::false_type {};
+template <typename E>
+struct has_duration_ns<E, std::void_t<decltype(std::declval<const E&>().durationNs())>> : std::true_type {};
 }  // namespace detail
+
+// A profiler event's duration (torch::autograd::profiler::KinetoEvent): microseconds up to
+// 2.0, nanoseconds (durationNs) since 2.1.
+template <typename Event>
+double profiler_event_seconds(const Event& e) {
+  if constexpr (detail::has_duration_ns<Event>::value) {
+    return static_cast<double>(e.durationNs()) * 1e-9;
+  } else {
+    return static_cast<double>(e.durationUs()) * 1e-6;
+  }
+}
+
+template <typename Event>
+double profiler_event_start_seconds(const Event& e) {
+  if constexpr (detail::has_start_ns<Event>::value) {
+    return static_cast<double>(e.startNs()) * 1e-9;
+  } else {
+    return static_cast<double>(e.startUs()) * 1e-6;
+  }
+}
 
 // TF32 for float32 matmuls and convolutions on Ampere and later GPUs (PyTorch's
 // allow_tf32 / set_float32_matmul_precision). LibTorch's defaults differ between the two

@@ -20,7 +20,7 @@ Command make_bench_command() {
   c.help =
       "usage: sdxl-dreambooth bench CONFIG.toml [--set section.key=value]... [--steps 10] [--warmup 2]\n"
       "                             [--generate] [--architecture DIR] [--peak-tflops T] [--no-phase-sync]\n"
-      "                             [--json]\n"
+      "                             [--profile] [--json]\n"
       "       mpirun -np N sdxl-dreambooth bench CONFIG.toml ...\n\n"
       "Runs --warmup and then --steps LoRA training steps of CONFIG through the training code (the\n"
       "config's model, device, precision, batch, accumulation, LoRA, gradient checkpointing and\n"
@@ -38,10 +38,13 @@ Command make_bench_command() {
       "--peak-tflops T  the device's peak TFLOP/s for MFU (default: a table of NVIDIA GPUs)\n"
       "--no-phase-sync  do not wait for the GPU between phases: it runs ahead of the host as in\n"
       "             `train`, and images/s is the loop's; the phase times are then only the host's\n"
+      "--profile    profile the measured steps with LibTorch's profiler and list the costliest\n"
+      "             GPU kernels (on the CPU: top-level operators) by total time; the profiler adds\n"
+      "             host overhead to the step times of such a run\n"
       "--json       one JSON object on standard output instead of the table\n"
       "Progress goes to standard error.\n";
   c.run = [](const std::vector<std::string>& argv) -> int {
-    Args args(argv, {"--generate", "--json", "--no-phase-sync"}, {"--steps", "--warmup", "--architecture", "--peak-tflops"}, {"--set"});
+    Args args(argv, {"--generate", "--json", "--no-phase-sync", "--profile"}, {"--steps", "--warmup", "--architecture", "--peak-tflops"}, {"--set"});
     if (args.positionals().size() != 1) {
       throw UsageError("bench takes exactly one CONFIG.toml, got " + std::to_string(args.positionals().size()) +
                        " arguments");
@@ -65,6 +68,8 @@ Command make_bench_command() {
     }
     o.phase_sync = !args.flag("--no-phase-sync");
     if (generate && !o.phase_sync) throw UsageError("--no-phase-sync applies to training steps, not --generate");
+    o.profile = args.flag("--profile");
+    if (generate && o.profile) throw UsageError("--profile applies to training steps, not --generate");
     const bool json = args.flag("--json");
     return run_rank_job(args.positionals()[0], args.repeated("--set"), [&](RankJob& job) {
       std::string text;

@@ -121,6 +121,9 @@ std::vector<KeySpec> build_schema() {
           "One GEMM for the attention projections that read the same input (q/k/v, and k/v of "
           "cross-attention), frozen weights and LoRA A sides each; same results and memory (measured "
           "3 % slower on CPUs at full size, not yet on a GPU)"),
+      key("train.cudnn_benchmark", T::kBool, false,
+          "Let cuDNN time its convolution algorithms on the first step of each shape and keep the "
+          "fastest (PyTorch's torch.backends.cudnn.benchmark); CUDA only"),
       key("train.channels_last", T::kBool, false,
           "UNet convolutions in channels-last (NHWC) layout (measured slower on an H200 and on CPUs)"),
       positive(optional("train.snr_gamma", T::kFloat, "plain MSE",

@@ -18,6 +18,7 @@ using Clock = std::chrono::steady_clock;
 GenerationBenchmark run_generation_benchmark(const config::Config& cfg, const BenchmarkOptions& o, const Logger& log,
                                              dist::Collectives& comm, int local_rank) {
   const torch::Device device = train::training_device(cfg, local_rank);
+  train::configure_cudnn(cfg);
   const torch::Dtype dtype = train::training_dtype(cfg, device);
   GenerationBenchmark b;
   b.setup = benchmark_setup(cfg, o, "generate", device, dtype, comm);

@@ -52,6 +52,7 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
         "add --set lora.train_text_encoder=false");
   }
   const torch::Device device = train::training_device(cfg, local_rank);
+  train::configure_cudnn(cfg);
   const torch::Dtype dtype = train::training_dtype(cfg, device);
   TrainingBenchmark b;
   b.setup = benchmark_setup(cfg, o, "train", device, dtype, comm);
@@ -136,10 +137,12 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
   reset_peak_memory(device);
   train::StepTimes measured;
   std::vector<train::StepResult> unread;  // without phase syncs, read back once at the end
+  std::optional<OpProfiler> profiler;
   Clock::time_point start = Clock::now();
   for (std::int64_t i = 0; i < o.warmup + o.steps; ++i) {
     if (i == o.warmup) {
       if (device.is_cuda()) torch::cuda::synchronize();
+      if (o.profile) profiler.emplace(device.is_cuda());
       start = Clock::now();
     }
     auto gen = at::detail::createCPUGenerator(static_cast<std::uint64_t>(1000 + i));
@@ -170,6 +173,7 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
   }
   if (device.is_cuda()) torch::cuda::synchronize();  // the steps still queued belong to the measurement
   const double elapsed = seconds_since(start);
+  if (profiler) b.profile = profiler->finish(o.profile_top);
   const double steps = static_cast<double>(o.steps);
 
   // Means over the ranks of each phase, and the slowest rank's step.
@@ -206,6 +210,7 @@ nlohmann::json to_json(const TrainingBenchmark& b) {
                      {"optimizer", b.per_step.optimizer_s}, {"total", b.per_step.total()}};
   j["slowest_rank_step_s"] = b.slowest_rank_step_s;
   j.update(to_json(b.throughput, b.memory));
+  if (b.profile) j["profile"] = to_json(*b.profile);
   return j;
 }
 
@@ -232,7 +237,9 @@ std::string describe(const TrainingBenchmark& b) {
   if (b.allreduce_bytes > 0) {
     out += "all-reduce " + util::format_bytes(static_cast<double>(b.allreduce_bytes)) + " per step and rank\n";
   }
-  return out + describe(b.throughput, b.memory);
+  out += describe(b.throughput, b.memory);
+  if (b.profile) out += describe(*b.profile);
+  return out;
 }
 
 }  // namespace sdxl::perf

@@ -84,6 +84,7 @@ struct RunSettings {
 RunSettings resolve_settings(const config::Config& cfg, int local_rank) {
   RunSettings s;
   s.device = training_device(cfg, local_rank);
+  configure_cudnn(cfg);
   s.mixed_precision = cfg.get_string("train.mixed_precision");
   s.dtype = training_dtype(cfg, s.device);
   if (auto seed = cfg.get_optional_int("train.seed")) {

@@ -17,6 +17,10 @@ torch::Device training_device(const config::Config& cfg, int local_rank) {
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % count));
 }
 
+void configure_cudnn(const config::Config& cfg) {
+  at::globalContext().setBenchmarkCuDNN(cfg.get_bool("train.cudnn_benchmark"));
+}
+
 torch::Dtype training_dtype(const config::Config& cfg, const torch::Device& device) {
   const std::string mp = cfg.get_string("train.mixed_precision");
   if (mp == "bf16") return torch::kBFloat16;

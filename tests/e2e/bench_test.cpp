@@ -94,6 +94,45 @@ TEST(Bench, TimesTrainingStepsPerPhase) {
   }
 }
 
+// --profile lists where the measured steps went: on the CPU, the top-level operators of the
+// forward and backward, whose times add up to most of the profiled wall time.
+TEST(Bench, ProfileListsTheCostliestOperators) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  test::write_file(dir / "run.toml", config(dir / "out"));
+  const auto r = test::run_cli({"bench", (dir / "run.toml").string(), "--steps", "2", "--warmup", "1", "--json",
+                                "--profile", "--set", "train.cudnn_benchmark=true"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto p = parse(r).at("profile");
+  EXPECT_EQ(p["kind"], "CPU operators");
+  const auto& top = p["top"];
+  ASSERT_GE(top.size(), 5u) << p.dump(2);
+  ASSERT_LE(top.size(), 25u);
+  double sum = 0, previous = 1e300;
+  bool backward = false, convolution = false;
+  for (const auto& op : top) {
+    const double s = op["seconds"].get<double>();
+    EXPECT_LE(s, previous) << "not sorted by total time: " << p.dump(2);
+    EXPECT_GE(op["calls"].get<std::int64_t>(), 1);
+    previous = s;
+    sum += s;
+    const std::string name = op["name"];
+    backward = backward || name.find("Backward") != std::string::npos;
+    convolution = convolution || name.find("conv") != std::string::npos;
+  }
+  EXPECT_TRUE(backward && convolution) << p.dump(2);
+  const double total = p["total_s"].get<double>(), wall = p["wall_s"].get<double>();
+  EXPECT_LE(sum, total * (1 + 1e-9));
+  // Top-level operators never overlap on one thread: they cannot add up to more than the wall time.
+  EXPECT_GT(total, 0.3 * wall) << p.dump(2);
+  EXPECT_LE(total, wall * 1.01) << p.dump(2);
+
+  const auto text = test::run_cli({"bench", (dir / "run.toml").string(), "--steps", "1", "--warmup", "0", "--profile"});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("profile    CPU operators: "), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find(" s wall ("), std::string::npos) << text.out;
+}
+
 TEST(Bench, RandomWeightsFromAnArchitectureFolder) {
   SDXL_REQUIRE_REFERENCE();
   test::TempDir dir;
@@ -156,6 +195,7 @@ TEST(Bench, BadInputIsOneClearError) {
       {{"--steps", "many"}, "--steps"},
       {{"--frobnicate"}, "--frobnicate"},
       {{"--generate", "--no-phase-sync"}, "--no-phase-sync applies to training steps"},
+      {{"--generate", "--profile"}, "--profile applies to training steps"},
   };
   for (const auto& [extra, message] : cases) {
     std::vector<std::string> args{"bench", cfg};

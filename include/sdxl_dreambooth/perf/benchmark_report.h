@@ -25,6 +25,9 @@ struct BenchmarkOptions {
   // Training: wait for the device at each phase boundary, so each phase's GPU time is its own.
   // Off, the device runs ahead of the host as in `train` and only whole steps are timed.
   bool phase_sync = true;
+  // Training: profile the measured steps (perf/op_profile.h) and report the costliest ops.
+  bool profile = false;
+  std::size_t profile_top = 25;
 };
 
 struct BenchmarkSetup {

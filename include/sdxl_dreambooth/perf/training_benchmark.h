@@ -5,8 +5,11 @@
 #pragma once
 
 #include "sdxl_dreambooth/perf/benchmark_report.h"
+#include "sdxl_dreambooth/perf/op_profile.h"
 #include "sdxl_dreambooth/train/train_step.h"
 #include "sdxl_dreambooth/util/logger.h"
+
+#include <optional>
 
 namespace sdxl::perf {
 
@@ -24,6 +27,7 @@ struct TrainingBenchmark {
   double slowest_rank_step_s = 0;    // the slowest rank's mean step
   BenchmarkThroughput throughput;
   BenchmarkMemory memory;
+  std::optional<OpProfile> profile;  // BenchmarkOptions::profile, this rank's
 };
 
 // Every rank of `comm` calls it with the same config and options; all get the result.

@@ -20,6 +20,10 @@ torch::Device training_device(const config::Config& cfg, int local_rank);
 // train.mixed_precision: float32, bfloat16 or float16 (CUDA only: a UsageError on the CPU).
 torch::Dtype training_dtype(const config::Config& cfg, const torch::Device& device);
 
+// train.cudnn_benchmark: cuDNN's per-shape algorithm search, a process-wide LibTorch setting
+// (no effect without CUDA). Set once, before the first convolution.
+void configure_cudnn(const config::Config& cfg);
+
 // lora.rank, lora.alpha (default: the rank), lora.targets.
 nn::LoraSpec lora_spec(const config::Config& cfg);
 

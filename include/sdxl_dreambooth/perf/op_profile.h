@@ -1,0 +1,53 @@
+// `bench --profile`: where a step's time goes, operator by operator, from LibTorch's profiler
+// (Kineto). On a GPU it sums the device's kernels and copies by name (their own time: kernels
+// do not nest); on the CPU, where LibTorch records operators only, it sums the top-level
+// operators (inclusive of the operators they call) of the profiled thread.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sdxl::perf {
+
+struct OpTime {
+  std::string name;  // a kernel's name, or an operator's ("aten::convolution")
+  std::int64_t calls = 0;
+  double seconds = 0;  // total over the profiled steps
+};
+
+struct OpProfile {
+  std::string kind;        // "GPU kernels" or "CPU operators"
+  double wall_s = 0;       // host time from the profiler's start to its end
+  double total_s = 0;      // sum over every op of this kind (GPU: the device's busy time)
+  std::int64_t ops = 0;    // distinct names
+  std::int64_t events = 0; // calls, all names
+  std::vector<OpTime> top; // the costliest names, by total time, descending
+};
+
+// Profiles this thread's LibTorch operators (and, with cuda, the GPU's kernels) from
+// construction to finish(); the destructor stops a profiler finish() was not called on.
+class OpProfiler {
+ public:
+  explicit OpProfiler(bool cuda);
+  ~OpProfiler();
+  OpProfiler(const OpProfiler&) = delete;
+  OpProfiler& operator=(const OpProfiler&) = delete;
+
+  // Stops profiling (on a GPU, after the caller synchronised it) and keeps the top_n names.
+  OpProfile finish(std::size_t top_n);
+
+ private:
+  bool active_ = false;
+  bool cuda_ = false;
+  double start_s_ = 0;
+};
+
+nlohmann::json to_json(const OpProfile& p);
+// A table: share of total, total time, calls and mean per call of each of p.top.
+std::string describe(const OpProfile& p);
+
+}  // namespace sdxl::perf
