@@ -14,6 +14,8 @@
 #           SDXL_GPU_TARGETS=sdxl-dreambooth makes setup build only the binary)
 #   prof    bench --profile at batch 8 and 1 (GPU kernels by total time) and
 #           train.cudnn_benchmark at batch 8 and 16 (needs .gpu/ref-a)
+#   opt     contiguous GEGLU halves, adapters inside their GEMM: a tiny bf16 train, bench at
+#           batch 1, 8 and 16 with fused projections off/on, a batch-8 profile (needs .gpu/ref-a)
 #   fast    the step that never waits for the GPU (CudaParity.TrainStepNeverWaitsForTheDevice)
 #           and train.fuse_projections: bench at batch 1 and 8, fusing off/on, with and without
 #           phase syncs (needs .gpu/ref-a)
@@ -250,11 +252,11 @@ fast() {  # the sync-free step and fused projections (commit after dfde415)
   bench_config /tmp/bench.toml
   say "bench: fuse_projections off/on, phase syncs on/off"
   run_bench b1-sep --steps 10 --warmup 3 --set train.fuse_projections=false
-  run_bench b1-fused --steps 10 --warmup 3
-  run_bench b1-fused-async --steps 10 --warmup 3 --no-phase-sync
+  run_bench b1-fused --steps 10 --warmup 3 --set train.fuse_projections=true
+  run_bench b1-fused-async --steps 10 --warmup 3 --set train.fuse_projections=true --no-phase-sync
   run_bench b8-sep --steps 4 --warmup 2 --set train.batch_size=8 --set train.fuse_projections=false
-  run_bench b8-fused-async --steps 4 --warmup 2 --set train.batch_size=8 --no-phase-sync
-  run_bench b16-fused-async --steps 3 --warmup 2 --set train.batch_size=16 --no-phase-sync
+  run_bench b8-fused-async --steps 4 --warmup 2 --set train.batch_size=8 --set train.fuse_projections=true --no-phase-sync
+  run_bench b16-fused-async --steps 3 --warmup 2 --set train.batch_size=16 --set train.fuse_projections=true --no-phase-sync
   say "fast done"
 }
 
@@ -273,6 +275,27 @@ prof() {  # where the step's GPU time goes (bench --profile), and cuDNN's algori
   say "prof done"
 }
 
+opt() {  # contiguous GEGLU halves and adapters added inside their GEMM (after faf9c4b)
+  mkdir -p "$ref" && cp -a .gpu/ref-a/. "$ref/"
+  say "train (tiny pipeline) on CUDA in bf16 with fused projections, through validation and export"
+  rm -rf /tmp/tiny /tmp/run-opt && "$bin" init-tiny --out /tmp/tiny >/dev/null && train_config /tmp/train.toml /tmp/tiny
+  timeout 120 mpirun -np 1 "$bin" train /tmp/train.toml --set train.fuse_projections=true \
+    --set 'train.mixed_precision="bf16"' --set 'output.dir="/tmp/run-opt"' >"$out/train-opt.log" 2>&1
+  echo "exit $?"; grep -iE "step 20|error|pytorch_lora" "$out/train-opt.log" | head -n 4
+  bench_config /tmp/bench.toml
+  say "bench: fuse_projections off/on, no phase syncs"
+  run_bench b8-sep --steps 4 --warmup 2 --set train.batch_size=8 --no-phase-sync
+  run_bench b8-fused --steps 4 --warmup 2 --set train.batch_size=8 --no-phase-sync --set train.fuse_projections=true
+  run_bench b16-fused --steps 3 --warmup 2 --set train.batch_size=16 --no-phase-sync --set train.fuse_projections=true
+  run_bench b1-sep --steps 10 --warmup 3 --no-phase-sync
+  run_bench b1-fused --steps 10 --warmup 3 --no-phase-sync --set train.fuse_projections=true
+  say "profile: batch 8, fused projections, kernels with the operators that launched them"
+  NCCL_DEBUG="" timeout 150 "$bin" bench /tmp/bench.toml --architecture "$ref/sdxl-base-1.0-manifest" --profile \
+    --steps 2 --warmup 2 --set train.batch_size=8 --set train.fuse_projections=true >"$out/prof-b8.txt" 2>>"$out/bench.log"
+  echo "exit $?"; grep -A 100 "^profile" "$out/prof-b8.txt" | cut -c1-220
+  say "opt done"
+}
+
 for phase in "$@"; do
   case $phase in
     setup) setup || { say "setup failed"; exit 1; } ;;
@@ -281,6 +304,7 @@ for phase in "$@"; do
     tune) tune ;;
     fast) fast ;;
     prof) prof ;;
-    *) echo "unknown phase $phase (setup, run1, run2, tune, fast, prof)" >&2; exit 2 ;;
+    opt) opt ;;
+    *) echo "unknown phase $phase (setup, run1, run2, tune, fast, prof, opt)" >&2; exit 2 ;;
   esac
 done 2>&1 | tee -a "$out/checks.log"

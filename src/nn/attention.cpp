@@ -37,8 +37,9 @@ torch::Tensor adjacent_weights(const std::vector<LoraCompatibleLinearImpl*>& lay
   return first.as_strided({rows, first.size(1)}, {first.size(1), 1}, first.storage_offset());
 }
 
-// Each layer's output for input x: one GEMM over the fused weight, and the adapters' A sides as
-// one GEMM when every layer has an adapter (the B sides differ per layer).
+// Each layer's output for input x: one GEMM over the fused weight and, when every layer has an
+// adapter, the A sides as one GEMM and the B sides as one more that accumulates into the fused
+// output (a block-diagonal B), so that the parts come out of one buffer with no further pass.
 std::vector<torch::Tensor> fused_projections(const std::vector<LoraCompatibleLinearImpl*>& layers,
                                              const torch::Tensor& fused_weight, const torch::Tensor& x) {
   namespace F = torch::nn::functional;
@@ -49,25 +50,33 @@ std::vector<torch::Tensor> fused_projections(const std::vector<LoraCompatibleLin
     widths.push_back(l->out_features());
     ranks.push_back(l->lora_rank());
   }
-  std::vector<torch::Tensor> out = F::linear(x, fused_weight).split_with_sizes(widths, -1);
-  bool adapters = true;
-  for (const auto* l : layers) adapters = adapters && l->has_lora() && l->lora_scale != 0.0;
+  const torch::Tensor x2 = x.reshape({-1, x.size(-1)});
+  torch::Tensor y = F::linear(x2, fused_weight);
+  const auto dtype = x.scalar_type();
+  bool adapters = true, same_scaling = true;
+  for (const auto* l : layers) {
+    adapters = adapters && l->has_lora() && l->lora_scale != 0.0;
+    same_scaling = same_scaling && adapters && l->lora_scaling() == layers.front()->lora_scaling();
+  }
+  if (adapters) {
+    std::vector<torch::Tensor> a_weights, b_weights;
+    for (const auto* l : layers) {
+      a_weights.push_back(l->lora_A->weight);
+      const torch::Tensor b = LoraCompatibleLinearImpl::lora_cast(l->lora_B->weight, dtype);
+      b_weights.push_back(same_scaling ? b : b * l->lora_scaling());
+    }
+    const torch::Tensor a = F::linear(x2, torch::cat(a_weights).to(dtype));
+    y.addmm_(a, torch::block_diag(b_weights).t(), /*beta=*/1.0,
+             /*alpha=*/same_scaling ? layers.front()->lora_scaling() : 1.0);
+  }
+  auto shape = x.sizes().vec();
+  shape.back() = y.size(1);
+  std::vector<torch::Tensor> out = y.view(shape).split_with_sizes(widths, -1);
   if (!adapters) {
     for (std::size_t i = 0; i < layers.size(); ++i) {
       const torch::Tensor delta = layers[i]->lora_delta(x);
       if (delta.defined()) out[i] = out[i] + delta;
     }
-    return out;
-  }
-  // As lora_delta: the float32 adapters cast to the activations' dtype.
-  std::vector<torch::Tensor> a_weights;
-  for (const auto* l : layers) a_weights.push_back(l->lora_A->weight);
-  const auto a = F::linear(x, torch::cat(a_weights).to(x.scalar_type())).split_with_sizes(ranks, -1);
-  for (std::size_t i = 0; i < layers.size(); ++i) {
-    const auto* l = layers[i];
-    torch::Tensor delta = F::linear(a[i], l->lora_B->weight.to(x.scalar_type()));
-    const double scaling = l->lora_scaling();
-    out[i] = out[i] + (scaling != 1.0 ? delta * scaling : delta);
   }
   return out;
 }

@@ -18,21 +18,35 @@ LoraCompatibleLinearImpl::LoraCompatibleLinearImpl(std::int64_t in_features, std
 }
 
 torch::Tensor LoraCompatibleLinearImpl::forward(const torch::Tensor& x) {
-  torch::Tensor y = torch::nn::functional::linear(x, weight, bias);
-  const torch::Tensor delta = lora_delta(x);
-  return delta.defined() ? y + delta : y;
+  namespace F = torch::nn::functional;
+  if (!has_lora() || lora_scale == 0.0) return F::linear(x, weight, bias);
+  // As rows: the adapter's B product then adds itself into the base output inside its GEMM
+  // (addmm_, beta 1) instead of a separate pass over the output that adds a materialized delta.
+  const torch::Tensor x2 = x.reshape({-1, in_});
+  torch::Tensor y = F::linear(x2, weight, bias);
+  add_lora_(y, F::linear(x2, lora_cast(lora_A->weight, x.scalar_type())));
+  auto shape = x.sizes().vec();
+  shape.back() = out_;
+  return y.view(shape);
 }
 
-torch::Tensor LoraCompatibleLinearImpl::lora_delta(const torch::Tensor& x) const {
-  if (!has_lora() || lora_scale == 0.0) return {};
+torch::Tensor LoraCompatibleLinearImpl::lora_cast(const torch::Tensor& w, torch::ScalarType dtype) {
   // The adapter's float32 weights are cast to the activations' dtype (the casts' backward
   // returns float32 gradients): under mixed precision diffusers runs the adapter inside
   // autocast, which does the same. Casting the activations up instead moved every projection's
   // input and output through float32 three times, the largest avoidable cost of a bf16 step.
+  return w.scalar_type() == dtype ? w : w.to(dtype);
+}
+
+void LoraCompatibleLinearImpl::add_lora_(torch::Tensor& y, const torch::Tensor& a) const {
+  y.addmm_(a, lora_cast(lora_B->weight, y.scalar_type()).t(), /*beta=*/1.0, /*alpha=*/lora_scaling());
+}
+
+torch::Tensor LoraCompatibleLinearImpl::lora_delta(const torch::Tensor& x) const {
+  if (!has_lora() || lora_scale == 0.0) return {};
   const auto dtype = x.scalar_type();
-  const auto cast = [dtype](const torch::Tensor& w) { return w.scalar_type() == dtype ? w : w.to(dtype); };
-  torch::Tensor delta = torch::nn::functional::linear(torch::nn::functional::linear(x, cast(lora_A->weight)),
-                                                      cast(lora_B->weight));
+  torch::Tensor delta = torch::nn::functional::linear(torch::nn::functional::linear(x, lora_cast(lora_A->weight, dtype)),
+                                                      lora_cast(lora_B->weight, dtype));
   const double scaling = lora_scaling();
   return scaling != 1.0 ? delta * scaling : delta;
 }

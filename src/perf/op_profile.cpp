@@ -58,7 +58,8 @@ std::map<std::string, Totals> top_level_cpu_ops(const std::vector<kineto::Kineto
 OpProfiler::OpProfiler(bool cuda) : cuda_(cuda) {
   std::set<impl::ActivityType> activities{impl::ActivityType::CPU};
   if (cuda) activities.insert(impl::ActivityType::CUDA);
-  const impl::ProfilerConfig config(impl::ProfilerState::KINETO);
+  // Input shapes on a GPU, to name what launched each kernel (finish()).
+  const impl::ProfilerConfig config(impl::ProfilerState::KINETO, /*report_input_shapes=*/cuda);
   try {
     kineto::prepareProfiler(config, activities);
     kineto::enableProfiler(config, activities);
@@ -89,13 +90,30 @@ OpProfile OpProfiler::finish(std::size_t top_n) {
     throw Error("bench --profile: LibTorch's profiler did not stop: " + std::string(e.what_without_backtrace()));
   }
   const auto& events = result->events();
-  // GPU kernels and copies are the device's own time and do not nest; sum them by name.
+  // GPU kernels and copies are the device's own time and do not nest; sum them by name. Each
+  // links to the operator that launched it through its correlation id.
+  std::map<std::uint64_t, const kineto::KinetoEvent*> ops_by_id;
+  for (const auto& e : events) {
+    if (e.deviceType() == c10::DeviceType::CPU && e.correlationId() != 0) ops_by_id[e.correlationId()] = &e;
+  }
   std::map<std::string, Totals> totals;
+  std::map<std::string, std::map<std::string, std::int64_t>> launchers;
   for (const auto& e : events) {
     if (e.deviceType() != c10::DeviceType::CUDA) continue;
     Totals& t = totals[e.name()];
     ++t.calls;
     t.seconds += compat::profiler_event_seconds(e);
+    const auto op = ops_by_id.find(e.linkedCorrelationId());
+    if (op == ops_by_id.end()) continue;
+    std::string launcher = op->second->name();
+    if (op->second->hasShapes()) {
+      for (const auto& shape : op->second->shapes()) {
+        launcher += " [";
+        for (std::size_t i = 0; i < shape.size(); ++i) launcher += (i ? "," : "") + std::to_string(shape[i]);
+        launcher += "]";
+      }
+    }
+    ++launchers[e.name()][launcher];
   }
   p.kind = "GPU kernels";
   if (totals.empty()) {
@@ -106,7 +124,14 @@ OpProfile OpProfiler::finish(std::size_t top_n) {
   }
   std::vector<OpTime> all;
   for (const auto& [name, t] : totals) {
-    all.push_back({name, t.calls, t.seconds});
+    OpTime o{name, t.calls, t.seconds, {}};
+    if (const auto l = launchers.find(name); l != launchers.end()) {
+      o.launched_by.assign(l->second.begin(), l->second.end());
+      std::sort(o.launched_by.begin(), o.launched_by.end(),
+                [](const auto& a, const auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
+      if (o.launched_by.size() > 3) o.launched_by.resize(3);
+    }
+    all.push_back(std::move(o));
     p.total_s += t.seconds;
     p.events += t.calls;
   }
@@ -121,7 +146,11 @@ OpProfile OpProfiler::finish(std::size_t top_n) {
 
 nlohmann::json to_json(const OpProfile& p) {
   nlohmann::json top = nlohmann::json::array();
-  for (const auto& o : p.top) top.push_back({{"name", o.name}, {"calls", o.calls}, {"seconds", o.seconds}});
+  for (const auto& o : p.top) {
+    nlohmann::json launched = nlohmann::json::array();
+    for (const auto& [op, calls] : o.launched_by) launched.push_back({{"op", op}, {"calls", calls}});
+    top.push_back({{"name", o.name}, {"calls", o.calls}, {"seconds", o.seconds}, {"launched_by", launched}});
+  }
   return {{"kind", p.kind},       {"wall_s", p.wall_s}, {"total_s", p.total_s},
           {"distinct_ops", p.ops}, {"calls", p.events}, {"top", top}};
 }
@@ -139,6 +168,9 @@ std::string describe(const OpProfile& p) {
            format_value("%7.0f", static_cast<double>(o.calls)) + " x " +
            format_value("%9.1f", 1e6 * o.seconds / static_cast<double>(std::max<std::int64_t>(o.calls, 1))) + " us  " +
            name + "\n";
+    for (const auto& [op, calls] : o.launched_by) {
+      out += "                                          " + std::to_string(calls) + " by " + op + "\n";
+    }
   }
   return out;
 }

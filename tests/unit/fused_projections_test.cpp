@@ -90,6 +90,19 @@ TEST(FusedProjections, SelfAttentionSharesOneStorageAndComputesTheSame) {
   }
 }
 
+// Adapters of different scales (generate --lora-scale applies one to all; a per-layer scale
+// still has to come out right): their B sides are scaled before they are joined.
+TEST(FusedProjections, AdaptersOfDifferentScalesComputeTheSame) {
+  auto attn = attention(0);
+  const auto net = add_adapters(*attn, {"to_q", "to_k", "to_v"});
+  attn->to_k->lora_scale = 0.5;
+  attn->to_v->lora_scale = 2.0;
+  const Outcome separate = forward_backward(attn, net, {});
+  attn->fuse_projections();
+  ASSERT_TRUE(attn->projections_fused());
+  expect_same(forward_backward(attn, net, {}), separate);
+}
+
 TEST(FusedProjections, CrossAttentionFusesKeyAndValue) {
   auto attn = attention(12);
   const auto net = add_adapters(*attn, {"to_q", "to_k", "to_v", "to_out.0"});

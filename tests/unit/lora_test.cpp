@@ -72,6 +72,34 @@ TEST(Lora, ForwardIsBasePlusScaledUpdateAndMergeMatches) {
   EXPECT_TENSOR_NEAR(lin(x), expected, 1e-5);
 }
 
+// forward adds the adapter inside its B product (addmm_ into the base output): over batches of
+// tokens, values and the gradients of input, A and B are those of base + scaling · B(A x).
+TEST(Lora, TokenBatchesAndGradientsFollowTheFormula) {
+  torch::manual_seed(2);
+  nn::LoraCompatibleLinear lin(5, 3, true);
+  auto gen = at::detail::createCPUGenerator(1);
+  lin->add_lora(2, 3.0, gen);
+  {
+    torch::NoGradGuard no_grad;
+    lin->lora_B->weight.normal_();
+  }
+  lin->lora_scale = 0.5;
+  const auto x = torch::randn({2, 4, 5}, torch::requires_grad());
+  const auto out = lin(x);
+  ASSERT_EQ(out.sizes(), (std::vector<std::int64_t>{2, 4, 3}));
+  const auto g = torch::randn({2, 4, 3});
+  const std::vector<torch::Tensor> wrt{x, lin->lora_A->weight, lin->lora_B->weight};
+  const auto grads = torch::autograd::grad({out}, wrt, {g});
+  const auto expected = torch::nn::functional::linear(x, lin->weight, lin->bias) +
+                        0.75 * torch::matmul(torch::matmul(x, lin->lora_A->weight.t()), lin->lora_B->weight.t());
+  const auto expected_grads = torch::autograd::grad({expected}, wrt, {g});
+  EXPECT_TENSOR_NEAR(out, expected, 1e-5);
+  for (std::size_t i = 0; i < wrt.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_TENSOR_NEAR(grads[i], expected_grads[i], 1e-5);
+  }
+}
+
 TEST(Lora, LoadChecksNamesAndShapes) {
   torch::nn::Sequential root;
   root->push_back("attn1", make_attention());

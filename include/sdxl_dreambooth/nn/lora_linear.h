@@ -17,6 +17,11 @@ class LoraCompatibleLinearImpl : public torch::nn::Module {
   // The adapter's term scale · (alpha / rank) · B(A x) alone, in x's dtype; undefined without an
   // adapter or at lora_scale 0. forward is W x + b plus this.
   torch::Tensor lora_delta(const torch::Tensor& x) const;
+  // y += scale · (alpha / rank) · a Bᵀ in place, for y = W x + b and a = A x as [rows, features]
+  // in the activations' dtype: one GEMM that accumulates into y.
+  void add_lora_(torch::Tensor& y, const torch::Tensor& a) const;
+  // An adapter weight (float32) in the activations' dtype.
+  static torch::Tensor lora_cast(const torch::Tensor& w, torch::ScalarType dtype);
   // scale · alpha / rank.
   double lora_scaling() const { return lora_scale * alpha_ / static_cast<double>(rank_); }
 

@@ -17,6 +17,9 @@ struct OpTime {
   std::string name;  // a kernel's name, or an operator's ("aten::convolution")
   std::int64_t calls = 0;
   double seconds = 0;  // total over the profiled steps
+  // GPU kernels: the operators that launched them, with their input shapes ("aten::add
+  // [8,1024,1280] [1280]"), most calls first (at most 3).
+  std::vector<std::pair<std::string, std::int64_t>> launched_by;
 };
 
 struct OpProfile {
