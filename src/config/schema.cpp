@@ -119,8 +119,9 @@ std::vector<KeySpec> build_schema() {
       key("train.gradient_checkpointing", T::kBool, false, "Recompute activations in backward to save memory"),
       key("train.fuse_projections", T::kBool, false,
           "One GEMM for the attention projections that read the same input (q/k/v, and k/v of "
-          "cross-attention), frozen weights and LoRA A sides each; same results and memory (measured "
-          "3 % slower on CPUs at full size, not yet on a GPU)"),
+          "cross-attention), frozen weights and LoRA sides each; same results and memory (measured on "
+          "an H200 in bf16 at 1024 px: 12 % more images/s at batch 8, 17 % at batch 1; 3 % slower on "
+          "CPUs at full size)"),
       key("train.cudnn_benchmark", T::kBool, false,
           "Let cuDNN time its convolution algorithms on the first step of each shape and keep the "
           "fastest (PyTorch's torch.backends.cudnn.benchmark); CUDA only"),

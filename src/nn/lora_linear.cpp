@@ -1,6 +1,7 @@
 #include "sdxl_dreambooth/nn/lora_linear.h"
 
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/nn/linear_rows.h"
 
 #include <cmath>
 
@@ -19,7 +20,7 @@ LoraCompatibleLinearImpl::LoraCompatibleLinearImpl(std::int64_t in_features, std
 
 torch::Tensor LoraCompatibleLinearImpl::forward(const torch::Tensor& x) {
   namespace F = torch::nn::functional;
-  if (!has_lora() || lora_scale == 0.0) return F::linear(x, weight, bias);
+  if (!has_lora() || lora_scale == 0.0) return linear_rows(x, weight, bias);
   // As rows: the adapter's B product then adds itself into the base output inside its GEMM
   // (addmm_, beta 1) instead of a separate pass over the output that adds a materialized delta.
   const torch::Tensor x2 = x.reshape({-1, in_});

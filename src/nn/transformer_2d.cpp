@@ -1,5 +1,7 @@
 #include "sdxl_dreambooth/nn/transformer_2d.h"
 
+#include "sdxl_dreambooth/nn/linear_rows.h"
+
 namespace sdxl::nn {
 
 GEGLUImpl::GEGLUImpl(std::int64_t dim_in, std::int64_t dim_out) {
@@ -12,11 +14,10 @@ torch::Tensor GEGLUImpl::forward(const torch::Tensor& x) {
   // contiguous tensors (the largest elementwise cost of a step on an H200), and the backward
   // joined the halves' gradients with a cat. The weight's halves are row blocks, so two
   // products give the same halves contiguous.
-  namespace F = torch::nn::functional;
   const std::int64_t inner = proj->weight.size(0) / 2;
   const auto w = proj->weight.split(inner, 0);
   const auto b = proj->bias.defined() ? proj->bias.split(inner, 0) : std::vector<torch::Tensor>{{}, {}};
-  return F::linear(x, w[0], b[0]) * torch::gelu(F::linear(x, w[1], b[1]));
+  return linear_rows(x, w[0], b[0]) * torch::gelu(linear_rows(x, w[1], b[1]));
 }
 
 FeedForwardImpl::FeedForwardImpl(std::int64_t dim, std::int64_t mult) {
@@ -28,7 +29,8 @@ FeedForwardImpl::FeedForwardImpl(std::int64_t dim, std::int64_t mult) {
 }
 
 torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) {
-  return net[2]->as<torch::nn::Linear>()->forward(net[0]->as<GEGLU>()->forward(x));
+  const auto* out = net[2]->as<torch::nn::Linear>();
+  return linear_rows(net[0]->as<GEGLU>()->forward(x), out->weight, out->bias);
 }
 
 BasicTransformerBlockImpl::BasicTransformerBlockImpl(std::int64_t dim, std::int64_t heads, std::int64_t dim_head,
@@ -83,14 +85,16 @@ torch::Tensor Transformer2DModelImpl::forward(const torch::Tensor& x, const torc
   torch::Tensor h = norm(x);
   if (config_.use_linear_projection) {
     h = h.permute({0, 2, 3, 1}).reshape({B, H * W, -1});
-    h = proj_in.forward(h);
+    const auto& in = proj_in.get<torch::nn::Linear>();
+    h = linear_rows(h, in->weight, in->bias);
   } else {
     h = proj_in.forward(h);
     h = h.permute({0, 2, 3, 1}).reshape({B, H * W, -1});
   }
   for (const auto& block : *transformer_blocks) h = block->as<BasicTransformerBlock>()->forward(h, context);
   if (config_.use_linear_projection) {
-    h = proj_out.forward(h);
+    const auto& out = proj_out.get<torch::nn::Linear>();
+    h = linear_rows(h, out->weight, out->bias);
     // In the input's layout: for channels-last activations this permutation is already laid out.
     h = h.reshape({B, H, W, -1}).permute({0, 3, 1, 2}).contiguous(x.suggest_memory_format());
   } else {
