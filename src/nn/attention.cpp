@@ -45,10 +45,9 @@ std::vector<torch::Tensor> fused_projections(const std::vector<LoraCompatibleLin
   namespace F = torch::nn::functional;
   // split, not narrow: split's backward is one cat of the parts' gradients, narrow's a zeroed
   // full-width buffer per part, summed.
-  std::vector<std::int64_t> widths, ranks;
+  std::vector<std::int64_t> widths;
   for (const auto* l : layers) {
     widths.push_back(l->out_features());
-    ranks.push_back(l->lora_rank());
   }
   const torch::Tensor x2 = x.reshape({-1, x.size(-1)});
   torch::Tensor y = F::linear(x2, fused_weight);
