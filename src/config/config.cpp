@@ -52,6 +52,9 @@ double Config::get_float(const std::string& key) const { return typed<double>(va
 const std::string& Config::get_string(const std::string& key) const { return typed<std::string>(values_, key); }
 const StringList& Config::get_list(const std::string& key) const { return typed<StringList>(values_, key); }
 
+std::optional<bool> Config::get_optional_bool(const std::string& key) const {
+  return has(key) ? std::optional<bool>(get_bool(key)) : std::nullopt;
+}
 std::optional<std::int64_t> Config::get_optional_int(const std::string& key) const {
   return has(key) ? std::optional<std::int64_t>(get_int(key)) : std::nullopt;
 }

@@ -117,11 +117,11 @@ std::vector<KeySpec> build_schema() {
                   "Precision of the frozen weights and activations; LoRA weights stay fp32"),
               {"no", "fp16", "bf16"}),
       key("train.gradient_checkpointing", T::kBool, false, "Recompute activations in backward to save memory"),
-      key("train.fuse_projections", T::kBool, false,
-          "One GEMM for the attention projections that read the same input (q/k/v, and k/v of "
-          "cross-attention), frozen weights and LoRA sides each; same results and memory (measured on "
-          "an H200 in bf16 at 1024 px: 12 % more images/s at batch 8, 17 % at batch 1; 3 % slower on "
-          "CPUs at full size)"),
+      optional("train.fuse_projections", T::kBool, "true on CUDA, false on the CPU",
+               "One GEMM for the attention projections that read the same input (q/k/v, and k/v of "
+               "cross-attention), frozen weights and LoRA sides each; same results and memory (measured "
+               "on an H200 in bf16 at 1024 px: 12 % more images/s at batch 8, 17 % at batch 1; 5 % "
+               "slower on CPUs at full size)"),
       key("train.cudnn_benchmark", T::kBool, false,
           "Let cuDNN time its convolution algorithms on the first step of each shape and keep the "
           "fastest (PyTorch's torch.backends.cudnn.benchmark); CUDA only"),

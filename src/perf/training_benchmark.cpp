@@ -88,7 +88,7 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
   unet->set_gradient_checkpointing(b.gradient_checkpointing);
   b.channels_last = cfg.get_bool("train.channels_last");
   unet->set_channels_last(b.channels_last);
-  b.fuse_projections = cfg.get_bool("train.fuse_projections");
+  b.fuse_projections = train::fuse_projections(cfg, device);
   if (b.fuse_projections) unet->fuse_projections();
   train::AdamW optimizer(lora.parameters(), train::adamw_options(cfg));
   train::DynamicLossScaler scaler(cfg.get_string("train.mixed_precision") == "fp16");

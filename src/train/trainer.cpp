@@ -471,7 +471,7 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
   }
   pipe.unet->set_gradient_checkpointing(cfg.get_bool("train.gradient_checkpointing"));
   pipe.unet->set_channels_last(cfg.get_bool("train.channels_last"));
-  if (cfg.get_bool("train.fuse_projections")) pipe.unet->fuse_projections();
+  if (fuse_projections(cfg, s.device)) pipe.unet->fuse_projections();
   const auto unet_params = lora.parameters();
   std::vector<torch::Tensor> te_params = te_lora.parameters();
   for (const auto& p : te2_lora.parameters()) te_params.push_back(p);

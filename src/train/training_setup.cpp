@@ -21,6 +21,10 @@ void configure_cudnn(const config::Config& cfg) {
   at::globalContext().setBenchmarkCuDNN(cfg.get_bool("train.cudnn_benchmark"));
 }
 
+bool fuse_projections(const config::Config& cfg, const torch::Device& device) {
+  return cfg.get_optional_bool("train.fuse_projections").value_or(device.is_cuda());
+}
+
 torch::Dtype training_dtype(const config::Config& cfg, const torch::Device& device) {
   const std::string mp = cfg.get_string("train.mixed_precision");
   if (mp == "bf16") return torch::kBFloat16;

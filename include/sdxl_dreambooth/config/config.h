@@ -21,6 +21,7 @@ class Config {
   double get_float(const std::string& key) const;
   const std::string& get_string(const std::string& key) const;
   const StringList& get_list(const std::string& key) const;
+  std::optional<bool> get_optional_bool(const std::string& key) const;
   std::optional<std::int64_t> get_optional_int(const std::string& key) const;
   std::optional<double> get_optional_float(const std::string& key) const;
   std::optional<std::string> get_optional_string(const std::string& key) const;

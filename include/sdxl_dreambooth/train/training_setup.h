@@ -24,6 +24,10 @@ torch::Dtype training_dtype(const config::Config& cfg, const torch::Device& devi
 // (no effect without CUDA). Set once, before the first convolution.
 void configure_cudnn(const config::Config& cfg);
 
+// train.fuse_projections, by default on CUDA devices only (faster there, slower on CPUs:
+// docs/benchmarks.md).
+bool fuse_projections(const config::Config& cfg, const torch::Device& device);
+
 // lora.rank, lora.alpha (default: the rank), lora.targets.
 nn::LoraSpec lora_spec(const config::Config& cfg);
 
