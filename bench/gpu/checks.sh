@@ -275,7 +275,7 @@ prof() {  # where the step's GPU time goes (bench --profile), and cuDNN's algori
   say "prof done"
 }
 
-opt() {  # contiguous GEGLU halves and adapters added inside their GEMM (after faf9c4b)
+opt() {  # contiguous GEGLU halves, adapters added inside their GEMM (1ed4d72), linear_rows (89d7ef6)
   mkdir -p "$ref" && cp -a .gpu/ref-a/. "$ref/"
   say "train (tiny pipeline) on CUDA in bf16 with fused projections, through validation and export"
   rm -rf /tmp/tiny /tmp/run-opt && "$bin" init-tiny --out /tmp/tiny >/dev/null && train_config /tmp/train.toml /tmp/tiny
@@ -284,10 +284,10 @@ opt() {  # contiguous GEGLU halves and adapters added inside their GEMM (after f
   echo "exit $?"; grep -iE "step 20|error|pytorch_lora" "$out/train-opt.log" | head -n 4
   bench_config /tmp/bench.toml
   say "bench: fuse_projections off/on, no phase syncs"
-  run_bench b8-sep --steps 4 --warmup 2 --set train.batch_size=8 --no-phase-sync
+  run_bench b8-sep --steps 4 --warmup 2 --set train.batch_size=8 --no-phase-sync --set train.fuse_projections=false
   run_bench b8-fused --steps 4 --warmup 2 --set train.batch_size=8 --no-phase-sync --set train.fuse_projections=true
   run_bench b16-fused --steps 3 --warmup 2 --set train.batch_size=16 --no-phase-sync --set train.fuse_projections=true
-  run_bench b1-sep --steps 10 --warmup 3 --no-phase-sync
+  run_bench b1-sep --steps 10 --warmup 3 --no-phase-sync --set train.fuse_projections=false
   run_bench b1-fused --steps 10 --warmup 3 --no-phase-sync --set train.fuse_projections=true
   say "profile: batch 8, fused projections, kernels with the operators that launched them"
   NCCL_DEBUG="" timeout 150 "$bin" bench /tmp/bench.toml --architecture "$ref/sdxl-base-1.0-manifest" --profile \
