@@ -1,7 +1,8 @@
 // `bench --profile`: where a step's time goes, operator by operator, from LibTorch's profiler
 // (Kineto). On a GPU it sums the device's kernels and copies by name (their own time: kernels
 // do not nest); on the CPU, where LibTorch records operators only, it sums the top-level
-// operators (inclusive of the operators they call) of the profiled thread.
+// operators (inclusive of the operators they call) of each thread it saw (autograd runs a CPU
+// backward on the caller's thread).
 #pragma once
 
 #include <nlohmann/json.hpp>
