@@ -2,6 +2,7 @@
 
 #include "sdxl_dreambooth/build_info.h"
 #include "sdxl_dreambooth/torch_compat.h"
+#include "sdxl_dreambooth/util/blas_library.h"
 
 #include <hdf5.h>
 #include <mpi.h>
@@ -37,6 +38,8 @@ BuildFeatures build_features() {
   if (H5get_libversion(&maj, &min, &rel) >= 0) {
     f.hdf5_version = std::to_string(maj) + "." + std::to_string(min) + "." + std::to_string(rel);
   }
+  const util::BlasLibrary blas = util::blas_library();
+  f.blas = blas.name + (blas.path.empty() ? "" : ", " + blas.path);
   return f;
 }
 

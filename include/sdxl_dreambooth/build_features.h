@@ -16,6 +16,7 @@ struct BuildFeatures {
   std::string nccl_version;       // "2.28.3", or "" when not built
   std::string mpi_library;        // first line of MPI_Get_library_version
   std::string hdf5_version;
+  std::string blas;  // LibTorch's CPU BLAS and its file (util/blas_library.h)
 };
 
 BuildFeatures build_features();

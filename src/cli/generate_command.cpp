@@ -11,6 +11,7 @@
 #include "sdxl_dreambooth/nn/lora_linear.h"
 #include "sdxl_dreambooth/pipeline/generation_batches.h"
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
+#include "sdxl_dreambooth/util/blas_library.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <unistd.h>
@@ -203,6 +204,7 @@ Command make_generate_command() {
       throw UsageError("--device cuda: this LibTorch has no CUDA or no GPU is visible");
     }
     opts.device = device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+    if (auto w = util::slow_blas_warning(util::blas_library(), opts.device)) std::cerr << "warning: " << *w << "\n";
 
     dist::MpiRuntime mpi(nullptr, nullptr);
     const auto comm = dist::make_mpi_collectives(mpi.world(), 3600);

@@ -9,12 +9,13 @@ namespace sdxl::cli {
 Command make_version_command() {
   Command c;
   c.name = "version";
-  c.summary = "program version, git commit, LibTorch, CUDA/NCCL, MPI and HDF5 libraries";
+  c.summary = "program version, git commit, LibTorch, CUDA/NCCL, MPI, HDF5 and BLAS libraries";
   c.help =
       "usage: sdxl-dreambooth version\n\n"
       "Prints the program version and git commit, the LibTorch version, whether CUDA is built\n"
       "and how many GPUs are visible, whether the NCCL backend is compiled in, and the MPI and\n"
-      "HDF5 libraries. Include it in bug reports.\n";
+      "HDF5 libraries, and the BLAS that LibTorch's CPU matrix products run on. Include it in\n"
+      "bug reports.\n";
   c.run = [](const std::vector<std::string>& argv) {
     Args args(argv, {}, {});
     const BuildFeatures f = build_features();
@@ -25,7 +26,8 @@ Command make_version_command() {
               << "NCCL:      " << (f.nccl_built ? "backend built, NCCL " + f.nccl_version : std::string("not built"))
               << "\n"
               << "MPI:       " << f.mpi_library << "\n"
-              << "HDF5:      " << f.hdf5_version << "\n";
+              << "HDF5:      " << f.hdf5_version << "\n"
+              << "BLAS:      " << f.blas << "\n";
     return 0;
   };
   return c;

@@ -71,6 +71,7 @@ BenchmarkSetup benchmark_setup(const config::Config& cfg, const BenchmarkOptions
   s.backend = comm.backend();
   s.world_size = comm.world_size();
   s.threads = at::get_num_threads();
+  s.blas = f.blas;
   s.steps = o.steps;
   s.warmup = o.warmup;
   return s;
@@ -129,6 +130,7 @@ nlohmann::json to_json(const BenchmarkSetup& s) {
           {"backend", s.backend},
           {"world_size", s.world_size},
           {"threads", s.threads},
+          {"blas", s.blas},
           {"resolution", s.resolution},
           {"steps", s.steps},
           {"warmup", s.warmup}};
@@ -149,8 +151,8 @@ std::string describe(const BenchmarkSetup& s) {
   return "program    " + s.program + ", LibTorch " + s.torch_version + "\n" + "host       " + s.host + " (" + s.cpu +
          ")\n" + "model      " + s.model + "\n" + "device     " + s.device +
          (s.device_name.empty() ? "" : " (" + s.device_name + ")") + ", " + s.precision + ", " +
-         std::to_string(s.threads) + " intra-op thread(s)\n" + "ranks      " + std::to_string(s.world_size) + " (" +
-         s.backend + " collectives)\n";
+         std::to_string(s.threads) + " intra-op thread(s)\n" + "blas       " + s.blas + "\n" + "ranks      " +
+         std::to_string(s.world_size) + " (" + s.backend + " collectives)\n";
 }
 
 std::string describe(const BenchmarkThroughput& t, const BenchmarkMemory& m) {

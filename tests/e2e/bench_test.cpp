@@ -9,6 +9,9 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
+#include <map>
+
 using namespace sdxl;
 namespace fs = std::filesystem;
 
@@ -80,6 +83,9 @@ TEST(Bench, TimesTrainingStepsPerPhase) {
   EXPECT_GT(j["peak_memory_bytes"].get<double>(), 50e6);
   EXPECT_NE(r.err.find("step 3: data"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir / "out")) << "bench writes nothing";
+  // The CPU figures depend on the BLAS (scripts/install-deps.sh installs OpenBLAS).
+  EXPECT_EQ(j["blas"].get<std::string>().rfind("OpenBLAS ", 0), 0u) << j["blas"];
+  EXPECT_EQ(r.err.find("not an optimized BLAS"), std::string::npos) << r.err;
 
   // The table, and MFU against a given peak.
   const auto text = test::run_cli({"bench", (dir / "run.toml").string(), "--steps", "1", "--warmup", "0",
@@ -177,6 +183,33 @@ TEST(Bench, TwoRanksReportTheAllReduce) {
   // read, has a host all-reduce of its own in `train`).
   EXPECT_EQ(j["allreduce_bytes"].get<long long>(), (j["lora_parameters"].get<long long>() + 1) * 4);
   EXPECT_NEAR(j["images_per_s_total"].get<double>(), 2 * j["images_per_s_per_rank"].get<double>(), 1e-9);
+}
+
+// Debian's reference BLAS (libblas3, which libtorch depends on) made CPU steps 3-17x slower
+// than OpenBLAS: a run that ends up on it says so, and names the file and the fix.
+TEST(Bench, WarnsWhenLibTorchRunsOnTheReferenceBlas) {
+  SDXL_REQUIRE_REFERENCE();
+  std::string reference_blas;
+  for (const char* d : {"/usr/lib/x86_64-linux-gnu/blas", "/usr/lib/aarch64-linux-gnu/blas"}) {
+    if (fs::exists(fs::path(d) / "libblas.so.3")) reference_blas = d;
+  }
+  ASSERT_FALSE(reference_blas.empty()) << "Debian's libblas3 (a dependency of libtorch1.13) is not installed";
+  const char* inherited = std::getenv("LD_LIBRARY_PATH");
+  const std::map<std::string, std::string> env{
+      {"LD_LIBRARY_PATH", reference_blas + (inherited != nullptr ? std::string(":") + inherited : "")}};
+  test::TempDir dir;
+  test::write_file(dir / "run.toml", config(dir / "out"));
+  const auto r = test::run_cli({"bench", (dir / "run.toml").string(), "--steps", "1", "--warmup", "0", "--json"}, env);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("WARN"), std::string::npos) << r.err;
+  // The file itself (libblas.so.3.11.0 in Debian 12), behind the alternatives' symlinks.
+  EXPECT_NE(r.err.find("run on " + reference_blas + "/libblas.so.3"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("not an optimized BLAS"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("apt-get install libopenblas0-openmp"), std::string::npos) << r.err;
+  EXPECT_NE(parse(r)["blas"].get<std::string>().find("not an optimized BLAS"), std::string::npos);
+  const auto version = test::run_cli({"version"}, env);
+  EXPECT_NE(version.out.find("BLAS:      libblas.so.3"), std::string::npos) << version.out;
+  EXPECT_NE(version.out.find("(not an optimized BLAS"), std::string::npos) << version.out;
 }
 
 TEST(Bench, BadInputIsOneClearError) {

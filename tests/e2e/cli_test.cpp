@@ -32,6 +32,8 @@ TEST(Cli, Version) {
   EXPECT_NE(r.out.find("MPI:       Open MPI"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("NCCL:"), std::string::npos);
   EXPECT_NE(r.out.find("HDF5:      1."), std::string::npos);
+  // scripts/install-deps.sh installs it; the line also names the library's file.
+  EXPECT_NE(r.out.find("BLAS:      OpenBLAS "), std::string::npos) << r.out;
 }
 
 TEST(Cli, SubcommandHelp) {
@@ -110,6 +112,17 @@ std::vector<std::string> generate_args(const std::string& out, const std::string
           "--size", "64x48", "--steps", "3", "--num-images", "2", "--seed", seed, "--out", out};
 }
 
+// The largest difference of one channel between two PNGs of the same size, in 1/255 steps.
+int max_channel_difference(const std::filesystem::path& a_path, const std::filesystem::path& b_path) {
+  const auto a = sdxl::io::read_png(a_path.string());
+  const auto b = sdxl::io::read_png(b_path.string());
+  EXPECT_EQ(a.rgb.size(), b.rgb.size()) << a_path << " " << b_path;
+  if (a.rgb.size() != b.rgb.size()) return 255;
+  int worst = 0;
+  for (std::size_t i = 0; i < a.rgb.size(); ++i) worst = std::max(worst, std::abs(int{a.rgb[i]} - int{b.rgb[i]}));
+  return worst;
+}
+
 }  // namespace
 
 TEST(Cli, GenerateIsReproducibleAndSeedDependent) {
@@ -124,8 +137,11 @@ TEST(Cli, GenerateIsReproducibleAndSeedDependent) {
   const auto img = [&](const char* sub, const char* name) { return sdxl::test::read_file(dir / sub / name); };
   ASSERT_FALSE(img("a", "0-0-seed7.png").empty());
   EXPECT_EQ(img("a", "0-0-seed7.png"), img("b", "0-0-seed7.png"));  // byte-identical
-  EXPECT_EQ(img("a", "0-1-seed8.png"), img("c", "0-0-seed8.png"));  // image k uses seed + k
-  EXPECT_NE(img("a", "0-0-seed7.png"), img("a", "0-1-seed8.png"));
+  // Image k uses seed + k. Here it sits at another position of the UNet batch, which an
+  // optimized BLAS (OpenBLAS, like a GPU) may round differently: equal up to rounding, as
+  // docs/generation.md says of batches.
+  EXPECT_LE(max_channel_difference(dir / "a" / "0-1-seed8.png", dir / "c" / "0-0-seed8.png"), 2);
+  EXPECT_GT(max_channel_difference(dir / "a" / "0-0-seed7.png", dir / "a" / "0-1-seed8.png"), 20);
   const auto png = sdxl::io::read_png((dir / "a" / "0-0-seed7.png").string());
   EXPECT_EQ(png.width, 64);
   EXPECT_EQ(png.height, 48);
@@ -155,13 +171,9 @@ TEST(Cli, GenerateBatchesImagesWithinTheMemoryBudget) {
   ASSERT_EQ(all.exit_code, 0) << all.err;
   EXPECT_NE(all.err.find("batches of 4 image(s): 1 UNet batch(es)"), std::string::npos) << all.err;
   for (const char* name : {"0-0-seed0.png", "0-1-seed1.png", "1-0-seed2.png", "1-1-seed3.png"}) {
-    const auto a = sdxl::io::read_png((dir / "one" / name).string());
     for (const char* batched : {"three", "auto"}) {
-      const auto b = sdxl::io::read_png((dir / batched / name).string());
-      ASSERT_EQ(a.rgb.size(), b.rgb.size()) << name;
-      int worst = 0;
-      for (std::size_t i = 0; i < a.rgb.size(); ++i) worst = std::max(worst, std::abs(int{a.rgb[i]} - int{b.rgb[i]}));
-      EXPECT_LE(worst, 2) << batched << "/" << name << " differs from the unbatched image by more than rounding";
+      EXPECT_LE(max_channel_difference(dir / "one" / name, dir / batched / name), 2)
+          << batched << "/" << name << " differs from the unbatched image by more than rounding";
     }
   }
   // A budget below one image's estimate: one at a time, with a warning.

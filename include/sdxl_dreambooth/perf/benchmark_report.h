@@ -44,6 +44,7 @@ struct BenchmarkSetup {
   std::string backend;      // collectives: mpi or nccl
   int world_size = 1;
   int threads = 1;  // intra-op threads
+  std::string blas;  // LibTorch's CPU BLAS (util/blas_library.h): it sets the CPU figures
   std::int64_t resolution = 0;
   std::int64_t steps = 0, warmup = 0;
 };
