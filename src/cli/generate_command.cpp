@@ -12,6 +12,7 @@
 #include "sdxl_dreambooth/pipeline/generation_batches.h"
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
 #include "sdxl_dreambooth/util/blas_library.h"
+#include "sdxl_dreambooth/util/cpu_threads.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <unistd.h>
@@ -207,6 +208,7 @@ Command make_generate_command() {
     if (auto w = util::slow_blas_warning(util::blas_library(), opts.device)) std::cerr << "warning: " << *w << "\n";
 
     dist::MpiRuntime mpi(nullptr, nullptr);
+    const util::CpuThreads threads = util::configure_cpu_threads(mpi.local_size());
     const auto comm = dist::make_mpi_collectives(mpi.world(), 3600);
     auto pipe = pipeline::SdxlPipeline::load(opts);
     if (lora) {
@@ -281,7 +283,8 @@ Command make_generate_command() {
                 << comm->world_size() << " rank(s); estimated activations "
                 << util::format_bytes(sizing.unet_bytes(req.batch_size))
                 << " per batch, " << util::format_bytes(sizing.vae_bytes) << " per decode (budget "
-                << util::format_bytes(budget) << ")\n";
+                << util::format_bytes(budget) << "); " << threads.threads << " CPU thread(s) per rank ("
+                << threads.why << ")\n";
       if (batch_arg != "auto" && sizing.unet_bytes(req.batch_size) > budget) {
         std::cerr << "warning: --batch-size " << req.batch_size << " is estimated over --memory-budget ("
                   << util::format_bytes(budget) << "); auto would take " << sizing.batch_size << "\n";

@@ -1,6 +1,7 @@
 #include "sdxl_dreambooth/cli/rank_job.h"
 
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/util/cpu_threads.h"
 
 #include <torch/torch.h>
 
@@ -25,6 +26,10 @@ int run_rank_job(const std::string& config_path, const std::vector<std::string>&
     if (backend == "nccl" && !cuda) {
       throw UsageError("distributed.backend = \"nccl\" needs training on CUDA (train.device); use \"mpi\" on CPU");
     }
+    // Before any parallel work: LibTorch's own default is 1 thread (Debian) or every core of
+    // the node for every rank (PyTorch's builds).
+    const util::CpuThreads threads = util::configure_cpu_threads(mpi.local_size());
+    log.info("CPU: " + std::to_string(threads.threads) + " intra-op thread(s) per rank (" + threads.why + ")");
     const double timeout = cfg.get_float("distributed.timeout_s");
     const int gpu = cuda ? mpi.local_rank() % std::max<int>(1, static_cast<int>(torch::cuda::device_count())) : 0;
     auto comm = backend == "nccl" ? dist::make_nccl_collectives(mpi.world(), gpu, timeout)

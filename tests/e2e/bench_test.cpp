@@ -5,6 +5,7 @@
 
 #include "sdxl_dreambooth/model/unet_config.h"
 #include "sdxl_dreambooth/model/unet_flops.h"
+#include "sdxl_dreambooth/util/cpu_threads.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -210,6 +211,31 @@ TEST(Bench, WarnsWhenLibTorchRunsOnTheReferenceBlas) {
   const auto version = test::run_cli({"version"}, env);
   EXPECT_NE(version.out.find("BLAS:      libblas.so.3"), std::string::npos) << version.out;
   EXPECT_NE(version.out.find("(not an optimized BLAS"), std::string::npos) << version.out;
+}
+
+// Debian's LibTorch starts with one intra-op thread whatever the machine: without
+// OMP_NUM_THREADS a run takes this process's physical cores, shared among the node's unbound
+// ranks; OMP_NUM_THREADS still decides when set.
+TEST(Bench, TakesThePhysicalCoresUnlessOmpNumThreadsIsSet) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  test::write_file(dir / "run.toml", config(dir / "out"));
+  const std::vector<std::string> args{"bench", (dir / "run.toml").string(), "--steps", "1", "--warmup", "0", "--json"};
+  const auto threads = [&](const test::ProcessResult& r) {
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.err.find("intra-op thread(s) per rank ("), std::string::npos) << r.err;
+    return parse(r)["threads"].get<int>();
+  };
+  const auto* unset = std::getenv("OMP_NUM_THREADS");
+  const std::string restore = unset != nullptr ? unset : "";
+  unsetenv("OMP_NUM_THREADS");
+  const int one_rank = util::cpu_threads(1).threads, two_ranks = util::cpu_threads(2).threads;
+  if (unset != nullptr) setenv("OMP_NUM_THREADS", restore.c_str(), 1);
+  EXPECT_EQ(threads(test::run_cli(args, {{"OMP_NUM_THREADS", ""}})), one_rank);
+  EXPECT_EQ(threads(test::run_mpirun(2, args, {{"OMP_NUM_THREADS", ""}})), two_ranks);
+  EXPECT_EQ(threads(test::run_cli(args, {{"OMP_NUM_THREADS", "3"}})), 3);
+  // This project's machines have 2 cores, where LibTorch's default was 1 thread.
+  EXPECT_GE(one_rank, 2) << "a 1-core machine cannot tell the rule from LibTorch's default";
 }
 
 TEST(Bench, BadInputIsOneClearError) {
