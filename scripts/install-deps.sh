@@ -7,6 +7,7 @@ packages=(
   build-essential cmake ccache pkg-config git
   libtorch-dev                          # LibTorch 1.13 (CPU)
   libopenblas0-openmp                   # its BLAS: without it libblas.so.3 is the reference one, 3-17x slower CPU steps
+  libblas3                              # that reference BLAS, which libtorch depends on; a test checks the warning on it
   libopenmpi-dev openmpi-bin            # MPI
   libhdf5-dev hdf5-tools                # checkpoints; h5ls/h5dump for users and tests
   libtomlplusplus-dev                   # configuration
