@@ -205,10 +205,12 @@ Command make_generate_command() {
       throw UsageError("--device cuda: this LibTorch has no CUDA or no GPU is visible");
     }
     opts.device = device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
-    if (auto w = util::slow_blas_warning(util::blas_library(), opts.device)) std::cerr << "warning: " << *w << "\n";
 
     dist::MpiRuntime mpi(nullptr, nullptr);
     const util::CpuThreads threads = util::configure_cpu_threads(mpi.local_size());
+    if (auto w = util::slow_blas_warning(util::blas_library(), opts.device); w && mpi.rank() == 0) {
+      std::cerr << "warning: " << *w << "\n";
+    }
     const auto comm = dist::make_mpi_collectives(mpi.world(), 3600);
     auto pipe = pipeline::SdxlPipeline::load(opts);
     if (lora) {

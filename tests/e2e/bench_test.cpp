@@ -211,6 +211,19 @@ TEST(Bench, WarnsWhenLibTorchRunsOnTheReferenceBlas) {
   const auto version = test::run_cli({"version"}, env);
   EXPECT_NE(version.out.find("BLAS:      libblas.so.3"), std::string::npos) << version.out;
   EXPECT_NE(version.out.find("(not an optimized BLAS"), std::string::npos) << version.out;
+  // train and generate say it too.
+  const auto train = test::run_cli({"train", (dir / "run.toml").string(), "--set", "train.max_steps=1", "--set",
+                                    "validation.prompts=[]"},
+                                   env);
+  EXPECT_EQ(train.exit_code, 0) << train.err;
+  EXPECT_NE(train.err.find("not an optimized BLAS"), std::string::npos) << train.err;
+  const auto generate =
+      test::run_cli({"generate", "--model", (test::reference_dir() / "tiny-sdxl").string(), "--prompt", "a cat",
+                     "--size", "64x64", "--steps", "1", "--out", (dir / "images").string()},
+                    env);
+  EXPECT_EQ(generate.exit_code, 0) << generate.err;
+  EXPECT_NE(generate.err.find("warning: LibTorch's CPU matrix products run on " + reference_blas), std::string::npos)
+      << generate.err;
 }
 
 // Debian's LibTorch starts with one intra-op thread whatever the machine: without
