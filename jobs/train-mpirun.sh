@@ -32,7 +32,8 @@ args=(--np "${NP:-1}")
 [ -n "${HOSTFILE:-}" ] && args+=(--hostfile "$HOSTFILE")
 # shellcheck disable=SC2206
 args+=(${MPIRUN_ARGS:-})
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+# CPU threads: OMP_NUM_THREADS when set; otherwise the program divides each rank's affinity
+# mask among the ranks that share it (mpirun binds each of 2 ranks to a core, more to a socket).
 
 restarts=0
 extra=()

@@ -207,7 +207,8 @@ Command make_generate_command() {
     opts.device = device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
 
     dist::MpiRuntime mpi(nullptr, nullptr);
-    const util::CpuThreads threads = util::configure_cpu_threads(mpi.local_size());
+    const util::CpuThreads threads =
+        util::configure_cpu_threads(dist::node_affinity_masks(mpi.node()), static_cast<std::size_t>(mpi.local_rank()));
     if (auto w = util::slow_blas_warning(util::blas_library(), opts.device); w && mpi.rank() == 0) {
       std::cerr << "warning: " << *w << "\n";
     }

@@ -28,7 +28,8 @@ int run_rank_job(const std::string& config_path, const std::vector<std::string>&
     }
     // Before any parallel work: LibTorch's own default is 1 thread (Debian) or every core of
     // the node for every rank (PyTorch's builds).
-    const util::CpuThreads threads = util::configure_cpu_threads(mpi.local_size());
+    const util::CpuThreads threads =
+        util::configure_cpu_threads(dist::node_affinity_masks(mpi.node()), static_cast<std::size_t>(mpi.local_rank()));
     log.info("CPU: " + std::to_string(threads.threads) + " intra-op thread(s) per rank (" + threads.why + ")");
     const double timeout = cfg.get_float("distributed.timeout_s");
     const int gpu = cuda ? mpi.local_rank() % std::max<int>(1, static_cast<int>(torch::cuda::device_count())) : 0;

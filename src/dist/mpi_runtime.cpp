@@ -47,6 +47,38 @@ MpiRuntime::~MpiRuntime() {
   }
 }
 
+std::vector<std::string> all_gather_strings(MPI_Comm comm, const std::string& text) {
+  int size = 0;
+  check_mpi(MPI_Comm_size(comm, &size), "MPI_Comm_size");
+  if (text.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
+    throw Error("all_gather_strings: a string of " + std::to_string(text.size()) + " bytes is over MPI's int count");
+  }
+  const int length = static_cast<int>(text.size());
+  std::vector<int> lengths(static_cast<std::size_t>(size)), offsets(static_cast<std::size_t>(size));
+  check_mpi(MPI_Allgather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, comm), "MPI_Allgather(string lengths)");
+  long long total = 0;
+  for (int r = 0; r < size; ++r) {
+    offsets[static_cast<std::size_t>(r)] = static_cast<int>(total);
+    total += lengths[static_cast<std::size_t>(r)];
+  }
+  if (total > std::numeric_limits<int>::max()) throw Error("all_gather_strings: over 2 GiB in all");
+  std::string all(static_cast<std::size_t>(total), '\0');
+  check_mpi(MPI_Allgatherv(text.data(), length, MPI_CHAR, all.data(), lengths.data(), offsets.data(), MPI_CHAR, comm),
+            "MPI_Allgatherv(strings)");
+  std::vector<std::string> out;
+  for (int r = 0; r < size; ++r) {
+    out.push_back(all.substr(static_cast<std::size_t>(offsets[static_cast<std::size_t>(r)]),
+                             static_cast<std::size_t>(lengths[static_cast<std::size_t>(r)])));
+  }
+  return out;
+}
+
+std::vector<util::CpuMask> node_affinity_masks(MPI_Comm node) {
+  std::vector<util::CpuMask> masks;
+  for (const std::string& bits : all_gather_strings(node, util::affinity_mask().to_string())) masks.emplace_back(bits);
+  return masks;
+}
+
 std::string broadcast_string(MPI_Comm comm, const std::string& text, int root) {
   int rank = 0;
   check_mpi(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank");

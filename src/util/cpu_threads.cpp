@@ -8,12 +8,27 @@
 #include <cstdlib>
 #include <fstream>
 #include <set>
-#include <utility>
 
 namespace sdxl::util {
-namespace {
 
-// (package, core) of a logical CPU from sysfs; the CPU's own number when sysfs has no topology.
+CpuMask affinity_mask() {
+  CpuMask mask;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    for (int cpu = 0; cpu < CPU_SETSIZE && cpu < static_cast<int>(mask.size()); ++cpu) {
+      if (CPU_ISSET(cpu, &set)) mask.set(static_cast<std::size_t>(cpu));
+    }
+  }
+  if (mask.none()) {
+    const long online = sysconf(_SC_NPROCESSORS_ONLN);
+    for (long cpu = 0; cpu < online && cpu < static_cast<long>(mask.size()); ++cpu) {
+      mask.set(static_cast<std::size_t>(cpu));
+    }
+  }
+  return mask;
+}
+
 std::pair<long, long> physical_core(int cpu) {
   const std::string dir = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
   long package = -1, core = -1;
@@ -23,50 +38,54 @@ std::pair<long, long> physical_core(int cpu) {
   return {package, core};
 }
 
-int count_cores(const cpu_set_t& set) {
+namespace {
+
+// The physical cores of rank `me`'s mask, and how many of the node's ranks (itself included)
+// have masks that overlap it.
+struct MaskShare {
+  int cores = 0;
+  int ranks = 0;
+};
+
+MaskShare mask_share(const std::vector<CpuMask>& node, std::size_t me,
+                     const std::function<std::pair<long, long>(int)>& core_of) {
+  MaskShare share;
+  if (me >= node.size()) return share;
+  const CpuMask& mine = node[me];
   std::set<std::pair<long, long>> cores;
-  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-    if (CPU_ISSET(cpu, &set)) cores.insert(physical_core(cpu));
+  for (std::size_t cpu = 0; cpu < mine.size(); ++cpu) {
+    if (mine.test(cpu)) cores.insert(core_of(static_cast<int>(cpu)));
   }
-  return static_cast<int>(cores.size());
+  share.cores = static_cast<int>(cores.size());
+  for (const CpuMask& m : node) share.ranks += (m & mine).any() ? 1 : 0;
+  return share;
 }
+
+int threads_of(const MaskShare& share) { return std::max(1, share.cores / std::max(1, share.ranks)); }
 
 }  // namespace
 
-int threads_for_cores(int cores_allowed, int cores_online, int ranks_on_node) {
-  const int allowed = std::max(1, cores_allowed);
-  const bool bound = allowed < cores_online;
-  return bound ? allowed : std::max(1, allowed / std::max(1, ranks_on_node));
+int threads_for_masks(const std::vector<CpuMask>& node, std::size_t me,
+                      const std::function<std::pair<long, long>(int)>& core_of) {
+  return threads_of(mask_share(node, me, core_of));
 }
 
-CpuThreads cpu_threads(int ranks_on_node) {
+CpuThreads cpu_threads(const std::vector<CpuMask>& node, std::size_t me) {
   CpuThreads t;
   if (const char* env = std::getenv("OMP_NUM_THREADS"); env != nullptr && *env != '\0') {
     t.threads = std::max(1, std::atoi(env));
     t.why = std::string("OMP_NUM_THREADS=") + env;
     return t;
   }
-  cpu_set_t allowed;
-  CPU_ZERO(&allowed);
-  if (sched_getaffinity(0, sizeof allowed, &allowed) != 0) {
-    t.threads = at::get_num_threads();
-    t.why = "LibTorch's default (the affinity mask could not be read)";
-    return t;
-  }
-  cpu_set_t online;
-  CPU_ZERO(&online);
-  const long n = sysconf(_SC_NPROCESSORS_ONLN);
-  for (long cpu = 0; cpu < n && cpu < CPU_SETSIZE; ++cpu) CPU_SET(static_cast<int>(cpu), &online);
-  const int cores_allowed = count_cores(allowed), cores_online = count_cores(online);
-  t.threads = threads_for_cores(cores_allowed, cores_online, ranks_on_node);
-  t.why = std::to_string(cores_allowed) + " physical core(s) " +
-          (cores_allowed < cores_online ? "bound to this rank" : "on this node") + ", " +
-          std::to_string(ranks_on_node) + " rank(s) here; OMP_NUM_THREADS overrides";
+  const MaskShare share = mask_share(node, me, physical_core);
+  t.threads = threads_of(share);
+  t.why = std::to_string(share.cores) + " physical core(s) in this rank's affinity mask, shared by " +
+          std::to_string(share.ranks) + " rank(s) of this node; OMP_NUM_THREADS overrides";
   return t;
 }
 
-CpuThreads configure_cpu_threads(int ranks_on_node) {
-  const CpuThreads t = cpu_threads(ranks_on_node);
+CpuThreads configure_cpu_threads(const std::vector<CpuMask>& node, std::size_t me) {
+  const CpuThreads t = cpu_threads(node, me);
   if (at::get_num_threads() != t.threads) at::set_num_threads(t.threads);
   return t;
 }

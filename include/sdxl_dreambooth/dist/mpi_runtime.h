@@ -2,9 +2,12 @@
 // MPI_Finalize in the destructor, world and node-local ranks from MPI itself.
 #pragma once
 
+#include "sdxl_dreambooth/util/cpu_threads.h"
+
 #include <mpi.h>
 
 #include <string>
+#include <vector>
 
 namespace sdxl::dist {
 
@@ -33,6 +36,13 @@ class MpiRuntime {
   int rank_ = 0, world_size_ = 1, local_rank_ = 0, local_size_ = 1;
   MPI_Comm node_comm_ = MPI_COMM_NULL;
 };
+
+// Every rank's string, in rank order, on every rank.
+std::vector<std::string> all_gather_strings(MPI_Comm comm, const std::string& text);
+
+// The affinity masks of the ranks of this node (`node`: MpiRuntime::node()), in node-rank
+// order, for util::cpu_threads.
+std::vector<util::CpuMask> node_affinity_masks(MPI_Comm node);
 
 // Rank `root`'s string on every rank.
 std::string broadcast_string(MPI_Comm comm, const std::string& text, int root = 0);

@@ -1,30 +1,46 @@
-// How many intra-op threads a CPU run uses. Debian's LibTorch 1.13 starts with one
+// How many intra-op threads a run uses. Debian's LibTorch 1.13 starts with one
 // (at::get_num_threads() is 1 whatever the machine), so without OMP_NUM_THREADS a CPU run used
-// one core of many; PyTorch's own default is the physical cores. OMP_NUM_THREADS, when set,
-// still decides (LibTorch and the OpenMP build of OpenBLAS both follow it).
+// one core of many; PyTorch's builds start with every core in every rank, which oversubscribes
+// a node shared by several ranks. OMP_NUM_THREADS, when set, still decides (LibTorch and the
+// OpenMP build of OpenBLAS both follow it).
 #pragma once
 
+#include <bitset>
+#include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace sdxl::util {
 
+// A set of logical CPUs: a process's affinity mask.
+using CpuMask = std::bitset<1024>;
+
+// This process's affinity mask (sched_getaffinity); every CPU online when it cannot be read.
+CpuMask affinity_mask();
+
+// The physical core a logical CPU belongs to, as (package, core) from sysfs topology, so that
+// hyperthreads of one core count once; (-1, cpu) where sysfs has no topology.
+std::pair<long, long> physical_core(int cpu);
+
+// The rule. `node` holds the affinity masks of the ranks on this node, `me` indexes this rank's:
+// the physical cores of its mask, divided among the ranks whose masks overlap it (itself
+// included). Unbound ranks all overlap and share the node; ranks bound to their own cores
+// (mpirun --bind-to core, srun's task binding) take all of theirs; ranks bound per socket share
+// their socket. At least 1.
+int threads_for_masks(const std::vector<CpuMask>& node, std::size_t me,
+                      const std::function<std::pair<long, long>(int)>& core_of = physical_core);
+
 struct CpuThreads {
   int threads = 1;
-  std::string why;  // "OMP_NUM_THREADS=4", "2 physical cores, 2 ranks on this node", …
+  std::string why;  // "OMP_NUM_THREADS=4", "2 physical core(s) in this rank's mask, shared by 2 rank(s); …"
 };
 
-// The rule, given the physical cores this process may run on (its affinity mask), the physical
-// cores online and the ranks on this node: a process bound to some of the cores (mpirun's
-// --bind-to core, srun's task binding) gets all of its cores; an unbound one shares the
-// node's with the other ranks there. At least 1.
-int threads_for_cores(int cores_allowed, int cores_online, int ranks_on_node);
-
-// What this process should use: OMP_NUM_THREADS when it is set and not empty, else
-// threads_for_cores over this process's affinity mask (cores counted from sysfs topology,
-// hyperthreads of one core once).
-CpuThreads cpu_threads(int ranks_on_node);
+// What rank `me` of the node should use: OMP_NUM_THREADS when it is set and not empty, else
+// threads_for_masks.
+CpuThreads cpu_threads(const std::vector<CpuMask>& node, std::size_t me);
 
 // Applies cpu_threads() with at::set_num_threads and returns it.
-CpuThreads configure_cpu_threads(int ranks_on_node);
+CpuThreads configure_cpu_threads(const std::vector<CpuMask>& node, std::size_t me);
 
 }  // namespace sdxl::util
