@@ -4,7 +4,6 @@
 #include "sdxl_dreambooth/pipeline/random_weights_pipeline.h"
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
 #include "sdxl_dreambooth/train/training_setup.h"
-#include "sdxl_dreambooth/util/blas_library.h"
 
 #include <chrono>
 #include <cstdio>
@@ -23,7 +22,6 @@ GenerationBenchmark run_generation_benchmark(const config::Config& cfg, const Be
   const torch::Dtype dtype = train::training_dtype(cfg, device);
   GenerationBenchmark b;
   b.setup = benchmark_setup(cfg, o, "generate", device, dtype, comm);
-  if (auto w = util::slow_blas_warning(util::blas_library(), device); w && log.rank() == 0) log.warn(*w);
 
   // What validation draws: the first validation prompt (else the instance prompt).
   pipeline::GenerationRequest r;

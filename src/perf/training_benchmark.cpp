@@ -10,7 +10,6 @@
 #include "sdxl_dreambooth/pipeline/random_weights_pipeline.h"
 #include "sdxl_dreambooth/sampling/noise_schedule.h"
 #include "sdxl_dreambooth/train/training_setup.h"
-#include "sdxl_dreambooth/util/blas_library.h"
 #include "sdxl_dreambooth/util/strings.h"
 #include "sdxl_dreambooth/util/to_device.h"
 
@@ -57,7 +56,6 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
   const torch::Dtype dtype = train::training_dtype(cfg, device);
   TrainingBenchmark b;
   b.setup = benchmark_setup(cfg, o, "train", device, dtype, comm);
-  if (auto w = util::slow_blas_warning(util::blas_library(), device); w && log.rank() == 0) log.warn(*w);
   b.setup.resolution = cfg.get_int("data.resolution");
 
   // The UNet (loaded as `train` loads it, or random weights from an architecture); the

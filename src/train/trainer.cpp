@@ -25,7 +25,6 @@
 #include "sdxl_dreambooth/train/train_step.h"
 #include "sdxl_dreambooth/train/training_data.h"
 #include "sdxl_dreambooth/train/training_setup.h"
-#include "sdxl_dreambooth/util/blas_library.h"
 #include "sdxl_dreambooth/util/memory_usage.h"
 #include "sdxl_dreambooth/util/strings.h"
 #include "sdxl_dreambooth/util/to_device.h"
@@ -401,7 +400,6 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
   log.info(std::to_string(world) + " rank(s) (" + comm.backend() + " collectives), seed " + std::to_string(s.seed) +
            ", device " + s.device.str() + ", precision " +
            (s.mixed_precision == "no" ? std::string("fp32") : s.mixed_precision));
-  if (auto w = util::slow_blas_warning(util::blas_library(), s.device); w && rank == 0) log.warn(*w);
 
   // The base pipeline; the VAE stays float32 (diffusers keeps it so: SDXL's VAE overflows in fp16).
   pipeline::PipelineOptions po;
