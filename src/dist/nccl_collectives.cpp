@@ -8,7 +8,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <vector>
 #include <thread>
 
@@ -103,12 +102,10 @@ class NcclCollectives final : public Collectives {
     char host[MPI_MAX_PROCESSOR_NAME] = {0};
     int len = 0;
     check_mpi(MPI_Get_processor_name(host, &len), "MPI_Get_processor_name");
-    std::string key = std::string(host) + " " + bus;
-    key.resize(128, '\0');
-    std::vector<char> all(128 * static_cast<std::size_t>(size_));
-    check_mpi(MPI_Allgather(key.data(), 128, MPI_CHAR, all.data(), 128, MPI_CHAR, comm_), "MPI_Allgather(GPU ids)");
+    const std::string key = std::string(host) + " " + bus;
+    const std::vector<std::string> all = all_gather_strings(comm_, key);
     for (int r = 0; r < size_; ++r) {
-      if (r != rank_ && std::memcmp(&all[128 * static_cast<std::size_t>(r)], key.data(), 128) == 0) {
+      if (r != rank_ && all[static_cast<std::size_t>(r)] == key) {
         throw UsageError("ranks " + std::to_string(std::min(r, rank_)) + " and " + std::to_string(std::max(r, rank_)) +
                              " would share GPU " + bus + " on " + host + "; NCCL needs one GPU per rank",
                          "start as many ranks per node as GPUs (--ntasks-per-node / --gpus-per-task)");
