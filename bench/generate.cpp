@@ -12,6 +12,7 @@
 
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
 #include "sdxl_dreambooth/util/memory_usage.h"
+#include "sdxl_dreambooth/util/openblas_kernels.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <chrono>
@@ -29,6 +30,7 @@ double now() { return std::chrono::duration<double>(std::chrono::steady_clock::n
 }  // namespace
 
 int main(int argc, char** argv) {
+  sdxl::util::use_best_openblas_kernels();  // as the program does: see util/openblas_kernels.h
   if (argc < 2) {
     std::fprintf(stderr, "usage: bench_generate MODEL_DIR [--full-size MANIFEST_DIR] [--size 256] [--steps 4] "
                          "[--images 2] [--batch-size 1] [--guidance 5] [--scheduler dpmpp2m] [--no-warmup]\n");

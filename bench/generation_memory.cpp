@@ -10,6 +10,7 @@
 #include "sdxl_dreambooth/pipeline/generation_batches.h"
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
 #include "sdxl_dreambooth/util/memory_usage.h"
+#include "sdxl_dreambooth/util/openblas_kernels.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <cstdio>
@@ -28,6 +29,7 @@ void report(const char* what, double estimate, double measured) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  sdxl::util::use_best_openblas_kernels();  // as the program does: see util/openblas_kernels.h
   if (argc < 2) {
     std::fprintf(stderr, "usage: bench_generation_memory MODEL_DIR [--full-size MANIFEST_DIR] [--size 256] "
                          "[--batch-size 1] [--guidance 5]\n");

@@ -9,6 +9,7 @@
 #include "sdxl_dreambooth/nn/lora_network.h"
 #include "sdxl_dreambooth/nn/unet_2d_condition.h"
 #include "sdxl_dreambooth/train/adamw.h"
+#include "sdxl_dreambooth/util/openblas_kernels.h"
 
 #include <sys/resource.h>
 
@@ -72,6 +73,7 @@ int run_lora_steps(nn::UNet2DConditionModel& unet, const model::UNetConfig& cfg,
 }  // namespace
 
 int main(int argc, char** argv) {
+  sdxl::util::use_best_openblas_kernels();  // as the program does: see util/openblas_kernels.h
   if (argc < 3) {
     std::fprintf(stderr, "usage: bench_unet CONFIG.json LATENT_SIZE [--iters N] [--checkpointing] [--lora-like]\n");
     return 2;

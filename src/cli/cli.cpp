@@ -1,6 +1,7 @@
 #include "sdxl_dreambooth/cli/command.h"
 
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/util/openblas_kernels.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <iostream>
@@ -32,6 +33,9 @@ void print_usage(std::ostream& out, const std::vector<Command>& commands) {
 }  // namespace
 
 int run_cli(int argc, char** argv) {
+  // Before anything calls the BLAS or starts a thread; `version`, and the start-up log of a CPU
+  // run, say which kernels it runs.
+  util::use_best_openblas_kernels();
   const std::vector<Command> commands = all_commands();
   if (argc < 2) {
     print_usage(std::cerr, commands);

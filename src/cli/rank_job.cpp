@@ -33,7 +33,9 @@ int run_rank_job(const std::string& config_path, const std::vector<std::string>&
         util::configure_cpu_threads(dist::node_affinity_masks(mpi.node()), static_cast<std::size_t>(mpi.local_rank()));
     log.info("CPU: " + std::to_string(threads.threads) + " intra-op thread(s) per rank (" + threads.why + ")");
     const torch::Device compute = cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
-    if (auto w = util::slow_blas_warning(util::blas_library(), compute); w && mpi.rank() == 0) log.warn(*w);
+    const util::BlasLibrary blas = util::blas_library();
+    if (compute.is_cpu()) log.info("BLAS: " + blas.name);
+    if (auto w = util::slow_blas_warning(blas, compute); w && mpi.rank() == 0) log.warn(*w);
     const double timeout = cfg.get_float("distributed.timeout_s");
     const int gpu = cuda ? mpi.local_rank() % std::max<int>(1, static_cast<int>(torch::cuda::device_count())) : 0;
     auto comm = backend == "nccl" ? dist::make_nccl_collectives(mpi.world(), gpu, timeout)

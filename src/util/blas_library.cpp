@@ -1,50 +1,16 @@
 #include "sdxl_dreambooth/util/blas_library.h"
 
-#include <ATen/Context.h>
-#include <dlfcn.h>
+#include "sdxl_dreambooth/util/shared_object.h"
+#include "sdxl_dreambooth/util/strings.h"
 
+#include <ATen/Context.h>
+
+#include <cstdlib>
 #include <filesystem>
+#include <vector>
 
 namespace sdxl::util {
 namespace {
-
-// The library that provides sgemm_, opened again (it is loaded already) so that its symbols and
-// its dependencies' can be looked up: Debian's OpenBLAS libblas.so.3 is a thin wrapper over
-// libopenblas.so.0. Looking in the process's global scope instead would misreport: with
-// OpenBLAS's liblapack.so.3 loaded beside another libblas.so.3, OpenBLAS's symbols are visible
-// although the products run on the other library.
-class BlasHandle {
- public:
-  explicit BlasHandle(void* gemm) {
-    Dl_info info{};
-    if (gemm != nullptr && dladdr(gemm, &info) != 0 && info.dli_fname != nullptr) {
-      handle_ = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
-    }
-  }
-  ~BlasHandle() {
-    if (handle_ != nullptr) dlclose(handle_);
-  }
-  BlasHandle(const BlasHandle&) = delete;
-  BlasHandle& operator=(const BlasHandle&) = delete;
-
-  void* symbol(const char* name) const { return handle_ != nullptr ? dlsym(handle_, name) : nullptr; }
-  template <typename F>
-  F function(const char* name) const {
-    return reinterpret_cast<F>(symbol(name));
-  }
-
- private:
-  void* handle_ = nullptr;
-};
-
-std::string shared_object_of(void* address) {
-  Dl_info info{};
-  if (address == nullptr || dladdr(address, &info) == 0 || info.dli_fname == nullptr) return {};
-  std::error_code ec;
-  // libblas.so.3 is a chain of alternatives symlinks; the target names the implementation.
-  const auto resolved = std::filesystem::canonical(info.dli_fname, ec);
-  return ec ? std::string(info.dli_fname) : resolved.string();
-}
 
 std::string without_trailing_space(const char* s) {
   std::string out = s != nullptr ? s : "";
@@ -56,16 +22,25 @@ std::string without_trailing_space(const char* s) {
 
 BlasLibrary blas_library() {
   BlasLibrary b;
-  void* gemm = dlsym(RTLD_DEFAULT, "sgemm_");
-  b.path = shared_object_of(gemm);
-  const BlasHandle blas(gemm);
+  void* gemm = blas_gemm_symbol();
+  b.path = shared_object_path(gemm);
+  const SharedObject blas(gemm);
   b.optimized = true;
   if (auto config = blas.function<char* (*)()>("openblas_get_config")) {
     b.name = without_trailing_space(config());
+    std::vector<std::string> notes;
     if (auto parallel = blas.function<int (*)()>("openblas_get_parallel")) {
       const int p = parallel();
-      b.name += p == 2 ? " (OpenMP threads)" : p == 1 ? " (pthreads)" : " (single-threaded)";
+      notes.push_back(p == 2 ? "OpenMP threads" : p == 1 ? "pthreads" : "single-threaded");
     }
+    b.kernels = openblas_kernels();
+    b.kernel_level = openblas_kernel_level(b.kernels);
+    b.cpu_level = cpu_simd_level();
+    if (const char* v = std::getenv("OPENBLAS_CORETYPE"); v != nullptr && *v != '\0' && !b.kernels.empty()) {
+      b.coretype_variable = v;
+      notes.push_back("OPENBLAS_CORETYPE=" + b.coretype_variable);
+    }
+    if (!notes.empty()) b.name += " (" + join(notes, "; ") + ")";
     return b;
   }
   if (auto version = blas.function<const char* (*)()>("bli_info_get_version_str")) {
@@ -95,7 +70,17 @@ BlasLibrary blas_library() {
 }
 
 std::optional<std::string> slow_blas_warning(const BlasLibrary& blas, const c10::Device& device) {
-  if (!device.is_cpu() || blas.optimized) return std::nullopt;
+  if (!device.is_cpu()) return std::nullopt;
+  if (blas.optimized) {
+    if (blas.kernel_level == SimdLevel::unknown || blas.kernel_level >= blas.cpu_level) return std::nullopt;
+    const std::string better = openblas_kernels_for(blas.cpu_level);
+    return "OpenBLAS runs its " + blas.kernels + " kernels (" + std::string(simd_level_name(blas.kernel_level)) +
+           ") on a CPU with " + std::string(simd_level_name(blas.cpu_level)) +
+           ": its matrix products run up to 3x slower than with its " + better + " kernels (docs/benchmarks.md). " +
+           (blas.coretype_variable.empty() ? "Set OPENBLAS_CORETYPE=" + better
+                                           : "OPENBLAS_CORETYPE=" + blas.coretype_variable +
+                                                 " chose them: unset it or set it to " + better);
+  }
   return "LibTorch's CPU matrix products run on " + (blas.path.empty() ? blas.name : blas.path) +
          ", not an optimized BLAS: a training step runs 3-17x slower than with OpenBLAS (docs/benchmarks.md). "
          "On Debian: apt-get install libopenblas0-openmp (it becomes libblas.so.3)";

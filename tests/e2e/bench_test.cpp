@@ -6,11 +6,13 @@
 #include "sdxl_dreambooth/model/unet_config.h"
 #include "sdxl_dreambooth/model/unet_flops.h"
 #include "sdxl_dreambooth/util/cpu_threads.h"
+#include "sdxl_dreambooth/util/openblas_kernels.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include <cstdlib>
+#include <iostream>
 #include <map>
 
 using namespace sdxl;
@@ -224,6 +226,50 @@ TEST(Bench, WarnsWhenLibTorchRunsOnTheReferenceBlas) {
   EXPECT_EQ(generate.exit_code, 0) << generate.err;
   EXPECT_NE(generate.err.find("warning: LibTorch's CPU matrix products run on " + reference_blas), std::string::npos)
       << generate.err;
+}
+
+// OpenBLAS 0.3.21 takes CPUs newer than it for a Prescott (this project's VMs are Emerald Rapids,
+// family 6 model 207) and runs SSE3 kernels on AVX-512: the program asks for the kernels of the
+// CPU's level unless OPENBLAS_CORETYPE says otherwise, and warns when they are older.
+TEST(Bench, RunsOpenBlasKernelsOfTheCpusLevel) {
+  SDXL_REQUIRE_REFERENCE();
+  const util::SimdLevel cpu = util::cpu_simd_level();
+  ASSERT_GT(cpu, util::SimdLevel::sse3) << "this test needs an x86-64 CPU with AVX";
+  // This test process does not switch: its kernels are OpenBLAS's own choice.
+  const std::string own = util::openblas_kernels();
+  ASSERT_NE(util::openblas_kernel_level(own), util::SimdLevel::unknown) << "'" << own << "'";
+  const char* user = std::getenv("OPENBLAS_CORETYPE");
+  const bool user_chose = user != nullptr && *user != '\0';
+  const bool switches = !user_chose && util::openblas_kernel_level(own) < cpu;
+  const std::string expected = switches ? util::openblas_kernels_for(cpu) : own;
+  std::cout << "OpenBLAS chose " << own << " on a CPU with " << util::simd_level_name(cpu) << "; expecting "
+            << expected << "\n";
+  const auto version = test::run_cli({"version"});
+  ASSERT_EQ(version.exit_code, 0) << version.err;
+  const std::string blas_line = version.out.substr(version.out.find("BLAS:"));
+  EXPECT_NE(blas_line.find(" " + expected + " MAX_THREADS="), std::string::npos) << blas_line;
+  EXPECT_EQ(blas_line.find("OPENBLAS_CORETYPE=") != std::string::npos, switches || user_chose) << blas_line;
+
+  // A user's OPENBLAS_CORETYPE stands, with a warning when it is older than the CPU.
+  test::TempDir dir;
+  test::write_file(dir / "run.toml", config(dir / "out"));
+  const auto r = test::run_cli({"bench", (dir / "run.toml").string(), "--steps", "1", "--warmup", "0", "--json"},
+                               {{"OPENBLAS_CORETYPE", "Prescott"}});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("INFO  BLAS: OpenBLAS"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("OpenBLAS runs its Prescott kernels (SSE3) on a CPU with " +
+                       std::string(util::simd_level_name(cpu))),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("OPENBLAS_CORETYPE=Prescott chose them: unset it or set it to " + util::openblas_kernels_for(cpu)),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(parse(r)["blas"].get<std::string>().find(" Prescott MAX_THREADS="), std::string::npos) << parse(r)["blas"];
+  // Without it, no warning.
+  if (user_chose) return;
+  const auto best = test::run_cli({"bench", (dir / "run.toml").string(), "--steps", "1", "--warmup", "0", "--json"});
+  ASSERT_EQ(best.exit_code, 0) << best.err;
+  EXPECT_EQ(best.err.find("WARN"), std::string::npos) << best.err;
 }
 
 // Debian's LibTorch starts with one intra-op thread whatever the machine: without

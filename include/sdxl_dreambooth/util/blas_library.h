@@ -5,6 +5,8 @@
 // one they got.
 #pragma once
 
+#include "sdxl_dreambooth/util/openblas_kernels.h"
+
 #include <c10/core/Device.h>
 
 #include <optional>
@@ -19,12 +21,18 @@ struct BlasLibrary {
   std::string name;
   std::string path;        // the shared object that provides sgemm_; "" when none is visible
   bool optimized = false;  // a library recognised as an optimized BLAS
+  // A DYNAMIC_ARCH OpenBLAS's kernel family ("SkylakeX") and its level; "" and unknown otherwise.
+  std::string kernels;
+  SimdLevel kernel_level = SimdLevel::unknown;
+  SimdLevel cpu_level = SimdLevel::unknown;  // what this CPU can run
+  std::string coretype_variable;             // OPENBLAS_CORETYPE, "" when unset
 };
 
 BlasLibrary blas_library();
 
 // What a run on `device` should warn about its BLAS: the message when the device is the CPU
-// and the BLAS is not an optimized one, nullopt otherwise.
+// and the BLAS is not an optimized one or runs kernels older than the CPU can (see
+// openblas_kernels.h), nullopt otherwise.
 std::optional<std::string> slow_blas_warning(const BlasLibrary& blas, const c10::Device& device);
 
 }  // namespace sdxl::util
