@@ -1,10 +1,14 @@
 #include "sdxl_dreambooth/util/cpu_threads.h"
 
+#include "sdxl_dreambooth/error.h"
+
 #include <ATen/Parallel.h>
 #include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <climits>
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -73,7 +77,15 @@ int threads_for_masks(const std::vector<CpuMask>& node, std::size_t me,
 CpuThreads cpu_threads(const std::vector<CpuMask>& node, std::size_t me) {
   CpuThreads t;
   if (const char* env = std::getenv("OMP_NUM_THREADS"); env != nullptr && *env != '\0') {
-    t.threads = std::max(1, std::atoi(env));
+    // OpenMP's syntax: a count, or a comma list whose first entry is the outer level's.
+    char* end = nullptr;
+    errno = 0;
+    const long n = std::strtol(env, &end, 10);
+    if (end == env || (*end != '\0' && *end != ',') || errno != 0 || n < 1 || n > INT_MAX) {
+      throw UsageError("OMP_NUM_THREADS=\"" + std::string(env) + "\": expected a whole number of threads >= 1",
+                       "unset it to take this rank's share of its cores");
+    }
+    t.threads = static_cast<int>(n);
     t.why = std::string("OMP_NUM_THREADS=") + env;
     return t;
   }

@@ -2,6 +2,8 @@
 // physical cores, shared with the node's other ranks unless the launcher bound it to its own.
 #include "sdxl_dreambooth/util/cpu_threads.h"
 
+#include "sdxl_dreambooth/error.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -88,6 +90,24 @@ TEST(CpuThreads, OmpNumThreadsDecidesWhenSet) {
   const auto t = cpu_threads({affinity_mask()}, 0);
   EXPECT_EQ(t.threads, 3);
   EXPECT_EQ(t.why, "OMP_NUM_THREADS=3");
+}
+
+TEST(CpuThreads, ABadOmpNumThreadsIsAClearError) {
+  {
+    const OmpNumThreads env(std::string("4,2"));  // OpenMP's nested list: the outer level counts
+    EXPECT_EQ(cpu_threads({affinity_mask()}, 0).threads, 4);
+  }
+  for (const std::string bad : {"four", "0", "-2", "3x", "99999999999"}) {
+    const OmpNumThreads env(bad);
+    try {
+      cpu_threads({affinity_mask()}, 0);
+      ADD_FAILURE() << "OMP_NUM_THREADS=" << bad << " was taken";
+    } catch (const sdxl::UsageError& e) {
+      EXPECT_NE(std::string(e.what()).find("OMP_NUM_THREADS=\"" + bad + "\": expected a whole number"),
+                std::string::npos)
+          << e.what();
+    }
+  }
 }
 
 TEST(CpuThreads, WithoutOmpNumThreadsTheAffinityMaskDecides) {

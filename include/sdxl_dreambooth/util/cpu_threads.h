@@ -36,8 +36,8 @@ struct CpuThreads {
   std::string why;  // "OMP_NUM_THREADS=4", "2 physical core(s) in this rank's mask, shared by 2 rank(s); …"
 };
 
-// What rank `me` of the node should use: OMP_NUM_THREADS when it is set and not empty, else
-// threads_for_masks.
+// What rank `me` of the node should use: OMP_NUM_THREADS when it is set and not empty (a
+// UsageError when it is not a count >= 1), else threads_for_masks.
 CpuThreads cpu_threads(const std::vector<CpuMask>& node, std::size_t me);
 
 // Applies cpu_threads() with at::set_num_threads and returns it.
