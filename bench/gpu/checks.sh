@@ -19,6 +19,9 @@
 #   fast    the step that never waits for the GPU (CudaParity.TrainStepNeverWaitsForTheDevice)
 #           and train.fuse_projections: bench at batch 1 and 8, fusing off/on, with and without
 #           phase syncs (needs .gpu/ref-a)
+#   watch   NCCL collectives queued behind LibTorch's kernels, their deadline kept by the
+#           watchdog thread (CudaCollectives.*, under mpirun -np 1), and a 1-rank NCCL train
+#           (needs .gpu/ref-a and cuda_parity_tests in SDXL_GPU_TARGETS)
 # A call carries at most 64 MiB, so the reference travels in two parts, and the second call
 # must come while the machine is still warm (the tool's 30 s).
 # Logs and bench JSON go to $OUT (the device tool's folder) or /tmp/gpu-out.
@@ -296,6 +299,18 @@ opt() {  # contiguous GEGLU halves, adapters added inside their GEMM (1ed4d72), 
   say "opt done"
 }
 
+watch() {  # collectives that do not wait for the device (the NCCL backend's watchdog thread)
+  mkdir -p "$ref" && cp -a .gpu/ref-a/. "$ref/"
+  say "CUDA: an NCCL all-reduce queued behind ~2 s of products, deadline 0.5 s"
+  timeout 120 mpirun -np 1 "$build/tests/cuda_parity_tests" --gtest_filter='CudaCollectives.*' 2>&1 | tail -n 8
+  say "train (tiny pipeline) on CUDA, 1 rank, NCCL"
+  rm -rf /tmp/tiny /tmp/run-watch && "$bin" init-tiny --out /tmp/tiny >/dev/null && train_config /tmp/train.toml /tmp/tiny
+  timeout 120 mpirun -np 1 "$bin" train /tmp/train.toml --set 'distributed.backend="nccl"' \
+    --set 'output.dir="/tmp/run-watch"' >"$out/train-watch.log" 2>&1
+  echo "exit $?"; grep -iE "collectives|step 20|error" "$out/train-watch.log" | head -n 4
+  say "watch done"
+}
+
 for phase in "$@"; do
   case $phase in
     setup) setup || { say "setup failed"; exit 1; } ;;
@@ -305,6 +320,7 @@ for phase in "$@"; do
     fast) fast ;;
     prof) prof ;;
     opt) opt ;;
-    *) echo "unknown phase $phase (setup, run1, run2, tune, fast, prof, opt)" >&2; exit 2 ;;
+    watch) watch ;;
+    *) echo "unknown phase $phase (setup, run1, run2, tune, fast, prof, opt, watch)" >&2; exit 2 ;;
   esac
 done 2>&1 | tee -a "$out/checks.log"

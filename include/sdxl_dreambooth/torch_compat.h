@@ -50,6 +50,18 @@ inline std::optional<torch::Tensor> fused_attention(const torch::Tensor& q, cons
 #endif
 }
 
+// The stream LibTorch queues its work for `device` on (a cudaStream_t), so that NCCL's work is
+// ordered with it on the device instead of by the host waiting; nullptr (CUDA's legacy default
+// stream) without CUDA LibTorch, where no CUDA tensor can exist.
+inline void* current_cuda_stream(int device) {
+#if defined(SDXL_TORCH_CUDA)
+  return c10::cuda::getCurrentCUDAStream(static_cast<c10::DeviceIndex>(device)).stream();
+#else
+  (void)device;
+  return nullptr;
+#endif
+}
+
 // The CUDA caching allocator's peak of allocated bytes on `device` since the last reset
 // (torch.cuda.max_memory_allocated); nullopt without CUDA LibTorch. Stat index 0 is the
 // aggregate over pools in every version (the StatType enum moved between namespaces).

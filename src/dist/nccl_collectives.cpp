@@ -1,15 +1,19 @@
 // NCCL backend (compiled only when SDXL_WITH_NCCL; CMake leaves nccl_*.cpp out otherwise).
+#include "sdxl_dreambooth/dist/collective_watchdog.h"
 #include "sdxl_dreambooth/dist/collectives.h"
 #include "sdxl_dreambooth/dist/mpi_runtime.h"
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/torch_compat.h"
 
 #include <cuda_runtime_api.h>
 #include <nccl.h>
 
 #include <chrono>
 #include <cstdio>
-#include <vector>
+#include <exception>
+#include <memory>
 #include <thread>
+#include <vector>
 
 namespace sdxl::dist {
 namespace {
@@ -17,6 +21,29 @@ namespace {
 void check_cuda(cudaError_t rc, const char* call) {
   if (rc != cudaSuccess) throw Error(std::string(call) + " failed: " + cudaGetErrorString(rc));
 }
+
+// A CUDA event, created without timing (the cheap kind), destroyed with its owner.
+class CudaEvent {
+ public:
+  CudaEvent() { check_cuda(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming), "cudaEventCreateWithFlags"); }
+  ~CudaEvent() {
+    if (event_) cudaEventDestroy(event_);
+  }
+  CudaEvent(const CudaEvent&) = delete;
+  CudaEvent& operator=(const CudaEvent&) = delete;
+
+  void record(cudaStream_t stream) { check_cuda(cudaEventRecord(event_, stream), "cudaEventRecord"); }
+  Progress query(std::string* why) const {
+    const cudaError_t rc = cudaEventQuery(event_);
+    if (rc == cudaSuccess) return Progress::kDone;
+    if (rc == cudaErrorNotReady) return Progress::kPending;
+    *why = std::string("cudaEventQuery: ") + cudaGetErrorString(rc);
+    return Progress::kFailed;
+  }
+
+ private:
+  cudaEvent_t event_ = nullptr;
+};
 
 ncclDataType_t nccl_type(const torch::Tensor& t) {
   switch (t.scalar_type()) {
@@ -47,12 +74,23 @@ class NcclCollectives final : public Collectives {
     const ncclResult_t rc = ncclCommInitRankConfig(&nccl_, size_, id, rank_, &config);
     if (rc != ncclSuccess && rc != ncclInProgress) check_nccl(rc, "ncclCommInitRankConfig");
     wait_comm_ready("ncclCommInitRankConfig");
-    check_cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+    watchdog_ = std::make_unique<CollectiveWatchdog>(
+        timeout_s_, [this](const WatchedCollective& c, const std::string& why) { watchdog_abort(c, why); },
+        [this] { return async_error(); },
+        [this] { check_cuda(cudaSetDevice(device_), "cudaSetDevice (collective watchdog)"); });
   }
 
   ~NcclCollectives() override {
-    if (stream_) cudaStreamDestroy(stream_);
-    if (nccl_) ncclCommDestroy(nccl_);
+    // A normal end has read its results back, so nothing is pending. While an exception
+    // unwinds, a peer may never join what is queued: abort the communicator instead of waiting.
+    const bool idle = std::uncaught_exceptions() == 0 && watchdog_ && watchdog_->wait_idle(timeout_s_);
+    watchdog_.reset();  // its thread polls nccl_: stop it first
+    if (!nccl_) return;
+    if (idle) {
+      ncclCommDestroy(nccl_);
+    } else {
+      ncclCommAbort(nccl_);
+    }
   }
 
   int rank() const override { return rank_; }
@@ -60,23 +98,23 @@ class NcclCollectives final : public Collectives {
   std::string backend() const override { return "nccl"; }
   torch::Device device() const override { return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(device_)); }
 
+  // Both are queued on LibTorch's current stream, behind the kernels that produce `t` and ahead
+  // of those that read it, and return at once: the host never waits for the device here. The
+  // watchdog keeps the deadline (from when the device reaches the collective) on its thread.
   void all_reduce_sum(torch::Tensor& t, const char* what) override {
     check_device(t, what);
-    // LibTorch's kernels that produced `t` run on its own stream: finish them first.
-    check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
-    launched(ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t), ncclSum, nccl_,
-                           stream_),
-             what);
-    wait_stream(what);
+    enqueue(what, [&](cudaStream_t stream) {
+      return ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t), ncclSum, nccl_,
+                           stream);
+    });
   }
 
   void broadcast(torch::Tensor& t, int root, const char* what) override {
     check_device(t, what);
-    check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
-    launched(ncclBroadcast(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t), root, nccl_,
-                           stream_),
-             what);
-    wait_stream(what);
+    enqueue(what, [&](cudaStream_t stream) {
+      return ncclBroadcast(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t), root, nccl_,
+                           stream);
+    });
   }
 
   // Set-up and validation only: small, uneven shares; through MPI on the host.
@@ -126,14 +164,46 @@ class NcclCollectives final : public Collectives {
     }
   }
 
-  void launched(ncclResult_t rc, const char* what) {
+  template <class Launch>
+  void enqueue(const char* what, Launch launch) {
+    const auto stream = static_cast<cudaStream_t>(compat::current_cuda_stream(device_));
+    auto started = std::make_shared<CudaEvent>();
+    auto finished = std::make_shared<CudaEvent>();
+    started->record(stream);
+    const ncclResult_t rc = launch(stream);
     if (rc != ncclSuccess && rc != ncclInProgress) check_nccl(rc, what);
+    wait_comm_ready(what);  // a non-blocking communicator may still be queuing it (host side)
+    finished->record(stream);
+    watchdog_->watch(WatchedCollective{what, context(), [started](std::string* why) { return started->query(why); },
+                                       [finished](std::string* why) { return finished->query(why); }});
+  }
+
+  // The communicator's asynchronous error, polled by the watchdog (ncclCommGetAsyncError is
+  // meant to be called from such a thread); empty when there is none.
+  std::string async_error() const {
+    ncclResult_t state = ncclSuccess;
+    const ncclResult_t rc = ncclCommGetAsyncError(nccl_, &state);
+    if (rc != ncclSuccess) return std::string("ncclCommGetAsyncError: ") + ncclGetErrorString(rc);
+    if (state != ncclSuccess && state != ncclInProgress) return ncclGetErrorString(state);
+    return {};
+  }
+
+  // On the watchdog's thread, where MPI may not be called (MPI_THREAD_FUNNELED): abort the
+  // communicator, which frees whatever waits on it, and exit; the launcher ends the other ranks
+  // (docs/distributed.md).
+  [[noreturn]] void watchdog_abort(const WatchedCollective& c, const std::string& why) {
+    std::fprintf(stderr, "error: [rank %d/%d] NCCL collective '%s' at %s: %s; aborting the job\n", rank_, size_,
+                 c.what.c_str(), c.context.c_str(), why.c_str());
+    std::fflush(stderr);
+    if (nccl_) ncclCommAbort(nccl_);
+    std::_Exit(static_cast<int>(kExitFailure));
   }
 
   [[noreturn]] void abort_job(const char* what, const std::string& why) {
     std::fprintf(stderr, "error: [rank %d/%d] NCCL collective '%s' at %s: %s; aborting the job\n", rank_, size_, what,
                  context().c_str(), why.c_str());
     std::fflush(stderr);
+    watchdog_.reset();  // its thread polls nccl_
     if (nccl_) ncclCommAbort(nccl_);
     nccl_ = nullptr;
     MPI_Abort(comm_, 1);
@@ -152,27 +222,6 @@ class NcclCollectives final : public Collectives {
     }
   }
 
-  // Polls the stream and the communicator's error state with a deadline.
-  void wait_stream(const char* what) {
-    wait_comm_ready(what);  // non-blocking enqueue may still be in progress
-    const auto start = std::chrono::steady_clock::now();
-    auto pause = std::chrono::microseconds(10);
-    for (;;) {
-      const cudaError_t q = cudaStreamQuery(stream_);
-      if (q == cudaSuccess) return;
-      if (q != cudaErrorNotReady) abort_job(what, cudaGetErrorString(q));
-      ncclResult_t state = ncclSuccess;
-      ncclCommGetAsyncError(nccl_, &state);
-      if (state != ncclSuccess && state != ncclInProgress) abort_job(what, ncclGetErrorString(state));
-      if (seconds_since(start) > timeout_s_) {
-        abort_job(what, "did not complete within distributed.timeout_s = " + std::to_string(timeout_s_) +
-                            " s (a peer rank is stuck or gone)");
-      }
-      std::this_thread::sleep_for(pause);
-      if (pause < std::chrono::milliseconds(1)) pause *= 2;
-    }
-  }
-
   static double seconds_since(std::chrono::steady_clock::time_point t) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
   }
@@ -183,7 +232,7 @@ class NcclCollectives final : public Collectives {
   double timeout_s_;
   int rank_ = 0, size_ = 1;
   ncclComm_t nccl_ = nullptr;
-  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<CollectiveWatchdog> watchdog_;
 };
 
 }  // namespace

@@ -48,10 +48,11 @@ bool nccl_backend_built();
 
 // NCCL backend on GPU `device` for the ranks of `comm` (not owned): rank 0 creates the NCCL id
 // and broadcasts it over MPI; the communicator is created non-blocking so that every wait has
-// the `timeout_s` deadline (on error or timeout: ncclCommAbort, a message naming rank, context
-// and collective, MPI_Abort). Tensors for all_reduce_sum/broadcast must be CUDA tensors; the
-// scalar and gather collectives (set-up only) go through MPI on the host. Throws when NCCL was
-// not built in.
+// the `timeout_s` deadline. all_reduce_sum/broadcast take contiguous CUDA tensors, are queued on
+// LibTorch's current stream and return without waiting for the device; a watchdog thread
+// (CollectiveWatchdog) keeps their deadline from when the device reaches them (on error or
+// timeout: a message naming rank, context and collective, ncclCommAbort, exit). The scalar and
+// gather collectives (set-up only) go through MPI on the host. Throws when NCCL was not built in.
 std::unique_ptr<Collectives> make_nccl_collectives(MPI_Comm comm, int device, double timeout_s);
 
 }  // namespace sdxl::dist

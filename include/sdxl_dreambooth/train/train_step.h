@@ -61,10 +61,9 @@ struct StepResult {
 };
 
 // Runs optimizer step `step` (0-based) at learning rate `lr`; `next_batch(micro)` builds its
-// micro-batches. On one rank nothing in it waits for the device except fp16 loss scaling
-// (above). Across ranks the gradient all-reduce does, once per step: MPI reduces on the host,
-// and the NCCL backend waits for its stream with a deadline so that a stuck peer ends the job
-// (dist/collectives.h); without the wait a hang would have no deadline.
+// micro-batches. Nothing in it waits for the device except fp16 loss scaling (above) and, across
+// ranks, the MPI backend, which reduces on the host. The NCCL backend queues the all-reduce
+// behind the backward pass and keeps its deadline on a watchdog thread (dist/collectives.h).
 StepResult run_train_step(const TrainStepParts& parts, std::int64_t step, double lr,
                           const std::function<DiffusionBatch(std::int64_t micro)>& next_batch, StepTimes& times);
 
