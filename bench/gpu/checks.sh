@@ -19,9 +19,11 @@
 #   fast    the step that never waits for the GPU (CudaParity.TrainStepNeverWaitsForTheDevice)
 #           and train.fuse_projections: bench at batch 1 and 8, fusing off/on, with and without
 #           phase syncs (needs .gpu/ref-a)
-#   watch   NCCL collectives queued behind LibTorch's kernels, their deadline kept by the
-#           watchdog thread (CudaCollectives.*, under mpirun -np 1), and a 1-rank NCCL train
-#           (needs .gpu/ref-a and cuda_parity_tests in SDXL_GPU_TARGETS)
+#   host    the step's host-side work: NCCL collectives queued behind LibTorch's kernels with
+#           their deadline on the watchdog thread (CudaCollectives.*, under mpirun -np 1), a
+#           1-rank NCCL train, adapters cast once per pass (CudaParity.Bf16Adapters*,
+#           bench_adapter_cast), bench at batch 1 and 16 (needs .gpu/ref-a and
+#           cuda_parity_tests in SDXL_GPU_TARGETS)
 # A call carries at most 64 MiB, so the reference travels in two parts, and the second call
 # must come while the machine is still warm (the tool's 30 s).
 # Logs and bench JSON go to $OUT (the device tool's folder) or /tmp/gpu-out.
@@ -86,7 +88,7 @@ setup() {
   export NCCL_HOME=/tmp/nccl
   ls -l /tmp/nccl/include /tmp/nccl/lib
   cmake -G Ninja -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$torch_prefix" \
-    -DCUDAToolkit_ROOT="$cuda" -DSDXL_ASAN=OFF -DSDXL_UNITY_BATCH_SIZE=4 >"$out/configure.log" 2>&1
+    -DCUDAToolkit_ROOT="$cuda" -DSDXL_ASAN=OFF -DSDXL_BUILD_BENCH=ON -DSDXL_UNITY_BATCH_SIZE=4 >"$out/configure.log" 2>&1
   local rc=$?
   grep -E "sdxl-dreambooth:|CUDA|Torch|NCCL|Error|error" "$out/configure.log" | head -30
   [ $rc -eq 0 ] || { tail -n 40 "$out/configure.log"; return 1; }
@@ -299,16 +301,23 @@ opt() {  # contiguous GEGLU halves, adapters added inside their GEMM (1ed4d72), 
   say "opt done"
 }
 
-watch() {  # collectives that do not wait for the device (the NCCL backend's watchdog thread)
+host() {  # host-side work of the step: collectives that do not wait, adapters cast once
   mkdir -p "$ref" && cp -a .gpu/ref-a/. "$ref/"
-  say "CUDA: an NCCL all-reduce queued behind ~2 s of products, deadline 0.5 s"
-  timeout 120 mpirun -np 1 "$build/tests/cuda_parity_tests" --gtest_filter='CudaCollectives.*' 2>&1 | tail -n 8
-  say "train (tiny pipeline) on CUDA, 1 rank, NCCL"
-  rm -rf /tmp/tiny /tmp/run-watch && "$bin" init-tiny --out /tmp/tiny >/dev/null && train_config /tmp/train.toml /tmp/tiny
+  say "CUDA: an NCCL all-reduce queued behind ~2 s of products, deadline 0.5 s; adapters cast once"
+  timeout 150 mpirun -np 1 "$build/tests/cuda_parity_tests" \
+    --gtest_filter='CudaCollectives.*:CudaParity.Bf16Adapters*' 2>&1 | grep -E "measured|OK|FAILED|Failure" | head -n 40
+  say "train (tiny pipeline) on CUDA, 1 rank, NCCL, bf16"
+  rm -rf /tmp/tiny /tmp/run-host && "$bin" init-tiny --out /tmp/tiny >/dev/null && train_config /tmp/train.toml /tmp/tiny
   timeout 120 mpirun -np 1 "$bin" train /tmp/train.toml --set 'distributed.backend="nccl"' \
-    --set 'output.dir="/tmp/run-watch"' >"$out/train-watch.log" 2>&1
-  echo "exit $?"; grep -iE "collectives|step 20|error" "$out/train-watch.log" | head -n 4
-  say "watch done"
+    --set 'train.mixed_precision="bf16"' --set 'output.dir="/tmp/run-host"' >"$out/train-host.log" 2>&1
+  echo "exit $?"; grep -iE "collectives|step 20|error" "$out/train-host.log" | head -n 4
+  say "bench_adapter_cast: SDXL's 560 adapters, per use against once (host and device)"
+  timeout 200 ninja -C "$build" bench_adapter_cast >/dev/null 2>&1 && timeout 60 "$build/bench/bench_adapter_cast" --device cuda --iters 50
+  bench_config /tmp/bench.toml
+  say "bench: batch 1 and 16, fused projections, no phase syncs"
+  run_bench b1-host --steps 10 --warmup 3 --no-phase-sync --set train.fuse_projections=true
+  run_bench b16-host --steps 3 --warmup 2 --set train.batch_size=16 --no-phase-sync --set train.fuse_projections=true
+  say "host done"
 }
 
 for phase in "$@"; do
@@ -320,7 +329,7 @@ for phase in "$@"; do
     fast) fast ;;
     prof) prof ;;
     opt) opt ;;
-    watch) watch ;;
-    *) echo "unknown phase $phase (setup, run1, run2, tune, fast, prof, opt, watch)" >&2; exit 2 ;;
+    host) host ;;
+    *) echo "unknown phase $phase (setup, run1, run2, tune, fast, prof, opt, host)" >&2; exit 2 ;;
   esac
 done 2>&1 | tee -a "$out/checks.log"

@@ -25,7 +25,7 @@ torch::Tensor LoraCompatibleLinearImpl::forward(const torch::Tensor& x) {
   // (addmm_, beta 1) instead of a separate pass over the output that adds a materialized delta.
   const torch::Tensor x2 = x.reshape({-1, in_});
   torch::Tensor y = F::linear(x2, weight, bias);
-  add_lora_(y, F::linear(x2, lora_cast(lora_A->weight, x.scalar_type())));
+  add_lora_(y, F::linear(x2, lora_A_as(x.scalar_type())));
   auto shape = x.sizes().vec();
   shape.back() = out_;
   return y.view(shape);
@@ -39,15 +39,23 @@ torch::Tensor LoraCompatibleLinearImpl::lora_cast(const torch::Tensor& w, torch:
   return w.scalar_type() == dtype ? w : w.to(dtype);
 }
 
+torch::Tensor LoraCompatibleLinearImpl::lora_A_as(torch::ScalarType dtype) const {
+  return cast_A.defined() && cast_A.scalar_type() == dtype ? cast_A : lora_cast(lora_A->weight, dtype);
+}
+
+torch::Tensor LoraCompatibleLinearImpl::lora_B_as(torch::ScalarType dtype) const {
+  return cast_B.defined() && cast_B.scalar_type() == dtype ? cast_B : lora_cast(lora_B->weight, dtype);
+}
+
 void LoraCompatibleLinearImpl::add_lora_(torch::Tensor& y, const torch::Tensor& a) const {
-  y.addmm_(a, lora_cast(lora_B->weight, y.scalar_type()).t(), /*beta=*/1.0, /*alpha=*/lora_scaling());
+  y.addmm_(a, lora_B_as(y.scalar_type()).t(), /*beta=*/1.0, /*alpha=*/lora_scaling());
 }
 
 torch::Tensor LoraCompatibleLinearImpl::lora_delta(const torch::Tensor& x) const {
   if (!has_lora() || lora_scale == 0.0) return {};
   const auto dtype = x.scalar_type();
-  torch::Tensor delta = torch::nn::functional::linear(torch::nn::functional::linear(x, lora_cast(lora_A->weight, dtype)),
-                                                      lora_cast(lora_B->weight, dtype));
+  torch::Tensor delta = torch::nn::functional::linear(torch::nn::functional::linear(x, lora_A_as(dtype)),
+                                                      lora_B_as(dtype));
   const double scaling = lora_scaling();
   return scaling != 1.0 ? delta * scaling : delta;
 }

@@ -89,6 +89,8 @@ void UNet2DConditionModelImpl::set_gradient_checkpointing(bool enabled) {
   for (const auto& b : *up_blocks) b->as<UNetUpBlock>()->gradient_checkpointing = enabled;
 }
 
+bool UNet2DConditionModelImpl::gradient_checkpointing() const { return mid_block->gradient_checkpointing; }
+
 torch::Tensor UNet2DConditionModelImpl::forward(const torch::Tensor& sample_in, const torch::Tensor& timesteps_in,
                                                 const torch::Tensor& context, const torch::Tensor& text_embeds,
                                                 const torch::Tensor& time_ids) {

@@ -120,6 +120,7 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
   parts.unet = unet;
   parts.schedule = &schedule;
   parts.loss = train::loss_options(cfg, scheduler_config.prediction_type);
+  parts.unet_lora = &lora;
   parts.params = lora.parameters();
   parts.optimizers = {{&optimizer, 1.0}};
   parts.scaler = &scaler;

@@ -4,9 +4,34 @@
 
 namespace sdxl::train {
 
+namespace {
+
+// The gradients as one tensor when they already lie side by side in one float32 buffer in
+// parameter order, as nn::AdapterCast's backward leaves them; undefined otherwise.
+torch::Tensor adjacent_gradients(const std::vector<torch::Tensor>& params, const torch::Device& device) {
+  if (params.empty() || !params.front().grad().defined()) return {};
+  const torch::Tensor& first = params.front().grad();
+  std::int64_t offset = first.storage_offset();
+  for (const auto& p : params) {
+    const torch::Tensor& g = p.grad();
+    if (!g.defined() || g.scalar_type() != torch::kFloat || g.device() != device || !g.is_contiguous() ||
+        !g.is_alias_of(first) || g.storage_offset() != offset || g.numel() != p.numel()) {
+      return {};
+    }
+    offset += g.numel();
+  }
+  return first.as_strided({offset - first.storage_offset()}, {1}, first.storage_offset());
+}
+
+}  // namespace
+
 torch::Tensor flatten_gradients(const std::vector<torch::Tensor>& params, const torch::Device& device,
                                 std::vector<bool>* has_grad) {
   torch::NoGradGuard no_grad;
+  if (torch::Tensor flat = adjacent_gradients(params, device); flat.defined()) {
+    if (has_grad) has_grad->assign(params.size(), true);
+    return flat;
+  }
   const auto opts = torch::TensorOptions().dtype(torch::kFloat).device(device);
   std::vector<torch::Tensor> parts;
   parts.reserve(params.size());

@@ -1,12 +1,14 @@
 #include "sdxl_dreambooth/train/train_step.h"
 
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/nn/adapter_cast.h"
 #include "sdxl_dreambooth/train/grad_norm.h"
 #include "sdxl_dreambooth/train/gradient_sync.h"
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 
 namespace sdxl::train {
 namespace {
@@ -39,7 +41,17 @@ StepResult run_train_step(const TrainStepParts& p, std::int64_t step, double lr,
     const DiffusionBatch batch = next_batch(micro);
     on_gpu = batch.latents.is_cuda();
     const auto t1 = mark();
-    const LossResult r = diffusion_loss(unet, *p.schedule, batch, p.loss);
+    LossResult r;
+    {
+      // On CUDA, where each per-use cast is a kernel the host launches; on the CPU the pass's
+      // large buffers cost more than the small casts (docs/benchmarks.md). Only around the
+      // forward pass: checkpointed blocks recompute in backward with their own casts.
+      std::optional<nn::AdapterCast> cast;
+      if (p.unet_lora && on_gpu && !unet->gradient_checkpointing()) {
+        cast.emplace(*p.unet_lora, unet->conv_in->weight.scalar_type());
+      }
+      r = diffusion_loss(unet, *p.schedule, batch, p.loss);
+    }
     const auto t2 = mark();
     // accelerate divides by the accumulation steps, so gradients are a mean over micro-batches.
     p.scaler->scale_loss(r.loss / static_cast<double>(p.grad_accum)).backward();

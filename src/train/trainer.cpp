@@ -628,6 +628,7 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
   step_parts.unet = pipe.unet;
   step_parts.schedule = &schedule;
   step_parts.loss = loss;
+  step_parts.unet_lora = &lora;
   step_parts.params = params;
   step_parts.optimizers = {{&optimizer, 1.0}};
   if (train_te) {

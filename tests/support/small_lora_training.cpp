@@ -38,6 +38,7 @@ SmallLoraTraining::SmallLoraTraining(const torch::Device& device)
   parts_.unet = unet_;
   parts_.schedule = schedule_.get();
   parts_.loss.snr_gamma = 5.0;
+  parts_.unet_lora = &lora_;
   parts_.params = lora_.parameters();
   parts_.optimizers = {{optimizer_.get(), 1.0}};
   parts_.scaler = &no_scaling_;

@@ -185,6 +185,24 @@ TEST(TrainStep, FlatGradientClippingMatchesPerTensor) {
   EXPECT_NEAR(train::clip_flat_grad_norm(flat, 0.0).item<double>(), 1.0, 1e-5);  // 0 disables clipping
 }
 
+TEST(TrainStep, GradientsAlreadyInOneBufferAreFlattenedWithoutACopy) {
+  auto a = torch::zeros({2, 2}).requires_grad_(true), b = torch::zeros({3}).requires_grad_(true);
+  const auto buffer = torch::arange(7, torch::kFloat);
+  a.mutable_grad() = buffer.narrow(0, 0, 4).view({2, 2});
+  b.mutable_grad() = buffer.narrow(0, 4, 3);
+  std::vector<bool> has;
+  auto flat = train::flatten_gradients({a, b}, torch::kCPU, &has);
+  EXPECT_EQ(has, (std::vector<bool>{true, true}));
+  EXPECT_TRUE(flat.is_alias_of(buffer));
+  EXPECT_TENSOR_NEAR(flat, buffer, 0.0);
+  // Out of order (b's gradient ahead of a's): a copy, in parameter order.
+  a.mutable_grad() = buffer.narrow(0, 3, 4).view({2, 2});
+  b.mutable_grad() = buffer.narrow(0, 0, 3);
+  flat = train::flatten_gradients({a, b}, torch::kCPU, &has);
+  EXPECT_FALSE(flat.is_alias_of(buffer));
+  EXPECT_TENSOR_NEAR(flat, torch::tensor({3.0f, 4.0f, 5.0f, 6.0f, 0.0f, 1.0f, 2.0f}), 0.0);
+}
+
 TEST(TrainStep, StepValuesAreReadBackTogetherInOrder) {
   std::vector<train::StepResult> steps(3);
   for (int i = 0; i < 3; ++i) {

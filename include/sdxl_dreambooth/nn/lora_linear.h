@@ -22,6 +22,9 @@ class LoraCompatibleLinearImpl : public torch::nn::Module {
   void add_lora_(torch::Tensor& y, const torch::Tensor& a) const;
   // An adapter weight (float32) in the activations' dtype.
   static torch::Tensor lora_cast(const torch::Tensor& w, torch::ScalarType dtype);
+  // A and B in `dtype`: the ones AdapterCast prepared for this pass when it did, else cast here.
+  torch::Tensor lora_A_as(torch::ScalarType dtype) const;
+  torch::Tensor lora_B_as(torch::ScalarType dtype) const;
   // scale · alpha / rank.
   double lora_scaling() const { return lora_scale * alpha_ / static_cast<double>(rank_); }
 
@@ -42,6 +45,9 @@ class LoraCompatibleLinearImpl : public torch::nn::Module {
   torch::Tensor weight, bias;
   torch::nn::Linear lora_A{nullptr}, lora_B{nullptr};
   double lora_scale = 1.0;  // run-time multiplier of the adapter (generate --lora-scale)
+  // Set by AdapterCast (nn/adapter_cast.h) for one forward pass: A and B already in the
+  // activations' dtype, views of one tensor cast once for every adapter. Undefined otherwise.
+  torch::Tensor cast_A, cast_B;
 
  private:
   std::int64_t in_, out_;

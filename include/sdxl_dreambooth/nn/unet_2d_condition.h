@@ -24,6 +24,7 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   const model::UNetConfig& config() const { return config_; }
   // Recompute each resnet and transformer in backward instead of keeping its activations.
   void set_gradient_checkpointing(bool enabled);
+  bool gradient_checkpointing() const;
   // Holds the 4-D (convolution) weights in channels-last layout and converts the input sample
   // to it, so that activations stay NHWC through the network; the result is the same tensor
   // values (PyTorch's unet.to(memory_format=torch.channels_last)). Call after moving the module.

@@ -12,7 +12,9 @@
 namespace sdxl::train {
 
 // Every parameter's gradient in one contiguous float32 tensor on `device`, in `params` order;
-// a missing gradient is zeros and `has_grad` (when given) says which were present.
+// a missing gradient is zeros and `has_grad` (when given) says which were present. Gradients
+// that already lie so in one buffer (nn::AdapterCast's backward) are returned as that buffer,
+// not copied: writing into the result then writes into the gradients.
 torch::Tensor flatten_gradients(const std::vector<torch::Tensor>& params, const torch::Device& device,
                                 std::vector<bool>* has_grad = nullptr);
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "sdxl_dreambooth/dist/collectives.h"
+#include "sdxl_dreambooth/nn/lora_network.h"
 #include "sdxl_dreambooth/train/adamw.h"
 #include "sdxl_dreambooth/train/diffusion_loss.h"
 #include "sdxl_dreambooth/train/loss_scaler.h"
@@ -35,6 +36,9 @@ struct TrainStepParts {
   nn::UNet2DConditionModel unet{nullptr};
   const sampling::NoiseSchedule* schedule = nullptr;
   LossOptions loss;
+  // The UNet's adapters: on CUDA under bf16/fp16, cast for each forward pass at once
+  // (nn::AdapterCast).
+  const nn::LoraNetwork* unet_lora = nullptr;
   std::vector<torch::Tensor> params;       // every trained tensor, in a fixed order on all ranks
   std::vector<OptimizerGroup> optimizers;  // their parameters, concatenated, are `params`
   DynamicLossScaler* scaler = nullptr;

@@ -1,0 +1,101 @@
+#include "sdxl_dreambooth/nn/adapter_cast.h"
+
+namespace sdxl::nn {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// The parameters' shared float32 storage as one 1-D tensor, when they lie side by side in it
+// in this order (AdamW's flat buffer); undefined otherwise.
+torch::Tensor shared_storage(const std::vector<torch::Tensor>& params) {
+  const torch::Tensor& first = params.front();
+  std::int64_t offset = first.storage_offset();
+  for (const auto& p : params) {
+    if (!p.is_contiguous() || !p.is_alias_of(first) || p.storage_offset() != offset ||
+        p.scalar_type() != first.scalar_type() || p.device() != first.device()) {
+      return {};
+    }
+    offset += p.numel();
+  }
+  return first.detach().as_strided({offset - first.storage_offset()}, {1}, first.storage_offset());
+}
+
+// All parameters in `dtype` as one 1-D tensor. The cast reads their shared storage directly;
+// backward casts the one incoming gradient to float32 and hands each parameter its slice.
+struct FlatCast : public torch::autograd::Function<FlatCast> {
+  static torch::Tensor forward(AutogradContext* ctx, at::TensorList params, torch::Tensor storage,
+                               std::int64_t dtype) {
+    std::vector<std::int64_t> sizes;
+    std::vector<std::int64_t> dims;
+    for (const auto& p : params) {
+      sizes.push_back(p.numel());
+      dims.push_back(p.dim());
+      for (std::int64_t d = 0; d < p.dim(); ++d) sizes.push_back(p.size(d));
+    }
+    ctx->saved_data["sizes"] = sizes;
+    ctx->saved_data["dims"] = dims;
+    ctx->saved_data["dtype"] = static_cast<std::int64_t>(storage.scalar_type());
+    return storage.to(static_cast<torch::ScalarType>(dtype));
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto sizes = ctx->saved_data["sizes"].toIntVector();
+    const auto dims = ctx->saved_data["dims"].toIntVector();
+    const auto dtype = static_cast<torch::ScalarType>(ctx->saved_data["dtype"].toInt());
+    variable_list out;
+    if (!grads[0].defined()) {
+      out.resize(dims.size() + 2);
+      return out;
+    }
+    const torch::Tensor g = grads[0].to(dtype);
+    std::size_t k = 0;
+    std::int64_t offset = 0;
+    for (const std::int64_t dim : dims) {
+      const std::int64_t numel = sizes[k++];
+      std::vector<std::int64_t> shape(sizes.begin() + static_cast<std::ptrdiff_t>(k),
+                                      sizes.begin() + static_cast<std::ptrdiff_t>(k + static_cast<std::size_t>(dim)));
+      k += static_cast<std::size_t>(dim);
+      out.push_back(g.narrow(0, offset, numel).view(shape));
+      offset += numel;
+    }
+    out.emplace_back();  // storage: reached through the parameters
+    out.emplace_back();  // dtype
+    return out;
+  }
+};
+
+}  // namespace
+
+std::vector<torch::Tensor> cast_together(const std::vector<torch::Tensor>& params, torch::ScalarType dtype) {
+  if (params.empty()) return {};
+  const torch::Tensor storage = shared_storage(params);
+  if (!storage.defined()) return {};
+  std::vector<std::int64_t> numels;
+  for (const auto& p : params) numels.push_back(p.numel());
+  const torch::Tensor flat = FlatCast::apply(at::TensorList(params), storage, static_cast<std::int64_t>(dtype));
+  std::vector<torch::Tensor> parts = flat.split_with_sizes(numels);
+  for (std::size_t i = 0; i < parts.size(); ++i) parts[i] = parts[i].view(params[i].sizes());
+  return parts;
+}
+
+AdapterCast::AdapterCast(const LoraNetwork& network, torch::ScalarType dtype) {
+  const std::vector<torch::Tensor> params = network.parameters();
+  if (params.empty() || params.front().scalar_type() == dtype) return;
+  const std::vector<torch::Tensor> cast = cast_together(params, dtype);
+  if (cast.empty()) return;
+  modules_ = network.modules();
+  for (std::size_t i = 0; i < modules_.size(); ++i) {
+    modules_[i]->cast_A = cast[2 * i];
+    modules_[i]->cast_B = cast[2 * i + 1];
+  }
+}
+
+AdapterCast::~AdapterCast() {
+  for (auto& m : modules_) {
+    m->cast_A = torch::Tensor();
+    m->cast_B = torch::Tensor();
+  }
+}
+
+}  // namespace sdxl::nn
