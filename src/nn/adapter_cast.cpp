@@ -1,25 +1,12 @@
 #include "sdxl_dreambooth/nn/adapter_cast.h"
 
+#include "sdxl_dreambooth/util/adjacent_tensors.h"
+
 namespace sdxl::nn {
 namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-// The parameters' shared float32 storage as one 1-D tensor, when they lie side by side in it
-// in this order (AdamW's flat buffer); undefined otherwise.
-torch::Tensor shared_storage(const std::vector<torch::Tensor>& params) {
-  const torch::Tensor& first = params.front();
-  std::int64_t offset = first.storage_offset();
-  for (const auto& p : params) {
-    if (!p.is_contiguous() || !p.is_alias_of(first) || p.storage_offset() != offset ||
-        p.scalar_type() != first.scalar_type() || p.device() != first.device()) {
-      return {};
-    }
-    offset += p.numel();
-  }
-  return first.detach().as_strided({offset - first.storage_offset()}, {1}, first.storage_offset());
-}
 
 // All parameters in `dtype` as one 1-D tensor. The cast reads their shared storage directly;
 // backward casts the one incoming gradient to float32 and hands each parameter its slice.
@@ -69,7 +56,7 @@ struct FlatCast : public torch::autograd::Function<FlatCast> {
 
 std::vector<torch::Tensor> cast_together(const std::vector<torch::Tensor>& params, torch::ScalarType dtype) {
   if (params.empty()) return {};
-  const torch::Tensor storage = shared_storage(params);
+  const torch::Tensor storage = util::adjacent_tensors(params);
   if (!storage.defined()) return {};
   std::vector<std::int64_t> numels;
   for (const auto& p : params) numels.push_back(p.numel());

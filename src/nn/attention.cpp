@@ -1,6 +1,7 @@
 #include "sdxl_dreambooth/nn/attention.h"
 
 #include "sdxl_dreambooth/torch_compat.h"
+#include "sdxl_dreambooth/util/adjacent_tensors.h"
 
 #include <cmath>
 
@@ -23,17 +24,17 @@ torch::Tensor portable_attention(const torch::Tensor& q, const torch::Tensor& k,
 // The weights of `layers` as one [Σ out, in] tensor, without a copy, when they lie side by side
 // in one storage in this order (fuse_projections); undefined otherwise.
 torch::Tensor adjacent_weights(const std::vector<LoraCompatibleLinearImpl*>& layers) {
-  const torch::Tensor& first = layers.front()->weight;
-  std::int64_t offset = first.storage_offset(), rows = 0;
+  std::vector<torch::Tensor> weights;
+  std::int64_t rows = 0;
   for (const auto* l : layers) {
-    const torch::Tensor& w = l->weight;
-    if (l->bias.defined() || !w.is_contiguous() || !w.is_alias_of(first) || w.storage_offset() != offset ||
-        w.size(1) != first.size(1) || w.scalar_type() != first.scalar_type()) {
-      return {};
-    }
-    offset += w.numel();
-    rows += w.size(0);
+    if (l->bias.defined() || l->weight.size(1) != layers.front()->weight.size(1)) return {};
+    weights.push_back(l->weight);
+    rows += l->weight.size(0);
   }
+  const torch::Tensor flat = util::adjacent_tensors(weights);
+  if (!flat.defined()) return {};
+  // Over the first weight, not the detached view: it spans the others' rows in the storage.
+  const torch::Tensor& first = layers.front()->weight;
   return first.as_strided({rows, first.size(1)}, {first.size(1), 1}, first.storage_offset());
 }
 

@@ -1,6 +1,7 @@
 #include "sdxl_dreambooth/train/gradient_sync.h"
 
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/util/adjacent_tensors.h"
 
 namespace sdxl::train {
 
@@ -9,18 +10,14 @@ namespace {
 // The gradients as one tensor when they already lie side by side in one float32 buffer in
 // parameter order, as nn::AdapterCast's backward leaves them; undefined otherwise.
 torch::Tensor adjacent_gradients(const std::vector<torch::Tensor>& params, const torch::Device& device) {
-  if (params.empty() || !params.front().grad().defined()) return {};
-  const torch::Tensor& first = params.front().grad();
-  std::int64_t offset = first.storage_offset();
+  std::vector<torch::Tensor> grads;
   for (const auto& p : params) {
     const torch::Tensor& g = p.grad();
-    if (!g.defined() || g.scalar_type() != torch::kFloat || g.device() != device || !g.is_contiguous() ||
-        !g.is_alias_of(first) || g.storage_offset() != offset || g.numel() != p.numel()) {
-      return {};
-    }
-    offset += g.numel();
+    if (!g.defined() || g.numel() != p.numel()) return {};
+    grads.push_back(g);
   }
-  return first.as_strided({offset - first.storage_offset()}, {1}, first.storage_offset());
+  const torch::Tensor flat = util::adjacent_tensors(grads);
+  return flat.defined() && flat.scalar_type() == torch::kFloat && flat.device() == device ? flat : torch::Tensor();
 }
 
 }  // namespace
