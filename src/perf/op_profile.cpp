@@ -90,6 +90,7 @@ OpProfile OpProfiler::finish(std::size_t top_n) {
     throw Error("bench --profile: LibTorch's profiler did not stop: " + std::string(e.what_without_backtrace()));
   }
   const auto& events = result->events();
+  for (const auto& e : events) p.host_events += e.deviceType() == c10::DeviceType::CPU ? 1 : 0;
   // GPU kernels and copies are the device's own time and do not nest; sum them by name. Each
   // links to the operator that launched it through its correlation id.
   std::map<std::uint64_t, const kineto::KinetoEvent*> ops_by_id;
@@ -152,7 +153,8 @@ nlohmann::json to_json(const OpProfile& p) {
     top.push_back({{"name", o.name}, {"calls", o.calls}, {"seconds", o.seconds}, {"launched_by", launched}});
   }
   return {{"kind", p.kind},       {"wall_s", p.wall_s}, {"total_s", p.total_s},
-          {"distinct_ops", p.ops}, {"calls", p.events}, {"top", top}};
+          {"distinct_ops", p.ops}, {"calls", p.events}, {"host_events", p.host_events},
+          {"steps", p.steps},      {"top", top}};
 }
 
 std::string describe(const OpProfile& p) {
@@ -161,6 +163,11 @@ std::string describe(const OpProfile& p) {
                     std::to_string(p.events) + " calls of " + std::to_string(p.ops) + " names over " +
                     format_value("%.4f", p.wall_s) + " s wall (" + format_value("%.1f", 100 * p.total_s / std::max(p.wall_s, 1e-12)) +
                     " %)\n";
+  out += "dispatched " + std::to_string(p.host_events) + " operator events at every level" +
+         (p.steps > 0 ? " (" + format_value("%.0f", static_cast<double>(p.host_events) / static_cast<double>(p.steps)) +
+                            " per step)"
+                      : std::string()) +
+         "\n";
   for (const auto& o : p.top) {
     std::string name = o.name;
     if (name.size() > 100) name = name.substr(0, 97) + "...";

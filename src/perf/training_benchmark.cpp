@@ -174,7 +174,10 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
   }
   if (device.is_cuda()) torch::cuda::synchronize();  // the steps still queued belong to the measurement
   const double elapsed = seconds_since(start);
-  if (profiler) b.profile = profiler->finish(o.profile_top);
+  if (profiler) {
+    b.profile = profiler->finish(o.profile_top);
+    b.profile->steps = o.steps;
+  }
   const double steps = static_cast<double>(o.steps);
 
   // Means over the ranks of each phase, and the slowest rank's step.

@@ -104,7 +104,8 @@ TEST(Bench, TimesTrainingStepsPerPhase) {
 }
 
 // --profile lists where the measured steps went: on the CPU, the top-level operators of the
-// forward and backward, whose times add up to most of the profiled wall time.
+// forward and backward, whose times add up to most of the profiled wall time, and the count
+// of every operator event the host dispatched.
 TEST(Bench, ProfileListsTheCostliestOperators) {
   SDXL_REQUIRE_REFERENCE();
   test::TempDir dir;
@@ -135,11 +136,21 @@ TEST(Bench, ProfileListsTheCostliestOperators) {
   // Top-level operators never overlap on one thread: they cannot add up to more than the wall time.
   EXPECT_GT(total, 0.3 * wall) << p.dump(2);
   EXPECT_LE(total, wall * 1.01) << p.dump(2);
+  // Every dispatched operator, nested ones too: more than the top-level calls, and counted, so
+  // the same in a second run.
+  EXPECT_EQ(p["steps"], 2);
+  EXPECT_GT(p["host_events"].get<std::int64_t>(), p["calls"].get<std::int64_t>()) << p.dump(2);
+  const auto again = test::run_cli({"bench", (dir / "run.toml").string(), "--steps", "2", "--warmup", "1", "--json",
+                                    "--profile", "--set", "train.cudnn_benchmark=true"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(parse(again).at("profile")["host_events"], p["host_events"]);
 
   const auto text = test::run_cli({"bench", (dir / "run.toml").string(), "--steps", "1", "--warmup", "0", "--profile"});
   ASSERT_EQ(text.exit_code, 0) << text.err;
   EXPECT_NE(text.out.find("profile    CPU operators: "), std::string::npos) << text.out;
   EXPECT_NE(text.out.find(" s wall ("), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("dispatched "), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find(" operator events at every level ("), std::string::npos) << text.out;
 }
 
 TEST(Bench, RandomWeightsFromAnArchitectureFolder) {

@@ -29,6 +29,10 @@ struct OpProfile {
   double total_s = 0;      // sum over every op of this kind (GPU: the device's busy time)
   std::int64_t ops = 0;    // distinct names
   std::int64_t events = 0; // calls, all names
+  // Every operator the host dispatched, nested ones included, and autograd's node
+  // evaluations: the host's work, counted rather than timed (CPU events of all threads).
+  std::int64_t host_events = 0;
+  std::int64_t steps = 0;  // what the profile covered, for per-step figures (0: not known)
   std::vector<OpTime> top; // the costliest names, by total time, descending
 };
 
