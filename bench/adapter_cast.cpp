@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -74,6 +75,7 @@ int main(int argc, char** argv) {
       std::vector<torch::Tensor> used;
       if (std::strcmp(how, "once") == 0) {
         used = nn::cast_together(params, torch::kBFloat16);
+        if (used.empty()) throw std::runtime_error("the adapters are not side by side in AdamW's buffer");
       } else {
         for (const auto& p : params) used.push_back(std::strcmp(how, "per use") == 0 ? p.to(torch::kBFloat16) : p);
       }

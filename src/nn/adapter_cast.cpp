@@ -57,7 +57,7 @@ struct FlatCast : public torch::autograd::Function<FlatCast> {
 std::vector<torch::Tensor> cast_together(const std::vector<torch::Tensor>& params, torch::ScalarType dtype) {
   if (params.empty()) return {};
   const torch::Tensor storage = util::adjacent_tensors(params);
-  if (!storage.defined()) return {};
+  if (!storage.defined() || storage.scalar_type() == dtype) return {};
   std::vector<std::int64_t> numels;
   for (const auto& p : params) numels.push_back(p.numel());
   const torch::Tensor flat = FlatCast::apply(at::TensorList(params), storage, static_cast<std::int64_t>(dtype));
@@ -67,9 +67,7 @@ std::vector<torch::Tensor> cast_together(const std::vector<torch::Tensor>& param
 }
 
 AdapterCast::AdapterCast(const LoraNetwork& network, torch::ScalarType dtype) {
-  const std::vector<torch::Tensor> params = network.parameters();
-  if (params.empty() || params.front().scalar_type() == dtype) return;
-  const std::vector<torch::Tensor> cast = cast_together(params, dtype);
+  const std::vector<torch::Tensor> cast = cast_together(network.parameters(), dtype);
   if (cast.empty()) return;
   modules_ = network.modules();
   for (std::size_t i = 0; i < modules_.size(); ++i) {

@@ -3,6 +3,7 @@
 #include "sdxl_dreambooth/nn/adapter_cast.h"
 #include "sdxl_dreambooth/nn/lora_network.h"
 #include "sdxl_dreambooth/nn/unet_2d_condition.h"
+#include "sdxl_dreambooth/train/adamw.h"
 #include "support/adapter_cast_check.h"
 #include "support/small_unet.h"
 
@@ -21,8 +22,10 @@ TEST(AdapterCast, DoesNothingWithoutACastToSaveOrASharedBuffer) {
     SCOPED_TRACE("float32: the adapters are in the activations' dtype already");
     auto unet = test::small_unet();
     const auto lora = nn::LoraNetwork::inject(*unet, spec, gen, "UNet");
+    const train::AdamW adamw(lora.parameters(), train::AdamWOptions{});  // side by side, yet nothing to cast
     const nn::AdapterCast cast(lora, torch::kFloat);
     EXPECT_FALSE(cast.active());
+    EXPECT_TRUE(nn::cast_together(lora.parameters(), torch::kFloat).empty());
     for (const auto& m : lora.modules()) EXPECT_FALSE(m->cast_A.defined());
   }
   {

@@ -18,7 +18,7 @@ namespace sdxl::nn {
 // `params` (float32, side by side in one storage in this order, as AdamW's flat buffer keeps
 // them) in `dtype` with one cast: views of one tensor, shaped as the parameters, through which
 // gradients reach each parameter as a view of one float32 gradient. Empty when the parameters
-// do not lie so.
+// do not lie so, or are in `dtype` already.
 std::vector<torch::Tensor> cast_together(const std::vector<torch::Tensor>& params, torch::ScalarType dtype);
 
 class AdapterCast {
