@@ -41,9 +41,10 @@ class CollectiveWatchdog {
   using Health = std::function<std::string()>;
 
   // `thread_setup` runs first on the new thread (cudaSetDevice). `poll` is the pause between
-  // looks at the oldest pending collective.
+  // looks at the oldest pending collective: a deadline of minutes needs no finer one, and the
+  // thread should not take the core from the host thread that launches the kernels.
   CollectiveWatchdog(double timeout_s, Failure on_failure, Health health = {}, std::function<void()> thread_setup = {},
-                     std::chrono::microseconds poll = std::chrono::microseconds(500));
+                     std::chrono::microseconds poll = std::chrono::milliseconds(10));
   // Stops the thread without waiting for what is pending (call wait_idle first to wait).
   ~CollectiveWatchdog();
   CollectiveWatchdog(const CollectiveWatchdog&) = delete;
