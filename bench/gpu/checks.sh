@@ -303,7 +303,7 @@ opt() {  # contiguous GEGLU halves, adapters added inside their GEMM (1ed4d72), 
 
 host() {  # host-side work of the step: collectives that do not wait, adapters cast once
   mkdir -p "$ref" && cp -a .gpu/ref-a/. "$ref/"
-  say "CUDA: an NCCL all-reduce queued behind ~2 s of products, deadline 0.5 s; adapters cast once"
+  say "CUDA: an NCCL all-reduce queued behind ~12 s of products, deadline 5 s; adapters cast once"
   timeout 150 mpirun -np 1 "$build/tests/cuda_parity_tests" \
     --gtest_filter='CudaCollectives.*:CudaParity.Bf16Adapters*' 2>&1 | grep -E "measured|OK|FAILED|Failure" | head -n 40
   say "train (tiny pipeline) on CUDA, 1 rank, NCCL, bf16"

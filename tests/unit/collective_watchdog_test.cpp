@@ -83,10 +83,12 @@ TEST(CollectiveWatchdog, TheDeadlineRunsFromWhenTheDeviceReachesTheCollective) {
   // The step's kernels queued ahead of the all-reduce may take longer than the deadline; only
   // the collective itself is timed.
   Failures failures;
-  CollectiveWatchdog dog(0.1, failures.handler());
+  // A deadline long enough that a loaded machine finishes the collective in time, and a wait
+  // before it starts twice as long.
+  CollectiveWatchdog dog(0.3, failures.handler());
   auto c = std::make_shared<FakeCollective>();
   dog.watch(watched(c, "all-reduce of LoRA gradients"));
-  std::this_thread::sleep_for(400ms);
+  std::this_thread::sleep_for(600ms);
   EXPECT_TRUE(failures.get().empty());
   c->started = Progress::kDone;
   std::this_thread::sleep_for(20ms);
