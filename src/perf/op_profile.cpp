@@ -90,7 +90,16 @@ OpProfile OpProfiler::finish(std::size_t top_n) {
     throw Error("bench --profile: LibTorch's profiler did not stop: " + std::string(e.what_without_backtrace()));
   }
   const auto& events = result->events();
-  for (const auto& e : events) p.host_events += e.deviceType() == c10::DeviceType::CPU ? 1 : 0;
+  std::map<std::string, std::int64_t> dispatched;
+  for (const auto& e : events) {
+    if (e.deviceType() != c10::DeviceType::CPU) continue;
+    ++p.host_events;
+    ++dispatched[e.name()];
+  }
+  p.most_dispatched.assign(dispatched.begin(), dispatched.end());
+  std::sort(p.most_dispatched.begin(), p.most_dispatched.end(),
+            [](const auto& a, const auto& b) { return a.second != b.second ? a.second > b.second : a.first < b.first; });
+  if (p.most_dispatched.size() > top_n) p.most_dispatched.resize(top_n);
   // GPU kernels and copies are the device's own time and do not nest; sum them by name. Each
   // links to the operator that launched it through its correlation id.
   std::map<std::uint64_t, const kineto::KinetoEvent*> ops_by_id;
@@ -152,9 +161,11 @@ nlohmann::json to_json(const OpProfile& p) {
     for (const auto& [op, calls] : o.launched_by) launched.push_back({{"op", op}, {"calls", calls}});
     top.push_back({{"name", o.name}, {"calls", o.calls}, {"seconds", o.seconds}, {"launched_by", launched}});
   }
+  nlohmann::json dispatched = nlohmann::json::array();
+  for (const auto& [name, n] : p.most_dispatched) dispatched.push_back({{"name", name}, {"events", n}});
   return {{"kind", p.kind},       {"wall_s", p.wall_s}, {"total_s", p.total_s},
           {"distinct_ops", p.ops}, {"calls", p.events}, {"host_events", p.host_events},
-          {"steps", p.steps},      {"top", top}};
+          {"steps", p.steps},      {"top", top},         {"most_dispatched", dispatched}};
 }
 
 std::string describe(const OpProfile& p) {
@@ -178,6 +189,12 @@ std::string describe(const OpProfile& p) {
     for (const auto& [op, calls] : o.launched_by) {
       out += "                                          " + std::to_string(calls) + " by " + op + "\n";
     }
+  }
+  if (!p.most_dispatched.empty()) out += "most dispatched (events per step)\n";
+  const double steps = static_cast<double>(std::max<std::int64_t>(p.steps, 1));
+  for (const auto& [name, n] : p.most_dispatched) {
+    out += "  " + format_value("%9.0f", static_cast<double>(n) / steps) + "  " +
+           (name.size() > 100 ? name.substr(0, 97) + "..." : name) + "\n";
   }
   return out;
 }

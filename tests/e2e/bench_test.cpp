@@ -13,6 +13,7 @@
 
 #include <cstdlib>
 #include <iostream>
+#include <limits>
 #include <map>
 
 using namespace sdxl;
@@ -144,6 +145,19 @@ TEST(Bench, ProfileListsTheCostliestOperators) {
                                     "--profile", "--set", "train.cudnn_benchmark=true"});
   ASSERT_EQ(again.exit_code, 0) << again.err;
   EXPECT_EQ(parse(again).at("profile")["host_events"], p["host_events"]);
+  // The names behind them, most events first: what a host-bound step would cut.
+  const auto& dispatched = p["most_dispatched"];
+  ASSERT_TRUE(dispatched.is_array() && !dispatched.empty() && dispatched.size() <= 25u) << p.dump(2);
+  std::int64_t counted = 0, most = std::numeric_limits<std::int64_t>::max();
+  for (const auto& d : dispatched) {
+    const std::int64_t n = d["events"].get<std::int64_t>();
+    EXPECT_LE(n, most) << "not sorted by events: " << p.dump(2);
+    EXPECT_FALSE(d["name"].get<std::string>().empty());
+    most = n;
+    counted += n;
+  }
+  EXPECT_LE(counted, p["host_events"].get<std::int64_t>());
+  EXPECT_EQ(parse(again).at("profile")["most_dispatched"], dispatched);
 
   const auto text = test::run_cli({"bench", (dir / "run.toml").string(), "--steps", "1", "--warmup", "0", "--profile"});
   ASSERT_EQ(text.exit_code, 0) << text.err;
@@ -151,6 +165,7 @@ TEST(Bench, ProfileListsTheCostliestOperators) {
   EXPECT_NE(text.out.find(" s wall ("), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("dispatched "), std::string::npos) << text.out;
   EXPECT_NE(text.out.find(" operator events at every level ("), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("most dispatched (events per step)\n"), std::string::npos) << text.out;
 }
 
 TEST(Bench, RandomWeightsFromAnArchitectureFolder) {

@@ -34,6 +34,9 @@ struct OpProfile {
   std::int64_t host_events = 0;
   std::int64_t steps = 0;  // what the profile covered, for per-step figures (0: not known)
   std::vector<OpTime> top; // the costliest names, by total time, descending
+  // The names behind host_events, most events first (as many as top): what to cut when the
+  // host, not the device, bounds a step.
+  std::vector<std::pair<std::string, std::int64_t>> most_dispatched;
 };
 
 // Profiles this thread's LibTorch operators (and, with cuda, the GPU's kernels) from
