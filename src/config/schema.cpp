@@ -125,6 +125,11 @@ std::vector<KeySpec> build_schema() {
       key("train.cudnn_benchmark", T::kBool, false,
           "Let cuDNN time its convolution algorithms on the first step of each shape and keep the "
           "fastest (PyTorch's torch.backends.cudnn.benchmark); CUDA only"),
+      key("train.cuda_graphs", T::kBool, false,
+          "Record each micro-batch's forward and backward pass once as a CUDA graph and replay it on "
+          "later steps, so the host launches one graph instead of thousands of kernels (for small "
+          "batches, where launching bounds the step); CUDA only, not with fp16 or "
+          "lora.train_text_encoder"),
       key("train.channels_last", T::kBool, false,
           "UNet convolutions in channels-last (NHWC) layout (measured slower on an H200 and on CPUs)"),
       positive(optional("train.snr_gamma", T::kFloat, "plain MSE",

@@ -34,7 +34,14 @@ class CudaEvent {
 
   void record(cudaStream_t stream) { check_cuda(cudaEventRecord(event_, stream), "cudaEventRecord"); }
   Progress query(std::string* why) const {
+    // The watchdog's thread asks. While the training thread records a CUDA graph
+    // (train.cuda_graphs), CUDA's default mode refuses such calls from every thread and breaks
+    // the recording; this event is outside any recording, so this thread opts out, as PyTorch's
+    // NCCL watchdog does.
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+    cudaThreadExchangeStreamCaptureMode(&mode);
     const cudaError_t rc = cudaEventQuery(event_);
+    cudaThreadExchangeStreamCaptureMode(&mode);
     if (rc == cudaSuccess) return Progress::kDone;
     if (rc == cudaErrorNotReady) return Progress::kPending;
     *why = std::string("cudaEventQuery: ") + cudaGetErrorString(rc);

@@ -55,6 +55,7 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
   train::configure_cudnn(cfg);
   const torch::Dtype dtype = train::training_dtype(cfg, device);
   TrainingBenchmark b;
+  b.cuda_graphs = train::cuda_graphs(cfg, device);
   b.setup = benchmark_setup(cfg, o, "train", device, dtype, comm);
   b.setup.resolution = cfg.get_int("data.resolution");
 
@@ -128,6 +129,8 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
   parts.grad_accum = b.grad_accum;
   parts.max_grad_norm = cfg.get_float("train.max_grad_norm");
   parts.synchronize_phases = o.phase_sync;
+  std::optional<train::StepGraph> graph;
+  if (b.cuda_graphs) parts.graph = &graph.emplace(train::StepGraph::Mode::kCuda);
   const double lr = cfg.get_float("train.learning_rate");
 
   const model::UNetFlops flops = model::unet_flops(uc, b.setup.resolution, b.setup.resolution);
@@ -206,6 +209,7 @@ nlohmann::json to_json(const TrainingBenchmark& b) {
   j["channels_last"] = b.channels_last;
   j["phase_sync"] = b.phase_sync;
   j["fuse_projections"] = b.fuse_projections;
+  j["cuda_graphs"] = b.cuda_graphs;
   j["lora_rank"] = b.lora_rank;
   j["lora_parameters"] = b.lora_parameters;
   j["allreduce_bytes"] = b.allreduce_bytes;
@@ -230,6 +234,7 @@ std::string describe(const TrainingBenchmark& b) {
          std::to_string(b.lora_rank) + " (" + std::to_string(b.lora_parameters) + " parameters), checkpointing " +
          (b.gradient_checkpointing ? "on" : "off") + (b.channels_last ? ", channels-last" : "") +
          (b.fuse_projections ? ", fused projections" : "") +
+         (b.cuda_graphs ? ", CUDA graph (forward is forward + backward)" : "") +
          (b.phase_sync ? "" : ", no phase syncs") + "; " + std::to_string(b.setup.steps) + " step(s) after " +
          std::to_string(b.setup.warmup) + " warm-up\n";
   // Without phase syncs the phases are where the host spent its time (queueing work, or blocked

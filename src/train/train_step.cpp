@@ -36,26 +36,44 @@ StepResult run_train_step(const TrainStepParts& p, std::int64_t step, double lr,
   StepResult result;
   torch::Tensor loss;  // summed on the device: reading it here would make the host wait
   nn::UNet2DConditionModel unet = p.unet;  // a handle: the same module
+  auto forward = [&](const DiffusionBatch& batch) {
+    // Only around the forward pass: checkpointed blocks recompute in backward with their own
+    // casts.
+    std::optional<nn::AdapterCast> cast;
+    if (p.unet_lora && p.cast_adapters_once.value_or(batch.latents.is_cuda()) && !unet->gradient_checkpointing()) {
+      cast.emplace(*p.unet_lora, unet->conv_in->weight.scalar_type());
+    }
+    return diffusion_loss(unet, *p.schedule, batch, p.loss);
+  };
+  // Returns the micro-batch's share of the step's loss.
+  auto backward = [&](const LossResult& r) {
+    // accelerate divides by the accumulation steps, so gradients are a mean over micro-batches.
+    p.scaler->scale_loss(r.loss / static_cast<double>(p.grad_accum)).backward();
+    return r.loss.detach().to(torch::kFloat) / static_cast<double>(p.grad_accum);
+  };
+  std::vector<bool> has_grad;
+  const torch::Device device = p.params.empty() ? torch::Device(torch::kCPU) : p.params.front().device();
+  torch::Tensor graph_grads;  // with a graph: the micro-batches' gradients, summed here
   for (std::int64_t micro = 0; micro < p.grad_accum; ++micro) {
     const auto t0 = mark();
     const DiffusionBatch batch = next_batch(micro);
     on_gpu = batch.latents.is_cuda();
     const auto t1 = mark();
-    LossResult r;
-    {
-      // On CUDA, where each per-use cast is a kernel the host launches; on the CPU the pass's
-      // large buffers cost more than the small casts (docs/benchmarks.md). Only around the
-      // forward pass: checkpointed blocks recompute in backward with their own casts.
-      std::optional<nn::AdapterCast> cast;
-      if (p.unet_lora && on_gpu && !unet->gradient_checkpointing()) {
-        cast.emplace(*p.unet_lora, unet->conv_in->weight.scalar_type());
-      }
-      r = diffusion_loss(unet, *p.schedule, batch, p.loss);
+    torch::Tensor part;
+    auto t2 = t1;
+    if (p.graph) {
+      part = p.graph->run(batch, [&](const DiffusionBatch& b) { return backward(forward(b)); }, p.params);
+      // A replay writes its gradients rather than adding to them, and the next rewrites them.
+      torch::NoGradGuard no_grad;
+      const torch::Tensor g = flatten_gradients(p.params, device, &has_grad);
+      if (micro == 0) graph_grads = p.grad_accum > 1 ? g.clone() : g;
+      else graph_grads.add_(g);
+      t2 = mark();
+    } else {
+      const LossResult r = forward(batch);
+      t2 = mark();
+      part = backward(r);
     }
-    const auto t2 = mark();
-    // accelerate divides by the accumulation steps, so gradients are a mean over micro-batches.
-    p.scaler->scale_loss(r.loss / static_cast<double>(p.grad_accum)).backward();
-    const torch::Tensor part = r.loss.detach().to(torch::kFloat) / static_cast<double>(p.grad_accum);
     loss = loss.defined() ? loss + part : part;
     const auto t3 = mark();
     times.data_s += seconds(t0, t1);
@@ -65,9 +83,7 @@ StepResult run_train_step(const TrainStepParts& p, std::int64_t step, double lr,
   // From here the gradient is one flat buffer: packing it, unscaling, clipping and AdamW are a
   // handful of operations however many adapters there are.
   const auto t4 = mark();
-  std::vector<bool> has_grad;
-  const torch::Device device = p.params.empty() ? torch::Device(torch::kCPU) : p.params.front().device();
-  torch::Tensor flat = flatten_gradients(p.params, device, &has_grad);
+  torch::Tensor flat = p.graph ? graph_grads : flatten_gradients(p.params, device, &has_grad);
   const auto t5 = mark();
   p.comm->set_context("step " + std::to_string(step + 1));
   result.stop_requested = p.signals && p.signals->requested();

@@ -37,6 +37,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <thread>
 #include <csignal>
@@ -79,6 +80,7 @@ struct RunSettings {
   fs::path checkpoint_dir;
   std::int64_t checkpoint_every = 500;
   std::int64_t keep_last = 0;  // 0: keep all
+  bool cuda_graphs = false;
 };
 
 RunSettings resolve_settings(const config::Config& cfg, int local_rank) {
@@ -87,6 +89,7 @@ RunSettings resolve_settings(const config::Config& cfg, int local_rank) {
   configure_cudnn(cfg);
   s.mixed_precision = cfg.get_string("train.mixed_precision");
   s.dtype = training_dtype(cfg, s.device);
+  s.cuda_graphs = cuda_graphs(cfg, s.device);
   if (auto seed = cfg.get_optional_int("train.seed")) {
     s.seed = static_cast<std::uint64_t>(*seed);
   } else {
@@ -640,6 +643,11 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
   step_parts.grad_accum = grad_accum;
   step_parts.max_grad_norm = max_grad_norm;
   step_parts.signals = &signals;
+  std::optional<StepGraph> step_graph;
+  if (s.cuda_graphs) {
+    step_parts.graph = &step_graph.emplace(StepGraph::Mode::kCuda);
+    log.info("CUDA graphs: the first step records its forward and backward pass, later steps replay it");
+  }
   check_all_weights(0);
   const auto train_start = Clock::now();
   double window_loss = 0;

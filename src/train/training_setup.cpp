@@ -25,6 +25,19 @@ bool fuse_projections(const config::Config& cfg, const torch::Device& device) {
   return cfg.get_optional_bool("train.fuse_projections").value_or(device.is_cuda());
 }
 
+bool cuda_graphs(const config::Config& cfg, const torch::Device& device) {
+  if (!cfg.get_bool("train.cuda_graphs")) return false;
+  if (cfg.get_string("train.mixed_precision") == "fp16") {
+    throw UsageError("train.cuda_graphs = true does not work with train.mixed_precision = \"fp16\": its loss scale "
+                     "changes between steps, and a recorded step would keep the first one; use \"bf16\"");
+  }
+  if (cfg.get_bool("lora.train_text_encoder")) {
+    throw UsageError("train.cuda_graphs = true does not work with lora.train_text_encoder = true: the text "
+                     "encoders run outside the recorded pass; set one of them to false");
+  }
+  return device.is_cuda();
+}
+
 torch::Dtype training_dtype(const config::Config& cfg, const torch::Device& device) {
   const std::string mp = cfg.get_string("train.mixed_precision");
   if (mp == "bf16") return torch::kBFloat16;

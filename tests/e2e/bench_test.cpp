@@ -72,6 +72,7 @@ TEST(Bench, TimesTrainingStepsPerPhase) {
   EXPECT_EQ(j["allreduce_bytes"], 0);
   EXPECT_EQ(j["phase_sync"], true);
   EXPECT_EQ(j["fuse_projections"], false) << "train.fuse_projections is off by default on the CPU";
+  EXPECT_EQ(j["cuda_graphs"], false);
   EXPECT_NEAR(t["total"].get<double>(),
               t["data"].get<double>() + t["forward"].get<double>() + t["backward"].get<double>() +
                   t["allreduce"].get<double>() + t["optimizer"].get<double>(),

@@ -185,6 +185,16 @@ TEST(Train, Bf16RunsOnCpuAndFp16NeedsCuda) {
                                    "--set", "train.device=\"cpu\""});
   EXPECT_EQ(fp16.exit_code, 2);
   EXPECT_NE(fp16.err.find("needs a CUDA device"), std::string::npos) << fp16.err;
+
+  // A recorded step cannot serve text-encoder training: refused before anything is loaded.
+  const auto graphs = test::run_cli({"train", (dir / "run.toml").string(), "--set", "train.cuda_graphs=true", "--set",
+                                     "lora.train_text_encoder=true", "--set", "output.dir=\"" +
+                                     (dir / "graphs").string() + "\""});
+  EXPECT_EQ(graphs.exit_code, 2);
+  EXPECT_NE(graphs.err.find("train.cuda_graphs = true does not work with lora.train_text_encoder = true"),
+            std::string::npos)
+      << graphs.err;
+  EXPECT_FALSE(fs::exists(dir / "graphs"));
 }
 
 TEST(Train, TextEncoderLoraIsTrainedExportedAndApplied) {

@@ -26,24 +26,30 @@ class OneRank : public dist::Collectives {
 
 }  // namespace
 
-SmallLoraTraining::SmallLoraTraining(const torch::Device& device)
+SmallLoraTraining::SmallLoraTraining(const torch::Device& device, const SmallLoraTrainingOptions& options)
     : device_(device), gen_(at::detail::createCPUGenerator(0)) {
   unet_ = small_unet();
-  unet_->to(device_);
+  unet_->to(device_, options.dtype);
   for (auto& p : unet_->parameters()) p.set_requires_grad(false);
   lora_ = nn::LoraNetwork::inject(*unet_, {4, 4.0, {"to_q", "to_k", "to_v", "to_out.0"}}, gen_, "UNet");
+  unet_->set_gradient_checkpointing(options.gradient_checkpointing);
+  if (options.fuse_projections) unet_->fuse_projections();
   optimizer_ = std::make_unique<train::AdamW>(lora_.parameters(), train::AdamWOptions{0.9, 0.999, 1e-8, 1e-2});
   comm_ = std::make_unique<OneRank>(device_);
   schedule_ = std::make_unique<sampling::NoiseSchedule>(sampling::NoiseSchedule(model::SchedulerConfig{}).to(device_));
+  if (options.graph) graph_ = std::make_unique<train::StepGraph>(*options.graph);
   parts_.unet = unet_;
   parts_.schedule = schedule_.get();
   parts_.loss.snr_gamma = 5.0;
   parts_.unet_lora = &lora_;
+  parts_.cast_adapters_once = options.cast_adapters_once;
   parts_.params = lora_.parameters();
   parts_.optimizers = {{optimizer_.get(), 1.0}};
   parts_.scaler = &no_scaling_;
   parts_.comm = comm_.get();
+  parts_.grad_accum = options.grad_accum;
   parts_.max_grad_norm = 1e-3;
+  parts_.graph = graph_.get();
 }
 
 train::StepResult SmallLoraTraining::step() {

@@ -1,6 +1,7 @@
 // Settings `train` and `bench` derive from a config and the device: defaults that depend on
 // where the step runs.
 #include "sdxl_dreambooth/config/config.h"
+#include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/train/training_setup.h"
 
 #include <gtest/gtest.h>
@@ -33,4 +34,30 @@ TEST(TrainingSetup, FuseProjectionsDefaultsToTheDevice) {
   const auto off = load({"train.fuse_projections=false"});
   EXPECT_FALSE(train::fuse_projections(off, cuda));
   EXPECT_EQ(off.get_optional_bool("train.fuse_projections"), std::optional<bool>(false));
+}
+
+// train.cuda_graphs: on for CUDA only; the combinations a recorded step cannot serve are an
+// error on any device, naming both keys.
+TEST(TrainingSetup, CudaGraphsOnCudaOnlyAndNotWithFp16OrTextEncoderTraining) {
+  const torch::Device cpu(torch::kCPU), cuda(torch::kCUDA, 0);
+  EXPECT_FALSE(train::cuda_graphs(load(), cuda));
+  const auto on = load({"train.cuda_graphs=true"});
+  EXPECT_TRUE(train::cuda_graphs(on, cuda));
+  EXPECT_FALSE(train::cuda_graphs(on, cpu));
+  EXPECT_TRUE(train::cuda_graphs(load({"train.cuda_graphs=true", "train.mixed_precision=\"bf16\""}), cuda));
+  for (const auto& [bad, key] : std::vector<std::pair<std::string, std::string>>{
+           {"train.mixed_precision=\"fp16\"", "train.mixed_precision = \"fp16\""},
+           {"lora.train_text_encoder=true", "lora.train_text_encoder = true"}}) {
+    const auto cfg = load({"train.cuda_graphs=true", bad});
+    for (const auto& device : {cpu, cuda}) {
+      try {
+        train::cuda_graphs(cfg, device);
+        ADD_FAILURE() << bad << " was accepted";
+      } catch (const UsageError& e) {
+        EXPECT_NE(std::string(e.what()).find("train.cuda_graphs = true"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find(key), std::string::npos) << e.what();
+      }
+    }
+    EXPECT_FALSE(train::cuda_graphs(load({bad}), cuda));  // only together
+  }
 }

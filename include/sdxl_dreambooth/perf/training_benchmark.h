@@ -21,6 +21,7 @@ struct TrainingBenchmark {
   bool channels_last = false;
   bool phase_sync = true;  // BenchmarkOptions::phase_sync
   bool fuse_projections = false;
+  bool cuda_graphs = false;  // train.cuda_graphs (on CUDA): forward and backward timed as one
   std::int64_t lora_rank = 0, lora_parameters = 0;
   std::int64_t allreduce_bytes = 0;  // per step and rank (0 on one rank)
   train::StepTimes per_step;         // mean over the measured steps and the ranks

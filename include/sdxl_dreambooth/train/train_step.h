@@ -10,11 +10,13 @@
 #include "sdxl_dreambooth/train/diffusion_loss.h"
 #include "sdxl_dreambooth/train/loss_scaler.h"
 #include "sdxl_dreambooth/train/preemption.h"
+#include "sdxl_dreambooth/train/step_graph.h"
 
 #include <torch/torch.h>
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <vector>
 
 namespace sdxl::train {
@@ -36,9 +38,12 @@ struct TrainStepParts {
   nn::UNet2DConditionModel unet{nullptr};
   const sampling::NoiseSchedule* schedule = nullptr;
   LossOptions loss;
-  // The UNet's adapters: on CUDA under bf16/fp16, cast for each forward pass at once
-  // (nn::AdapterCast).
+  // The UNet's adapters: under bf16/fp16, cast for each forward pass at once (nn::AdapterCast)
+  // where cast_adapters_once says so; unset, on CUDA only (on the CPU the pass's large buffers
+  // cost more than the small casts: docs/benchmarks.md). Never with gradient checkpointing,
+  // whose recomputed blocks cast their own.
   const nn::LoraNetwork* unet_lora = nullptr;
+  std::optional<bool> cast_adapters_once;
   std::vector<torch::Tensor> params;       // every trained tensor, in a fixed order on all ranks
   std::vector<OptimizerGroup> optimizers;  // their parameters, concatenated, are `params`
   DynamicLossScaler* scaler = nullptr;
@@ -50,6 +55,10 @@ struct TrainStepParts {
   bool synchronize_phases = false;
   // Read before the gradient all-reduce, which carries it to every rank (training only).
   const PreemptionSignals* signals = nullptr;
+  // train.cuda_graphs: each micro-batch's forward and backward replayed from one recording
+  // (not with fp16 loss scaling or text-encoder training: training_setup.h). Its time is
+  // counted as forward time; backward reads 0.
+  StepGraph* graph = nullptr;
 };
 
 // What a step leaves on the device. Its loss and gradient norm are not read back by the step:

@@ -28,6 +28,12 @@ void configure_cudnn(const config::Config& cfg);
 // docs/benchmarks.md).
 bool fuse_projections(const config::Config& cfg, const torch::Device& device);
 
+// train.cuda_graphs on a CUDA device (ignored on the CPU, like train.cudnn_benchmark). A
+// UsageError, on any device, with fp16, whose loss scale changes between steps while a graph
+// would keep the one it recorded, and with lora.train_text_encoder, whose encoders run outside
+// the recorded pass.
+bool cuda_graphs(const config::Config& cfg, const torch::Device& device);
+
 // lora.rank, lora.alpha (default: the rank), lora.targets.
 nn::LoraSpec lora_spec(const config::Config& cfg);
 
