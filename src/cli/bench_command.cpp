@@ -40,8 +40,8 @@ Command make_bench_command() {
       "             `train`, and images/s is the loop's; the phase times are then only the host's\n"
       "--profile    profile the measured steps with LibTorch's profiler and list the costliest\n"
       "             GPU kernels (on the CPU: top-level operators) by total time, and count the\n"
-      "             operator events the host dispatched per step; the profiler adds host\n"
-      "             overhead to the step times of such a run\n"
+      "             operator events the host dispatched per step, with the names it dispatched\n"
+      "             most; the profiler adds host overhead to the step times of such a run\n"
       "--json       one JSON object on standard output instead of the table\n"
       "Progress goes to standard error.\n";
   c.run = [](const std::vector<std::string>& argv) -> int {
