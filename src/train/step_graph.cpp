@@ -66,10 +66,9 @@ StepGraph::~StepGraph() = default;
 torch::Tensor StepGraph::run(const DiffusionBatch& batch, const Pass& pass, const std::vector<torch::Tensor>& params) {
   torch::NoGradGuard no_grad;  // the copies into the inputs are not part of any graph
   if (!recorded_) {
-    for (const auto& [field, name] : kFields) {
-      const torch::Tensor& t = batch.*field;
-      inputs_.*field = t.defined() ? t.clone() : t;
-      (void)name;
+    for (const auto& field : kFields) {
+      const torch::Tensor& t = batch.*field.first;
+      inputs_.*field.first = t.defined() ? t.clone() : t;
     }
     {
       torch::AutoGradMode grad(true);
