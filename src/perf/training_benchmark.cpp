@@ -130,7 +130,13 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
   parts.max_grad_norm = cfg.get_float("train.max_grad_norm");
   parts.synchronize_phases = o.phase_sync;
   std::optional<train::StepGraph> graph;
-  if (b.cuda_graphs) parts.graph = &graph.emplace(train::StepGraph::Mode::kCuda);
+  if (b.cuda_graphs) {
+    parts.graph = &graph.emplace(train::StepGraph::Mode::kCuda);
+    if (o.warmup == 0) {
+      log.warn("bench: with train.cuda_graphs the first step records the graph (an extra pass and a device "
+               "sync); --warmup 0 counts it among the measured steps");
+    }
+  }
   const double lr = cfg.get_float("train.learning_rate");
 
   const model::UNetFlops flops = model::unet_flops(uc, b.setup.resolution, b.setup.resolution);
