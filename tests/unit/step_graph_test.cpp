@@ -93,18 +93,24 @@ TEST(StepGraph, CudaGraphsNeedACudaBuild) {
 // gradient norms and weights after three optimizer steps, with and without gradient
 // accumulation (where the graph's micro-batch gradients are summed outside it). In float32 each
 // adapter has its own gradient; in bfloat16 with the adapters cast once per pass, as on CUDA,
-// all gradients are views of one buffer, which every replay rewrites.
+// all gradients are views of one buffer, which every replay rewrites; with gradient
+// checkpointing the pass runs a nested backward.
 TEST(StepGraph, EmulatedGraphStepsAreTheEagerSteps) {
-  for (const bool one_buffer : {false, true}) {
+  enum class Kind { kFp32, kOneBuffer, kCheckpointing };
+  for (const Kind kind : {Kind::kFp32, Kind::kOneBuffer, Kind::kCheckpointing}) {
     for (const std::int64_t accum : {1, 2}) {
-      const std::string what =
-          std::string(one_buffer ? "bf16, one gradient buffer" : "fp32") + ", accumulation " + std::to_string(accum);
       test::SmallLoraTrainingOptions o;
       o.grad_accum = accum;
-      if (one_buffer) {
+      std::string what = "fp32";
+      if (kind == Kind::kOneBuffer) {
         o.dtype = torch::kBFloat16;
         o.cast_adapters_once = true;
+        what = "bf16, one gradient buffer";
+      } else if (kind == Kind::kCheckpointing) {
+        o.gradient_checkpointing = true;
+        what = "fp32, checkpointing";
       }
+      what += ", accumulation " + std::to_string(accum);
       test::SmallLoraTraining eager(torch::kCPU, o);
       o.graph = StepGraph::Mode::kEmulated;
       test::SmallLoraTraining graphed(torch::kCPU, o);
