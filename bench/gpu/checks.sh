@@ -24,7 +24,8 @@
 #           1-rank NCCL train, adapters cast once per pass (CudaParity.Bf16Adapters*,
 #           bench_adapter_cast), bench at batch 1 and 16 (needs .gpu/ref-a and
 #           cuda_parity_tests in SDXL_GPU_TARGETS)
-#   graph   train.cuda_graphs: CudaParity.GraphedSteps*, a 1-rank NCCL bf16 train, bench at
+#   graph   train.cuda_graphs: CudaParity.GraphedSteps* (and SamplingSteps*, sampling without
+#           host waits), a 1-rank NCCL bf16 train, bench at
 #           batch 1 and 16 eager and with graphs, batch 8 with graphs; batch 16 eager is also
 #           the MFU target's figure (needs .gpu/ref-a and cuda_parity_tests in SDXL_GPU_TARGETS)
 # A call carries at most 64 MiB, so the reference travels in two parts, and the second call
@@ -326,7 +327,7 @@ host() {  # host-side work of the step: collectives that do not wait, adapters c
 graph() {  # train.cuda_graphs: the recorded step against the eager one, then its speed
   mkdir -p "$ref" && cp -a .gpu/ref-a/. "$ref/"
   say "CUDA graphs: replayed steps against eager steps (fp32, bf16, accumulation, checkpointing)"
-  timeout 150 "$build/tests/cuda_parity_tests" --gtest_filter='CudaParity.GraphedSteps*' 2>&1 |
+  timeout 150 "$build/tests/cuda_parity_tests" --gtest_filter='CudaParity.GraphedSteps*:CudaParity.SamplingSteps*' 2>&1 |
     grep -E "measured|OK|FAILED|Failure|error" | head -n 60
   say "train (tiny pipeline) on CUDA, 1 rank, NCCL, bf16, train.cuda_graphs"
   rm -rf /tmp/tiny /tmp/run-graph && "$bin" init-tiny --out /tmp/tiny >/dev/null && train_config /tmp/train.toml /tmp/tiny
@@ -344,6 +345,8 @@ graph() {  # train.cuda_graphs: the recorded step against the eager one, then it
   run_bench b16-eager --steps 3 --warmup 2 --set train.batch_size=16 --no-phase-sync --set train.fuse_projections=true
   run_bench b16-graph --steps 3 --warmup 2 --set train.batch_size=16 --no-phase-sync \
     --set train.fuse_projections=true --set train.cuda_graphs=true
+  say "bench --generate: a 1024², 25-step CFG image (1.39 s when each step waited for the GPU)"
+  run_bench gen --generate --steps 2 --warmup 1
   say "graph done"
 }
 

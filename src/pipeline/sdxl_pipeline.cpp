@@ -4,6 +4,7 @@
 #include "sdxl_dreambooth/model/model_location.h"
 #include "sdxl_dreambooth/sampling/sampler.h"
 #include "sdxl_dreambooth/util/strings.h"
+#include "sdxl_dreambooth/util/to_device.h"
 
 #include <nlohmann/json.hpp>
 
@@ -145,11 +146,16 @@ std::vector<GeneratedImage> SdxlPipeline::generate(const GenerationRequest& r,
     ids = ids.contiguous();
     auto sampler = sampling::make_sampler(r.scheduler, scheduler_config);
     sampler->set_timesteps(r.steps);
-    torch::Tensor latents = (torch::cat(noise) * sampler->init_noise_sigma()).to(dev);
-    for (std::size_t i = 0; i < sampler->timesteps().size(); ++i) {
+    torch::Tensor latents = util::to_device_async(torch::cat(noise) * sampler->init_noise_sigma(), dev);
+    // All timesteps in one upload that does not wait for the device: a per-step .to(cuda) would
+    // drain the GPU's queue every step and keep the host from queueing the next one meanwhile.
+    const std::vector<double>& steps = sampler->timesteps();
+    const torch::Tensor timesteps =
+        util::to_device_async(torch::tensor(std::vector<float>(steps.begin(), steps.end()), torch::kFloat), dev);
+    for (std::size_t i = 0; i < steps.size(); ++i) {
       torch::Tensor in = sampler->scale_model_input(latents, i);
       if (cfg) in = torch::cat({in, in});
-      const torch::Tensor t = torch::tensor(sampler->timesteps()[i], torch::kFloat).to(dev);
+      const torch::Tensor t = timesteps[static_cast<std::int64_t>(i)];
       torch::Tensor eps = unet(in.to(dtype), t, cond, cond_pooled, ids).to(torch::kFloat);
       if (cfg) {
         auto parts = eps.chunk(2);

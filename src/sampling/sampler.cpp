@@ -2,6 +2,7 @@
 
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/sampling/noise_schedule.h"
+#include "sdxl_dreambooth/util/to_device.h"
 
 #include <algorithm>
 #include <cmath>
@@ -13,6 +14,9 @@ namespace {
 // Scalars are float32 0-dim tensors wherever diffusers keeps them in float32 tensors, so
 // the arithmetic rounds the same way.
 torch::Tensor f32(double v) { return torch::tensor(static_cast<float>(v), torch::kFloat); }
+// The same on `device`, uploaded without making the host wait for the device's queue (a plain
+// .to(cuda) would, every sampling step).
+torch::Tensor f32(double v, const torch::Device& device) { return util::to_device_async(f32(v), device); }
 
 // ref: numpy.interp with xp = 0..n-1.
 double interp(double x, const std::vector<float>& fp) {
@@ -123,13 +127,13 @@ class EulerDiscrete final : public Sampler {
   }
 
   torch::Tensor scale_model_input(const torch::Tensor& sample, std::size_t i) const override {
-    const torch::Tensor sigma = f32(sigmas_.at(i)).to(sample.device());
+    const torch::Tensor sigma = f32(sigmas_.at(i), sample.device());
     return sample / (sigma.pow(2) + 1).pow(0.5);
   }
 
   torch::Tensor step(const torch::Tensor& model_output, std::size_t i, const torch::Tensor& sample_in) override {
     const torch::Tensor x = sample_in.to(torch::kFloat), out = model_output.to(torch::kFloat);
-    const torch::Tensor sigma = f32(sigmas_.at(i)).to(x.device()), next = f32(sigmas_.at(i + 1)).to(x.device());
+    const torch::Tensor sigma = f32(sigmas_.at(i), x.device()), next = f32(sigmas_.at(i + 1), x.device());
     torch::Tensor pred_x0;
     if (config_.prediction_type == "v_prediction") {
       pred_x0 = out * (-sigma / (sigma.pow(2) + 1).pow(0.5)) + x / (sigma.pow(2) + 1);
@@ -193,7 +197,7 @@ class DpmSolverMultistep final : public Sampler {
     const torch::Tensor x = sample_in.to(torch::kFloat);
     const auto dev = x.device();
     auto alpha_sigma = [&](std::size_t k) {
-      const torch::Tensor s = f32(sigmas_.at(k)).to(dev);
+      const torch::Tensor s = f32(sigmas_.at(k), dev);
       const torch::Tensor alpha = 1.0 / (s.pow(2) + 1).pow(0.5);
       return std::pair<torch::Tensor, torch::Tensor>{alpha, s * alpha};
     };

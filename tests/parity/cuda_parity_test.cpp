@@ -6,6 +6,7 @@
 #include "parity_support.h"
 #include "sdxl_dreambooth/model/component_loader.h"
 #include "sdxl_dreambooth/nn/prompt_encoding.h"
+#include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
 #include "sdxl_dreambooth/torch_compat.h"
 #include "sdxl_dreambooth/train/train_step.h"
 #include "support/adapter_cast_check.h"
@@ -13,6 +14,7 @@
 
 #include <cmath>
 #include <iostream>
+#include <optional>
 #include <tuple>
 #include <string>
 
@@ -206,5 +208,36 @@ TEST_F(CudaParity, GraphedStepsMatchEagerSteps) {
       fb.push_back(wb[i].second.detach().reshape({-1}));
     }
     EXPECT_LE(relative_error(("LoRA weights after 4 steps, " + what).c_str(), torch::cat(fb), torch::cat(fa)), c.tol);
+  }
+}
+
+// A sampling step never waits for the device: the timesteps and the samplers' scalars are
+// uploaded without a synchronisation, so the host queues step i + 1 while the GPU runs step i.
+// From the first step's report to the last one a synchronisation throws; the images' copy to the
+// host, after the loop, is the one wait.
+TEST_F(CudaParity, SamplingStepsNeverWaitForTheDevice) {
+  pipeline::PipelineOptions po;
+  po.model = test::tiny_sdxl().string();
+  po.device = kCuda;
+  pipeline::SdxlPipeline pipe = pipeline::SdxlPipeline::load(po);
+  for (const std::string scheduler : {"dpmpp2m", "euler"}) {
+    pipeline::GenerationRequest r;
+    r.prompts = {"a photo of a dog"};
+    r.steps = 4;
+    r.width = r.height = 64;
+    r.scheduler = scheduler;
+    std::optional<compat::CudaSyncsThrow> syncs_throw;
+    std::int64_t reports = 0;
+    std::vector<pipeline::GeneratedImage> images;
+    ASSERT_NO_THROW(images = pipe.generate(r, {}, [&](std::int64_t done, std::int64_t total) {
+      ++reports;
+      if (done < total) {
+        if (!syncs_throw) syncs_throw.emplace();
+      } else {
+        syncs_throw.reset();
+      }
+    })) << scheduler;
+    EXPECT_EQ(reports, 4) << scheduler;
+    ASSERT_EQ(images.size(), 1u) << scheduler;
   }
 }
