@@ -1,6 +1,7 @@
 #include "sdxl_dreambooth/build_features.h"
 
 #include "sdxl_dreambooth/build_info.h"
+#include "sdxl_dreambooth/nn/geglu_product.h"
 #include "sdxl_dreambooth/torch_compat.h"
 #include "sdxl_dreambooth/util/blas_library.h"
 
@@ -19,6 +20,7 @@ BuildFeatures build_features() {
   f.torch_version = compat::torch_version();
   f.torch_cuda_built = torch::cuda::is_available() || at::hasCUDA();
   f.cuda_device_count = static_cast<int>(torch::cuda::device_count());
+  f.fused_kernels_built = nn::geglu_kernels_built();
 #ifdef SDXL_WITH_NCCL
   f.nccl_built = true;
   int v = 0;

@@ -13,6 +13,7 @@ struct BuildFeatures {
   bool torch_cuda_built = false;  // LibTorch was built with CUDA
   int cuda_device_count = 0;      // GPUs visible now
   bool nccl_built = false;        // the NCCL collective backend is compiled in
+  bool fused_kernels_built = false;  // the project's CUDA kernels (train.fused_kernels)
   std::string nccl_version;       // "2.28.3", or "" when not built
   std::string mpi_library;        // first line of MPI_Get_library_version
   std::string hdf5_version;

@@ -154,6 +154,20 @@ double profiler_event_start_seconds(const Event& e) {
   }
 }
 
+namespace detail {
+template <typename F>
+struct third_parameter;
+template <typename C, typename R, typename A1, typename A2, typename A3, typename A4, typename A5>
+struct third_parameter<R (C::*)(A1, A2, A3, A4, A5)> {
+  using type = A3;
+};
+}  // namespace detail
+
+// The type of the totals c10::MemoryReportingInfoBase::reportMemoryUsage receives (the hook
+// of LibTorch's memory profiler): int64_t in 1.13, size_t in 2.x.
+using MemoryReportTotal =
+    detail::third_parameter<decltype(&c10::MemoryReportingInfoBase::reportMemoryUsage)>::type;
+
 // TF32 for float32 matmuls and convolutions on Ampere and later GPUs (PyTorch's
 // allow_tf32 / set_float32_matmul_precision). LibTorch's defaults differ between the two
 // (cuDNN on, cuBLAS off) and the setters were reworked in 2.9, hence the detection.

@@ -13,7 +13,8 @@ Command make_version_command() {
   c.help =
       "usage: sdxl-dreambooth version\n\n"
       "Prints the program version and git commit, the LibTorch version, whether CUDA is built\n"
-      "and how many GPUs are visible, whether the NCCL backend is compiled in, and the MPI and\n"
+      "and how many GPUs are visible (and whether the fused CUDA kernels of train.fused_kernels are\n"
+      "built), whether the NCCL backend is compiled in, and the MPI and\n"
       "HDF5 libraries, and the BLAS that LibTorch's CPU matrix products run on. Include it in\n"
       "bug reports.\n";
   c.run = [](const std::vector<std::string>& argv) {
@@ -22,7 +23,8 @@ Command make_version_command() {
     std::cout << "sdxl-dreambooth " << f.program_version << " (commit " << f.git_commit << ")\n"
               << "LibTorch:  " << f.torch_version << (f.torch_cuda_built ? " with CUDA" : " (CPU)") << "\n"
               << "CUDA:      " << (f.cuda_device_count > 0 ? std::to_string(f.cuda_device_count) + " device(s) visible"
-                                                             : std::string("no device visible")) << "\n"
+                                                             : std::string("no device visible"))
+              << (f.fused_kernels_built ? ", fused kernels built" : "") << "\n"
               << "NCCL:      " << (f.nccl_built ? "backend built, NCCL " + f.nccl_version : std::string("not built"))
               << "\n"
               << "MPI:       " << f.mpi_library << "\n"

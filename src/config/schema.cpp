@@ -130,6 +130,10 @@ std::vector<KeySpec> build_schema() {
           "later steps, so the host launches one graph instead of thousands of kernels (for small "
           "batches, where launching bounds the step); CUDA only, not with fp16 or "
           "lora.train_text_encoder"),
+      key("train.fused_kernels", T::kBool, false,
+          "Run GEGLU's product and its gradient (the UNet's feed-forward) as one CUDA kernel each "
+          "instead of ATen's two and three; CUDA only, in builds compiled with a CUDA compiler "
+          "(sdxl-dreambooth version says); off until measured on a GPU"),
       key("train.channels_last", T::kBool, false,
           "UNet convolutions in channels-last (NHWC) layout (measured slower on an H200 and on CPUs)"),
       positive(optional("train.snr_gamma", T::kFloat, "plain MSE",

@@ -1,5 +1,6 @@
 #include "sdxl_dreambooth/nn/transformer_2d.h"
 
+#include "sdxl_dreambooth/nn/geglu_product.h"
 #include "sdxl_dreambooth/nn/linear_rows.h"
 
 namespace sdxl::nn {
@@ -17,7 +18,7 @@ torch::Tensor GEGLUImpl::forward(const torch::Tensor& x) {
   const std::int64_t inner = proj->weight.size(0) / 2;
   const auto w = proj->weight.split(inner, 0);
   const auto b = proj->bias.defined() ? proj->bias.split(inner, 0) : std::vector<torch::Tensor>{{}, {}};
-  return linear_rows(x, w[0], b[0]) * torch::gelu(linear_rows(x, w[1], b[1]));
+  return geglu_product(linear_rows(x, w[0], b[0]), linear_rows(x, w[1], b[1]), fused_kernel);
 }
 
 FeedForwardImpl::FeedForwardImpl(std::int64_t dim, std::int64_t mult) {

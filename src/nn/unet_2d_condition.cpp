@@ -83,6 +83,12 @@ void UNet2DConditionModelImpl::fuse_projections() {
   }
 }
 
+void UNet2DConditionModelImpl::set_fused_kernels(bool enabled) {
+  for (const auto& m : modules(/*include_self=*/false)) {
+    if (auto* g = m->as<GEGLUImpl>()) g->fused_kernel = enabled;
+  }
+}
+
 void UNet2DConditionModelImpl::set_gradient_checkpointing(bool enabled) {
   for (const auto& b : *down_blocks) b->as<UNetDownBlock>()->gradient_checkpointing = enabled;
   mid_block->gradient_checkpointing = enabled;

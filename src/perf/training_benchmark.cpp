@@ -89,6 +89,8 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
   unet->set_gradient_checkpointing(b.gradient_checkpointing);
   b.channels_last = cfg.get_bool("train.channels_last");
   unet->set_channels_last(b.channels_last);
+  b.fused_kernels = train::fused_kernels(cfg, device);
+  unet->set_fused_kernels(b.fused_kernels);
   b.fuse_projections = train::fuse_projections(cfg, device);
   if (b.fuse_projections) unet->fuse_projections();
   train::AdamW optimizer(lora.parameters(), train::adamw_options(cfg));
@@ -216,6 +218,7 @@ nlohmann::json to_json(const TrainingBenchmark& b) {
   j["phase_sync"] = b.phase_sync;
   j["fuse_projections"] = b.fuse_projections;
   j["cuda_graphs"] = b.cuda_graphs;
+  j["fused_kernels"] = b.fused_kernels;
   j["lora_rank"] = b.lora_rank;
   j["lora_parameters"] = b.lora_parameters;
   j["allreduce_bytes"] = b.allreduce_bytes;
@@ -239,7 +242,7 @@ std::string describe(const TrainingBenchmark& b) {
          " accumulation per rank at " + std::to_string(b.setup.resolution) + " px, LoRA rank " +
          std::to_string(b.lora_rank) + " (" + std::to_string(b.lora_parameters) + " parameters), checkpointing " +
          (b.gradient_checkpointing ? "on" : "off") + (b.channels_last ? ", channels-last" : "") +
-         (b.fuse_projections ? ", fused projections" : "") +
+         (b.fuse_projections ? ", fused projections" : "") + (b.fused_kernels ? ", fused GEGLU kernels" : "") +
          (b.cuda_graphs ? ", CUDA graph (forward is forward + backward)" : "") +
          (b.phase_sync ? "" : ", no phase syncs") + "; " + std::to_string(b.setup.steps) + " step(s) after " +
          std::to_string(b.setup.warmup) + " warm-up\n";

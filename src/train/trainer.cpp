@@ -474,6 +474,7 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
   }
   pipe.unet->set_gradient_checkpointing(cfg.get_bool("train.gradient_checkpointing"));
   pipe.unet->set_channels_last(cfg.get_bool("train.channels_last"));
+  pipe.unet->set_fused_kernels(fused_kernels(cfg, s.device));
   if (fuse_projections(cfg, s.device)) pipe.unet->fuse_projections();
   const auto unet_params = lora.parameters();
   std::vector<torch::Tensor> te_params = te_lora.parameters();

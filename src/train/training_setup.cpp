@@ -2,6 +2,7 @@
 
 #include "sdxl_dreambooth/build_features.h"
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/nn/geglu_product.h"
 
 namespace sdxl::train {
 
@@ -36,6 +37,15 @@ bool cuda_graphs(const config::Config& cfg, const torch::Device& device) {
                      "encoders run outside the recorded pass; set one of them to false");
   }
   return device.is_cuda();
+}
+
+bool fused_kernels(const config::Config& cfg, const torch::Device& device) {
+  if (!cfg.get_bool("train.fused_kernels") || !device.is_cuda()) return false;
+  if (!nn::geglu_kernels_built()) {
+    throw UsageError("train.fused_kernels = true: this build has no fused kernels (CMake found no CUDA compiler "
+                     "when it was configured); set it to false, or rebuild with nvcc on the PATH or CUDACXX set");
+  }
+  return true;
 }
 
 torch::Dtype training_dtype(const config::Config& cfg, const torch::Device& device) {

@@ -51,7 +51,9 @@ TEST(Bench, TimesTrainingStepsPerPhase) {
   SDXL_REQUIRE_REFERENCE();
   test::TempDir dir;
   test::write_file(dir / "run.toml", config(dir / "out"));
-  const auto r = test::run_cli({"bench", (dir / "run.toml").string(), "--steps", "3", "--warmup", "1", "--json"});
+  // train.fused_kernels is accepted and ignored on the CPU.
+  const auto r = test::run_cli({"bench", (dir / "run.toml").string(), "--steps", "3", "--warmup", "1", "--json",
+                                "--set", "train.fused_kernels=true"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = parse(r);
   EXPECT_EQ(j["mode"], "train");
@@ -73,6 +75,7 @@ TEST(Bench, TimesTrainingStepsPerPhase) {
   EXPECT_EQ(j["phase_sync"], true);
   EXPECT_EQ(j["fuse_projections"], false) << "train.fuse_projections is off by default on the CPU";
   EXPECT_EQ(j["cuda_graphs"], false);
+  EXPECT_EQ(j["fused_kernels"], false) << "set, but CUDA only";
   EXPECT_NEAR(t["total"].get<double>(),
               t["data"].get<double>() + t["forward"].get<double>() + t["backward"].get<double>() +
                   t["allreduce"].get<double>() + t["optimizer"].get<double>(),

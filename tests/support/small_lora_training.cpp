@@ -34,6 +34,7 @@ SmallLoraTraining::SmallLoraTraining(const torch::Device& device, const SmallLor
   lora_ = nn::LoraNetwork::inject(*unet_, {4, 4.0, {"to_q", "to_k", "to_v", "to_out.0"}}, gen_, "UNet");
   unet_->set_gradient_checkpointing(options.gradient_checkpointing);
   if (options.fuse_projections) unet_->fuse_projections();
+  unet_->set_fused_kernels(options.fused_kernels);
   optimizer_ = std::make_unique<train::AdamW>(lora_.parameters(), train::AdamWOptions{0.9, 0.999, 1e-8, 1e-2});
   comm_ = std::make_unique<OneRank>(device_);
   schedule_ = std::make_unique<sampling::NoiseSchedule>(sampling::NoiseSchedule(model::SchedulerConfig{}).to(device_));

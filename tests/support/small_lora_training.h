@@ -21,6 +21,7 @@ struct SmallLoraTrainingOptions {
   std::int64_t grad_accum = 1;
   bool gradient_checkpointing = false;
   bool fuse_projections = false;
+  bool fused_kernels = false;                   // train.fused_kernels (CUDA builds with the kernels)
   std::optional<train::StepGraph::Mode> graph;  // train.cuda_graphs, or its emulation
   std::optional<bool> cast_adapters_once;       // TrainStepParts' (unset: on CUDA)
 };

@@ -2,6 +2,7 @@
 // where the step runs.
 #include "sdxl_dreambooth/config/config.h"
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/nn/geglu_product.h"
 #include "sdxl_dreambooth/train/training_setup.h"
 
 #include <gtest/gtest.h>
@@ -59,5 +60,23 @@ TEST(TrainingSetup, CudaGraphsOnCudaOnlyAndNotWithFp16OrTextEncoderTraining) {
       }
     }
     EXPECT_FALSE(train::cuda_graphs(load({bad}), cuda));  // only together
+  }
+}
+
+TEST(TrainingSetup, FusedKernelsOnCudaOnlyAndOnlyWhereBuilt) {
+  const torch::Device cpu(torch::kCPU), cuda(torch::kCUDA, 0);
+  const auto on = load({"train.fused_kernels=true"});
+  EXPECT_FALSE(train::fused_kernels(load(), cuda));
+  EXPECT_FALSE(train::fused_kernels(on, cpu));
+  if (nn::geglu_kernels_built()) {
+    EXPECT_TRUE(train::fused_kernels(on, cuda));
+    return;
+  }
+  try {
+    train::fused_kernels(on, cuda);
+    ADD_FAILURE() << "a build without the kernels accepted train.fused_kernels = true";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("train.fused_kernels = true"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("CUDA compiler"), std::string::npos) << e.what();
   }
 }

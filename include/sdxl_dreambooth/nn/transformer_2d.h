@@ -23,6 +23,7 @@ class GEGLUImpl : public torch::nn::Module {
   GEGLUImpl(std::int64_t dim_in, std::int64_t dim_out);
   torch::Tensor forward(const torch::Tensor& x);
   torch::nn::Linear proj{nullptr};
+  bool fused_kernel = false;  // nn/geglu_product's CUDA kernel (train.fused_kernels)
 };
 TORCH_MODULE(GEGLU);
 

@@ -31,6 +31,9 @@ class UNet2DConditionModelImpl : public torch::nn::Module {
   void set_channels_last(bool enabled);
   // Attention::fuse_projections on every attention; after the last cast or move.
   void fuse_projections();
+  // GEGLU's product and gradient as the project's CUDA kernels (nn/geglu_product) in every
+  // feed-forward; no effect on the CPU or in a build without them.
+  void set_fused_kernels(bool enabled);
   bool channels_last() const { return channels_last_; }
 
   TimestepEmbedding time_embedding{nullptr}, add_embedding{nullptr};

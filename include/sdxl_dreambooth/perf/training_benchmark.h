@@ -19,6 +19,7 @@ struct TrainingBenchmark {
   std::int64_t grad_accum = 1;
   bool gradient_checkpointing = false;
   bool channels_last = false;
+  bool fused_kernels = false;  // train.fused_kernels (nn/geglu_product's CUDA kernels)
   bool phase_sync = true;  // BenchmarkOptions::phase_sync
   bool fuse_projections = false;
   bool cuda_graphs = false;  // train.cuda_graphs (on CUDA): forward and backward timed as one

@@ -34,6 +34,10 @@ bool fuse_projections(const config::Config& cfg, const torch::Device& device);
 // the recorded pass.
 bool cuda_graphs(const config::Config& cfg, const torch::Device& device);
 
+// train.fused_kernels on a CUDA device (ignored on the CPU). A UsageError on a CUDA device when
+// this build has no fused kernels (configured without a CUDA compiler).
+bool fused_kernels(const config::Config& cfg, const torch::Device& device);
+
 // lora.rank, lora.alpha (default: the rank), lora.targets.
 nn::LoraSpec lora_spec(const config::Config& cfg);
 
