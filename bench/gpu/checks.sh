@@ -24,7 +24,8 @@
 #           1-rank NCCL train, adapters cast once per pass (CudaParity.Bf16Adapters*,
 #           bench_adapter_cast), bench at batch 1 and 16 (needs .gpu/ref-a and
 #           cuda_parity_tests in SDXL_GPU_TARGETS)
-#   graph   batch 16 eager first (the MFU target's figure), then train.cuda_graphs:
+#   graph   batch 16 eager first (the MFU target's figure) and with train.fused_kernels, then
+#           CudaParity.FusedGegluKernels* and train.cuda_graphs:
 #           CudaParity.GraphedSteps* (and SamplingSteps*, sampling without host waits), a 1-rank
 #           NCCL bf16 train, bench at batch 1 eager and with graphs, batch 8 and 16 with graphs,
 #           the 1024² image, and batch 24 eager if the call has time left (needs .gpu/ref-a and
@@ -106,7 +107,7 @@ setup() {
   grep -E "error|FAILED" "$out/build.log" | head -60
   tail -n 3 "$out/build.log"
   say "build rc=$rc"
-  [ -x "$bin" ]
+  [ -x "$bin" ] && "$bin" version | head -n 3
 }
 
 train_config() {  # train_config FILE PIPELINE: the tiny pipeline, 64 px, 20 steps on CUDA
@@ -166,7 +167,7 @@ run_bench() {  # run_bench NAME ARGS...: SDXL's UNet architecture with random we
   echo "$name (exit $?): $(python3 -c "
 import json, sys
 t = open(sys.argv[1]).read(); d = json.loads(t[t.index('{'):])
-keep = ('batch_rows', 'gradient_checkpointing', 'channels_last', 'fuse_projections', 'cuda_graphs', 'phase_sync', 'seconds_per_step', 'images_per_s_total', 'mfu', 'achieved_tflops_per_rank',
+keep = ('batch_rows', 'gradient_checkpointing', 'channels_last', 'fuse_projections', 'cuda_graphs', 'fused_kernels', 'phase_sync', 'seconds_per_step', 'images_per_s_total', 'mfu', 'achieved_tflops_per_rank',
       'peak_memory_bytes', 'seconds_per_image', 'per_step_s', 'seconds_per_step')
 print({k: d[k] for k in d if k in keep})" "$out/bench-$name.json" 2>&1 | tail -n 1)"
 }
@@ -329,11 +330,14 @@ graph() {  # train.cuda_graphs: the recorded step against the eager one, then it
   mkdir -p "$ref" && cp -a .gpu/ref-a/. "$ref/"
   bench_config /tmp/bench.toml
   # First, so that a call cut short still brings the MFU target's figure back.
-  say "bench: batch 16 eager (the MFU target's figure, with nn/linear_rows)"
+  say "bench: batch 16 eager (the MFU target's figure, with nn/linear_rows), then with the fused GEGLU kernels"
   run_bench b16-eager --steps 3 --warmup 2 --set train.batch_size=16 --no-phase-sync --set train.fuse_projections=true
-  say "CUDA graphs: replayed steps against eager steps (fp32, bf16, accumulation, checkpointing)"
-  timeout 150 "$build/tests/cuda_parity_tests" --gtest_filter='CudaParity.GraphedSteps*:CudaParity.SamplingSteps*' 2>&1 |
-    grep -E "measured|OK|FAILED|Failure|error" | head -n 60
+  run_bench b16-fused --steps 3 --warmup 2 --set train.batch_size=16 --no-phase-sync --set train.fuse_projections=true \
+    --set train.fused_kernels=true
+  say "fused GEGLU kernels against ATen; CUDA graphs: replayed steps against eager steps; sampling without waits"
+  timeout 150 "$build/tests/cuda_parity_tests" \
+    --gtest_filter='CudaParity.FusedGeglu*:CudaParity.GraphedSteps*:CudaParity.SamplingSteps*' 2>&1 |
+    grep -E "measured|OK|FAILED|Failure|error" | head -n 80
   say "train (tiny pipeline) on CUDA, 1 rank, NCCL, bf16, train.cuda_graphs"
   rm -rf /tmp/tiny /tmp/run-graph && "$bin" init-tiny --out /tmp/tiny >/dev/null && train_config /tmp/train.toml /tmp/tiny
   timeout 120 mpirun -np 1 "$bin" train /tmp/train.toml --set 'distributed.backend="nccl"' \
