@@ -4,9 +4,10 @@
 include(CheckLanguage)
 check_language(CUDA)
 set(SDXL_CUDA_KERNELS OFF)
-if(NOT CMAKE_CUDA_COMPILER)
-  message(STATUS "sdxl-dreambooth: no CUDA compiler found (set CUDACXX or put nvcc on the PATH): "
-                 "train.fused_kernels will be unavailable")
+find_package(CUDAToolkit QUIET)
+if(NOT CMAKE_CUDA_COMPILER OR NOT CUDAToolkit_FOUND)
+  message(STATUS "sdxl-dreambooth: no CUDA compiler or toolkit found (set CUDACXX or put nvcc on the "
+                 "PATH): train.fused_kernels will be unavailable")
   return()
 endif()
 # GPU architectures: SDXL_CUDA_ARCHITECTURES, else TORCH_CUDA_ARCH_LIST's ("8.0;9.0+PTX" -> 80;90),
@@ -32,7 +33,6 @@ set_target_properties(sdxl_cuda_kernels PROPERTIES
   CUDA_ARCHITECTURES "${SDXL_CUDA_ARCHITECTURES}" CUDA_STANDARD 17 CUDA_STANDARD_REQUIRED ON
   CUDA_RUNTIME_LIBRARY Shared POSITION_INDEPENDENT_CODE ON)
 target_include_directories(sdxl_cuda_kernels PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/include)
-find_package(CUDAToolkit REQUIRED)
 target_link_libraries(sdxl_cuda_kernels PUBLIC CUDA::cudart)
 set(SDXL_CUDA_KERNELS ON)
 message(STATUS "sdxl-dreambooth: CUDA kernels for architectures ${SDXL_CUDA_ARCHITECTURES} "

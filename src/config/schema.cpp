@@ -132,7 +132,7 @@ std::vector<KeySpec> build_schema() {
           "lora.train_text_encoder"),
       key("train.fused_kernels", T::kBool, false,
           "Run GEGLU's product and its gradient (the UNet's feed-forward) as one CUDA kernel each "
-          "instead of ATen's two and three; CUDA only, in builds compiled with a CUDA compiler "
+          "instead of ATen's two and four; CUDA only, in builds compiled with a CUDA compiler "
           "(sdxl-dreambooth version says); off until measured on a GPU"),
       key("train.channels_last", T::kBool, false,
           "UNet convolutions in channels-last (NHWC) layout (measured slower on an H200 and on CPUs)"),

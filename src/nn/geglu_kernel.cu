@@ -1,6 +1,6 @@
-// One pass over memory for GEGLU's product and one for its gradient, where ATen's composition
-// takes two (gelu, mul) and three (mul, mul, gelu_backward), and keeps gelu(gate) for the
-// backward. The per-element arithmetic follows ATen's CUDA kernels (ActivationGeluKernel.cu and
+// One pass over memory for GEGLU's product and one for its gradient, where ATen's kernels take
+// two (gelu, mul) and four (gelu again, since nn/geglu_product does not keep it, mul, mul,
+// gelu_backward). The per-element arithmetic follows ATen's CUDA kernels (ActivationGeluKernel.cu and
 // the binary mul: float math, a rounding to the element type at the end of each ATen kernel),
 // so that the fused result is ATen's up to the compiler's contractions.
 #include "sdxl_dreambooth/nn/geglu_kernel.h"

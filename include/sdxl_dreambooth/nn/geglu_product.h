@@ -11,7 +11,7 @@ namespace sdxl::nn {
 // the backward instead, with the same values.
 //
 // fused_kernel: on CUDA, the forward and the backward are one kernel each (nn/geglu_kernel.cu)
-// instead of ATen's two and three; only in builds that have them (geglu_kernels_built()).
+// instead of ATen's two and four; only in builds that have them (geglu_kernels_built()).
 // Without autograd (no input requires grad) it is the plain composition.
 torch::Tensor geglu_product(const torch::Tensor& a, const torch::Tensor& gate, bool fused_kernel = false);
 
