@@ -5,6 +5,8 @@
 
 #if defined(SDXL_GEGLU_KERNELS)
 #include "sdxl_dreambooth/nn/geglu_kernel.h"
+
+#include <c10/cuda/CUDAGuard.h>
 #endif
 
 namespace sdxl::nn {
@@ -54,6 +56,7 @@ struct GegluProduct : public torch::autograd::Function<GegluProduct> {
     ctx->save_for_backward({a, gate});
     if (!kernel) return composed(a, gate);
 #if defined(SDXL_GEGLU_KERNELS)
+    const c10::cuda::CUDAGuard on_device(a.device());  // the launch goes to the current device
     const torch::Tensor ca = a.contiguous(), cg = gate.contiguous();
     torch::Tensor out = torch::empty_like(ca, at::MemoryFormat::Contiguous);
     check_launch(kernels::geglu_forward(element_type(ca), ca.data_ptr(), cg.data_ptr(), out.data_ptr(), ca.numel(),
@@ -73,6 +76,7 @@ struct GegluProduct : public torch::autograd::Function<GegluProduct> {
     if (!grad.defined()) return {torch::Tensor(), torch::Tensor(), torch::Tensor()};
     if (ctx->saved_data["kernel"].toBool()) {
 #if defined(SDXL_GEGLU_KERNELS)
+      const c10::cuda::CUDAGuard on_device(a.device());
       const torch::Tensor cd = grad.contiguous(), ca = a.contiguous(), cg = gate.contiguous();
       torch::Tensor grad_a = torch::empty_like(ca, at::MemoryFormat::Contiguous);
       torch::Tensor grad_gate = torch::empty_like(cg, at::MemoryFormat::Contiguous);
