@@ -25,7 +25,7 @@
 #           bench_adapter_cast), bench at batch 1 and 16 (needs .gpu/ref-a and
 #           cuda_parity_tests in SDXL_GPU_TARGETS)
 #   graph   batch 16 eager first (the MFU target's figure) and with train.fused_kernels, then
-#           CudaParity.FusedGegluKernels* and train.cuda_graphs:
+#           bench_geglu (if in SDXL_GPU_TARGETS), CudaParity.FusedGegluKernels* and train.cuda_graphs:
 #           CudaParity.GraphedSteps* (and SamplingSteps*, sampling without host waits), a 1-rank
 #           NCCL bf16 train, bench at batch 1 eager and with graphs, batch 8 and 16 with graphs,
 #           the 1024² image, and batch 24 eager if the call has time left (needs .gpu/ref-a and
@@ -334,6 +334,10 @@ graph() {  # train.cuda_graphs: the recorded step against the eager one, then it
   run_bench b16-eager --steps 3 --warmup 2 --set train.batch_size=16 --no-phase-sync --set train.fuse_projections=true
   run_bench b16-fused --steps 3 --warmup 2 --set train.batch_size=16 --no-phase-sync --set train.fuse_projections=true \
     --set train.fused_kernels=true
+  if [ -x "$build/bench/bench_geglu" ]; then  # built when SDXL_GPU_TARGETS names it
+    say "bench_geglu: GEGLU's product and gradient alone (ATen, recomputing, fused), batch 16, bf16"
+    timeout 90 "$build/bench/bench_geglu" --device cuda --batch 16 --iters 5 2>&1 | tee "$out/bench-geglu.txt"
+  fi
   say "fused GEGLU kernels against ATen; CUDA graphs: replayed steps against eager steps; sampling without waits"
   timeout 150 "$build/tests/cuda_parity_tests" \
     --gtest_filter='CudaParity.FusedGeglu*:CudaParity.GraphedSteps*:CudaParity.SamplingSteps*' 2>&1 |
