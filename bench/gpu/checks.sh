@@ -357,8 +357,8 @@ graph() {  # train.cuda_graphs: the recorded step against the eager one, then it
     --set train.fuse_projections=true --set train.cuda_graphs=true
   say "bench --generate: a 1024², 25-step CFG image (1.39 s when each step waited for the GPU)"
   run_bench gen --generate --steps 2 --warmup 1
-  # Batch 24 (about 131 GiB by batch 16's 88.9) only if the call has time left: the tool ends
-  # a call at 600 s.
+  # Batch 24 (131 GiB by the batch-8 and -16 peaks, about 112 GiB with GEGLU's smaller backward)
+  # only if the call has time left: the tool ends a call at 600 s.
   if (( SECONDS - t0 < 470 )); then
     say "bench: batch 24 eager (does a larger batch raise MFU?)"
     run_bench b24-eager --steps 2 --warmup 1 --set train.batch_size=24 --no-phase-sync --set train.fuse_projections=true
