@@ -13,6 +13,7 @@
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
 #include "sdxl_dreambooth/util/blas_library.h"
 #include "sdxl_dreambooth/util/cpu_threads.h"
+#include "sdxl_dreambooth/util/host_memory.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <unistd.h>
@@ -212,6 +213,7 @@ Command make_generate_command() {
     if (auto w = util::slow_blas_warning(util::blas_library(), opts.device); w && mpi.rank() == 0) {
       std::cerr << "warning: " << *w << "\n";
     }
+    util::keep_freed_host_memory(opts.device.is_cpu());  // each denoising step re-allocates the same blocks
     const auto comm = dist::make_mpi_collectives(mpi.world(), 3600);
     auto pipe = pipeline::SdxlPipeline::load(opts);
     if (lora) {

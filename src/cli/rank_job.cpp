@@ -3,6 +3,7 @@
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/util/blas_library.h"
 #include "sdxl_dreambooth/util/cpu_threads.h"
+#include "sdxl_dreambooth/util/host_memory.h"
 
 #include <torch/torch.h>
 
@@ -33,6 +34,8 @@ int run_rank_job(const std::string& config_path, const std::vector<std::string>&
         util::configure_cpu_threads(dist::node_affinity_masks(mpi.node()), static_cast<std::size_t>(mpi.local_rank()));
     log.info("CPU: " + std::to_string(threads.threads) + " intra-op thread(s) per rank (" + threads.why + ")");
     const torch::Device compute = cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+    // Before the model is loaded, so that its blocks come from the heap too.
+    log.info("host memory: " + util::keep_freed_host_memory(compute.is_cpu()).why);
     const util::BlasLibrary blas = util::blas_library();
     if (compute.is_cpu()) log.info("BLAS: " + blas.name);
     if (auto w = util::slow_blas_warning(blas, compute); w && mpi.rank() == 0) log.warn(*w);
