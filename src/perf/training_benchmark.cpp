@@ -11,6 +11,7 @@
 #include "sdxl_dreambooth/sampling/noise_schedule.h"
 #include "sdxl_dreambooth/train/training_setup.h"
 #include "sdxl_dreambooth/util/strings.h"
+#include "sdxl_dreambooth/util/memory_usage.h"
 #include "sdxl_dreambooth/util/to_device.h"
 
 #include <chrono>
@@ -151,11 +152,13 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
   std::vector<train::StepResult> unread;  // without phase syncs, read back once at the end
   std::optional<OpProfiler> profiler;
   Clock::time_point start = Clock::now();
+  std::uint64_t faults_at_start = 0;
   for (std::int64_t i = 0; i < o.warmup + o.steps; ++i) {
     if (i == o.warmup) {
       if (device.is_cuda()) torch::cuda::synchronize();
       if (o.profile) profiler.emplace(device.is_cuda());
       start = Clock::now();
+      faults_at_start = util::minor_page_faults();
     }
     auto gen = at::detail::createCPUGenerator(static_cast<std::uint64_t>(1000 + i));
     train::StepTimes t;
@@ -185,6 +188,7 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
   }
   if (device.is_cuda()) torch::cuda::synchronize();  // the steps still queued belong to the measurement
   const double elapsed = seconds_since(start);
+  const auto faults = static_cast<double>(util::minor_page_faults() - faults_at_start);
   if (profiler) {
     b.profile = profiler->finish(o.profile_top);
     b.profile->steps = o.steps;
@@ -201,6 +205,7 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
   b.per_step = {phases[0].item<double>(), phases[1].item<double>(), phases[2].item<double>(), phases[3].item<double>(),
                 phases[4].item<double>()};
   b.slowest_rank_step_s = comm.all_reduce_max(elapsed / steps, "benchmark step time");
+  b.host_page_faults_per_step = comm.all_reduce_max(faults / steps, "benchmark page faults");
   const std::vector<train::StepValues> values = train::read_step_values(unread);
   for (std::size_t k = 0; k < values.size(); ++k) train::check_step_finite(std::int64_t(k) + 1, unread[k], values[k]);
   const double images = steps * static_cast<double>(b.batch_rows * b.grad_accum);
@@ -226,6 +231,7 @@ nlohmann::json to_json(const TrainingBenchmark& b) {
                      {"backward", b.per_step.backward_s},   {"allreduce", b.per_step.allreduce_s},
                      {"optimizer", b.per_step.optimizer_s}, {"total", b.per_step.total()}};
   j["slowest_rank_step_s"] = b.slowest_rank_step_s;
+  j["host_page_faults_per_step"] = b.host_page_faults_per_step;
   j.update(to_json(b.throughput, b.memory));
   if (b.profile) j["profile"] = to_json(*b.profile);
   return j;
@@ -256,6 +262,8 @@ std::string describe(const TrainingBenchmark& b) {
     out += "all-reduce " + util::format_bytes(static_cast<double>(b.allreduce_bytes)) + " per step and rank\n";
   }
   out += describe(b.throughput, b.memory);
+  out += "faults     " + format_value("%.0f", b.host_page_faults_per_step) +
+         " host page faults per step (memory mapped in on first touch; max over ranks)\n";
   if (b.profile) out += describe(*b.profile);
   return out;
 }

@@ -1,5 +1,7 @@
 #include "sdxl_dreambooth/util/memory_usage.h"
 
+#include <sys/resource.h>
+
 #include <fstream>
 #include <string>
 
@@ -22,6 +24,12 @@ std::uint64_t status_bytes(const std::string& key) {
 std::uint64_t peak_rss_bytes() { return status_bytes("VmHWM:"); }
 
 std::uint64_t rss_bytes() { return status_bytes("VmRSS:"); }
+
+std::uint64_t minor_page_faults() {
+  rusage usage{};
+  if (getrusage(RUSAGE_SELF, &usage) != 0) return 0;
+  return static_cast<std::uint64_t>(usage.ru_minflt);
+}
 
 bool reset_peak_rss() {
   std::ofstream out("/proc/self/clear_refs");

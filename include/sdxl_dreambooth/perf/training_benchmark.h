@@ -27,6 +27,7 @@ struct TrainingBenchmark {
   std::int64_t allreduce_bytes = 0;  // per step and rank (0 on one rank)
   train::StepTimes per_step;         // mean over the measured steps and the ranks
   double slowest_rank_step_s = 0;    // the slowest rank's mean step
+  double host_page_faults_per_step = 0;  // minor page faults of the process per measured step, max over ranks
   BenchmarkThroughput throughput;
   BenchmarkMemory memory;
   std::optional<OpProfile> profile;  // BenchmarkOptions::profile, this rank's
