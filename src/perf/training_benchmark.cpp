@@ -10,8 +10,8 @@
 #include "sdxl_dreambooth/pipeline/random_weights_pipeline.h"
 #include "sdxl_dreambooth/sampling/noise_schedule.h"
 #include "sdxl_dreambooth/train/training_setup.h"
-#include "sdxl_dreambooth/util/strings.h"
 #include "sdxl_dreambooth/util/memory_usage.h"
+#include "sdxl_dreambooth/util/strings.h"
 #include "sdxl_dreambooth/util/to_device.h"
 
 #include <chrono>
