@@ -1,5 +1,6 @@
 #include "sdxl_dreambooth/cli/command.h"
 
+#include "sdxl_dreambooth/cli/status_file.h"
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/util/openblas_kernels.h"
 #include "sdxl_dreambooth/util/strings.h"
@@ -75,20 +76,35 @@ int run_cli(int argc, char** argv) {
       return kExitOk;
     }
   }
-  try {
-    return command->run(args);
-  } catch (const UsageError& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    if (!e.hint().empty()) std::cerr << "hint: " << e.hint() << "\n";
-    return kExitUsage;
-  } catch (const Error& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    if (!e.hint().empty()) std::cerr << "hint: " << e.hint() << "\n";
-    return kExitFailure;
-  } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return kExitFailure;
+  const auto run = [&]() -> int {
+    try {
+      return command->run(args);
+    } catch (const UsageError& e) {
+      std::cerr << "error: " << e.what() << "\n";
+      if (!e.hint().empty()) std::cerr << "hint: " << e.hint() << "\n";
+      return kExitUsage;
+    } catch (const Error& e) {
+      std::cerr << "error: " << e.what() << "\n";
+      if (!e.hint().empty()) std::cerr << "hint: " << e.hint() << "\n";
+      return kExitFailure;
+    } catch (const std::exception& e) {
+      std::cerr << "error: " << e.what() << "\n";
+      return kExitFailure;
+    }
+  };
+  // A job script's proof that the launch started the program (cli/status_file.h).
+  const auto status = StatusFile::from_environment();
+  if (status) {
+    try {
+      status->started(command->name);
+    } catch (const Error& e) {
+      std::cerr << "error: " << e.what() << "\n";
+      return kExitFailure;
+    }
   }
+  const int code = run();
+  if (status) status->finished(code);
+  return code;
 }
 
 }  // namespace sdxl::cli

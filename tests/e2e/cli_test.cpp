@@ -248,3 +248,24 @@ TEST(Cli, InitTinyWritesAPipelineThatLoadsTrainsAndGenerates) {
                             (dir / "out" / "pytorch_lora_weights.safetensors").string()});
   ASSERT_EQ(gen.exit_code, 0) << gen.err;
 }
+
+// What jobs/train.sbatch reads to tell a launch that never started the program from a run
+// (cli/status_file.h): the command, then its exit code; other ranks write nothing.
+TEST(Cli, StatusFileReportsTheCommandAndItsExitCode) {
+  sdxl::test::TempDir dir;
+  const auto status = (dir / "job.status").string();
+  const auto cfg = (sdxl::test::project_dir() / "configs" / "tiny.toml").string();
+  auto ok = run_cli({"check-config", cfg}, {{"SDXL_STATUS_FILE", status}});
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_EQ(sdxl::test::read_file(status), "exit 0\n");
+  auto bad = run_cli({"check-config", cfg, "--set", "train.batch_size=-1"}, {{"SDXL_STATUS_FILE", status}});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_EQ(sdxl::test::read_file(status), "exit 2\n");
+  std::filesystem::remove(status);
+  auto other = run_cli({"check-config", cfg}, {{"SDXL_STATUS_FILE", status}, {"PMIX_RANK", "1"}});
+  EXPECT_EQ(other.exit_code, 0) << other.err;
+  EXPECT_FALSE(std::filesystem::exists(status));
+  auto unwritable = run_cli({"check-config", cfg}, {{"SDXL_STATUS_FILE", (dir / "no" / "s").string()}});
+  EXPECT_EQ(unwritable.exit_code, 1);
+  EXPECT_NE(unwritable.err.find((dir / "no" / "s").string()), std::string::npos) << unwritable.err;
+}

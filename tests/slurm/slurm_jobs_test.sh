@@ -138,3 +138,35 @@ done > "$work/subjects.txt"
 [ -f "$work/x/pytorch_lora_weights.safetensors" ] && [ -f "$work/y/pytorch_lora_weights.safetensors" ] ||
   fail "the array job did not train both configs"
 echo "mpirun launch, generate.sbatch and the array job: OK"
+
+# 6. A launch that never starts the program, as when a requeued job's new srun step collides with
+# the old one's teardown: srun returns 0 and nothing ran. The wrapper makes the first launch
+# exactly that (every task exits 0 at once); train.sbatch must launch again and finish the run.
+cat > "$work/first-launch-fails" <<WRAPPER
+#!/bin/bash
+[ -e "$work/launched.\$SLURM_PROCID" ] || { touch "$work/launched.\$SLURM_PROCID"; exit 0; }
+exec "$bin" "\$@"
+WRAPPER
+chmod +x "$work/first-launch-fails"
+SDXL_LAUNCH_RETRY_DELAY=1 submit "$work/d" "$work/d.log" --wait \
+  --export="ALL,SDXL_BIN=$work/first-launch-fails,OMP_NUM_THREADS=1" >/dev/null || fail "job 4 failed"
+grep -q "srun exited with 0 and sdxl-dreambooth never started; launching again" "$work/d.log" ||
+  fail "train.sbatch did not notice the launch that never started"
+cmp -s "$work/a/pytorch_lora_weights.safetensors" "$work/d/pytorch_lora_weights.safetensors" ||
+  fail "relaunched job: LoRA differs from job 1"
+# ...and when no launch ever starts it, the job fails instead of ending COMPLETED.
+if SDXL_LAUNCH_RETRIES=1 SDXL_LAUNCH_RETRY_DELAY=0 submit "$work/e" "$work/e.log" --wait \
+     --export="ALL,SDXL_BIN=/bin/true" >/dev/null; then
+  fail "a job whose launches never started the program succeeded"
+fi
+grep -q "sdxl-dreambooth never started in 2 launch(es) (srun exit code 0)" "$work/e.log" ||
+  fail "train.sbatch did not say that the program never started"
+if (cd "$root" && sbatch --parsable --wait --ntasks=1 --gpus-per-task=0 --cpus-per-task=1 --output="$work/gen-e.log" \
+      --export="ALL,SDXL_BIN=/bin/true" jobs/generate.sbatch m l "$work/gen-e" p >/dev/null); then
+  fail "generate.sbatch succeeded although the program never ran"
+fi
+grep -q "sdxl-dreambooth did not finish (srun exit code 0)" "$work/gen-e.log" ||
+  fail "generate.sbatch did not say that the program never ran"
+leftover=$(find "$root" -maxdepth 1 -name '.sdxl-dreambooth-*.status')
+[ -z "$leftover" ] || fail "status files left behind: $leftover"
+echo "launches that never started the program: relaunched, or the job failed"
