@@ -1,5 +1,6 @@
 #include "sdxl_dreambooth/nn/attention.h"
 
+#include "sdxl_dreambooth/nn/batched_matmul.h"
 #include "sdxl_dreambooth/torch_compat.h"
 #include "sdxl_dreambooth/util/adjacent_tensors.h"
 
@@ -12,13 +13,13 @@ namespace {
 torch::Tensor portable_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
                                  bool upcast, const std::optional<torch::Tensor>& mask) {
   const auto dtype = q.scalar_type();
-  torch::Tensor scores = upcast ? torch::matmul(q.to(torch::kFloat), k.to(torch::kFloat).transpose(-1, -2))
-                                : torch::matmul(q, k.transpose(-1, -2));
+  torch::Tensor scores = upcast ? batched_matmul(q.to(torch::kFloat), k.to(torch::kFloat).transpose(-1, -2))
+                                : batched_matmul(q, k.transpose(-1, -2));
   scores = scores * scale;
   if (mask) scores = scores + mask->to(scores.scalar_type());
   // Softmax in float32 for half inputs, as the fused kernels do.
   torch::Tensor probs = torch::softmax(scores, -1, torch::kFloat).to(v.scalar_type());
-  return torch::matmul(probs, v).to(dtype);
+  return batched_matmul(probs, v).to(dtype);
 }
 
 // The weights of `layers` as one [Σ out, in] tensor, without a copy, when they lie side by side
