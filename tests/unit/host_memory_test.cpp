@@ -1,6 +1,7 @@
 // Freed host memory stays mapped for the next step on the CPU: a block allocated again after it
 // was freed costs no page faults, where glibc's defaults would map and fault it in anew.
 #include "sdxl_dreambooth/util/host_memory.h"
+#include "support/fake_env.h"
 
 #include <gtest/gtest.h>
 
@@ -13,6 +14,7 @@
 
 using sdxl::util::keep_freed_host_memory;
 using sdxl::util::user_malloc_settings;
+using sdxl::test::env_of;
 
 namespace {
 
@@ -31,13 +33,6 @@ long faults_to_fill(std::size_t bytes) {
   asm volatile("" : : "r"(p) : "memory");  // the writes must happen
   std::free(p);
   return minor_faults() - before;
-}
-
-auto env_of(std::map<std::string, std::string> vars) {
-  return [vars = std::move(vars)](const char* name) -> const char* {
-    const auto it = vars.find(name);
-    return it == vars.end() ? nullptr : it->second.c_str();
-  };
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // SDXL_STATUS_FILE: which rank reports, and what the report holds.
 #include "sdxl_dreambooth/cli/status_file.h"
 #include "sdxl_dreambooth/error.h"
+#include "support/fake_env.h"
 #include "support/process.h"
 
 #include <gtest/gtest.h>
@@ -10,17 +11,7 @@
 
 using sdxl::cli::first_rank_of_launch;
 using sdxl::cli::StatusFile;
-
-namespace {
-
-auto env_of(std::map<std::string, std::string> vars) {
-  return [vars = std::move(vars)](const char* name) -> const char* {
-    const auto it = vars.find(name);
-    return it == vars.end() ? nullptr : it->second.c_str();
-  };
-}
-
-}  // namespace
+using sdxl::test::env_of;
 
 TEST(StatusFile, OnlyTheLaunchsFirstRankReports) {
   EXPECT_TRUE(first_rank_of_launch(env_of({})));
