@@ -49,6 +49,7 @@ std::optional<BlasMatrix> blas_layout(std::int64_t rows, std::int64_t cols, std:
 bool direct_applies(const torch::Tensor& a, const torch::Tensor& b) {
   if (loaded_sgemm() == nullptr) return false;
   if (!a.device().is_cpu() || !b.device().is_cpu()) return false;
+  if (a.layout() != torch::kStrided || b.layout() != torch::kStrided) return false;
   if (a.scalar_type() != torch::kFloat || b.scalar_type() != torch::kFloat) return false;
   if (a.dim() < 3 || a.dim() != b.dim()) return false;
   const auto n = a.dim();
