@@ -8,7 +8,6 @@
 #include <limits>
 #include <optional>
 
-
 namespace sdxl::nn {
 namespace {
 
@@ -96,7 +95,7 @@ torch::Tensor direct_product(const torch::Tensor& a, const torch::Tensor& b) {
   at::parallel_for(0, items, std::max<std::int64_t>(1, 65536 / work), [&](std::int64_t begin, std::int64_t end) {
     for (std::int64_t i = begin; i < end; ++i) {
       sgemm(&lb.trans, &la.trans, &m, &n, &k, &one, pb + item_offset(b, i), &lb.ld, pa + item_offset(a, i), &la.ld,
-             &zero, pc + i * static_cast<std::int64_t>(n) * m, &ldc);
+            &zero, pc + i * static_cast<std::int64_t>(n) * m, &ldc);
     }
   });
   return out;
