@@ -19,17 +19,17 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--iters") && i + 1 < argc) iters = std::stoi(argv[++i]);
   }
-  auto comm = dist::make_mpi_collectives(mpi.world(), 600);
+  auto comm = dist::make_collectives(mpi.world(), {"mpi", torch::kCPU, 600, {}});
   const int n = comm->world_size();
   if (comm->rank() == 0) std::printf("%d ranks, MPI collectives, %d timed iterations after 1 warm-up\n", n, iters);
   for (const auto& [label, params] : {std::pair<const char*, std::int64_t>{"rank 4", 5806080},
                                       {"rank 16", 23224320}, {"rank 32", 46448640}}) {
-    torch::Tensor buf = torch::ones({params + 1});
+    dist::DeviceBuffer buf = comm->device().buffer(params + 1, torch::kFloat);
     double total = 0;
     for (int i = 0; i <= iters; ++i) {
-      comm->all_reduce_max(0, "sync");
+      comm->host().barrier("sync");
       const auto t0 = std::chrono::steady_clock::now();
-      comm->all_reduce_sum(buf, "bench all-reduce");
+      comm->device().all_reduce_sum(buf, "bench all-reduce");
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       if (i > 0) total += s;
     }

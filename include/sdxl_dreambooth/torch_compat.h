@@ -183,4 +183,15 @@ inline std::string cuda_device_name(int device) {
 #endif
 }
 
+// Makes GPU `device` this thread's current one for LibTorch and the CUDA runtime, before
+// anything touches CUDA (otherwise every rank of a node creates a context on GPU 0).
+// Nothing to do without CUDA LibTorch.
+inline void set_cuda_device(int device) {
+#if defined(SDXL_TORCH_CUDA)
+  c10::cuda::set_device(static_cast<c10::DeviceIndex>(device));
+#else
+  (void)device;
+#endif
+}
+
 }  // namespace sdxl::compat

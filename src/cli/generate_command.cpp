@@ -2,7 +2,7 @@
 #include "sdxl_dreambooth/build_features.h"
 #include "sdxl_dreambooth/cli/args.h"
 #include "sdxl_dreambooth/cli/command.h"
-#include "sdxl_dreambooth/dist/collectives.h"
+#include "sdxl_dreambooth/dist/host_collectives.h"
 #include "sdxl_dreambooth/dist/mpi_runtime.h"
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/io/label_font.h"
@@ -15,6 +15,7 @@
 #include "sdxl_dreambooth/util/cpu_threads.h"
 #include "sdxl_dreambooth/util/host_memory.h"
 #include "sdxl_dreambooth/util/strings.h"
+#include "sdxl_dreambooth/torch_compat.h"
 
 #include <unistd.h>
 
@@ -30,6 +31,10 @@
 namespace sdxl::cli {
 
 namespace {
+
+// A generation's ranks meet only to gather images, after drawing theirs: an hour covers the
+// slowest rank's share on the CPU.
+constexpr double kGenerateTimeoutS = 3600;
 
 std::pair<std::int64_t, std::int64_t> parse_size(const std::string& s) {
   const auto x = s.find('x');
@@ -205,16 +210,22 @@ Command make_generate_command() {
     if (device == "cuda" && !torch::cuda::is_available()) {
       throw UsageError("--device cuda: this LibTorch has no CUDA or no GPU is visible");
     }
-    opts.device = device == "cuda" ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
 
     dist::MpiRuntime mpi(nullptr, nullptr);
-    const util::CpuThreads threads =
-        util::configure_cpu_threads(dist::node_affinity_masks(mpi.node()), static_cast<std::size_t>(mpi.local_rank()));
+    // Each rank on its node's own GPU (local rank modulo the GPUs it sees), current before
+    // anything touches CUDA.
+    const int gpu = device == "cuda" ? mpi.local_rank() % std::max(1, static_cast<int>(torch::cuda::device_count())) : 0;
+    if (device == "cuda") compat::set_cuda_device(gpu);
+    opts.device = device == "cuda" ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(gpu))
+                                   : torch::Device(torch::kCPU);
+    const util::CpuThreads threads = util::configure_cpu_threads(dist::node_affinity_masks(mpi.node(), kGenerateTimeoutS),
+                                                                 static_cast<std::size_t>(mpi.local_rank()));
     if (auto w = util::slow_blas_warning(util::blas_library(), opts.device); w && mpi.rank() == 0) {
       std::cerr << "warning: " << *w << "\n";
     }
     util::keep_freed_host_memory(opts.device.is_cpu());  // each denoising step re-allocates the same blocks
-    const auto comm = dist::make_mpi_collectives(mpi.world(), 3600);
+    // Generation gathers images (host data) only.
+    const auto comm = dist::make_mpi_host_collectives(mpi.world(), kGenerateTimeoutS);
     auto pipe = pipeline::SdxlPipeline::load(opts);
     if (lora) {
       // UNet and, when the file has them, both text encoders.

@@ -1,6 +1,8 @@
 #include "sdxl_dreambooth/cli/rank_job.h"
 
+#include "sdxl_dreambooth/dist/mpi_wait.h"
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/torch_compat.h"
 #include "sdxl_dreambooth/util/blas_library.h"
 #include "sdxl_dreambooth/util/cpu_threads.h"
 #include "sdxl_dreambooth/util/host_memory.h"
@@ -8,43 +10,68 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <iostream>
 
 namespace sdxl::cli {
+
+namespace {
+
+// "auto": NCCL when built in and training runs on CUDA, else MPI.
+std::string collective_backend(const config::Config& cfg, bool cuda) {
+  std::string backend = cfg.get_string("distributed.backend");
+  if (backend == "auto") backend = dist::nccl_backend_built() && cuda ? "nccl" : "mpi";
+  if (backend == "nccl" && !cuda) {
+    throw UsageError("distributed.backend = \"nccl\" needs training on CUDA (train.device); use \"mpi\" on CPU");
+  }
+  return backend;
+}
+
+}  // namespace
 
 int run_rank_job(const std::string& config_path, const std::vector<std::string>& overrides,
                  const std::function<int(RankJob&)>& body) {
   dist::MpiRuntime mpi(nullptr, nullptr);
   try {
+    // Before the config: a bad variable is a usage error of every rank alike.
+    const dist::DistributedDebug debug = dist::parse_distributed_debug(std::getenv("SDXL_DISTRIBUTED_DEBUG"));
     // Rank 0 reads the config once; every rank parses the same text, so a bad config is the
     // same error everywhere.
-    const config::Config cfg =
-        config::load_config_text(dist::read_file_collective(mpi.world(), config_path), config_path, overrides);
+    const config::Config cfg = config::load_config_text(
+        dist::read_file_collective(mpi.world(), config_path, dist::kSetupTimeoutS), config_path, overrides);
     const Logger log(std::cerr, parse_log_level(cfg.get_string("logging.level")), mpi.rank(), mpi.world_size());
-    std::string backend = cfg.get_string("distributed.backend");
     const std::string device = cfg.get_string("train.device");
     const bool cuda = device == "cuda" || (device == "auto" && torch::cuda::is_available());
-    if (backend == "auto") backend = dist::nccl_backend_built() && cuda ? "nccl" : "mpi";
-    if (backend == "nccl" && !cuda) {
-      throw UsageError("distributed.backend = \"nccl\" needs training on CUDA (train.device); use \"mpi\" on CPU");
-    }
+    const std::string backend = collective_backend(cfg, cuda);
+    const double timeout = cfg.get_float("distributed.timeout_s");
+    // This rank's own GPU, current before anything touches CUDA, whatever the backend.
+    const int gpu = cuda ? mpi.local_rank() % std::max<int>(1, static_cast<int>(torch::cuda::device_count())) : 0;
+    if (cuda) compat::set_cuda_device(gpu);
     // Before any parallel work: LibTorch's own default is 1 thread (Debian) or every core of
     // the node for every rank (PyTorch's builds).
-    const util::CpuThreads threads =
-        util::configure_cpu_threads(dist::node_affinity_masks(mpi.node()), static_cast<std::size_t>(mpi.local_rank()));
+    const util::CpuThreads threads = util::configure_cpu_threads(dist::node_affinity_masks(mpi.node(), timeout),
+                                                                 static_cast<std::size_t>(mpi.local_rank()));
     log.info("CPU: " + std::to_string(threads.threads) + " intra-op thread(s) per rank (" + threads.why + ")");
-    const torch::Device compute = cuda ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+    const torch::Device compute = cuda ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(gpu))
+                                       : torch::Device(torch::kCPU);
     // Before the model is loaded, so that its blocks come from the heap too.
     log.info("host memory: " + util::keep_freed_host_memory(compute.is_cpu()).why);
     const util::BlasLibrary blas = util::blas_library();
     if (compute.is_cpu()) log.info("BLAS: " + blas.name);
     if (auto w = util::slow_blas_warning(blas, compute); w && mpi.rank() == 0) log.warn(*w);
-    const double timeout = cfg.get_float("distributed.timeout_s");
-    const int gpu = cuda ? mpi.local_rank() % std::max<int>(1, static_cast<int>(torch::cuda::device_count())) : 0;
-    auto comm = backend == "nccl" ? dist::make_nccl_collectives(mpi.world(), gpu, timeout)
-                                  : dist::make_mpi_collectives(mpi.world(), timeout);
+    if (backend == "nccl") log.info("collectives: " + dist::collective_library_versions());
+    dist::CollectiveOptions co;
+    co.backend = backend;
+    co.device = compute;
+    co.timeout_s = timeout;
+    if (debug == dist::DistributedDebug::kDetail) co.debug_sink = [&log](const std::string& line) { log.trace(line); };
+    auto comm = dist::make_collectives(mpi.world(), co);
     RankJob job{mpi, cfg, log, *comm};
-    return body(job);
+    const int rc = body(job);
+    if (debug == dist::DistributedDebug::kDetail) {
+      log.trace(std::to_string(comm->calls()) + " collectives issued by this rank (" + backend + " device collectives)");
+    }
+    return rc;
   } catch (const std::exception& e) {
     if (mpi.world_size() == 1) throw;  // reported by run_cli with its exit code
     const auto* err = dynamic_cast<const Error*>(&e);

@@ -1,5 +1,6 @@
 #include "sdxl_dreambooth/dist/mpi_runtime.h"
 
+#include "sdxl_dreambooth/dist/mpi_wait.h"
 #include "sdxl_dreambooth/error.h"
 
 #include <cerrno>
@@ -47,7 +48,7 @@ MpiRuntime::~MpiRuntime() {
   }
 }
 
-std::vector<std::string> all_gather_strings(MPI_Comm comm, const std::string& text) {
+std::vector<std::string> all_gather_strings(MPI_Comm comm, const std::string& text, double timeout_s) {
   int size = 0;
   check_mpi(MPI_Comm_size(comm, &size), "MPI_Comm_size");
   if (text.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
@@ -55,7 +56,9 @@ std::vector<std::string> all_gather_strings(MPI_Comm comm, const std::string& te
   }
   const int length = static_cast<int>(text.size());
   std::vector<int> lengths(static_cast<std::size_t>(size)), offsets(static_cast<std::size_t>(size));
-  check_mpi(MPI_Allgather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, comm), "MPI_Allgather(string lengths)");
+  MPI_Request req;
+  check_mpi(MPI_Iallgather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, comm, &req), "MPI_Iallgather(string lengths)");
+  wait_with_deadline(req, comm, timeout_s, "all-gather of string lengths", "set-up");
   long long total = 0;
   for (int r = 0; r < size; ++r) {
     offsets[static_cast<std::size_t>(r)] = static_cast<int>(total);
@@ -63,8 +66,10 @@ std::vector<std::string> all_gather_strings(MPI_Comm comm, const std::string& te
   }
   if (total > std::numeric_limits<int>::max()) throw Error("all_gather_strings: over 2 GiB in all");
   std::string all(static_cast<std::size_t>(total), '\0');
-  check_mpi(MPI_Allgatherv(text.data(), length, MPI_CHAR, all.data(), lengths.data(), offsets.data(), MPI_CHAR, comm),
-            "MPI_Allgatherv(strings)");
+  check_mpi(MPI_Iallgatherv(text.data(), length, MPI_CHAR, all.data(), lengths.data(), offsets.data(), MPI_CHAR, comm,
+                            &req),
+            "MPI_Iallgatherv(strings)");
+  wait_with_deadline(req, comm, timeout_s, "all-gather of strings", "set-up");
   std::vector<std::string> out;
   for (int r = 0; r < size; ++r) {
     out.push_back(all.substr(static_cast<std::size_t>(offsets[static_cast<std::size_t>(r)]),
@@ -73,28 +78,33 @@ std::vector<std::string> all_gather_strings(MPI_Comm comm, const std::string& te
   return out;
 }
 
-std::vector<util::CpuMask> node_affinity_masks(MPI_Comm node) {
+std::vector<util::CpuMask> node_affinity_masks(MPI_Comm node, double timeout_s) {
   std::vector<util::CpuMask> masks;
-  for (const std::string& bits : all_gather_strings(node, util::affinity_mask().to_string())) masks.emplace_back(bits);
+  for (const std::string& bits : all_gather_strings(node, util::affinity_mask().to_string(), timeout_s)) {
+    masks.emplace_back(bits);
+  }
   return masks;
 }
 
-std::string broadcast_string(MPI_Comm comm, const std::string& text, int root) {
+std::string broadcast_string(MPI_Comm comm, const std::string& text, int root, double timeout_s) {
   int rank = 0;
   check_mpi(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank");
   unsigned long long size = text.size();
-  check_mpi(MPI_Bcast(&size, 1, MPI_UNSIGNED_LONG_LONG, root, comm), "MPI_Bcast(string length)");
+  MPI_Request req;
+  check_mpi(MPI_Ibcast(&size, 1, MPI_UNSIGNED_LONG_LONG, root, comm, &req), "MPI_Ibcast(string length)");
+  wait_with_deadline(req, comm, timeout_s, "broadcast of a string length", "set-up");
   std::string out = rank == root ? text : std::string(size, '\0');
   // MPI counts are int: send in chunks so strings over 2 GiB also work.
   const std::size_t chunk = static_cast<std::size_t>(std::numeric_limits<int>::max());
   for (std::size_t off = 0; off < size; off += chunk) {
     const int n = static_cast<int>(std::min<std::size_t>(chunk, size - off));
-    check_mpi(MPI_Bcast(out.data() + off, n, MPI_CHAR, root, comm), "MPI_Bcast(string)");
+    check_mpi(MPI_Ibcast(out.data() + off, n, MPI_CHAR, root, comm, &req), "MPI_Ibcast(string)");
+    wait_with_deadline(req, comm, timeout_s, "broadcast of a string", "set-up");
   }
   return out;
 }
 
-std::string read_file_collective(MPI_Comm comm, const std::string& path) {
+std::string read_file_collective(MPI_Comm comm, const std::string& path, double timeout_s) {
   int rank = 0;
   check_mpi(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank");
   std::string content, error;
@@ -109,9 +119,9 @@ std::string read_file_collective(MPI_Comm comm, const std::string& path) {
       content = buf.str();
     }
   }
-  error = broadcast_string(comm, error);
+  error = broadcast_string(comm, error, 0, timeout_s);
   if (!error.empty()) throw UsageError(error);
-  return broadcast_string(comm, content);
+  return broadcast_string(comm, content, 0, timeout_s);
 }
 
 }  // namespace sdxl::dist

@@ -1,22 +1,41 @@
 // NCCL backend (compiled only when SDXL_WITH_NCCL; CMake leaves nccl_*.cpp out otherwise).
+//
+// Threads: the training thread issues every collective; the watchdog thread follows them on the
+// device and polls the communicator's asynchronous error. NCCL forbids two threads in calls on
+// one communicator at once (since 2.23 ncclCommGetAsyncError also reaps the group jobs of a
+// non-blocking communicator), so every call on it holds `comm_mutex_`; the watchdog only
+// try-locks and skips a poll while the training thread is in a call, as PyTorch's
+// ProcessGroupNCCL does. The communicator stays non-blocking so that each host-side wait (its
+// creation, a lazily connected first collective) keeps the deadline on the calling thread
+// instead of depending on an abort from another thread.
 #include "sdxl_dreambooth/dist/collective_watchdog.h"
-#include "sdxl_dreambooth/dist/collectives.h"
+#include "sdxl_dreambooth/dist/device_collectives.h"
+#include "sdxl_dreambooth/dist/fallback_exit.h"
 #include "sdxl_dreambooth/dist/mpi_runtime.h"
+#include "sdxl_dreambooth/dist/mpi_wait.h"
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/torch_compat.h"
 
 #include <cuda_runtime_api.h>
 #include <nccl.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <memory>
+#include <mutex>
+#include <sstream>
 #include <thread>
 #include <vector>
 
 namespace sdxl::dist {
 namespace {
+
+// An abort gets this long before the process ends regardless (fallback_exit.h).
+constexpr double kAbortGraceS = 30;
 
 void check_cuda(cudaError_t rc, const char* call) {
   if (rc != cudaSuccess) throw Error(std::string(call) + " failed: " + cudaGetErrorString(rc));
@@ -33,15 +52,9 @@ class CudaEvent {
   CudaEvent& operator=(const CudaEvent&) = delete;
 
   void record(cudaStream_t stream) { check_cuda(cudaEventRecord(event_, stream), "cudaEventRecord"); }
+  // Asked on the watchdog's thread, which runs in relaxed capture mode (see its set-up).
   Progress query(std::string* why) const {
-    // The watchdog's thread asks. While the training thread records a CUDA graph
-    // (train.cuda_graphs), CUDA's default mode refuses such calls from every thread and breaks
-    // the recording; this event is outside any recording, so this thread opts out, as PyTorch's
-    // NCCL watchdog does.
-    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
-    cudaThreadExchangeStreamCaptureMode(&mode);
     const cudaError_t rc = cudaEventQuery(event_);
-    cudaThreadExchangeStreamCaptureMode(&mode);
     if (rc == cudaSuccess) return Progress::kDone;
     if (rc == cudaErrorNotReady) return Progress::kPending;
     *why = std::string("cudaEventQuery: ") + cudaGetErrorString(rc);
@@ -65,77 +78,83 @@ ncclDataType_t nccl_type(const torch::Tensor& t) {
   throw Error(std::string("NCCL collectives: unsupported dtype ") + c10::toString(t.scalar_type()));
 }
 
-class NcclCollectives final : public Collectives {
+std::string version_string(int code) {
+  // NCCL >= 2.9: major*10000 + minor*100 + patch.
+  return std::to_string(code / 10000) + "." + std::to_string(code / 100 % 100) + "." + std::to_string(code % 100);
+}
+
+class NcclDeviceCollectives final : public DeviceCollectives {
  public:
-  NcclCollectives(MPI_Comm comm, int device, double timeout_s)
-      : host_(make_mpi_collectives(comm, timeout_s)), comm_(comm), device_(device), timeout_s_(timeout_s) {
-    rank_ = host_->rank();
-    size_ = host_->world_size();
+  NcclDeviceCollectives(HostCollectives& host, MPI_Comm comm, int device, double timeout_s, CollectiveLog* log)
+      : DeviceCollectives(host), comm_(comm), device_(device), timeout_s_(timeout_s), log_(log) {
     check_cuda(cudaSetDevice(device_), "cudaSetDevice");
     refuse_shared_gpus();
+    std::string id_bytes(sizeof(ncclUniqueId), '\0');
+    if (rank() == 0) {
+      ncclUniqueId id;
+      check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
+      id_bytes.assign(reinterpret_cast<const char*>(&id), sizeof id);
+    }
+    host_.broadcast(id_bytes, 0, "NCCL unique id");
+    if (id_bytes.size() != sizeof(ncclUniqueId)) throw Error("internal: NCCL unique id of the wrong size");
     ncclUniqueId id;
-    if (rank_ == 0) check_nccl(ncclGetUniqueId(&id), "ncclGetUniqueId");
-    check_mpi(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, comm_), "MPI_Bcast(ncclUniqueId)");
+    std::memcpy(&id, id_bytes.data(), sizeof id);
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
-    config.blocking = 0;  // every wait below has a deadline
-    const ncclResult_t rc = ncclCommInitRankConfig(&nccl_, size_, id, rank_, &config);
-    if (rc != ncclSuccess && rc != ncclInProgress) check_nccl(rc, "ncclCommInitRankConfig");
-    wait_comm_ready("ncclCommInitRankConfig");
+    config.blocking = 0;  // every host wait below has a deadline
+    {
+      std::lock_guard<std::mutex> lock(comm_mutex_);
+      const ncclResult_t rc = ncclCommInitRankConfig(&nccl_, world_size(), id, rank(), &config);
+      if (rc != ncclSuccess && rc != ncclInProgress) check_nccl(rc, "ncclCommInitRankConfig");
+      wait_comm_ready("ncclCommInitRankConfig");
+    }
     watchdog_ = std::make_unique<CollectiveWatchdog>(
         timeout_s_, [this](const WatchedCollective& c, const std::string& why) { watchdog_abort(c, why); },
         [this] { return async_error(); },
-        [this] { check_cuda(cudaSetDevice(device_), "cudaSetDevice (collective watchdog)"); });
+        [this] {
+          check_cuda(cudaSetDevice(device_), "cudaSetDevice (collective watchdog)");
+          // While the training thread records a CUDA graph (train.cuda_graphs), CUDA's default
+          // mode refuses event queries from every thread and breaks the recording; this
+          // thread's calls are never part of one, so it opts out once, as PyTorch's watchdog does.
+          cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+          check_cuda(cudaThreadExchangeStreamCaptureMode(&mode), "cudaThreadExchangeStreamCaptureMode");
+        });
   }
 
-  ~NcclCollectives() override {
+  ~NcclDeviceCollectives() override {
     // A normal end has read its results back, so nothing is pending. While an exception
     // unwinds, a peer may never join what is queued: abort the communicator instead of waiting.
     const bool idle = std::uncaught_exceptions() == 0 && watchdog_ && watchdog_->wait_idle(timeout_s_);
     watchdog_.reset();  // its thread polls nccl_: stop it first
-    if (!nccl_) return;
+    if (!nccl_ || aborting_) return;
     if (idle) {
       ncclCommDestroy(nccl_);
     } else {
+      arm_fallback_exit(kAbortGraceS, static_cast<int>(kExitFailure));
       ncclCommAbort(nccl_);
     }
   }
 
-  int rank() const override { return rank_; }
-  int world_size() const override { return size_; }
   std::string backend() const override { return "nccl"; }
   torch::Device device() const override { return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(device_)); }
 
-  // Both are queued on LibTorch's current stream, behind the kernels that produce `t` and ahead
-  // of those that read it, and return at once: the host never waits for the device here. The
-  // watchdog keeps the deadline (from when the device reaches the collective) on its thread.
-  void all_reduce_sum(torch::Tensor& t, const char* what) override {
-    check_device(t, what);
-    enqueue(what, [&](cudaStream_t stream) {
+  // Both are queued on LibTorch's current stream, behind the kernels that produce the buffer and
+  // ahead of those that read it, and return at once: the host never waits for the device here.
+  void all_reduce_sum(DeviceBuffer& buffer, const char* what) override {
+    check(buffer, what);
+    const torch::Tensor& t = buffer.tensor();
+    enqueue(t, "all-reduce sum", what, [&](cudaStream_t stream) {
       return ncclAllReduce(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t), ncclSum, nccl_,
                            stream);
     });
   }
 
-  void broadcast(torch::Tensor& t, int root, const char* what) override {
-    check_device(t, what);
-    enqueue(what, [&](cudaStream_t stream) {
+  void broadcast(DeviceBuffer& buffer, int root, const char* what) override {
+    check(buffer, what);
+    const torch::Tensor& t = buffer.tensor();
+    enqueue(t, "broadcast", what, [&](cudaStream_t stream) {
       return ncclBroadcast(t.data_ptr(), t.data_ptr(), static_cast<size_t>(t.numel()), nccl_type(t), root, nccl_,
                            stream);
     });
-  }
-
-  // Set-up and validation only: small, uneven shares; through MPI on the host.
-  torch::Tensor all_gather_rows(const torch::Tensor& t, const char* what) override {
-    host_->set_context(context());
-    return host_->all_gather_rows(t.to(torch::kCPU), what).to(t.device());
-  }
-  double all_reduce_max(double v, const char* what) override {
-    host_->set_context(context());
-    return host_->all_reduce_max(v, what);
-  }
-  double all_reduce_min(double v, const char* what) override {
-    host_->set_context(context());
-    return host_->all_reduce_min(v, what);
   }
 
  private:
@@ -148,97 +167,129 @@ class NcclCollectives final : public Collectives {
     int len = 0;
     check_mpi(MPI_Get_processor_name(host, &len), "MPI_Get_processor_name");
     const std::string key = std::string(host) + " " + bus;
-    const std::vector<std::string> all = all_gather_strings(comm_, key);
-    for (int r = 0; r < size_; ++r) {
-      if (r != rank_ && all[static_cast<std::size_t>(r)] == key) {
-        throw UsageError("ranks " + std::to_string(std::min(r, rank_)) + " and " + std::to_string(std::max(r, rank_)) +
-                             " would share GPU " + bus + " on " + host + "; NCCL needs one GPU per rank",
-                         "start as many ranks per node as GPUs (--ntasks-per-node / --gpus-per-task)");
+    const std::vector<std::string> all = all_gather_strings(comm_, key, timeout_s_);
+    for (int r = 0; r < world_size(); ++r) {
+      if (r != rank() && all[static_cast<std::size_t>(r)] == key) {
+        throw UsageError("ranks " + std::to_string(std::min(r, rank())) + " and " +
+                             std::to_string(std::max(r, rank())) + " would share GPU " + bus + " on " + host +
+                             "; NCCL needs one GPU per rank",
+                         "start as many ranks per node as GPUs (srun: --ntasks-per-node = --gpus-per-node; "
+                         "mpirun: -npernode = GPUs per node)");
       }
     }
   }
 
-  void check_nccl(ncclResult_t rc, const char* call) const {
-    if (rc != ncclSuccess) {
-      throw Error("[rank " + std::to_string(rank_) + "] " + call + " failed: " + ncclGetErrorString(rc) + " (" +
-                  ncclGetLastError(nccl_) + ")");
-    }
+  std::string last_error() const {
+    const char* e = nccl_ ? ncclGetLastError(nccl_) : ncclGetLastError(nullptr);
+    return e && *e ? std::string(" (") + e + ")" : std::string();
   }
 
-  void check_device(const torch::Tensor& t, const char* what) const {
-    if (!t.is_cuda() || !t.is_contiguous()) {
-      throw Error(std::string("internal: NCCL collective ") + what + " needs a contiguous CUDA tensor");
+  void check_nccl(ncclResult_t rc, const char* call) const {
+    if (rc != ncclSuccess) {
+      throw Error("[rank " + std::to_string(rank()) + "] " + call + " failed: " + ncclGetErrorString(rc) +
+                  last_error());
     }
   }
 
   template <class Launch>
-  void enqueue(const char* what, Launch launch) {
+  void enqueue(const torch::Tensor& t, const char* op, const char* what, Launch launch) {
     const auto stream = static_cast<cudaStream_t>(compat::current_cuda_stream(device_));
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    check_cuda(cudaStreamIsCapturing(stream, &capture), "cudaStreamIsCapturing");
+    if (capture != cudaStreamCaptureStatusNone) {
+      throw Error(std::string("internal: NCCL collective '") + what +
+                  "' issued while a CUDA graph is being recorded; collectives run outside the graph");
+    }
+    if (log_) {
+      std::ostringstream d;
+      d << device();
+      log_->record({"nccl", op, what, &host_.context(), dtype_name(t.scalar_type()), d.str(), t.numel()});
+    }
     auto started = std::make_shared<CudaEvent>();
     auto finished = std::make_shared<CudaEvent>();
-    started->record(stream);
-    const ncclResult_t rc = launch(stream);
-    if (rc != ncclSuccess && rc != ncclInProgress) check_nccl(rc, what);
-    wait_comm_ready(what);  // a non-blocking communicator may still be queuing it (host side)
-    finished->record(stream);
-    watchdog_->watch(WatchedCollective{what, context(), [started](std::string* why) { return started->query(why); },
+    {
+      std::lock_guard<std::mutex> lock(comm_mutex_);
+      if (aborting_) park();
+      started->record(stream);
+      const ncclResult_t rc = launch(stream);
+      if (rc != ncclSuccess && rc != ncclInProgress) check_nccl(rc, what);
+      wait_comm_ready(what);  // a non-blocking communicator may still be queuing it (host side)
+      finished->record(stream);
+    }
+    watchdog_->watch(WatchedCollective{what, host_.context(),
+                                       [started](std::string* why) { return started->query(why); },
                                        [finished](std::string* why) { return finished->query(why); }});
   }
 
-  // The communicator's asynchronous error, polled by the watchdog (ncclCommGetAsyncError is
-  // meant to be called from such a thread); empty when there is none.
-  std::string async_error() const {
+  // The communicator's asynchronous error, polled by the watchdog; empty when there is none, or
+  // when the training thread is in a call on the communicator (the next poll looks again).
+  std::string async_error() {
+    std::unique_lock<std::mutex> lock(comm_mutex_, std::try_to_lock);
+    if (!lock.owns_lock() || aborting_) return {};
     ncclResult_t state = ncclSuccess;
     const ncclResult_t rc = ncclCommGetAsyncError(nccl_, &state);
-    if (rc != ncclSuccess) return std::string("ncclCommGetAsyncError: ") + ncclGetErrorString(rc);
-    if (state != ncclSuccess && state != ncclInProgress) return ncclGetErrorString(state);
+    if (rc != ncclSuccess) return std::string("ncclCommGetAsyncError: ") + ncclGetErrorString(rc) + last_error();
+    if (state != ncclSuccess && state != ncclInProgress) return ncclGetErrorString(state) + last_error();
     return {};
   }
 
-  // On the watchdog's thread, where MPI may not be called (MPI_THREAD_FUNNELED): abort the
-  // communicator, which frees whatever waits on it, and exit; the launcher ends the other ranks
-  // (docs/distributed.md).
+  // On the watchdog's thread, where MPI may not be called (MPI_THREAD_FUNNELED). Order: the
+  // message; the fallback exit; no more calls from the training thread; the abort, so that
+  // peers' NCCL sees the connections close; exit. The launcher ends the other ranks when this
+  // one exits without MPI_Finalize (docs/distributed.md).
   [[noreturn]] void watchdog_abort(const WatchedCollective& c, const std::string& why) {
-    std::fprintf(stderr, "error: [rank %d/%d] NCCL collective '%s' at %s: %s; aborting the job\n", rank_, size_,
-                 c.what.c_str(), c.context.c_str(), why.c_str());
+    std::fprintf(stderr, "error: [rank %d/%d] NCCL collective '%s' at %s: %s; aborting the job\n", rank(),
+                 world_size(), c.what.c_str(), c.context.c_str(), why.c_str());
     std::fflush(stderr);
+    arm_fallback_exit(kAbortGraceS, static_cast<int>(kExitFailure));
+    aborting_ = true;
+    // Not under comm_mutex_: the training thread may be stuck in a call holding it, and
+    // ncclCommAbort is the one call meant to be made from another thread to free it.
     if (nccl_) ncclCommAbort(nccl_);
     std::_Exit(static_cast<int>(kExitFailure));
   }
 
+  // On the training thread (holding comm_mutex_). MPI_Abort first: it is what ends every rank;
+  // the communicator is left to the process's end.
   [[noreturn]] void abort_job(const char* what, const std::string& why) {
-    std::fprintf(stderr, "error: [rank %d/%d] NCCL collective '%s' at %s: %s; aborting the job\n", rank_, size_, what,
-                 context().c_str(), why.c_str());
+    std::fprintf(stderr, "error: [rank %d/%d] NCCL collective '%s' at %s: %s; aborting the job\n", rank(),
+                 world_size(), what, host_.context().c_str(), why.c_str());
     std::fflush(stderr);
-    watchdog_.reset();  // its thread polls nccl_
-    if (nccl_) ncclCommAbort(nccl_);
-    nccl_ = nullptr;
-    MPI_Abort(comm_, 1);
-    std::_Exit(1);
+    arm_fallback_exit(kAbortGraceS, static_cast<int>(kExitFailure));
+    aborting_ = true;
+    MPI_Abort(comm_, static_cast<int>(kExitFailure));
+    std::_Exit(static_cast<int>(kExitFailure));
   }
 
+  // The training thread once the watchdog is aborting: touch nothing, wait for the exit.
+  [[noreturn]] static void park() {
+    for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+
+  // Caller holds comm_mutex_.
   void wait_comm_ready(const char* what) {
     const auto start = std::chrono::steady_clock::now();
-    for (;;) {
+    for (long polls = 0;; ++polls) {
       ncclResult_t state = ncclSuccess;
       check_nccl(ncclCommGetAsyncError(nccl_, &state), "ncclCommGetAsyncError");
       if (state == ncclSuccess) return;
-      if (state != ncclInProgress) abort_job(what, ncclGetErrorString(state));
-      if (seconds_since(start) > timeout_s_) abort_job(what, "not ready within distributed.timeout_s");
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      if (state != ncclInProgress) abort_job(what, ncclGetErrorString(state) + last_error());
+      if (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > timeout_s_) {
+        abort_job(what, "not ready within distributed.timeout_s");
+      }
+      if (const long pause = poll_pause_us(polls); pause > 0) {
+        std::this_thread::sleep_for(std::chrono::microseconds(pause));
+      }
     }
   }
 
-  static double seconds_since(std::chrono::steady_clock::time_point t) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-  }
-
-  std::unique_ptr<Collectives> host_;
   MPI_Comm comm_;
   int device_;
   double timeout_s_;
-  int rank_ = 0, size_ = 1;
+  CollectiveLog* log_;
   ncclComm_t nccl_ = nullptr;
+  std::mutex comm_mutex_;            // held by every call on nccl_ (above)
+  std::atomic<bool> aborting_{false};  // set once an abort began: nothing touches nccl_ after
   std::unique_ptr<CollectiveWatchdog> watchdog_;
 };
 
@@ -246,8 +297,23 @@ class NcclCollectives final : public Collectives {
 
 bool nccl_backend_built() { return true; }
 
-std::unique_ptr<Collectives> make_nccl_collectives(MPI_Comm comm, int device, double timeout_s) {
-  return std::make_unique<NcclCollectives>(comm, device, timeout_s);
+std::string collective_library_versions() {
+  int nccl = 0, runtime = 0, driver = 0;
+  std::string out = "NCCL ";
+  out += ncclGetVersion(&nccl) == ncclSuccess ? version_string(nccl) : std::string("?");
+  out += " (built with " + version_string(NCCL_VERSION_CODE) + ")";
+  if (cudaRuntimeGetVersion(&runtime) == cudaSuccess) {
+    out += ", CUDA runtime " + std::to_string(runtime / 1000) + "." + std::to_string(runtime % 1000 / 10);
+  }
+  if (cudaDriverGetVersion(&driver) == cudaSuccess) {
+    out += ", driver API " + std::to_string(driver / 1000) + "." + std::to_string(driver % 1000 / 10);
+  }
+  return out;
+}
+
+std::unique_ptr<DeviceCollectives> make_nccl_device_collectives(HostCollectives& host, MPI_Comm comm, int device,
+                                                                double timeout_s, CollectiveLog* log) {
+  return std::make_unique<NcclDeviceCollectives>(host, comm, device, timeout_s, log);
 }
 
 }  // namespace sdxl::dist

@@ -85,7 +85,7 @@ void reset_peak_memory(const torch::Device& device) {
   }
 }
 
-BenchmarkMemory peak_memory(const torch::Device& device, dist::Collectives& comm) {
+BenchmarkMemory peak_memory(const torch::Device& device, dist::HostCollectives& comm) {
   BenchmarkMemory m;
   std::uint64_t bytes = util::peak_rss_bytes();
   m.kind = "RSS";
@@ -101,11 +101,9 @@ BenchmarkMemory peak_memory(const torch::Device& device, dist::Collectives& comm
 }
 
 BenchmarkThroughput throughput(double images_per_s, double model_flops_per_image, const BenchmarkSetup& setup,
-                               dist::Collectives& comm, const std::optional<double>& peak_tflops) {
+                               dist::HostCollectives& comm, const std::optional<double>& peak_tflops) {
   BenchmarkThroughput t;
-  torch::Tensor sum = torch::tensor({images_per_s}, torch::kDouble).to(comm.device());
-  comm.all_reduce_sum(sum, "benchmark throughput");
-  t.images_per_s_total = sum.to(torch::kCPU).item<double>();
+  t.images_per_s_total = comm.all_reduce_sum(images_per_s, "benchmark throughput");
   t.images_per_s_per_rank = t.images_per_s_total / setup.world_size;
   t.model_flops_per_image = model_flops_per_image;
   t.tflops_per_rank = t.images_per_s_per_rank * model_flops_per_image / 1e12;

@@ -72,13 +72,13 @@ GenerationBenchmark run_generation_benchmark(const config::Config& cfg, const Be
   if (device.is_cuda()) torch::cuda::synchronize();
   const double elapsed = seconds_since(start);
   const double mine = elapsed / static_cast<double>(o.steps);
-  b.seconds_per_image = comm.all_reduce_max(mine, "benchmark seconds per image");  // the slowest rank's
+  b.seconds_per_image = comm.host().all_reduce_max(mine, "benchmark seconds per image");  // the slowest rank's
   b.seconds_per_step = b.seconds_per_image / static_cast<double>(r.steps);
   const double passes = r.guidance_scale > 1.0 ? 2.0 : 1.0;
   const double flops =
       static_cast<double>(r.steps) * passes * model::unet_flops(pipe.unet->config(), r.height, r.width).forward;
-  b.throughput = throughput(1.0 / mine, flops, b.setup, comm, o.peak_tflops);
-  b.memory = peak_memory(device, comm);
+  b.throughput = throughput(1.0 / mine, flops, b.setup, comm.host(), o.peak_tflops);
+  b.memory = peak_memory(device, comm.host());
   return b;
 }
 

@@ -101,7 +101,7 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
   b.grad_accum = cfg.get_int("train.grad_accum");
   const bool prior = cfg.get_bool("prior.enabled");
   b.batch_rows = cfg.get_int("train.batch_size") * (prior ? 2 : 1);
-  b.allreduce_bytes = comm.world_size() > 1 ? (b.lora_parameters + 1) * 4 : 0;  // + the loss
+  b.allreduce_bytes = (b.lora_parameters + 1) * 4;  // + the loss; issued at every world size
   b.phase_sync = o.phase_sync;
 
   const model::UNetConfig& uc = unet->config();
@@ -196,21 +196,21 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
   const double steps = static_cast<double>(o.steps);
 
   // Means over the ranks of each phase, and the slowest rank's step.
-  torch::Tensor phases = torch::tensor({measured.data_s, measured.forward_s, measured.backward_s, measured.allreduce_s,
-                                        measured.optimizer_s},
-                                       torch::kDouble)
-                             .to(comm.device());
-  comm.all_reduce_sum(phases, "benchmark step times");
-  phases = phases.to(torch::kCPU) / (steps * comm.world_size());
-  b.per_step = {phases[0].item<double>(), phases[1].item<double>(), phases[2].item<double>(), phases[3].item<double>(),
-                phases[4].item<double>()};
-  b.slowest_rank_step_s = comm.all_reduce_max(elapsed / steps, "benchmark step time");
-  b.host_page_faults_per_step = comm.all_reduce_max(faults / steps, "benchmark page faults");
+  dist::HostCollectives& host = comm.host();
+  const auto mean = [&](double seconds, const char* what) {
+    return host.all_reduce_sum(seconds, what) / (steps * comm.world_size());
+  };
+  b.per_step = {mean(measured.data_s, "benchmark data time"), mean(measured.forward_s, "benchmark forward time"),
+                mean(measured.backward_s, "benchmark backward time"),
+                mean(measured.allreduce_s, "benchmark all-reduce time"),
+                mean(measured.optimizer_s, "benchmark optimizer time")};
+  b.slowest_rank_step_s = host.all_reduce_max(elapsed / steps, "benchmark step time");
+  b.host_page_faults_per_step = host.all_reduce_max(faults / steps, "benchmark page faults");
   const std::vector<train::StepValues> values = train::read_step_values(unread);
   for (std::size_t k = 0; k < values.size(); ++k) train::check_step_finite(std::int64_t(k) + 1, unread[k], values[k]);
   const double images = steps * static_cast<double>(b.batch_rows * b.grad_accum);
-  b.throughput = throughput(images / elapsed, flops.lora_training_step, b.setup, comm, o.peak_tflops);
-  b.memory = peak_memory(device, comm);
+  b.throughput = throughput(images / elapsed, flops.lora_training_step, b.setup, host, o.peak_tflops);
+  b.memory = peak_memory(device, host);
   return b;
 }
 

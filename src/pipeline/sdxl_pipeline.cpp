@@ -182,8 +182,8 @@ std::vector<GeneratedImage> SdxlPipeline::generate(const GenerationRequest& r,
 
 // Every rank's images on rank 0, in (prompt, image) order; other ranks get an empty list.
 std::vector<pipeline::GeneratedImage> gather_images(std::vector<pipeline::GeneratedImage> images,
-                                                    dist::Collectives& comm, const pipeline::GenerationRequest& req) {
-  if (comm.world_size() > 1) {
+                                                    dist::HostCollectives& comm, const pipeline::GenerationRequest& req) {
+  {  // at every world size: one rank runs the calls N ranks run
     std::vector<torch::Tensor> rgb;
     std::vector<std::int64_t> ids;
     for (const auto& img : images) {

@@ -86,18 +86,13 @@ StepResult run_train_step(const TrainStepParts& p, std::int64_t step, double lr,
   torch::Tensor flat = p.graph ? graph_grads : flatten_gradients(p.params, device, &has_grad);
   const auto t5 = mark();
   p.comm->set_context("step " + std::to_string(step + 1));
+  // The same collectives at every world size, one rank included (dist/collectives.h).
+  loss = average_flat_gradient(flat, loss, p.comm->device());
+  // Every rank stops at the same step and steps the parameters some rank has a gradient for
+  // (a missing one is zeros in the all-reduced buffer). A host (MPI) all-reduce, under NCCL
+  // too: the host does not wait for the GPU.
   result.stop_requested = p.signals && p.signals->requested();
-  if (p.comm->world_size() > 1) {
-    loss = average_flat_gradient(flat, loss, *p.comm);
-    // After the all-reduce every rank has every gradient (a missing one is zeros), as the
-    // per-tensor path always had.
-    has_grad.assign(has_grad.size(), true);
-    // Every rank stops at the same step. The flag goes through a host (MPI) all-reduce, under
-    // NCCL too: a few microseconds, and the host does not wait for the GPU.
-    if (p.signals) {
-      result.stop_requested = p.comm->all_reduce_max(result.stop_requested ? 1.0 : 0.0, "preemption flag") > 0;
-    }
-  }
+  has_grad = agree_on_gradients(has_grad, result.stop_requested, p.comm->host());
   const auto t6 = mark();
   p.scaler->unscale_flat(flat);
   result.loss = loss;

@@ -112,7 +112,7 @@ void write_image(const fs::path& path, const pipeline::GeneratedImage& img, cons
 // diffusers' DreamBooth script generates the missing class images with the base model
 // before training; they are written into class_dir so the next run reuses them.
 void ensure_class_images(pipeline::SdxlPipeline& pipe, const config::Config& cfg, const RunSettings& s,
-                         const Logger& log, dist::Collectives& comm) {
+                         const Logger& log, dist::HostCollectives& comm) {
   const std::string dir = *cfg.get_optional_string("data.class_dir");
   const std::string prompt = *cfg.get_optional_string("data.class_prompt");
   const std::int64_t wanted = cfg.get_int("data.num_class_images");
@@ -154,12 +154,12 @@ void ensure_class_images(pipeline::SdxlPipeline& pipe, const config::Config& cfg
                          path.string());
     }
   }
-  comm.all_reduce_max(0, "end of class-image generation");
+  comm.barrier("end of class-image generation");
 }
 
 // Returns the images on rank 0 (for the next checkpoint), nothing elsewhere.
 std::vector<SampleImage> run_validation(pipeline::SdxlPipeline& pipe, const config::Config& cfg, const RunSettings& s,
-                                        std::int64_t step, const Logger& log, dist::Collectives& comm) {
+                                        std::int64_t step, const Logger& log, dist::HostCollectives& comm) {
   pipeline::GenerationRequest r;
   r.prompts = cfg.get_list("validation.prompts");
   r.negative_prompt = cfg.get_string("validation.negative_prompt");
@@ -327,7 +327,7 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
   const int rank = comm.rank(), world = comm.world_size();
   const bool writer = rank == 0;
   // An unset seed is drawn once, on rank 0 (seeds are < 2^32: exact in a double).
-  if (world > 1) s.seed = static_cast<std::uint64_t>(comm.all_reduce_max(rank == 0 ? double(s.seed) : -1.0, "seed"));
+  s.seed = static_cast<std::uint64_t>(comm.host().all_reduce_max(rank == 0 ? double(s.seed) : -1.0, "seed"));
   // SIGUSR1/SIGTERM from here on only request a checkpoint at the next step boundary.
   const PreemptionSignals signals;
 
@@ -358,20 +358,15 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
     }
   }
   // [resumed, step, seed, world size, loss scale, good steps, skipped steps]
-  torch::Tensor head = torch::zeros({7}, torch::kDouble);
+  std::vector<double> head(7, 0.0);
   if (resume) {
     const TrainingState& st = resume->checkpoint.state;
-    head = torch::tensor({1.0, double(st.step), double(st.seed), double(st.world_size), st.loss_scale,
-                          double(st.loss_scale_good_steps), double(st.skipped_steps)},
-                         torch::kDouble);
+    head = {1.0, double(st.step), double(st.seed), double(st.world_size), st.loss_scale,
+            double(st.loss_scale_good_steps), double(st.skipped_steps)};
   }
-  if (world > 1) {
-    torch::Tensor h = head.to(comm.device());
-    comm.broadcast(h, 0, "resume state");
-    head = h.to(torch::kCPU);
-  }
-  const bool resumed = head[0].item<double>() > 0;
-  const auto head_int = [&](int i) { return static_cast<std::int64_t>(head[i].item<double>()); };
+  comm.host().broadcast(head, 0, "resume state");
+  const bool resumed = head[0] > 0;
+  const auto head_int = [&](int i) { return static_cast<std::int64_t>(head[static_cast<std::size_t>(i)]); };
   if (resumed) {
     const auto ckpt_seed = static_cast<std::uint64_t>(head_int(2));
     const auto configured = cfg.get_optional_int("train.seed");
@@ -419,7 +414,7 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
   // On the training device, beside the batches (noise_schedule.h).
   const sampling::NoiseSchedule schedule = sampling::NoiseSchedule(pipe.scheduler_config).to(s.device);
 
-  if (s.prior) ensure_class_images(pipe, cfg, s, log, comm);
+  if (s.prior) ensure_class_images(pipe, cfg, s, log, comm.host());
 
   // Encode every image and prompt once, then free the encoders.
   PromptTable prompts;
@@ -434,8 +429,8 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
   io.random_flip = cfg.get_bool("data.random_flip");
   io.repeats = static_cast<int>(cfg.get_int("data.repeats"));
   io.skip_bad_images = cfg.get_bool("data.skip_bad_images");
-  const EncodedImages instance = encode_image_folder(list_images_collective(io, comm), io, pipe.vae, prompts,
-                                                     augment_rng, s.device, log, comm);
+  const EncodedImages instance = encode_image_folder(list_images_collective(io, comm.host()), io, pipe.vae, prompts,
+                                                     augment_rng, s.device, log, comm.host());
   EncodedImages klass;
   if (s.prior) {
     ImageSetOptions co = io;
@@ -444,8 +439,8 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
     co.prompt = *cfg.get_optional_string("data.class_prompt");
     co.caption_ext.reset();
     co.repeats = 1;
-    klass = encode_image_folder(list_images_collective(co, comm), co, pipe.vae, prompts, augment_rng, s.device, log,
-                                comm);
+    klass = encode_image_folder(list_images_collective(co, comm.host()), co, pipe.vae, prompts, augment_rng, s.device,
+                                log, comm.host());
   }
   encode_prompts(prompts, pipe, s.dtype);
   const bool train_te = cfg.get_bool("lora.train_text_encoder");
@@ -531,9 +526,9 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
   std::vector<SampleImage> last_samples;    // rank 0: the latest validation images
   if (resumed) {
     restore_adapters(writer ? &resume->checkpoint : nullptr, writer ? resume->path.string() : std::string(), trained,
-                     comm);
+                     comm.device());
     start_step = head_int(1);
-    scaler.restore(head[4].item<double>(), head_int(5));
+    scaler.restore(head[4], head_int(5));
     summary.skipped_steps = head_int(6);
     if (writer) {
       for (const auto& row : resume->checkpoint.metrics) {
@@ -619,13 +614,13 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
                fmt("%.2f", seconds_since(t0)) + " s" + pruned + ")");
     }
     // Nobody moves on (or exits, on preemption) while rank 0 is still writing.
-    comm.all_reduce_max(0, "checkpoint write");
+    comm.host().barrier("checkpoint write");
   };
   auto check_all_weights = [&](std::int64_t step) {
-    check_weights_agree(lora, comm, step);
+    check_weights_agree(lora, comm.host(), step);
     if (train_te) {
-      check_weights_agree(te_lora, comm, step);
-      check_weights_agree(te2_lora, comm, step);
+      check_weights_agree(te_lora, comm.host(), step);
+      check_weights_agree(te2_lora, comm.host(), step);
     }
   };
   TrainStepParts step_parts;
@@ -649,6 +644,7 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
     step_parts.graph = &step_graph.emplace(StepGraph::Mode::kCuda);
     log.info("CUDA graphs: the first step records its forward and backward pass, later steps replay it");
   }
+  warm_up_gradient_all_reduce(params, comm.device());
   check_all_weights(0);
   const auto train_start = Clock::now();
   double window_loss = 0;
@@ -737,7 +733,7 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
       summary.peak_rss_bytes = util::peak_rss_bytes();
       return summary;
     }
-    if (validate) last_samples = run_validation(pipe, cfg, s, step + 1, log, comm);
+    if (validate) last_samples = run_validation(pipe, cfg, s, step + 1, log, comm.host());
     if (save) write_checkpoint(step + 1);
   }
   const double train_s = seconds_since(train_start);
@@ -746,7 +742,7 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
 
   if (start_step < max_steps) {
     if (!cfg.get_list("validation.prompts").empty()) {
-      last_samples = run_validation(pipe, cfg, s, summary.steps, log, comm);
+      last_samples = run_validation(pipe, cfg, s, summary.steps, log, comm.host());
     }
     write_checkpoint(summary.steps);
   } else {
@@ -768,7 +764,7 @@ TrainSummary run_training(const config::Config& cfg, const Logger& log, dist::Co
   }
   summary.lora_path = lora_path.string();
   comm.set_context("end of training");
-  comm.all_reduce_max(0, "end of training");
+  comm.host().barrier("end of training");
 
   summary.peak_rss_bytes = util::peak_rss_bytes();
   const auto& t = summary.times;

@@ -114,7 +114,7 @@ std::vector<ModelAdapters> capture_adapters(const std::vector<TrainedModel>& mod
 }
 
 void restore_adapters(const Checkpoint* c, const std::string& path, const std::vector<TrainedModel>& models,
-                      dist::Collectives& comm) {
+                      dist::DeviceCollectives& comm) {
   // Flat layout: per model, per parameter: weight, exp_avg, exp_avg_sq.
   std::int64_t total = 0;
   for (const auto& m : models) {
@@ -159,14 +159,17 @@ void restore_adapters(const Checkpoint* c, const std::string& path, const std::v
       steps[static_cast<std::int64_t>(mi)] = static_cast<double>(a->optimizer_steps);
     }
   }
-  if (comm.world_size() > 1) {
-    torch::Tensor f = flat.to(comm.device());
-    comm.broadcast(f, 0, "checkpoint adapters");
-    flat = f.to(torch::kCPU);
-    torch::Tensor s = steps.to(comm.device());
-    comm.broadcast(s, 0, "checkpoint optimizer steps");
-    steps = s.to(torch::kCPU);
+  // Model data: through the device collectives (NCCL moves it GPU to GPU). The steps are host
+  // values and ride at the end of the same buffer (exact in float64 up to 2^53).
+  dist::DeviceBuffer buffer = comm.buffer(total + steps.numel(), torch::kDouble);
+  if (c) {
+    buffer.tensor().narrow(0, 0, total).copy_(flat);
+    buffer.tensor().narrow(0, total, steps.numel()).copy_(steps);
   }
+  comm.broadcast(buffer, 0, "checkpoint adapters and optimizer steps");
+  const torch::Tensor received = buffer.tensor().to(torch::kCPU);
+  flat = received.narrow(0, 0, total).to(torch::kFloat);
+  steps = received.narrow(0, total, steps.numel());
   torch::NoGradGuard no_grad;
   std::int64_t offset = 0;
   for (std::size_t mi = 0; mi < models.size(); ++mi) {

@@ -14,20 +14,11 @@
 namespace sdxl::train {
 namespace {
 
-double sum_scalar(dist::Collectives& comm, double v, const char* what) {
-  torch::Tensor t = torch::tensor({v}, torch::kDouble);
-  comm.all_reduce_sum(t, what);
-  return t.item<double>();
-}
-
 // Rank 0's text on every rank.
-std::string broadcast_text(dist::Collectives& comm, const std::string& text) {
-  if (comm.world_size() == 1) return text;
-  const auto n = static_cast<std::int64_t>(comm.all_reduce_max(static_cast<double>(text.size()), "text length"));
-  torch::Tensor bytes = torch::zeros({n}, torch::kByte);
-  if (comm.rank() == 0) std::memcpy(bytes.data_ptr(), text.data(), text.size());
-  comm.broadcast(bytes, 0, "broadcast of the image list");
-  return std::string(reinterpret_cast<const char*>(bytes.data_ptr()), static_cast<std::size_t>(n));
+std::string broadcast_text(dist::HostCollectives& comm, const std::string& text, const char* what) {
+  std::string bytes = comm.rank() == 0 ? text : std::string();
+  comm.broadcast(bytes, 0, what);
+  return bytes;
 }
 
 }  // namespace
@@ -39,7 +30,7 @@ std::size_t PromptTable::add(const std::string& prompt) {
   return prompts.size() - 1;
 }
 
-std::vector<data::ImageFile> list_images_collective(const ImageSetOptions& o, dist::Collectives& comm) {
+std::vector<data::ImageFile> list_images_collective(const ImageSetOptions& o, dist::HostCollectives& comm) {
   const int rank = comm.rank();
   nlohmann::json msg;
   if (rank == 0) {
@@ -56,7 +47,7 @@ std::vector<data::ImageFile> list_images_collective(const ImageSetOptions& o, di
       msg = {{"error", e.what()}, {"usage", false}, {"hint", e.hint()}};
     }
   }
-  const auto reply = nlohmann::json::parse(broadcast_text(comm, rank == 0 ? msg.dump() : std::string()));
+  const auto reply = nlohmann::json::parse(broadcast_text(comm, rank == 0 ? msg.dump() : std::string(), "broadcast of the image list"));
   if (reply.contains("error")) {
     const std::string what = reply["error"], hint = reply["hint"];
     if (reply["usage"].get<bool>()) throw UsageError(what, hint);
@@ -73,7 +64,7 @@ std::vector<data::ImageFile> list_images_collective(const ImageSetOptions& o, di
 
 EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, const ImageSetOptions& o,
                                   nn::AutoencoderKL& vae, PromptTable& prompts, std::mt19937_64& rng,
-                                  const torch::Device& device, const Logger& log, dist::Collectives& comm,
+                                  const torch::Device& device, const Logger& log, dist::HostCollectives& comm,
                                   int encode_batch) {
   const int rank = comm.rank(), world = comm.world_size();
   std::vector<std::size_t> file_prompt;
@@ -141,14 +132,13 @@ EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, con
   torch::Tensor std = stds.empty() ? torch::empty({0, channels, side, side}) : torch::cat(stds);
   torch::Tensor ids = time_ids.empty() ? torch::empty({0, 6}) : torch::stack(time_ids);
   torch::Tensor file_index = torch::tensor(example_file, torch::kLong);
-  if (world > 1) {
-    mean = comm.all_gather_rows(mean, "all-gather of image latents (mean)");
-    std = comm.all_gather_rows(std, "all-gather of image latents (std)");
-    ids = comm.all_gather_rows(ids, "all-gather of time ids");
-    file_index = comm.all_gather_rows(file_index, "all-gather of file indices");
-    used = static_cast<std::int64_t>(std::llround(sum_scalar(comm, static_cast<double>(used), "image count")));
-    skipped = static_cast<std::int64_t>(std::llround(sum_scalar(comm, static_cast<double>(skipped), "skip count")));
-  }
+  // Host data (the shares were copied to the CPU as they were encoded), so host collectives.
+  mean = comm.all_gather_rows(mean, "all-gather of image latents (mean)");
+  std = comm.all_gather_rows(std, "all-gather of image latents (std)");
+  ids = comm.all_gather_rows(ids, "all-gather of time ids");
+  file_index = comm.all_gather_rows(file_index, "all-gather of file indices");
+  used = static_cast<std::int64_t>(std::llround(comm.all_reduce_sum(static_cast<double>(used), "image count")));
+  skipped = static_cast<std::int64_t>(std::llround(comm.all_reduce_sum(static_cast<double>(skipped), "skip count")));
   EncodedImages out;
   out.images_used = static_cast<std::size_t>(used);
   out.images_skipped = static_cast<std::size_t>(skipped);

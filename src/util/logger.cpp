@@ -26,10 +26,11 @@ void Logger::debug(const std::string& message) const { write(LogLevel::kDebug, m
 void Logger::info_all_ranks(const std::string& message) const { write(LogLevel::kInfo, message); }
 void Logger::warn(const std::string& message) const { write(LogLevel::kWarn, message); }
 void Logger::error(const std::string& message) const { write(LogLevel::kError, message); }
+void Logger::trace(const std::string& message) const { write(LogLevel::kTrace, message); }
 
 void Logger::write(LogLevel level, const std::string& message) const {
   if (level < level_) return;
-  static const char* const kNames[] = {"DEBUG", "INFO ", "WARN ", "ERROR"};
+  static const char* const kNames[] = {"DEBUG", "INFO ", "WARN ", "ERROR", "TRACE"};
   std::ostringstream prefix;
   if (timestamps_) {
     const auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());

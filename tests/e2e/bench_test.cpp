@@ -70,8 +70,9 @@ TEST(Bench, TimesTrainingStepsPerPhase) {
   EXPECT_GT(j["lora_parameters"].get<long long>(), 0);
   const auto& t = j["per_step_s"];
   for (const char* phase : {"forward", "backward", "optimizer"}) EXPECT_GT(t[phase].get<double>(), 0) << phase;
-  EXPECT_LT(t["allreduce"].get<double>(), 1e-3) << "one rank has no all-reduce";
-  EXPECT_EQ(j["allreduce_bytes"], 0);
+  // One rank issues the all-reduce N ranks issue (issue 26): it costs a copy of the gradients.
+  EXPECT_LT(t["allreduce"].get<double>(), 1e-2) << "one rank's all-reduce is a local copy";
+  EXPECT_EQ(j["allreduce_bytes"].get<long long>(), (j["lora_parameters"].get<long long>() + 1) * 4);
   EXPECT_EQ(j["phase_sync"], true);
   EXPECT_EQ(j["fuse_projections"], false) << "train.fuse_projections is off by default on the CPU";
   EXPECT_EQ(j["cuda_graphs"], false);

@@ -6,7 +6,11 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <algorithm>
 #include <fstream>
+#include <map>
+#include <sstream>
+#include <vector>
 
 using namespace sdxl;
 namespace fs = std::filesystem;
@@ -106,4 +110,80 @@ TEST(DistributedGenerate, RanksSplitTheImagesAndRankZeroWritesTheSameFiles) {
     EXPECT_EQ(test::read_file(e.path()), test::read_file(dir / "two" / e.path().filename())) << e.path();
   }
   EXPECT_EQ(files, 4u);
+}
+
+namespace {
+
+// "collective N at CONTEXT: WHAT: OP via ROUTE, ..." lines of SDXL_DISTRIBUTED_DEBUG=detail, per
+// rank (a non-zero rank's lines carry "[rank r/N] "), without their numbers and counts:
+// "CONTEXT: WHAT: OP via ROUTE".
+std::map<int, std::vector<std::string>> collectives_by_rank(const std::string& err) {
+  std::map<int, std::vector<std::string>> out;
+  std::istringstream lines(err);
+  std::string line;
+  while (std::getline(lines, line)) {
+    const auto trace = line.find("TRACE ");
+    const auto at = line.find("collective ");
+    if (trace == std::string::npos || at == std::string::npos) continue;
+    int rank = 0;
+    if (const auto r = line.find("[rank "); r != std::string::npos && r < at) rank = std::stoi(line.substr(r + 6));
+    const auto context = line.find(" at ", at);
+    const auto comma = line.rfind(", ");
+    if (context == std::string::npos || comma == std::string::npos || comma < context) continue;
+    out[rank].push_back(line.substr(context + 4, comma - context - 4));
+  }
+  return out;
+}
+
+}  // namespace
+
+// Issue 26: one rank issues exactly the collectives N ranks issue, so one GPU exercises every
+// call eight GPUs make; SDXL_DISTRIBUTED_DEBUG=detail shows each with its route.
+TEST(DistributedTrain, OneRankIssuesTheCollectivesOfTwoRanksAndDetailLogsThem) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  test::write_file(dir / "run.toml", config(dir / "out", "max_steps = 3\n") +
+                                         "[validation]\nprompts = [\"sks cat\"]\nevery_steps = 2\nnum_images = 1\n"
+                                         "steps = 2\n[checkpoint]\nevery_steps = 2\n");
+  const std::map<std::string, std::string> env{{"SDXL_DISTRIBUTED_DEBUG", "detail"}};
+  const auto one = test::run_cli({"train", (dir / "run.toml").string(), "--set",
+                                  "output.dir=\"" + (dir / "one").string() + "\""},
+                                 env);
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  const auto two = test::run_mpirun(2, {"train", (dir / "run.toml").string(), "--set",
+                                        "output.dir=\"" + (dir / "two").string() + "\""},
+                                    env);
+  ASSERT_EQ(two.exit_code, 0) << two.err;
+  const auto single = collectives_by_rank(one.err);
+  const auto pair = collectives_by_rank(two.err);
+  ASSERT_EQ(single.size(), 1u) << one.err;
+  ASSERT_EQ(pair.size(), 2u) << two.err;
+  const std::vector<std::string>& calls = single.at(0);
+  EXPECT_EQ(pair.at(0), calls);
+  EXPECT_EQ(pair.at(1), calls);
+  for (const auto& c : calls) EXPECT_NE(c.find(" via mpi"), std::string::npos) << c << ": a CPU run is all MPI";
+  auto count = [&](const std::string& text) {
+    return std::count_if(calls.begin(), calls.end(), [&](const std::string& c) { return c.find(text) != c.npos; });
+  };
+  EXPECT_EQ(count("all-reduce of LoRA gradients: all-reduce sum via mpi"), 3) << "one per step";
+  EXPECT_EQ(count("preemption flag and gradient mask: all-reduce max via mpi"), 3);
+  EXPECT_EQ(count("warm-up all-reduce"), 1);
+  EXPECT_GE(count("LoRA weight check"), 2) << "at the start and at the logging steps";
+  EXPECT_GE(count("broadcast of the image list"), 1);
+  EXPECT_GE(count("gather of images"), 1) << "validation";
+  EXPECT_GE(count("checkpoint write"), 1);
+  EXPECT_NE(one.err.find("step 2: all-reduce of LoRA gradients: all-reduce sum via mpi, float32 x "),
+            std::string::npos)
+      << one.err;
+  EXPECT_NE(two.err.find(" collectives issued by this rank (mpi device collectives)"), std::string::npos) << two.err;
+}
+
+TEST(DistributedTrain, AnUnknownDebugLevelIsAUsageError) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  test::write_file(dir / "run.toml", config(dir / "out", "max_steps = 1\n"));
+  const auto r = test::run_mpirun(2, {"train", (dir / "run.toml").string()}, {{"SDXL_DISTRIBUTED_DEBUG", "verbose"}});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("SDXL_DISTRIBUTED_DEBUG='verbose': expected off or detail"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "out"));
 }

@@ -19,8 +19,8 @@ TEST(MpiRuntime, RanksAndLocalRanks) {
 TEST(MpiRuntime, BroadcastString) {
   dist::MpiRuntime mpi(nullptr, nullptr);
   const std::string text = mpi.rank() == 0 ? std::string(100000, 'x') + "end" : "ignored";
-  EXPECT_EQ(dist::broadcast_string(mpi.world(), text), std::string(100000, 'x') + "end");
-  EXPECT_EQ(dist::broadcast_string(mpi.world(), ""), "");
+  EXPECT_EQ(dist::broadcast_string(mpi.world(), text, 0, 60), std::string(100000, 'x') + "end");
+  EXPECT_EQ(dist::broadcast_string(mpi.world(), "", 0, 60), "");
 }
 
 TEST(MpiRuntime, ConfigReadOnceAndFailsOnEveryRank) {
@@ -33,9 +33,9 @@ TEST(MpiRuntime, ConfigReadOnceAndFailsOnEveryRank) {
     path = (dir->path() / "cfg.toml").string();
     test::write_file(path, "[model]\npretrained = \"m\"\n[data]\ninstance_dir = \"d\"\ninstance_prompt = \"p\"\n");
   }
-  const std::string text = dist::read_file_collective(mpi.world(), path);
+  const std::string text = dist::read_file_collective(mpi.world(), path, 60);
   EXPECT_EQ(config::load_config_text(text, "cfg.toml").get_string("model.pretrained"), "m");
   MPI_Barrier(mpi.world());
   // A file rank 0 cannot read is the same UsageError on all ranks, not a hang.
-  EXPECT_THROW(dist::read_file_collective(mpi.world(), "/nonexistent/cfg.toml"), UsageError);
+  EXPECT_THROW(dist::read_file_collective(mpi.world(), "/nonexistent/cfg.toml", 60), UsageError);
 }

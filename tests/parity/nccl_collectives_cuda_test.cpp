@@ -29,11 +29,13 @@ TEST(CudaCollectives, NcclAllReduceReturnsWithoutWaitingForTheDevice) {
   // instead of from when the device reaches the collective, it would end this process. (Not
   // shorter still: creating the communicator waits under the same deadline.)
   const double timeout_s = 5.0;
-  auto comm = dist::make_nccl_collectives(MPI_COMM_SELF, 0, timeout_s);
-  comm->set_context("test");
   const torch::Device cuda(torch::kCUDA, 0);
+  auto comm = dist::make_collectives(MPI_COMM_SELF, {"nccl", cuda, timeout_s, {}});
+  comm->set_context("test");
   const torch::Tensor a = torch::randn({4096, 4096}, torch::TensorOptions().device(cuda)) / 64.0;
-  torch::Tensor t = torch::arange(1000, torch::TensorOptions().dtype(torch::kFloat).device(cuda));
+  dist::DeviceBuffer buffer = comm->device().buffer(1000, torch::kFloat);
+  const torch::Tensor& t = buffer.tensor();
+  t.copy_(torch::arange(1000, torch::TensorOptions().dtype(torch::kFloat).device(cuda)));
   const torch::Tensor want = t.cpu() + 1;
 
   // How long one product takes, to queue about 12 s of them.
@@ -49,7 +51,7 @@ TEST(CudaCollectives, NcclAllReduceReturnsWithoutWaitingForTheDevice) {
   for (int i = 0; i < products; ++i) x = torch::mm(x, a);
   const double queued_at = seconds_since(start);
   const auto before_call = std::chrono::steady_clock::now();
-  comm->all_reduce_sum(t, "all-reduce under test");
+  comm->device().all_reduce_sum(buffer, "all-reduce under test");
   const double call_s = seconds_since(before_call);
   t.add_(1);  // queued after the collective on the same stream
   const torch::Tensor got = t.cpu();

@@ -1,31 +1,10 @@
 #include "support/small_lora_training.h"
 
 #include "sdxl_dreambooth/util/to_device.h"
+#include "support/one_rank_collectives.h"
 #include "support/small_unet.h"
 
 namespace sdxl::test {
-namespace {
-
-// One process, no peers: run_train_step makes no collective call at world size 1.
-class OneRank : public dist::Collectives {
- public:
-  explicit OneRank(const torch::Device& device) : device_(device) {}
-  int rank() const override { return 0; }
-  int world_size() const override { return 1; }
-  std::string backend() const override { return "none"; }
-  torch::Device device() const override { return device_; }
-  void all_reduce_sum(torch::Tensor&, const char*) override {}
-  void broadcast(torch::Tensor&, int, const char*) override {}
-  torch::Tensor all_gather_rows(const torch::Tensor& t, const char*) override { return t; }
-  double all_reduce_max(double v, const char*) override { return v; }
-  double all_reduce_min(double v, const char*) override { return v; }
-
- private:
-  torch::Device device_;
-};
-
-}  // namespace
-
 SmallLoraTraining::SmallLoraTraining(const torch::Device& device, const SmallLoraTrainingOptions& options)
     : device_(device), gen_(at::detail::createCPUGenerator(0)) {
   unet_ = small_unet();
@@ -36,7 +15,7 @@ SmallLoraTraining::SmallLoraTraining(const torch::Device& device, const SmallLor
   if (options.fuse_projections) unet_->fuse_projections();
   unet_->set_fused_kernels(options.fused_kernels);
   optimizer_ = std::make_unique<train::AdamW>(lora_.parameters(), train::AdamWOptions{0.9, 0.999, 1e-8, 1e-2});
-  comm_ = std::make_unique<OneRank>(device_);
+  comm_ = make_one_rank_collectives(device_);
   schedule_ = std::make_unique<sampling::NoiseSchedule>(sampling::NoiseSchedule(model::SchedulerConfig{}).to(device_));
   if (options.graph) graph_ = std::make_unique<train::StepGraph>(*options.graph);
   parts_.unet = unet_;

@@ -37,19 +37,23 @@ class MpiRuntime {
   MPI_Comm node_comm_ = MPI_COMM_NULL;
 };
 
+// The set-up collectives below run before the collectives of dist/collectives.h exist (some
+// before the config is read); each wait has the deadline `timeout_s` all the same
+// (dist/mpi_wait.h: past it, the job is aborted naming the call).
+
 // Every rank's string, in rank order, on every rank.
-std::vector<std::string> all_gather_strings(MPI_Comm comm, const std::string& text);
+std::vector<std::string> all_gather_strings(MPI_Comm comm, const std::string& text, double timeout_s);
 
 // The affinity masks of the ranks of this node (`node`: MpiRuntime::node()), in node-rank
 // order, for util::cpu_threads.
-std::vector<util::CpuMask> node_affinity_masks(MPI_Comm node);
+std::vector<util::CpuMask> node_affinity_masks(MPI_Comm node, double timeout_s);
 
 // Rank `root`'s string on every rank.
-std::string broadcast_string(MPI_Comm comm, const std::string& text, int root = 0);
+std::string broadcast_string(MPI_Comm comm, const std::string& text, int root, double timeout_s);
 
 // Rank 0 reads a small file (a config) once and broadcasts its bytes, so N ranks do not
 // hit the parallel filesystem N times. A read error on rank 0 is thrown on every rank,
 // as a UsageError, so all ranks fail together with the same message.
-std::string read_file_collective(MPI_Comm comm, const std::string& path);
+std::string read_file_collective(MPI_Comm comm, const std::string& path, double timeout_s);
 
 }  // namespace sdxl::dist

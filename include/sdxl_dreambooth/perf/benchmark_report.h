@@ -69,11 +69,11 @@ BenchmarkSetup benchmark_setup(const config::Config& config, const BenchmarkOpti
 // Peak memory counts from here (the weights stay allocated, so they are in it).
 void reset_peak_memory(const torch::Device& device);
 // Every rank calls it.
-BenchmarkMemory peak_memory(const torch::Device& device, dist::Collectives& comm);
+BenchmarkMemory peak_memory(const torch::Device& device, dist::HostCollectives& comm);
 
 // From this rank's rate; every rank calls it (the total is summed over the ranks).
 BenchmarkThroughput throughput(double images_per_s, double model_flops_per_image, const BenchmarkSetup& setup,
-                               dist::Collectives& comm, const std::optional<double>& peak_tflops);
+                               dist::HostCollectives& comm, const std::optional<double>& peak_tflops);
 
 // printf-style formatting of one number, and wall-clock seconds, for the reports.
 std::string format_value(const char* format, double value);

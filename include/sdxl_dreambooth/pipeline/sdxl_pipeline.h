@@ -4,7 +4,7 @@
 // sampler loop and the VAE decode. The same code serves `generate` and validation images.
 #pragma once
 
-#include "sdxl_dreambooth/dist/collectives.h"
+#include "sdxl_dreambooth/dist/host_collectives.h"
 #include "sdxl_dreambooth/model/component_loader.h"
 #include "sdxl_dreambooth/model/scheduler_config.h"
 #include "sdxl_dreambooth/nn/prompt_encoding.h"
@@ -61,7 +61,7 @@ std::uint64_t image_seed(const GenerationRequest& request, std::size_t prompt_in
 
 // Every rank's images on rank 0, sorted by (prompt, image); the other ranks get an empty list.
 // Used when ranks split the images of a request (generate under mpirun, validation).
-std::vector<GeneratedImage> gather_images(std::vector<GeneratedImage> images, dist::Collectives& comm,
+std::vector<GeneratedImage> gather_images(std::vector<GeneratedImage> images, dist::HostCollectives& comm,
                                           const GenerationRequest& request);
 
 class SdxlPipeline {

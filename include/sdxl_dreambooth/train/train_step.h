@@ -53,7 +53,8 @@ struct TrainStepParts {
   // Wait for the GPU at each phase boundary so its time lands in the phase that queued it
   // (bench); training leaves the device running ahead.
   bool synchronize_phases = false;
-  // Read before the gradient all-reduce, which carries it to every rank (training only).
+  // Read after the gradient all-reduce is queued; the step's host all-reduce carries it to
+  // every rank (training only).
   const PreemptionSignals* signals = nullptr;
   // train.cuda_graphs: each micro-batch's forward and backward replayed from one recording
   // (not with fp16 loss scaling or text-encoder training: training_setup.h). Its time is

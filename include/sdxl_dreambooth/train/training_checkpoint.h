@@ -56,6 +56,6 @@ std::vector<ModelAdapters> capture_adapters(const std::vector<TrainedModel>& mod
 // rank 0 passes the checkpoint (its module set and shapes are checked against the networks),
 // the others nullptr. One broadcast of a flat buffer.
 void restore_adapters(const Checkpoint* checkpoint, const std::string& path, const std::vector<TrainedModel>& models,
-                      dist::Collectives& comm);
+                      dist::DeviceCollectives& comm);
 
 }  // namespace sdxl::train

@@ -5,7 +5,7 @@
 #pragma once
 
 #include "sdxl_dreambooth/data/image_folder.h"
-#include "sdxl_dreambooth/dist/collectives.h"
+#include "sdxl_dreambooth/dist/host_collectives.h"
 #include "sdxl_dreambooth/nn/autoencoder_kl.h"
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
 #include "sdxl_dreambooth/util/logger.h"
@@ -50,7 +50,7 @@ struct PromptTable {
 
 // Rank 0 lists the folder (and reads the captions) once and broadcasts the list, so N ranks
 // do not scan a parallel filesystem N times; a listing error is thrown on every rank.
-std::vector<data::ImageFile> list_images_collective(const ImageSetOptions& options, dist::Collectives& comm);
+std::vector<data::ImageFile> list_images_collective(const ImageSetOptions& options, dist::HostCollectives& comm);
 
 // Decodes, preprocesses (see data/preprocess.h) and VAE-encodes this rank's share of `files`
 // (file i belongs to rank i mod world size) in chunks of `encode_batch`, then all-gathers the
@@ -60,7 +60,7 @@ std::vector<data::ImageFile> list_images_collective(const ImageSetOptions& optio
 // skipped with a warning when skip_bad_images is set.
 EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, const ImageSetOptions& options,
                                   nn::AutoencoderKL& vae, PromptTable& prompts, std::mt19937_64& rng,
-                                  const torch::Device& device, const Logger& log, dist::Collectives& comm,
+                                  const torch::Device& device, const Logger& log, dist::HostCollectives& comm,
                                   int encode_batch = 4);
 
 // Fills prompts.prompt_embeds/pooled through the pipeline's text encoders.

@@ -8,7 +8,7 @@
 
 namespace sdxl {
 
-enum class LogLevel { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3 };
+enum class LogLevel { kDebug = 0, kInfo = 1, kWarn = 2, kError = 3, kTrace = 4 };
 
 // "debug" | "info" | "warn" | "error"; throws UsageError otherwise.
 LogLevel parse_log_level(const std::string& name);
@@ -25,6 +25,9 @@ class Logger {
   void info_all_ranks(const std::string& message) const;
   void warn(const std::string& message) const;
   void error(const std::string& message) const;
+  // Printed by every rank whatever the level: what the user asked to see explicitly
+  // (SDXL_DISTRIBUTED_DEBUG=detail's collectives).
+  void trace(const std::string& message) const;
 
   int rank() const { return rank_; }
   int world_size() const { return world_size_; }
