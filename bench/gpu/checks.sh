@@ -30,6 +30,11 @@
 #           NCCL bf16 train, bench at batch 1 eager and with graphs, batch 8 and 16 with graphs,
 #           the 1024² image, and batch 24 eager if the call has time left (needs .gpu/ref-a and
 #           cuda_parity_tests in SDXL_GPU_TARGETS)
+#   dist    issue 26 on one GPU: a 1-rank NCCL train under SDXL_DISTRIBUTED_DEBUG=detail (every
+#           collective's route: gradients and the restored adapters via nccl, the rest via mpi),
+#           the start-up line with NCCL's and CUDA's versions, and 3,000 CUDA-graph steps with
+#           the process's thread count sampled every second (constant: no thread per call).
+#           Needs no reference data. Several GPUs: bench/gpu/multi_gpu.sh.
 # A call carries at most 64 MiB, so the reference travels in two parts, and the second call
 # must come while the machine is still warm (the tool's 30 s).
 # Logs and bench JSON go to $OUT (the device tool's folder) or /tmp/gpu-out.
@@ -366,6 +371,33 @@ graph() {  # train.cuda_graphs: the recorded step against the eager one, then it
   say "graph done"
 }
 
+dist() {  # issue 26 on one GPU: every collective's route, versions, no thread growth
+  rm -rf /tmp/tiny /tmp/run-dist && "$bin" init-tiny --out /tmp/tiny >/dev/null && train_config /tmp/train.toml /tmp/tiny
+  say "1-rank NCCL train, SDXL_DISTRIBUTED_DEBUG=detail: one line per collective"
+  SDXL_DISTRIBUTED_DEBUG=detail timeout 120 mpirun -np 1 -x SDXL_DISTRIBUTED_DEBUG "$bin" train /tmp/train.toml \
+    --set 'distributed.backend="nccl"' --set 'output.dir="/tmp/run-dist"' >"$out/train-dist.log" 2>&1
+  echo "exit $?"; grep -E "collectives: NCCL|collectives issued|step 20/20|error" "$out/train-dist.log" | head -n 6
+  echo "routes (what: op via route):"
+  grep -E "TRACE .*collective [0-9]+ at" "$out/train-dist.log" | sed -E 's/.* at [^:]*: //; s/, [a-z0-9]+ x [0-9]+ on .*//' |
+    sort | uniq -c | sort -rn | head -n 30
+  say "3,000 steps with train.cuda_graphs: threads of the process, sampled each second"
+  rm -rf /tmp/run-threads
+  mpirun -np 1 "$bin" train /tmp/train.toml --set 'distributed.backend="nccl"' --set 'output.dir="/tmp/run-threads"' \
+    --set train.cuda_graphs=true --set 'train.mixed_precision="bf16"' --set train.max_steps=3000 \
+    --set checkpoint.every_steps=3000 --set validation.every_steps=3000 --set logging.every_steps=500 \
+    >"$out/train-threads.log" 2>&1 &
+  local launcher=$! pid= samples=()
+  for _ in $(seq 1 240); do
+    sleep 1
+    pid=${pid:-$(pgrep -f "sdxl-dreambooth train /tmp/train.toml" | head -n 1)}
+    [ -n "$pid" ] && [ -r "/proc/$pid/status" ] || { kill -0 $launcher 2>/dev/null && continue; break; }
+    samples+=("$(awk '/^Threads:/ {print $2}' "/proc/$pid/status")")
+  done
+  wait $launcher; echo "exit $?"; grep -E "step 3000/3000|error" "$out/train-threads.log" | head -n 3
+  echo "threads per second (${#samples[@]} samples): $(printf '%s ' "${samples[@]}" | tr ' ' '\n' | sort -n | uniq -c | tr '\n' ' ')"
+  say "dist done"
+}
+
 for phase in "$@"; do
   case $phase in
     setup) setup || { say "setup failed"; exit 1; } ;;
@@ -377,6 +409,7 @@ for phase in "$@"; do
     opt) opt ;;
     host) host ;;
     graph) graph ;;
-    *) echo "unknown phase $phase (setup, run1, run2, tune, fast, prof, opt, host, graph)" >&2; exit 2 ;;
+    dist) dist ;;
+    *) echo "unknown phase $phase (setup, run1, run2, tune, fast, prof, opt, host, graph, dist)" >&2; exit 2 ;;
   esac
 done 2>&1 | tee -a "$out/checks.log"
