@@ -28,40 +28,22 @@ say() { printf '\n== [%4d s] %s\n' $((SECONDS - t0)) "$*"; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_plm_rsh_agent=false
 export OMPI_MCA_btl_vader_single_copy_mechanism=none NCCL_DEBUG=WARN
 
-rm -rf /tmp/tiny && "$bin" init-tiny --out /tmp/tiny >/dev/null
-cat >/tmp/multi.toml <<EOT
-[model]
-pretrained = "/tmp/tiny"
-[data]
-instance_dir = "$root/examples/subject-cat"
-instance_prompt = "a photo of sks cat"
-resolution = 64
-center_crop = true
-[train]
-device = "cuda"
-seed = 0
-batch_size = 1
-max_steps = 20
-learning_rate = 1e-3
-[distributed]
-backend = "nccl"
-[checkpoint]
-every_steps = 10
-[validation]
-prompts = ["a photo of sks cat"]
-num_images = $n
-steps = 4
-every_steps = 10
-[logging]
-every_steps = 1
-EOT
+# train_config (the tiny pipeline, 64 px, 20 steps on CUDA) comes from checks.sh, which runs no
+# phase when given none.
+# shellcheck source=bench/gpu/checks.sh
+set --  # no phases
+source "$root/bench/gpu/checks.sh"
+rm -rf /tmp/tiny && "$bin" init-tiny --out /tmp/tiny >/dev/null && train_config /tmp/multi.toml /tmp/tiny
+# Batch 1 per rank, NCCL, the weight check every step, one validation image per rank.
+common=(--set train.batch_size=1 --set 'distributed.backend="nccl"' --set logging.every_steps=1
+        --set "validation.num_images=$n")
 train() {  # train NAME NP [ENV=VALUE...] -- [ARGS...]: mpirun with -x for each variable
   local name=$1 np=$2; shift 2
   local envs=() xs=()
   while [ $# -gt 0 ] && [ "$1" != -- ]; do envs+=("$1"); xs+=(-x "${1%%=*}"); shift; done
   [ "${1:-}" = -- ] && shift
   rm -rf "/tmp/run-$name"
-  env "${envs[@]}" timeout 300 mpirun -np "$np" "${xs[@]}" "$bin" train /tmp/multi.toml \
+  env "${envs[@]}" timeout 300 mpirun -np "$np" "${xs[@]}" "$bin" train /tmp/multi.toml "${common[@]}" \
     --set "output.dir=\"/tmp/run-$name\"" "$@" >"$out/multi-$name.log" 2>&1
 }
 
