@@ -24,7 +24,7 @@ struct TrainingBenchmark {
   bool fuse_projections = false;
   bool cuda_graphs = false;  // train.cuda_graphs (on CUDA): forward and backward timed as one
   std::int64_t lora_rank = 0, lora_parameters = 0;
-  std::int64_t allreduce_bytes = 0;  // per step and rank (0 on one rank)
+  std::int64_t allreduce_bytes = 0;  // per step and rank (one rank issues it too)
   train::StepTimes per_step;         // mean over the measured steps and the ranks
   double slowest_rank_step_s = 0;    // the slowest rank's mean step
   double host_page_faults_per_step = 0;  // minor page faults of the process per measured step, max over ranks
