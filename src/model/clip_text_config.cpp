@@ -16,17 +16,17 @@ ClipTextConfig ClipTextConfig::from_json(const JsonConfig& j) {
     j.unsupported("architectures", "expected CLIPTextModel or CLIPTextModelWithProjection");
   }
   c.with_projection = arch == "CLIPTextModelWithProjection";
-  c.vocab_size = j.get_int("vocab_size", 49408);
-  c.hidden_size = j.get_int("hidden_size", 512);
-  c.intermediate_size = j.get_int("intermediate_size", 2048);
-  c.projection_dim = j.get_int("projection_dim", 512);
-  c.num_hidden_layers = j.get_int("num_hidden_layers", 12);
-  c.num_attention_heads = j.get_int("num_attention_heads", 8);
-  c.max_position_embeddings = j.get_int("max_position_embeddings", 77);
-  c.hidden_act = j.get_string("hidden_act", "quick_gelu");
+  c.vocab_size = j.int_or("vocab_size", 49408);
+  c.hidden_size = j.int_or("hidden_size", 512);
+  c.intermediate_size = j.int_or("intermediate_size", 2048);
+  c.projection_dim = j.int_or("projection_dim", 512);
+  c.num_hidden_layers = j.int_or("num_hidden_layers", 12);
+  c.num_attention_heads = j.int_or("num_attention_heads", 8);
+  c.max_position_embeddings = j.int_or("max_position_embeddings", 77);
+  c.hidden_act = j.string_or("hidden_act", "quick_gelu");
   if (c.hidden_act != "quick_gelu" && c.hidden_act != "gelu") j.unsupported("hidden_act", "only quick_gelu or gelu");
-  c.layer_norm_eps = j.get_float("layer_norm_eps", 1e-5);
-  c.eos_token_id = j.get_int("eos_token_id", 2);
+  c.layer_norm_eps = j.float_or("layer_norm_eps", 1e-5);
+  c.eos_token_id = j.int_or("eos_token_id", 2);
   if (c.hidden_size % c.num_attention_heads != 0) {
     throw Error("'" + j.source() + "': hidden_size is not divisible by num_attention_heads");
   }

@@ -37,7 +37,7 @@ void JsonConfig::unsupported(const std::string& key, const std::string& what) co
   throw Error("'" + source_ + "': unsupported " + key + " = " + (v ? v->dump() : "null") + " (" + what + ")");
 }
 
-std::int64_t JsonConfig::get_int(const std::string& key, std::int64_t fallback) const {
+std::int64_t JsonConfig::int_or(const std::string& key, std::int64_t fallback) const {
   const auto* v = find(key);
   if (!v) return fallback;
   if (!v->is_number_integer()) bad(key, "an integer");
@@ -46,29 +46,29 @@ std::int64_t JsonConfig::get_int(const std::string& key, std::int64_t fallback) 
 
 std::int64_t JsonConfig::require_int(const std::string& key) const {
   if (!find(key)) throw Error("'" + source_ + "': missing key '" + key + "'");
-  return get_int(key, 0);
+  return int_or(key, 0);
 }
 
-double JsonConfig::get_float(const std::string& key, double fallback) const {
+double JsonConfig::float_or(const std::string& key, double fallback) const {
   const auto* v = find(key);
   if (!v) return fallback;
   if (!v->is_number()) bad(key, "a number");
   return v->get<double>();
 }
 
-std::optional<double> JsonConfig::get_optional_float(const std::string& key) const {
+std::optional<double> JsonConfig::optional_float(const std::string& key) const {
   if (!find(key)) return std::nullopt;
-  return get_float(key, 0.0);
+  return float_or(key, 0.0);
 }
 
-bool JsonConfig::get_bool(const std::string& key, bool fallback) const {
+bool JsonConfig::bool_or(const std::string& key, bool fallback) const {
   const auto* v = find(key);
   if (!v) return fallback;
   if (!v->is_boolean()) bad(key, "true or false");
   return v->get<bool>();
 }
 
-std::string JsonConfig::get_string(const std::string& key, const std::string& fallback) const {
+std::string JsonConfig::string_or(const std::string& key, const std::string& fallback) const {
   const auto* v = find(key);
   if (!v) return fallback;
   if (!v->is_string()) bad(key, "a string");

@@ -7,10 +7,10 @@ namespace sdxl::model {
 // ref: diffusers 0.27 AutoencoderKL.__init__.
 VaeConfig VaeConfig::from_json(const JsonConfig& j) {
   VaeConfig c;
-  const std::string cls = j.get_string("_class_name", "AutoencoderKL");
+  const std::string cls = j.string_or("_class_name", "AutoencoderKL");
   if (cls != "AutoencoderKL") j.unsupported("_class_name", "expected AutoencoderKL");
-  c.in_channels = j.get_int("in_channels", 3);
-  c.out_channels = j.get_int("out_channels", 3);
+  c.in_channels = j.int_or("in_channels", 3);
+  c.out_channels = j.int_or("out_channels", 3);
   if (j.has("block_out_channels")) c.block_out_channels = j.require_int_list("block_out_channels");
   const std::size_t n = c.block_out_channels.size();
   if (n == 0) throw Error("'" + j.source() + "': block_out_channels is empty");
@@ -28,17 +28,17 @@ VaeConfig VaeConfig::from_json(const JsonConfig& j) {
       if (t != "UpDecoderBlock2D") j.unsupported("up_block_types", "only UpDecoderBlock2D");
     }
   }
-  c.layers_per_block = j.get_int("layers_per_block", 1);
-  if (j.get_string("act_fn", "silu") != "silu") j.unsupported("act_fn", "only silu");
-  c.latent_channels = j.get_int("latent_channels", 4);
-  c.norm_num_groups = j.get_int("norm_num_groups", 32);
-  c.sample_size = j.get_int("sample_size", 32);
-  c.scaling_factor = j.get_float("scaling_factor", 0.18215);
-  c.shift_factor = j.get_optional_float("shift_factor");
-  c.force_upcast = j.get_bool("force_upcast", true);
-  c.use_quant_conv = j.get_bool("use_quant_conv", true);
-  c.use_post_quant_conv = j.get_bool("use_post_quant_conv", true);
-  c.mid_block_add_attention = j.get_bool("mid_block_add_attention", true);
+  c.layers_per_block = j.int_or("layers_per_block", 1);
+  if (j.string_or("act_fn", "silu") != "silu") j.unsupported("act_fn", "only silu");
+  c.latent_channels = j.int_or("latent_channels", 4);
+  c.norm_num_groups = j.int_or("norm_num_groups", 32);
+  c.sample_size = j.int_or("sample_size", 32);
+  c.scaling_factor = j.float_or("scaling_factor", 0.18215);
+  c.shift_factor = j.optional_float("shift_factor");
+  c.force_upcast = j.bool_or("force_upcast", true);
+  c.use_quant_conv = j.bool_or("use_quant_conv", true);
+  c.use_post_quant_conv = j.bool_or("use_post_quant_conv", true);
+  c.mid_block_add_attention = j.bool_or("mid_block_add_attention", true);
   if (j.has("latents_mean") || j.has("latents_std")) {
     j.unsupported("latents_mean", "per-channel latent statistics are not used by SDXL");
   }

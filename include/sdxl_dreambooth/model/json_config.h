@@ -18,12 +18,12 @@ class JsonConfig {
   JsonConfig(nlohmann::json json, std::string source);
 
   bool has(const std::string& key) const;  // present and not null
-  std::int64_t get_int(const std::string& key, std::int64_t fallback) const;
+  std::int64_t int_or(const std::string& key, std::int64_t fallback) const;
   std::int64_t require_int(const std::string& key) const;
-  double get_float(const std::string& key, double fallback) const;
-  std::optional<double> get_optional_float(const std::string& key) const;
-  bool get_bool(const std::string& key, bool fallback) const;
-  std::string get_string(const std::string& key, const std::string& fallback) const;
+  double float_or(const std::string& key, double fallback) const;
+  std::optional<double> optional_float(const std::string& key) const;
+  bool bool_or(const std::string& key, bool fallback) const;
+  std::string string_or(const std::string& key, const std::string& fallback) const;
   std::vector<std::string> require_string_list(const std::string& key) const;
   std::vector<std::int64_t> require_int_list(const std::string& key) const;
   // An int or a list of ints (diffusers accepts either): a list of exactly n values.
