@@ -18,8 +18,8 @@ namespace sdxl::cli {
 namespace {
 
 // "auto": NCCL when built in and training runs on CUDA, else MPI.
-std::string collective_backend(const config::Config& cfg, bool cuda) {
-  std::string backend = cfg.get_string("distributed.backend");
+std::string collective_backend(const config::DistributedConfig& distributed, bool cuda) {
+  std::string backend = distributed.backend;
   if (backend == "auto") backend = dist::nccl_backend_built() && cuda ? "nccl" : "mpi";
   if (backend == "nccl" && !cuda) {
     throw UsageError("distributed.backend = \"nccl\" needs training on CUDA (train.device); use \"mpi\" on CPU");
@@ -37,13 +37,14 @@ int run_rank_job(const std::string& config_path, const std::vector<std::string>&
     const dist::DistributedDebug debug = dist::parse_distributed_debug(std::getenv("SDXL_DISTRIBUTED_DEBUG"));
     // Rank 0 reads the config once; every rank parses the same text, so a bad config is the
     // same error everywhere.
-    const config::Config cfg = config::load_config_text(
+    const config::Config loaded = config::load_config_text(
         dist::read_file_collective(mpi.world(), config_path, dist::kSetupTimeoutS), config_path, overrides);
-    const Logger log(std::cerr, parse_log_level(cfg.get_string("logging.level")), mpi.rank(), mpi.world_size());
-    const std::string device = cfg.get_string("train.device");
+    const config::RunConfig cfg = loaded.typed();
+    const Logger log(std::cerr, parse_log_level(cfg.logging.level), mpi.rank(), mpi.world_size());
+    const std::string& device = cfg.train.device;
     const bool cuda = device == "cuda" || (device == "auto" && torch::cuda::is_available());
-    const std::string backend = collective_backend(cfg, cuda);
-    const double timeout = cfg.get_float("distributed.timeout_s");
+    const std::string backend = collective_backend(cfg.distributed, cuda);
+    const double timeout = cfg.distributed.timeout_s;
     // This rank's own GPU, current before anything touches CUDA, whatever the backend.
     const int gpu = cuda ? mpi.local_rank() % std::max<int>(1, static_cast<int>(torch::cuda::device_count())) : 0;
     if (cuda) compat::set_cuda_device(gpu);

@@ -28,7 +28,7 @@ const KeySpec& spec_or_throw(const std::string& key) {
 }
 
 template <typename T>
-const T& typed(const std::map<std::string, Value>& values, const std::string& key) {
+const T& typed_value(const std::map<std::string, Value>& values, const std::string& key) {
   spec_or_throw(key);
   auto it = values.find(key);
   if (it == values.end() || !is_set(it->second)) {
@@ -46,11 +46,11 @@ bool Config::has(const std::string& key) const {
   auto it = values_.find(key);
   return it != values_.end() && is_set(it->second);
 }
-bool Config::get_bool(const std::string& key) const { return typed<bool>(values_, key); }
-std::int64_t Config::get_int(const std::string& key) const { return typed<std::int64_t>(values_, key); }
-double Config::get_float(const std::string& key) const { return typed<double>(values_, key); }
-const std::string& Config::get_string(const std::string& key) const { return typed<std::string>(values_, key); }
-const StringList& Config::get_list(const std::string& key) const { return typed<StringList>(values_, key); }
+bool Config::get_bool(const std::string& key) const { return typed_value<bool>(values_, key); }
+std::int64_t Config::get_int(const std::string& key) const { return typed_value<std::int64_t>(values_, key); }
+double Config::get_float(const std::string& key) const { return typed_value<double>(values_, key); }
+const std::string& Config::get_string(const std::string& key) const { return typed_value<std::string>(values_, key); }
+const StringList& Config::get_list(const std::string& key) const { return typed_value<StringList>(values_, key); }
 
 std::optional<bool> Config::get_optional_bool(const std::string& key) const {
   return has(key) ? std::optional<bool>(get_bool(key)) : std::nullopt;
@@ -83,6 +83,18 @@ void Config::set(const std::string& key, Value value, std::string origin) {
   spec_or_throw(key);
   values_[key] = std::move(value);
   origins_[key] = std::move(origin);
+}
+
+RunConfig Config::typed() const {
+  RunConfig run;
+  for (const KeySpec& k : schema()) k.write(run, value(k.key));
+  return run;
+}
+
+std::string to_toml(const RunConfig& run) {
+  Config c;
+  for (const KeySpec& k : schema()) c.set(k.key, k.read(run), "RunConfig");
+  return c.to_toml();
 }
 
 std::string Config::to_toml() const {

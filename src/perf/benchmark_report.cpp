@@ -4,6 +4,7 @@
 #include "sdxl_dreambooth/torch_compat.h"
 #include "sdxl_dreambooth/util/device_peak.h"
 #include "sdxl_dreambooth/util/memory_usage.h"
+#include "sdxl_dreambooth/util/host_name.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <unistd.h>
@@ -32,12 +33,6 @@ std::string cpu_model() {
   return "unknown";
 }
 
-std::string host_name() {
-  char buf[256] = {0};
-  if (gethostname(buf, sizeof buf - 1) != 0) return "unknown";
-  return buf;
-}
-
 template <typename T>
 nlohmann::json optional_json(const std::optional<T>& v) {
   return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
@@ -55,16 +50,16 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-BenchmarkSetup benchmark_setup(const config::Config& cfg, const BenchmarkOptions& o, const std::string& mode,
+BenchmarkSetup benchmark_setup(const config::ModelConfig& model, const BenchmarkOptions& o, const std::string& mode,
                                const torch::Device& device, torch::Dtype dtype, const dist::Collectives& comm) {
   BenchmarkSetup s;
   const BuildFeatures f = build_features();
   s.program = "sdxl-dreambooth " + f.program_version + " (commit " + f.git_commit + ")";
   s.torch_version = f.torch_version;
-  s.host = host_name();
+  s.host = util::host_name();
   s.cpu = cpu_model();
   s.mode = mode;
-  s.model = o.architecture ? "random weights, architecture of " + *o.architecture : cfg.get_string("model.pretrained");
+  s.model = o.architecture ? "random weights, architecture of " + *o.architecture : model.pretrained;
   s.device = device.str();
   if (device.is_cuda()) s.device_name = compat::cuda_device_name(device.index());
   s.precision = precision_name(dtype);

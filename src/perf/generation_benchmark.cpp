@@ -15,24 +15,24 @@ using Clock = std::chrono::steady_clock;
 
 }  // namespace
 
-GenerationBenchmark run_generation_benchmark(const config::Config& cfg, const BenchmarkOptions& o, const Logger& log,
+GenerationBenchmark run_generation_benchmark(const config::RunConfig& cfg, const BenchmarkOptions& o, const Logger& log,
                                              dist::Collectives& comm, int local_rank) {
-  const torch::Device device = train::training_device(cfg, local_rank);
-  train::configure_cudnn(cfg);
-  const torch::Dtype dtype = train::training_dtype(cfg, device);
+  const torch::Device device = train::training_device(cfg.train, local_rank);
+  train::configure_cudnn(cfg.train);
+  const torch::Dtype dtype = train::training_dtype(cfg.train, device);
   GenerationBenchmark b;
-  b.setup = benchmark_setup(cfg, o, "generate", device, dtype, comm);
+  b.setup = benchmark_setup(cfg.model, o, "generate", device, dtype, comm);
 
   // What validation draws: the first validation prompt (else the instance prompt).
   pipeline::GenerationRequest r;
-  const auto prompts = cfg.get_list("validation.prompts");
-  r.prompts = {prompts.empty() ? cfg.get_string("data.instance_prompt") : prompts.front()};
-  r.negative_prompt = cfg.get_string("validation.negative_prompt");
-  r.steps = cfg.get_int("validation.steps");
-  r.guidance_scale = cfg.get_float("validation.guidance_scale");
-  r.width = r.height = cfg.get_optional_int("validation.resolution").value_or(cfg.get_int("data.resolution"));
-  r.scheduler = cfg.get_string("validation.scheduler");
-  r.batch_size = cfg.get_int("validation.batch_size");
+  const auto prompts = cfg.validation.prompts;
+  r.prompts = {prompts.empty() ? cfg.data.instance_prompt : prompts.front()};
+  r.negative_prompt = cfg.validation.negative_prompt;
+  r.steps = cfg.validation.steps;
+  r.guidance_scale = cfg.validation.guidance_scale;
+  r.width = r.height = cfg.validation.resolution.value_or(cfg.data.resolution);
+  r.scheduler = cfg.validation.scheduler;
+  r.batch_size = cfg.validation.batch_size;
   const std::int64_t per_rank = o.warmup + o.steps;
   r.images_per_prompt = per_rank * comm.world_size();
   pipeline::validate(r);
@@ -43,14 +43,7 @@ GenerationBenchmark run_generation_benchmark(const config::Config& cfg, const Be
   b.batch_size = r.batch_size;
 
   const auto load_start = Clock::now();
-  pipeline::PipelineOptions po;
-  po.model = cfg.get_string("model.pretrained");
-  po.vae = cfg.get_optional_string("model.vae");
-  po.variant = cfg.get_optional_string("model.variant");
-  po.revision = cfg.get_string("model.revision");
-  po.dtype = dtype;
-  po.vae_dtype = torch::kFloat;  // as in training: SDXL's VAE overflows in fp16
-  po.device = device;
+  const pipeline::PipelineOptions po = train::base_model_options(cfg.model, dtype, device);  // as in training
   pipeline::SdxlPipeline pipe =
       o.architecture ? pipeline::random_weights_pipeline(po, *o.architecture) : pipeline::SdxlPipeline::load(po);
   log.info("bench: pipeline ready in " + format_value("%.1f", seconds_since(load_start)) + " s (" + b.setup.model +

@@ -42,114 +42,73 @@ struct SyntheticData {
   }
 };
 
-}  // namespace
-
-TrainingBenchmark run_training_benchmark(const config::Config& cfg, const BenchmarkOptions& o, const Logger& log,
-                                         dist::Collectives& comm, int local_rank) {
-  if (cfg.get_bool("lora.train_text_encoder")) {
-    throw UsageError(
-        "bench times UNet LoRA steps on synthetic text embeddings; lora.train_text_encoder = true is not "
-        "supported there",
-        "add --set lora.train_text_encoder=false");
-  }
-  const torch::Device device = train::training_device(cfg, local_rank);
-  train::configure_cudnn(cfg);
-  const torch::Dtype dtype = train::training_dtype(cfg, device);
-  TrainingBenchmark b;
-  b.cuda_graphs = train::cuda_graphs(cfg, device);
-  b.setup = benchmark_setup(cfg, o, "train", device, dtype, comm);
-  b.setup.resolution = cfg.get_int("data.resolution");
-
-  // The UNet (loaded as `train` loads it, or random weights from an architecture); the
-  // scheduler and the VAE's downsampling factor from their configs.
-  const auto load_start = Clock::now();
-  const model::PipelineFolder folder =
-      model::open_pipeline(cfg.get_string("model.pretrained"), cfg.get_string("model.revision"));
+// The UNet (loaded as `train` loads it, or random weights from an architecture); the
+// scheduler and the VAE's downsampling factor from their configs.
+struct BenchUnet {
   nn::UNet2DConditionModel unet{nullptr};
+  model::SchedulerConfig scheduler_config;
+  std::int64_t vae_factor = 8;
+};
+
+BenchUnet load_bench_unet(const config::ModelConfig& model, const BenchmarkOptions& o, torch::Dtype dtype,
+                          const torch::Device& device) {
+  const model::PipelineFolder folder = model::open_pipeline(model.pretrained, model.revision);
+  BenchUnet u;
   std::filesystem::path vae_config = folder.component("vae") / "config.json";
   if (o.architecture) {
-    unet = pipeline::random_unet(*o.architecture, dtype, device);
+    u.unet = pipeline::random_unet(*o.architecture, dtype, device);
     if (auto p = pipeline::architecture_config(*o.architecture, "vae")) vae_config = *p;
   } else {
     model::ComponentLoadOptions lo;
-    lo.variant = cfg.get_optional_string("model.variant");
+    lo.variant = model.variant;
     lo.dtype = dtype;
     lo.device = device;
-    unet = model::load_unet(folder.component("unet"), lo);
+    u.unet = model::load_unet(folder.component("unet"), lo);
   }
-  const model::SchedulerConfig scheduler_config =
-      model::SchedulerConfig::load(folder.component("scheduler") / "scheduler_config.json");
-  const sampling::NoiseSchedule schedule = sampling::NoiseSchedule(scheduler_config).to(device);
-  const std::int64_t vae_factor = std::int64_t{1} << (model::VaeConfig::load(vae_config).block_out_channels.size() - 1);
-  log.info("bench: UNet ready in " + format_value("%.1f", seconds_since(load_start)) + " s (" + b.setup.model + ")");
+  u.scheduler_config = model::SchedulerConfig::load(folder.component("scheduler") / "scheduler_config.json");
+  u.vae_factor = std::int64_t{1} << (model::VaeConfig::load(vae_config).block_out_channels.size() - 1);
+  return u;
+}
 
-  const nn::LoraSpec spec = train::lora_spec(cfg);
-  auto init_gen = at::detail::createCPUGenerator(3);
-  const nn::LoraNetwork lora = nn::LoraNetwork::inject(*unet, spec, init_gen, "UNet");
-  b.gradient_checkpointing = cfg.get_bool("train.gradient_checkpointing");
-  unet->set_gradient_checkpointing(b.gradient_checkpointing);
-  b.channels_last = cfg.get_bool("train.channels_last");
-  unet->set_channels_last(b.channels_last);
-  b.fused_kernels = train::fused_kernels(cfg, device);
-  unet->set_fused_kernels(b.fused_kernels);
-  b.fuse_projections = train::fuse_projections(cfg, device);
-  if (b.fuse_projections) unet->fuse_projections();
-  train::AdamW optimizer(lora.parameters(), train::adamw_options(cfg));
-  train::DynamicLossScaler scaler(cfg.get_string("train.mixed_precision") == "fp16");
-  b.lora_rank = spec.rank;
-  b.lora_parameters = lora.num_parameters();
-  b.grad_accum = cfg.get_int("train.grad_accum");
-  const bool prior = cfg.get_bool("prior.enabled");
-  b.batch_rows = cfg.get_int("train.batch_size") * (prior ? 2 : 1);
-  b.allreduce_bytes = (b.lora_parameters + 1) * 4;  // + the loss; issued at every world size
-  b.phase_sync = o.phase_sync;
-
-  const model::UNetConfig& uc = unet->config();
+SyntheticData synthetic_data(const model::UNetConfig& uc, std::int64_t rows, std::int64_t resolution,
+                             std::int64_t vae_factor, std::int64_t num_train_timesteps, torch::Dtype dtype,
+                             const torch::Device& device) {
   SyntheticData data;
-  data.rows = b.batch_rows;
+  data.rows = rows;
   data.channels = uc.in_channels;
-  data.latent_size = b.setup.resolution / vae_factor;
-  data.num_train_timesteps = schedule.num_train_timesteps();
+  data.latent_size = resolution / vae_factor;
+  data.num_train_timesteps = num_train_timesteps;
   data.device = device;
   const auto opts = torch::TensorOptions().dtype(dtype).device(device);
   auto embed_gen = at::detail::createCPUGenerator(7);
-  data.prompt_embeds = at::randn({b.batch_rows, 77, uc.cross_attention_dim.at(0)}, embed_gen).to(opts);
+  data.prompt_embeds = at::randn({rows, 77, uc.cross_attention_dim.at(0)}, embed_gen).to(opts);
   data.text_embeds =
-      at::randn({b.batch_rows, uc.projection_class_embeddings_input_dim - 6 * uc.addition_time_embed_dim}, embed_gen)
-          .to(opts);
-  const double r = static_cast<double>(b.setup.resolution);
-  data.time_ids = torch::tensor({r, r, 0.0, 0.0, r, r}).repeat({b.batch_rows, 1}).to(opts);
+      at::randn({rows, uc.projection_class_embeddings_input_dim - 6 * uc.addition_time_embed_dim}, embed_gen).to(opts);
+  const double r = static_cast<double>(resolution);
+  data.time_ids = torch::tensor({r, r, 0.0, 0.0, r, r}).repeat({rows, 1}).to(opts);
+  return data;
+}
 
-  train::TrainStepParts parts;
-  parts.unet = unet;
-  parts.schedule = &schedule;
-  parts.loss = train::loss_options(cfg, scheduler_config.prediction_type);
-  parts.unet_lora = &lora;
-  parts.params = lora.parameters();
-  parts.optimizers = {{&optimizer, 1.0}};
-  parts.scaler = &scaler;
-  parts.comm = &comm;
-  parts.grad_accum = b.grad_accum;
-  parts.max_grad_norm = cfg.get_float("train.max_grad_norm");
-  parts.synchronize_phases = o.phase_sync;
-  std::optional<train::StepGraph> graph;
-  if (b.cuda_graphs) {
-    parts.graph = &graph.emplace(train::StepGraph::Mode::kCuda);
-    if (o.warmup == 0) {
-      log.warn("bench: with train.cuda_graphs the first step records the graph (an extra pass and a device "
-               "sync); --warmup 0 counts it among the measured steps");
-    }
-  }
-  const double lr = cfg.get_float("train.learning_rate");
+// This rank's measured steps: phase times summed, wall time, page faults, and the results
+// still to read back (without phase syncs).
+struct MeasuredSteps {
+  train::StepTimes times;
+  double elapsed_s = 0;
+  double page_faults = 0;
+  std::vector<train::StepResult> unread;
+  std::optional<OpProfile> profile;
+};
 
-  const model::UNetFlops flops = model::unet_flops(uc, b.setup.resolution, b.setup.resolution);
-  log.info("bench: " + std::to_string(o.warmup) + " warm-up + " + std::to_string(o.steps) + " measured steps, " +
-           std::to_string(b.batch_rows) + " UNet rows x " + std::to_string(b.grad_accum) + " accumulation per rank, " +
-           std::to_string(b.setup.resolution) + " px, LoRA rank " + std::to_string(spec.rank) + " (" +
-           std::to_string(b.lora_parameters) + " parameters)");
-  reset_peak_memory(device);
-  train::StepTimes measured;
-  std::vector<train::StepResult> unread;  // without phase syncs, read back once at the end
+void log_step(const Logger& log, bool warm_up, std::int64_t n, const train::StepTimes& t, const std::string& loss) {
+  log.info(std::string(warm_up ? "warm-up " : "step ") + std::to_string(n) + ": data " +
+           format_value("%.4f", t.data_s) + " s, forward " + format_value("%.4f", t.forward_s) + " s, backward " +
+           format_value("%.4f", t.backward_s) + " s, all-reduce " + format_value("%.4f", t.allreduce_s) +
+           " s, optimizer " + format_value("%.4f", t.optimizer_s) + " s" + loss);
+}
+
+MeasuredSteps run_steps(const train::TrainStepParts& parts, const SyntheticData& data, double lr,
+                        const BenchmarkOptions& o, const torch::Device& device, const Logger& log) {
+  MeasuredSteps m;
   std::optional<OpProfiler> profiler;
   Clock::time_point start = Clock::now();
   std::uint64_t faults_at_start = 0;
@@ -166,11 +125,11 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
         parts, i, lr, [&](std::int64_t) { return data.batch(gen); }, t);
     const bool warm_up = i < o.warmup;
     if (!warm_up) {
-      measured.data_s += t.data_s;
-      measured.forward_s += t.forward_s;
-      measured.backward_s += t.backward_s;
-      measured.allreduce_s += t.allreduce_s;
-      measured.optimizer_s += t.optimizer_s;
+      m.times.data_s += t.data_s;
+      m.times.forward_s += t.forward_s;
+      m.times.backward_s += t.backward_s;
+      m.times.allreduce_s += t.allreduce_s;
+      m.times.optimizer_s += t.optimizer_s;
     }
     std::string loss;
     if (o.phase_sync) {
@@ -178,39 +137,117 @@ TrainingBenchmark run_training_benchmark(const config::Config& cfg, const Benchm
       train::check_step_finite(i + 1, res, v);
       loss = ", loss " + format_value("%.4f", v.loss);
     } else {
-      unread.push_back(res);
+      m.unread.push_back(res);
     }
-    log.info(std::string(warm_up ? "warm-up " : "step ") + std::to_string(warm_up ? i + 1 : i - o.warmup + 1) +
-             ": data " + format_value("%.4f", t.data_s) + " s, forward " + format_value("%.4f", t.forward_s) +
-             " s, backward " + format_value("%.4f", t.backward_s) + " s, all-reduce " +
-             format_value("%.4f", t.allreduce_s) + " s, optimizer " + format_value("%.4f", t.optimizer_s) + " s" +
-             loss);
+    log_step(log, warm_up, warm_up ? i + 1 : i - o.warmup + 1, t, loss);
   }
   if (device.is_cuda()) torch::cuda::synchronize();  // the steps still queued belong to the measurement
-  const double elapsed = seconds_since(start);
-  const auto faults = static_cast<double>(util::minor_page_faults() - faults_at_start);
+  m.elapsed_s = seconds_since(start);
+  m.page_faults = static_cast<double>(util::minor_page_faults() - faults_at_start);
   if (profiler) {
-    b.profile = profiler->finish(o.profile_top);
-    b.profile->steps = o.steps;
+    m.profile = profiler->finish(o.profile_top);
+    m.profile->steps = o.steps;
   }
-  const double steps = static_cast<double>(o.steps);
+  return m;
+}
 
-  // Means over the ranks of each phase, and the slowest rank's step.
+// Means over the ranks of each phase, the slowest rank's step, and every step's result read
+// back and checked.
+void summarise(const MeasuredSteps& m, dist::Collectives& comm, const BenchmarkOptions& o, TrainingBenchmark& b) {
+  const double steps = static_cast<double>(o.steps);
   dist::HostCollectives& host = comm.host();
   const auto mean = [&](double seconds, const char* what) {
     return host.all_reduce_sum(seconds, what) / (steps * comm.world_size());
   };
-  b.per_step = {mean(measured.data_s, "benchmark data time"), mean(measured.forward_s, "benchmark forward time"),
-                mean(measured.backward_s, "benchmark backward time"),
-                mean(measured.allreduce_s, "benchmark all-reduce time"),
-                mean(measured.optimizer_s, "benchmark optimizer time")};
-  b.slowest_rank_step_s = host.all_reduce_max(elapsed / steps, "benchmark step time");
-  b.host_page_faults_per_step = host.all_reduce_max(faults / steps, "benchmark page faults");
-  const std::vector<train::StepValues> values = train::read_step_values(unread);
-  for (std::size_t k = 0; k < values.size(); ++k) train::check_step_finite(std::int64_t(k) + 1, unread[k], values[k]);
-  const double images = steps * static_cast<double>(b.batch_rows * b.grad_accum);
-  b.throughput = throughput(images / elapsed, flops.lora_training_step, b.setup, host, o.peak_tflops);
-  b.memory = peak_memory(device, host);
+  b.per_step = {mean(m.times.data_s, "benchmark data time"), mean(m.times.forward_s, "benchmark forward time"),
+                mean(m.times.backward_s, "benchmark backward time"),
+                mean(m.times.allreduce_s, "benchmark all-reduce time"),
+                mean(m.times.optimizer_s, "benchmark optimizer time")};
+  b.slowest_rank_step_s = host.all_reduce_max(m.elapsed_s / steps, "benchmark step time");
+  b.host_page_faults_per_step = host.all_reduce_max(m.page_faults / steps, "benchmark page faults");
+  const std::vector<train::StepValues> values = train::read_step_values(m.unread);
+  for (std::size_t k = 0; k < values.size(); ++k) train::check_step_finite(std::int64_t(k) + 1, m.unread[k], values[k]);
+}
+
+}  // namespace
+
+TrainingBenchmark run_training_benchmark(const config::RunConfig& cfg, const BenchmarkOptions& o, const Logger& log,
+                                         dist::Collectives& comm, int local_rank) {
+  if (cfg.lora.train_text_encoder) {
+    throw UsageError(
+        "bench times UNet LoRA steps on synthetic text embeddings; lora.train_text_encoder = true is not "
+        "supported there",
+        "add --set lora.train_text_encoder=false");
+  }
+  const torch::Device device = train::training_device(cfg.train, local_rank);
+  train::configure_cudnn(cfg.train);
+  const torch::Dtype dtype = train::training_dtype(cfg.train, device);
+  TrainingBenchmark b;
+  b.cuda_graphs = train::cuda_graphs(cfg.train, cfg.lora, device);
+  b.setup = benchmark_setup(cfg.model, o, "train", device, dtype, comm);
+  b.setup.resolution = cfg.data.resolution;
+
+  const auto load_start = Clock::now();
+  const BenchUnet u = load_bench_unet(cfg.model, o, dtype, device);
+  nn::UNet2DConditionModel unet = u.unet;
+  const sampling::NoiseSchedule schedule = sampling::NoiseSchedule(u.scheduler_config).to(device);
+  log.info("bench: UNet ready in " + format_value("%.1f", seconds_since(load_start)) + " s (" + b.setup.model + ")");
+
+  const nn::LoraSpec spec = train::lora_spec(cfg.lora);
+  auto init_gen = at::detail::createCPUGenerator(3);
+  const nn::LoraNetwork lora = nn::LoraNetwork::inject(*unet, spec, init_gen, "UNet");
+  b.gradient_checkpointing = cfg.train.gradient_checkpointing;
+  unet->set_gradient_checkpointing(b.gradient_checkpointing);
+  b.channels_last = cfg.train.channels_last;
+  unet->set_channels_last(b.channels_last);
+  b.fused_kernels = train::fused_kernels(cfg.train, device);
+  unet->set_fused_kernels(b.fused_kernels);
+  b.fuse_projections = train::fuse_projections(cfg.train, device);
+  if (b.fuse_projections) unet->fuse_projections();
+  train::AdamW optimizer(lora.parameters(), train::adamw_options(cfg.optimizer));
+  train::DynamicLossScaler scaler(cfg.train.mixed_precision == "fp16");
+  b.lora_rank = spec.rank;
+  b.lora_parameters = lora.num_parameters();
+  b.grad_accum = cfg.train.grad_accum;
+  b.batch_rows = cfg.train.batch_size * (cfg.prior.enabled ? 2 : 1);
+  b.allreduce_bytes = (b.lora_parameters + 1) * 4;  // + the loss; issued at every world size
+  b.phase_sync = o.phase_sync;
+  const SyntheticData data = synthetic_data(unet->config(), b.batch_rows, b.setup.resolution, u.vae_factor,
+                                            schedule.num_train_timesteps(), dtype, device);
+
+  train::TrainStepParts parts;
+  parts.unet = unet;
+  parts.schedule = &schedule;
+  parts.loss = train::loss_options(cfg.train, cfg.prior, u.scheduler_config.prediction_type);
+  parts.unet_lora = &lora;
+  parts.params = lora.parameters();
+  parts.optimizers = {{&optimizer, 1.0}};
+  parts.scaler = &scaler;
+  parts.comm = &comm;
+  parts.grad_accum = b.grad_accum;
+  parts.max_grad_norm = cfg.train.max_grad_norm;
+  parts.synchronize_phases = o.phase_sync;
+  std::optional<train::StepGraph> graph;
+  if (b.cuda_graphs) {
+    parts.graph = &graph.emplace(train::StepGraph::Mode::kCuda);
+    if (o.warmup == 0) {
+      log.warn("bench: with train.cuda_graphs the first step records the graph (an extra pass and a device "
+               "sync); --warmup 0 counts it among the measured steps");
+    }
+  }
+
+  log.info("bench: " + std::to_string(o.warmup) + " warm-up + " + std::to_string(o.steps) + " measured steps, " +
+           std::to_string(b.batch_rows) + " UNet rows x " + std::to_string(b.grad_accum) + " accumulation per rank, " +
+           std::to_string(b.setup.resolution) + " px, LoRA rank " + std::to_string(spec.rank) + " (" +
+           std::to_string(b.lora_parameters) + " parameters)");
+  reset_peak_memory(device);
+  MeasuredSteps m = run_steps(parts, data, cfg.train.learning_rate, o, device, log);
+  b.profile = std::move(m.profile);
+  summarise(m, comm, o, b);
+  const model::UNetFlops flops = model::unet_flops(unet->config(), b.setup.resolution, b.setup.resolution);
+  const double images = static_cast<double>(o.steps) * static_cast<double>(b.batch_rows * b.grad_accum);
+  b.throughput = throughput(images / m.elapsed_s, flops.lora_training_step, b.setup, comm.host(), o.peak_tflops);
+  b.memory = peak_memory(device, comm.host());
   return b;
 }
 

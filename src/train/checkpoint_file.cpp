@@ -80,6 +80,269 @@ std::int64_t Checkpoint::lora_parameter_count() const {
   return n;
 }
 
+namespace {
+
+void write_config(H5Group& root, const Checkpoint& c) {
+  H5Group config = root.create_group("config");
+  config.write_text("toml", c.config_toml);
+  for (const auto& [k, v] : c.provenance) config.set_attr(k, v);
+  std::vector<std::string> files;
+  for (const auto& f : c.base_model_files) files.push_back(f.to_line());
+  config.set_attr("base_model_files", files);
+}
+
+void write_state(H5Group& root, const TrainingState& s) {
+  H5Group state = root.create_group("state");
+  state.set_attr("step", s.step);
+  state.set_attr("max_steps", s.max_steps);
+  state.set_attr("epoch", s.epoch);
+  state.set_attr("samples_seen", s.samples_seen);
+  state.set_attr("world_size", s.world_size);
+  state.set_attr("data_position", s.data_position);
+  state.set_attr("seed", static_cast<std::int64_t>(s.seed));
+  state.set_attr("rng", std::string("every random stream derives from seed (splitmix64): noise and timesteps per "
+                                    "(rank, step), LoRA init, crops/flips per rank; the data order per (seed, epoch)"));
+  state.set_attr("lr_scheduler", s.lr_scheduler);
+  state.set_attr("lr", s.lr);
+  state.set_attr("loss_scale", s.loss_scale);
+  state.set_attr("loss_scale_good_steps", s.loss_scale_good_steps);
+  state.set_attr("skipped_steps", s.skipped_steps);
+}
+
+// /lora/MODEL/MODULE/lora_A|B and /optimizer/MODEL/MODULE/lora_A|B/exp_avg|exp_avg_sq.
+void write_model_adapters(H5Group& lora, H5Group& optimizer, const ModelAdapters& a) {
+  H5Group m = lora.create_group(a.model);
+  m.set_attr("rank", a.rank);
+  m.set_attr("alpha", a.alpha);
+  m.set_attr("targets", a.targets);
+  if (a.layers_per_block > 0) m.set_attr("layers_per_block", a.layers_per_block);
+  H5Group om = optimizer.create_group(a.model);
+  om.set_attr("step", a.optimizer_steps);
+  om.set_attr("peak_lr", a.peak_lr);
+  std::unique_ptr<H5Group> module, opt_module;
+  std::string current;
+  for (const auto& p : a.params) {
+    if (!module || p.module != current) {
+      current = p.module;
+      module.reset();
+      opt_module.reset();
+      module = std::make_unique<H5Group>(m.create_group(p.module));
+      opt_module = std::make_unique<H5Group>(om.create_group(p.module));
+    }
+    write_tensor(*module, p.half, p.weight);
+    H5Group half = opt_module->create_group(p.half);
+    write_tensor(half, "exp_avg", p.exp_avg.defined() ? p.exp_avg : torch::zeros_like(p.weight));
+    write_tensor(half, "exp_avg_sq", p.exp_avg_sq.defined() ? p.exp_avg_sq : torch::zeros_like(p.weight));
+  }
+}
+
+void write_adapters(H5Group& root, const Checkpoint& c) {
+  H5Group lora = root.create_group("lora");
+  H5Group optimizer = root.create_group("optimizer");
+  optimizer.set_attr("type", std::string("AdamW"));
+  optimizer.set_attr("beta1", c.optimizer.beta1);
+  optimizer.set_attr("beta2", c.optimizer.beta2);
+  optimizer.set_attr("eps", c.optimizer.eps);
+  optimizer.set_attr("weight_decay", c.optimizer.weight_decay);
+  if (const ModelAdapters* unet = c.find("unet")) {
+    lora.set_attr("rank", unet->rank);
+    lora.set_attr("alpha", unet->alpha);
+    lora.set_attr("targets", unet->targets);
+  }
+  std::vector<std::string> models;
+  for (const auto& a : c.adapters) models.push_back(a.model);
+  lora.set_attr("models", models);
+  for (const auto& a : c.adapters) write_model_adapters(lora, optimizer, a);
+}
+
+void write_metrics(H5Group& root, const std::vector<MetricsRow>& rows) {
+  H5Group metrics = root.create_group("metrics");
+  std::vector<std::int64_t> steps;
+  std::vector<double> loss, lr, grad_norm, seconds;
+  for (const auto& r : rows) {
+    steps.push_back(r.step);
+    loss.push_back(r.loss);
+    lr.push_back(r.lr);
+    grad_norm.push_back(r.grad_norm);
+    seconds.push_back(r.step_seconds);
+  }
+  write_column(metrics, "step", steps);
+  write_column(metrics, "loss", loss);
+  write_column(metrics, "lr", lr);
+  write_column(metrics, "grad_norm", grad_norm);
+  write_column(metrics, "step_seconds", seconds);
+}
+
+void write_samples(H5Group& root, const std::vector<SampleImage>& images_in) {
+  H5Group samples = root.create_group("samples");
+  std::map<std::int64_t, std::vector<const SampleImage*>> by_step;
+  for (const auto& img : images_in) by_step[img.step].push_back(&img);
+  for (const auto& [step, images] : by_step) {
+    H5Group g = samples.create_group(sample_group_name(step));
+    for (std::size_t k = 0; k < images.size(); ++k) {
+      const SampleImage& img = *images[k];
+      if (img.rgb.dim() != 3 || img.rgb.size(2) != 3) {
+        throw Error("internal: sample image of step " + std::to_string(step) + " is not H x W x 3");
+      }
+      H5Object ds = write_tensor(g, std::to_string(k), img.rgb.to(torch::kByte));
+      // What H5IMmake_image_24bit writes, so HDFView and friends show it as a picture.
+      ds.set_fixed_attr("CLASS", "IMAGE");
+      ds.set_fixed_attr("IMAGE_VERSION", "1.2");
+      ds.set_fixed_attr("IMAGE_SUBCLASS", "IMAGE_TRUECOLOR");
+      ds.set_fixed_attr("INTERLACE_MODE", "INTERLACE_PIXEL");
+      ds.set_attr("prompt", img.prompt);
+      ds.set_attr("prompt_index", img.prompt_index);
+      ds.set_attr("image_index", img.image_index);
+      ds.set_attr("seed", static_cast<std::int64_t>(img.seed));
+    }
+  }
+}
+
+void read_config(const H5Group& root, const std::string& path, Checkpoint& c) {
+  const H5Group config = root.open_group("config");
+  c.config_toml = config.read_text("toml");
+  for (const auto& name : config.attr_names()) {
+    if (name == "base_model_files") {
+      for (const auto& line : config.attr_strings(name)) {
+        auto f = model::WeightFileFingerprint::from_line(line);
+        if (!f) throw Error(path + ":/config: bad base_model_files entry " + util::quoted(line));
+        c.base_model_files.push_back(*f);
+      }
+    } else {
+      c.provenance[name] = config.attr_string(name);
+    }
+  }
+}
+
+TrainingState read_state(const H5Group& root, const std::string& path) {
+  const H5Group state = root.open_group("state");
+  TrainingState s;
+  s.step = state.attr_int("step");
+  s.max_steps = state.attr_int("max_steps");
+  s.epoch = state.attr_int("epoch");
+  s.samples_seen = state.attr_int("samples_seen");
+  s.world_size = state.attr_int("world_size");
+  s.data_position = state.attr_int("data_position");
+  s.seed = static_cast<std::uint64_t>(state.attr_int("seed"));
+  s.lr_scheduler = state.attr_string("lr_scheduler");
+  s.lr = state.attr_double("lr");
+  s.loss_scale = state.attr_double("loss_scale");
+  s.loss_scale_good_steps = state.attr_int("loss_scale_good_steps");
+  s.skipped_steps = state.attr_int("skipped_steps");
+  if (s.step < 0 || s.world_size < 1) throw Error(path + ":/state: step or world_size out of range");
+  return s;
+}
+
+// One module's lora_A and lora_B, checked against the rank, with their moments when `om`.
+void read_module(const H5Group& m, const std::string& module, const H5Group* om, ModelAdapters& a) {
+  const H5Group g = m.open_group(module);
+  for (const char* half : {"lora_A", "lora_B"}) {
+    AdapterParam p;
+    p.module = module;
+    p.half = half;
+    p.weight = read_tensor(g, half, H5Type::kFloat32);
+    const bool ok = p.weight.dim() == 2 && p.weight.size(std::string(half) == "lora_A" ? 0 : 1) == a.rank;
+    if (!ok) {
+      throw Error(g.where() + "/" + half + ": shape " + util::shape_string(p.weight.sizes().vec()) +
+                  " does not fit rank " + std::to_string(a.rank));
+    }
+    if (om) {
+      const H5Group h = om->open_group(module).open_group(half);
+      p.exp_avg = read_tensor(h, "exp_avg", H5Type::kFloat32);
+      p.exp_avg_sq = read_tensor(h, "exp_avg_sq", H5Type::kFloat32);
+      if (!p.exp_avg.sizes().equals(p.weight.sizes()) || !p.exp_avg_sq.sizes().equals(p.weight.sizes())) {
+        throw Error(h.where() + ": moments do not have the shape of " + m.path() + "/" + module + "/" + half);
+      }
+    }
+    a.params.push_back(std::move(p));
+  }
+}
+
+ModelAdapters read_model_adapters(const H5Group& lora, const H5Group& optimizer, const std::string& model,
+                                  bool with_optimizer) {
+  const H5Group m = lora.open_group(model);
+  ModelAdapters a;
+  a.model = model;
+  a.rank = m.attr_int("rank");
+  a.alpha = m.attr_double("alpha");
+  a.targets = m.attr_strings("targets");
+  if (m.has_attr("layers_per_block")) a.layers_per_block = m.attr_int("layers_per_block");
+  std::unique_ptr<H5Group> om;
+  if (with_optimizer) {
+    om = std::make_unique<H5Group>(optimizer.open_group(model));
+    a.optimizer_steps = om->attr_int("step");
+    a.peak_lr = om->attr_double("peak_lr");
+  }
+  for (const auto& module : m.children()) read_module(m, module, om.get(), a);
+  if (a.params.empty()) throw Error(m.where() + ": no adapters");
+  return a;
+}
+
+void read_adapters(const H5Group& root, const std::string& path, bool with_optimizer, Checkpoint& c) {
+  const H5Group lora = root.open_group("lora");
+  const H5Group optimizer = root.open_group("optimizer");
+  c.optimizer.beta1 = optimizer.attr_double("beta1");
+  c.optimizer.beta2 = optimizer.attr_double("beta2");
+  c.optimizer.eps = optimizer.attr_double("eps");
+  c.optimizer.weight_decay = optimizer.attr_double("weight_decay");
+  for (const auto& model : lora.attr_strings("models")) {
+    c.adapters.push_back(read_model_adapters(lora, optimizer, model, with_optimizer));
+  }
+  if (c.adapters.empty()) throw Error(path + ":/lora: no adapters (attribute models is empty)");
+}
+
+std::vector<MetricsRow> read_metrics(const H5Group& root) {
+  const H5Group metrics = root.open_group("metrics");
+  const io::H5Array steps = metrics.read_array("step");
+  if (steps.shape.size() != 1) throw Error(metrics.where() + "/step: expected one column");
+  const auto n = static_cast<std::size_t>(steps.shape[0]);
+  const auto step = read_column<std::int64_t>(metrics, "step", n);
+  const auto loss = read_column<double>(metrics, "loss", n);
+  const auto lr = read_column<double>(metrics, "lr", n);
+  const auto grad_norm = read_column<double>(metrics, "grad_norm", n);
+  const auto seconds = read_column<double>(metrics, "step_seconds", n);
+  std::vector<MetricsRow> rows;
+  for (std::size_t i = 0; i < n; ++i) rows.push_back({step[i], loss[i], lr[i], grad_norm[i], seconds[i]});
+  return rows;
+}
+
+std::vector<SampleImage> read_samples(const H5Group& root, bool with_pixels) {
+  const H5Group samples = root.open_group("samples");
+  std::vector<SampleImage> out;
+  for (const auto& group : samples.children()) {
+    long long step_number = 0;
+    if (std::sscanf(group.c_str(), "step_%lld", &step_number) != 1) continue;
+    const H5Group g = samples.open_group(group);
+    for (const auto& name : g.children()) {
+      SampleImage img;
+      img.step = step_number;
+      const H5Object ds = g.open_dataset(name);
+      img.prompt = ds.attr_string("prompt");
+      img.prompt_index = ds.attr_int("prompt_index");
+      img.image_index = ds.attr_int("image_index");
+      img.seed = static_cast<std::uint64_t>(ds.attr_int("seed"));
+      if (with_pixels) img.rgb = read_tensor(g, name, H5Type::kUInt8);
+      out.push_back(std::move(img));
+    }
+  }
+  return out;
+}
+
+void check_format(const H5Group& root, const std::string& path, Checkpoint& c) {
+  if (!root.has_attr("format") || root.attr_string("format") != kCheckpointFormat) {
+    throw Error(path + ": not an sdxl-dreambooth checkpoint (no format = \"" + std::string(kCheckpointFormat) +
+                "\" attribute on /)");
+  }
+  c.format_version = root.attr_int("format_version");
+  if (c.format_version > kCheckpointFormatVersion || c.format_version < 1) {
+    throw Error(path + ": checkpoint format version " + std::to_string(c.format_version) +
+                    "; this sdxl-dreambooth reads version " + std::to_string(kCheckpointFormatVersion),
+                "it was written by a newer sdxl-dreambooth; use that version (or newer) to read it");
+  }
+}
+
+}  // namespace
+
 void write_checkpoint_file(const std::string& path, const Checkpoint& c) {
   io::H5File file = io::H5File::create(path);
   {
@@ -87,110 +350,11 @@ void write_checkpoint_file(const std::string& path, const Checkpoint& c) {
     root.set_attr("format", std::string(kCheckpointFormat));
     root.set_attr("format_version", c.format_version);
     root.set_attr("step", c.state.step);
-
-    H5Group config = root.create_group("config");
-    config.write_text("toml", c.config_toml);
-    for (const auto& [k, v] : c.provenance) config.set_attr(k, v);
-    std::vector<std::string> files;
-    for (const auto& f : c.base_model_files) files.push_back(f.to_line());
-    config.set_attr("base_model_files", files);
-
-    const TrainingState& s = c.state;
-    H5Group state = root.create_group("state");
-    state.set_attr("step", s.step);
-    state.set_attr("max_steps", s.max_steps);
-    state.set_attr("epoch", s.epoch);
-    state.set_attr("samples_seen", s.samples_seen);
-    state.set_attr("world_size", s.world_size);
-    state.set_attr("data_position", s.data_position);
-    state.set_attr("seed", static_cast<std::int64_t>(s.seed));
-    state.set_attr("rng", std::string("every random stream derives from seed (splitmix64): noise and timesteps per "
-                                      "(rank, step), LoRA init, crops/flips per rank; the data order per (seed, epoch)"));
-    state.set_attr("lr_scheduler", s.lr_scheduler);
-    state.set_attr("lr", s.lr);
-    state.set_attr("loss_scale", s.loss_scale);
-    state.set_attr("loss_scale_good_steps", s.loss_scale_good_steps);
-    state.set_attr("skipped_steps", s.skipped_steps);
-
-    H5Group lora = root.create_group("lora");
-    H5Group optimizer = root.create_group("optimizer");
-    optimizer.set_attr("type", std::string("AdamW"));
-    optimizer.set_attr("beta1", c.optimizer.beta1);
-    optimizer.set_attr("beta2", c.optimizer.beta2);
-    optimizer.set_attr("eps", c.optimizer.eps);
-    optimizer.set_attr("weight_decay", c.optimizer.weight_decay);
-    if (const ModelAdapters* unet = c.find("unet")) {
-      lora.set_attr("rank", unet->rank);
-      lora.set_attr("alpha", unet->alpha);
-      lora.set_attr("targets", unet->targets);
-    }
-    std::vector<std::string> models;
-    for (const auto& a : c.adapters) models.push_back(a.model);
-    lora.set_attr("models", models);
-    for (const auto& a : c.adapters) {
-      H5Group m = lora.create_group(a.model);
-      m.set_attr("rank", a.rank);
-      m.set_attr("alpha", a.alpha);
-      m.set_attr("targets", a.targets);
-      if (a.layers_per_block > 0) m.set_attr("layers_per_block", a.layers_per_block);
-      H5Group om = optimizer.create_group(a.model);
-      om.set_attr("step", a.optimizer_steps);
-      om.set_attr("peak_lr", a.peak_lr);
-      std::unique_ptr<H5Group> module, opt_module;
-      std::string current;
-      for (const auto& p : a.params) {
-        if (!module || p.module != current) {
-          current = p.module;
-          module.reset();
-          opt_module.reset();
-          module = std::make_unique<H5Group>(m.create_group(p.module));
-          opt_module = std::make_unique<H5Group>(om.create_group(p.module));
-        }
-        write_tensor(*module, p.half, p.weight);
-        H5Group half = opt_module->create_group(p.half);
-        write_tensor(half, "exp_avg", p.exp_avg.defined() ? p.exp_avg : torch::zeros_like(p.weight));
-        write_tensor(half, "exp_avg_sq", p.exp_avg_sq.defined() ? p.exp_avg_sq : torch::zeros_like(p.weight));
-      }
-    }
-
-    H5Group metrics = root.create_group("metrics");
-    std::vector<std::int64_t> steps;
-    std::vector<double> loss, lr, grad_norm, seconds;
-    for (const auto& r : c.metrics) {
-      steps.push_back(r.step);
-      loss.push_back(r.loss);
-      lr.push_back(r.lr);
-      grad_norm.push_back(r.grad_norm);
-      seconds.push_back(r.step_seconds);
-    }
-    write_column(metrics, "step", steps);
-    write_column(metrics, "loss", loss);
-    write_column(metrics, "lr", lr);
-    write_column(metrics, "grad_norm", grad_norm);
-    write_column(metrics, "step_seconds", seconds);
-
-    H5Group samples = root.create_group("samples");
-    std::map<std::int64_t, std::vector<const SampleImage*>> by_step;
-    for (const auto& img : c.samples) by_step[img.step].push_back(&img);
-    for (const auto& [step, images] : by_step) {
-      H5Group g = samples.create_group(sample_group_name(step));
-      for (std::size_t k = 0; k < images.size(); ++k) {
-        const SampleImage& img = *images[k];
-        if (img.rgb.dim() != 3 || img.rgb.size(2) != 3) {
-          throw Error("internal: sample image of step " + std::to_string(step) + " is not H x W x 3");
-        }
-        H5Object ds = write_tensor(g, std::to_string(k), img.rgb.to(torch::kByte));
-        // What H5IMmake_image_24bit writes, so HDFView and friends show it as a picture.
-        ds.set_fixed_attr("CLASS", "IMAGE");
-        ds.set_fixed_attr("IMAGE_VERSION", "1.2");
-        ds.set_fixed_attr("IMAGE_SUBCLASS", "IMAGE_TRUECOLOR");
-        ds.set_fixed_attr("INTERLACE_MODE", "INTERLACE_PIXEL");
-        ds.set_attr("prompt", img.prompt);
-        ds.set_attr("prompt_index", img.prompt_index);
-        ds.set_attr("image_index", img.image_index);
-        ds.set_attr("seed", static_cast<std::int64_t>(img.seed));
-      }
-    }
+    write_config(root, c);
+    write_state(root, c.state);
+    write_adapters(root, c);
+    write_metrics(root, c.metrics);
+    write_samples(root, c.samples);
   }
   file.close();
 }
@@ -200,122 +364,12 @@ Checkpoint read_checkpoint_file(const std::string& path, const ReadOptions& opti
   Checkpoint c;
   {
     const H5Group& root = file.root();
-    if (!root.has_attr("format") || root.attr_string("format") != kCheckpointFormat) {
-      throw Error(path + ": not an sdxl-dreambooth checkpoint (no format = \"" + std::string(kCheckpointFormat) +
-                  "\" attribute on /)");
-    }
-    c.format_version = root.attr_int("format_version");
-    if (c.format_version > kCheckpointFormatVersion || c.format_version < 1) {
-      throw Error(path + ": checkpoint format version " + std::to_string(c.format_version) +
-                      "; this sdxl-dreambooth reads version " + std::to_string(kCheckpointFormatVersion),
-                  "it was written by a newer sdxl-dreambooth; use that version (or newer) to read it");
-    }
-    const H5Group config = root.open_group("config");
-    c.config_toml = config.read_text("toml");
-    for (const auto& name : config.attr_names()) {
-      if (name == "base_model_files") {
-        for (const auto& line : config.attr_strings(name)) {
-          auto f = model::WeightFileFingerprint::from_line(line);
-          if (!f) throw Error(path + ":/config: bad base_model_files entry " + util::quoted(line));
-          c.base_model_files.push_back(*f);
-        }
-      } else {
-        c.provenance[name] = config.attr_string(name);
-      }
-    }
-
-    const H5Group state = root.open_group("state");
-    TrainingState& s = c.state;
-    s.step = state.attr_int("step");
-    s.max_steps = state.attr_int("max_steps");
-    s.epoch = state.attr_int("epoch");
-    s.samples_seen = state.attr_int("samples_seen");
-    s.world_size = state.attr_int("world_size");
-    s.data_position = state.attr_int("data_position");
-    s.seed = static_cast<std::uint64_t>(state.attr_int("seed"));
-    s.lr_scheduler = state.attr_string("lr_scheduler");
-    s.lr = state.attr_double("lr");
-    s.loss_scale = state.attr_double("loss_scale");
-    s.loss_scale_good_steps = state.attr_int("loss_scale_good_steps");
-    s.skipped_steps = state.attr_int("skipped_steps");
-    if (s.step < 0 || s.world_size < 1) throw Error(path + ":/state: step or world_size out of range");
-
-    const H5Group lora = root.open_group("lora");
-    const H5Group optimizer = root.open_group("optimizer");
-    c.optimizer.beta1 = optimizer.attr_double("beta1");
-    c.optimizer.beta2 = optimizer.attr_double("beta2");
-    c.optimizer.eps = optimizer.attr_double("eps");
-    c.optimizer.weight_decay = optimizer.attr_double("weight_decay");
-    for (const auto& model : lora.attr_strings("models")) {
-      const H5Group m = lora.open_group(model);
-      ModelAdapters a;
-      a.model = model;
-      a.rank = m.attr_int("rank");
-      a.alpha = m.attr_double("alpha");
-      a.targets = m.attr_strings("targets");
-      if (m.has_attr("layers_per_block")) a.layers_per_block = m.attr_int("layers_per_block");
-      std::unique_ptr<H5Group> om;
-      if (options.optimizer) {
-        om = std::make_unique<H5Group>(optimizer.open_group(model));
-        a.optimizer_steps = om->attr_int("step");
-        a.peak_lr = om->attr_double("peak_lr");
-      }
-      for (const auto& module : m.children()) {
-        const H5Group g = m.open_group(module);
-        for (const char* half : {"lora_A", "lora_B"}) {
-          AdapterParam p;
-          p.module = module;
-          p.half = half;
-          p.weight = read_tensor(g, half, H5Type::kFloat32);
-          const bool ok = p.weight.dim() == 2 && p.weight.size(std::string(half) == "lora_A" ? 0 : 1) == a.rank;
-          if (!ok) {
-            throw Error(g.where() + "/" + half + ": shape " + util::shape_string(p.weight.sizes().vec()) +
-                        " does not fit rank " + std::to_string(a.rank));
-          }
-          if (om) {
-            const H5Group h = om->open_group(module).open_group(half);
-            p.exp_avg = read_tensor(h, "exp_avg", H5Type::kFloat32);
-            p.exp_avg_sq = read_tensor(h, "exp_avg_sq", H5Type::kFloat32);
-            if (!p.exp_avg.sizes().equals(p.weight.sizes()) || !p.exp_avg_sq.sizes().equals(p.weight.sizes())) {
-              throw Error(h.where() + ": moments do not have the shape of " + m.path() + "/" + module + "/" + half);
-            }
-          }
-          a.params.push_back(std::move(p));
-        }
-      }
-      if (a.params.empty()) throw Error(m.where() + ": no adapters");
-      c.adapters.push_back(std::move(a));
-    }
-    if (c.adapters.empty()) throw Error(path + ":/lora: no adapters (attribute models is empty)");
-
-    const H5Group metrics = root.open_group("metrics");
-    const io::H5Array steps = metrics.read_array("step");
-    if (steps.shape.size() != 1) throw Error(metrics.where() + "/step: expected one column");
-    const auto n = static_cast<std::size_t>(steps.shape[0]);
-    const auto step = read_column<std::int64_t>(metrics, "step", n);
-    const auto loss = read_column<double>(metrics, "loss", n);
-    const auto lr = read_column<double>(metrics, "lr", n);
-    const auto grad_norm = read_column<double>(metrics, "grad_norm", n);
-    const auto seconds = read_column<double>(metrics, "step_seconds", n);
-    for (std::size_t i = 0; i < n; ++i) c.metrics.push_back({step[i], loss[i], lr[i], grad_norm[i], seconds[i]});
-
-    const H5Group samples = root.open_group("samples");
-    for (const auto& group : samples.children()) {
-      long long step_number = 0;
-      if (std::sscanf(group.c_str(), "step_%lld", &step_number) != 1) continue;
-      const H5Group g = samples.open_group(group);
-      for (const auto& name : g.children()) {
-        SampleImage img;
-        img.step = step_number;
-        const H5Object ds = g.open_dataset(name);
-        img.prompt = ds.attr_string("prompt");
-        img.prompt_index = ds.attr_int("prompt_index");
-        img.image_index = ds.attr_int("image_index");
-        img.seed = static_cast<std::uint64_t>(ds.attr_int("seed"));
-        if (options.samples) img.rgb = read_tensor(g, name, H5Type::kUInt8);
-        c.samples.push_back(std::move(img));
-      }
-    }
+    check_format(root, path, c);
+    read_config(root, path, c);
+    c.state = read_state(root, path);
+    read_adapters(root, path, options.optimizer, c);
+    c.metrics = read_metrics(root);
+    c.samples = read_samples(root, options.samples);
   }
   file.close();
   return c;

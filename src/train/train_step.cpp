@@ -23,6 +23,22 @@ std::string fmt_g(double v) {
   return buf;
 }
 
+// Each optimizer steps its slice of the flat gradient (its parameters, in order) at its share
+// of the learning rate.
+void step_optimizers(const std::vector<OptimizerGroup>& groups, double lr, const torch::Tensor& flat,
+                     const std::vector<bool>& has_grad) {
+  std::int64_t offset = 0;
+  std::size_t first = 0;
+  for (const auto& g : groups) {
+    const std::size_t count = g.optimizer->params().size();
+    const std::vector<bool> mine(has_grad.begin() + static_cast<std::ptrdiff_t>(first),
+                                 has_grad.begin() + static_cast<std::ptrdiff_t>(first + count));
+    g.optimizer->step(lr * g.lr_scale, flat.narrow(0, offset, g.optimizer->numel()), mine);
+    offset += g.optimizer->numel();
+    first += count;
+  }
+}
+
 }  // namespace
 
 StepResult run_train_step(const TrainStepParts& p, std::int64_t step, double lr,
@@ -109,16 +125,7 @@ StepResult run_train_step(const TrainStepParts& p, std::int64_t step, double lr,
   } else {
     // Without loss scaling a non-finite step is applied too; check_step_finite ends the run
     // when the loop reads it back, before anything built from the weights is written.
-    std::int64_t offset = 0;
-    std::size_t first = 0;
-    for (const auto& g : p.optimizers) {
-      const std::size_t count = g.optimizer->params().size();
-      const std::vector<bool> mine(has_grad.begin() + static_cast<std::ptrdiff_t>(first),
-                                   has_grad.begin() + static_cast<std::ptrdiff_t>(first + count));
-      g.optimizer->step(lr * g.lr_scale, flat.narrow(0, offset, g.optimizer->numel()), mine);
-      offset += g.optimizer->numel();
-      first += count;
-    }
+    step_optimizers(p.optimizers, lr, flat, has_grad);
     p.scaler->update(true);
   }
   for (const auto& g : p.optimizers) g.optimizer->zero_grad();

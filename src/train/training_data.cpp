@@ -3,6 +3,7 @@
 #include "sdxl_dreambooth/data/image_folder.h"
 #include "sdxl_dreambooth/data/preprocess.h"
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/train/data_order.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <nlohmann/json.hpp>
@@ -62,6 +63,31 @@ std::vector<data::ImageFile> list_images_collective(const ImageSetOptions& o, di
   return files;
 }
 
+namespace {
+
+// An image that cannot be decoded is an Error, or with data.skip_bad_images a warning and
+// nothing.
+std::optional<data::DecodedImage> decode_or_skip(const std::string& path, bool skip_bad_images, const Logger& log) {
+  try {
+    return data::decode_image_file(path);
+  } catch (const Error& e) {
+    if (!skip_bad_images) {
+      throw Error(e.what(), "set data.skip_bad_images = true to skip unreadable images with a warning");
+    }
+    log.warn(std::string("skipping ") + e.what());
+    return std::nullopt;
+  }
+}
+
+// SDXL's micro-conditioning: original height and width, crop top and left, target size.
+torch::Tensor sdxl_time_ids(const data::PreprocessedImage& p, int resolution) {
+  return torch::tensor({static_cast<float>(p.original_size_hw[0]), static_cast<float>(p.original_size_hw[1]),
+                        static_cast<float>(p.crop_top_left_yx[0]), static_cast<float>(p.crop_top_left_yx[1]),
+                        static_cast<float>(resolution), static_cast<float>(resolution)});
+}
+
+}  // namespace
+
 EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, const ImageSetOptions& o,
                                   nn::AutoencoderKL& vae, PromptTable& prompts, std::mt19937_64& rng,
                                   const torch::Device& device, const Logger& log, dist::HostCollectives& comm,
@@ -91,19 +117,13 @@ EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, con
   const int variants = random ? o.repeats : 1;
   for (std::size_t i = static_cast<std::size_t>(rank); i < files.size(); i += static_cast<std::size_t>(world)) {
     const auto& file = files[i];
-    data::DecodedImage decoded;
-    try {
-      decoded = data::decode_image_file(file.path);
-    } catch (const Error& e) {
-      if (!o.skip_bad_images) {
-        throw Error(e.what(), "set data.skip_bad_images = true to skip unreadable images with a warning");
-      }
-      log.warn(std::string("skipping ") + e.what());
+    const std::optional<data::DecodedImage> decoded = decode_or_skip(file.path, o.skip_bad_images, log);
+    if (!decoded) {
       ++skipped;
       continue;
     }
     ++used;
-    const auto& img = decoded.image;
+    const auto& img = decoded->image;
     if (std::min(img.width, img.height) < o.resolution) {
       log.warn(file.path + " is " + std::to_string(img.width) + "x" + std::to_string(img.height) +
                ", smaller than the training resolution " + std::to_string(o.resolution) + "; it is upscaled");
@@ -116,11 +136,7 @@ EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, con
       po.flip = o.random_flip && (rng() >> 11) * 0x1.0p-53 < 0.5;
       const auto p = data::preprocess(img, po, rng);
       pending.push_back(p.pixels);
-      time_ids.push_back(torch::tensor({static_cast<float>(p.original_size_hw[0]),
-                                        static_cast<float>(p.original_size_hw[1]),
-                                        static_cast<float>(p.crop_top_left_yx[0]),
-                                        static_cast<float>(p.crop_top_left_yx[1]), static_cast<float>(o.resolution),
-                                        static_cast<float>(o.resolution)}));
+      time_ids.push_back(sdxl_time_ids(p, o.resolution));
       example_file.push_back(static_cast<std::int64_t>(i));
       if (static_cast<int>(pending.size()) >= encode_batch) flush();
     }
@@ -182,6 +198,46 @@ void encode_prompts(PromptTable& prompts, pipeline::SdxlPipeline& pipe, torch::D
   prompts.pooled = torch::cat(pooled).to(dtype);
   prompts.ids_1 = torch::stack(ids_1).to(prompts.prompt_embeds.device());
   prompts.ids_2 = torch::stack(ids_2).to(prompts.prompt_embeds.device());
+}
+
+TrainingData encode_training_data(const config::RunConfig& cfg, const RunSettings& s, pipeline::SdxlPipeline& pipe,
+                                  const Logger& log, dist::HostCollectives& comm) {
+  TrainingData d;
+  std::mt19937_64 augment_rng(derive_seed(derive_seed(s.seed, kAugmentStream), static_cast<std::uint64_t>(comm.rank())));
+  ImageSetOptions io;
+  io.dir = cfg.data.instance_dir;
+  io.key = "data.instance_dir";
+  io.prompt = cfg.data.instance_prompt;
+  io.caption_ext = cfg.data.caption_ext;
+  io.resolution = s.resolution;
+  io.center_crop = cfg.data.center_crop;
+  io.random_flip = cfg.data.random_flip;
+  io.repeats = static_cast<int>(cfg.data.repeats);
+  io.skip_bad_images = cfg.data.skip_bad_images;
+  d.instance = encode_image_folder(list_images_collective(io, comm), io, pipe.vae, d.prompts, augment_rng, s.device,
+                                   log, comm);
+  if (s.prior) {
+    ImageSetOptions co = io;
+    co.dir = *cfg.data.class_dir;
+    co.key = "data.class_dir";
+    co.prompt = *cfg.data.class_prompt;
+    co.caption_ext.reset();
+    co.repeats = 1;
+    d.klass = encode_image_folder(list_images_collective(co, comm), co, pipe.vae, d.prompts, augment_rng, s.device,
+                                  log, comm);
+  }
+  encode_prompts(d.prompts, pipe, s.dtype);
+  if (!cfg.lora.train_text_encoder) {
+    // Frozen text encoders: validation prompts are embedded now and the encoders freed.
+    std::vector<std::string> validation_prompts = cfg.validation.prompts;
+    if (!validation_prompts.empty()) {
+      validation_prompts.push_back(cfg.validation.negative_prompt);
+      pipe.cache_prompts(validation_prompts);
+    }
+    pipe.release_text_encoders();
+  }
+  pipe.vae->release_encoder();
+  return d;
 }
 
 }  // namespace sdxl::train

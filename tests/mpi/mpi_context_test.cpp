@@ -34,7 +34,7 @@ TEST(MpiRuntime, ConfigReadOnceAndFailsOnEveryRank) {
     test::write_file(path, "[model]\npretrained = \"m\"\n[data]\ninstance_dir = \"d\"\ninstance_prompt = \"p\"\n");
   }
   const std::string text = dist::read_file_collective(mpi.world(), path, 60);
-  EXPECT_EQ(config::load_config_text(text, "cfg.toml").get_string("model.pretrained"), "m");
+  EXPECT_EQ(config::load_config_text(text, "cfg.toml").typed().model.pretrained, "m");
   MPI_Barrier(mpi.world());
   // A file rank 0 cannot read is the same UsageError on all ranks, not a hang.
   EXPECT_THROW(dist::read_file_collective(mpi.world(), "/nonexistent/cfg.toml", 60), UsageError);

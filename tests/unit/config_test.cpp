@@ -159,6 +159,45 @@ TEST(Config, TomlRoundTrip) {
   }
 }
 
+// Every key lands in its own RunConfig member with its value: a key bound to another key's
+// member, or with a member of the wrong type, fails here.
+TEST(Config, EveryKeyIsBoundToItsOwnTypedMember) {
+  using sdxl::config::Value;
+  sdxl::config::RunConfig run;
+  std::vector<Value> written;
+  int i = 0;
+  for (const auto& k : sdxl::config::schema()) {
+    ++i;
+    Value v;
+    switch (k.type) {
+      case sdxl::config::ValueType::kBool: v = (i % 2 == 0); break;
+      case sdxl::config::ValueType::kInt: v = std::int64_t{1000 + i}; break;
+      case sdxl::config::ValueType::kFloat: v = 0.5 + i; break;
+      case sdxl::config::ValueType::kString: v = "value " + std::to_string(i); break;
+      case sdxl::config::ValueType::kStringList: v = sdxl::config::StringList{"item " + std::to_string(i)}; break;
+    }
+    ASSERT_NO_THROW(k.write(run, v)) << k.key;
+    written.push_back(v);
+  }
+  // Booleans alternate, so two booleans sharing a member would read back wrong for one of them.
+  std::size_t j = 0;
+  for (const auto& k : sdxl::config::schema()) EXPECT_EQ(k.read(run), written[j++]) << k.key;
+}
+
+TEST(Config, TypedConfigHoldsTheLoadedValues) {
+  const Config cfg = load_config_text(kMinimal, "cfg.toml",
+                                      {"train.batch_size=3", "lora.alpha=8", "validation.prompts=[\"a\", \"b\"]"});
+  const sdxl::config::RunConfig run = cfg.typed();
+  for (const auto& k : sdxl::config::schema()) EXPECT_EQ(k.read(run), cfg.value(k.key)) << k.key;
+  EXPECT_EQ(run.train.batch_size, 3);
+  EXPECT_EQ(run.lora.alpha, std::optional<double>(8.0));
+  EXPECT_FALSE(run.train.seed.has_value());
+  EXPECT_EQ(run.validation.prompts, (sdxl::config::StringList{"a", "b"}));
+  EXPECT_EQ(run.model.revision, "main");
+  // What runs and checkpoints record (train_config.toml) is the same text either way.
+  EXPECT_EQ(sdxl::config::to_toml(run), cfg.to_toml());
+}
+
 TEST(Config, ReferenceDocIsUpToDate) {
   const auto doc = sdxl::test::read_file(sdxl::test::project_dir() / "docs" / "config-reference.md");
   EXPECT_EQ(doc, sdxl::config::config_reference_markdown())

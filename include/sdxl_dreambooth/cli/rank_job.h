@@ -15,7 +15,7 @@ namespace sdxl::cli {
 
 struct RankJob {
   const dist::MpiRuntime& mpi;
-  const config::Config& config;
+  const config::RunConfig& config;
   const Logger& log;
   dist::Collectives& comm;
 };

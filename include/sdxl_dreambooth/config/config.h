@@ -2,6 +2,7 @@
 // from (default, file:line, or a --set argument).
 #pragma once
 
+#include "sdxl_dreambooth/config/run_config.h"
 #include "sdxl_dreambooth/config/value.h"
 
 #include <map>
@@ -25,6 +26,10 @@ class Config {
   std::optional<std::int64_t> get_optional_int(const std::string& key) const;
   std::optional<double> get_optional_float(const std::string& key) const;
   std::optional<std::string> get_optional_string(const std::string& key) const;
+
+  // Every key in its RunConfig member: what the program reads (outside src/config/ nothing
+  // else is read).
+  RunConfig typed() const;
 
   const Value& value(const std::string& key) const;
   const std::string& origin(const std::string& key) const;

@@ -3,8 +3,10 @@
 // --print-config and docs/config-reference.md are all driven from this table.
 #pragma once
 
+#include "sdxl_dreambooth/config/run_config.h"
 #include "sdxl_dreambooth/config/value.h"
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,6 +25,10 @@ struct KeySpec {
   std::vector<std::string> choices;  // strings (and each list element) must be one of these
   std::string unset_means;     // what an unset optional key means, for help and docs
   bool allow_empty_list = true;
+  // The RunConfig member the key is bound to (schema.cpp's KEY macro): `read` gives its value
+  // (unset for an empty optional), `write` stores a value of `type` there.
+  std::function<Value(const RunConfig&)> read;
+  std::function<void(RunConfig&, const Value&)> write;
 
   std::string section() const { return key.substr(0, key.find('.')); }
   std::string name() const { return key.substr(key.find('.') + 1); }

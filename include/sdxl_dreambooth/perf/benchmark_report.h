@@ -4,7 +4,7 @@
 // published peak. Printed as text or as one JSON object (--json).
 #pragma once
 
-#include "sdxl_dreambooth/config/config.h"
+#include "sdxl_dreambooth/config/run_config.h"
 #include "sdxl_dreambooth/dist/collectives.h"
 
 #include <nlohmann/json.hpp>
@@ -63,7 +63,7 @@ struct BenchmarkThroughput {
   std::optional<double> mfu;  // tflops_per_rank / peak_tflops
 };
 
-BenchmarkSetup benchmark_setup(const config::Config& config, const BenchmarkOptions& options, const std::string& mode,
+BenchmarkSetup benchmark_setup(const config::ModelConfig& model, const BenchmarkOptions& options, const std::string& mode,
                                const torch::Device& device, torch::Dtype dtype, const dist::Collectives& comm);
 
 // Peak memory counts from here (the weights stay allocated, so they are in it).

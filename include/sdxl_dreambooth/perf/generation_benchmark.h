@@ -20,7 +20,7 @@ struct GenerationBenchmark {
   BenchmarkMemory memory;
 };
 
-GenerationBenchmark run_generation_benchmark(const config::Config& config, const BenchmarkOptions& options,
+GenerationBenchmark run_generation_benchmark(const config::RunConfig& config, const BenchmarkOptions& options,
                                              const Logger& log, dist::Collectives& comm, int local_rank);
 
 nlohmann::json to_json(const GenerationBenchmark& b);

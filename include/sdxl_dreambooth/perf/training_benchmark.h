@@ -35,7 +35,7 @@ struct TrainingBenchmark {
 
 // Every rank of `comm` calls it with the same config and options; all get the result.
 // lora.train_text_encoder is refused (the text encoders are not run on synthetic batches).
-TrainingBenchmark run_training_benchmark(const config::Config& config, const BenchmarkOptions& options,
+TrainingBenchmark run_training_benchmark(const config::RunConfig& config, const BenchmarkOptions& options,
                                          const Logger& log, dist::Collectives& comm, int local_rank);
 
 nlohmann::json to_json(const TrainingBenchmark& b);

@@ -6,7 +6,7 @@
 // step, and validation images are split across ranks.
 #pragma once
 
-#include "sdxl_dreambooth/config/config.h"
+#include "sdxl_dreambooth/config/run_config.h"
 #include "sdxl_dreambooth/dist/collectives.h"
 #include "sdxl_dreambooth/train/train_step.h"
 #include "sdxl_dreambooth/util/logger.h"
@@ -24,7 +24,8 @@ struct TrainSummary {
   std::string lora_path;
   std::uint64_t seed = 0;
   StepTimes times;                 // summed over the run
-  double images_per_second = 0;
+  double images_per_second = 0;   // over the steps of this job
+  double train_seconds = 0;       // the steps of this job, without the final validation and checkpoint
   std::uint64_t peak_rss_bytes = 0;
   std::int64_t start_step = 0;      // > 0 when resumed from a checkpoint
   std::string last_checkpoint;      // path of the newest checkpoint written (rank 0)
@@ -33,7 +34,7 @@ struct TrainSummary {
 
 // Every rank of `comm` calls this with the same config. Rank 0 writes the outputs; all ranks
 // hold identical LoRA weights after every step (checked). `local_rank` picks the GPU.
-TrainSummary run_training(const config::Config& config, const Logger& log, dist::Collectives& comm,
+TrainSummary run_training(const config::RunConfig& config, const Logger& log, dist::Collectives& comm,
                           int local_rank = 0);
 
 }  // namespace sdxl::train

@@ -4,14 +4,18 @@
 // sample per image (diffusers' semantics) without a VAE or text-encoder pass.
 #pragma once
 
+#include "sdxl_dreambooth/config/run_config.h"
 #include "sdxl_dreambooth/data/image_folder.h"
 #include "sdxl_dreambooth/dist/host_collectives.h"
 #include "sdxl_dreambooth/nn/autoencoder_kl.h"
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
+#include "sdxl_dreambooth/train/run_settings.h"
 #include "sdxl_dreambooth/util/logger.h"
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <optional>
 #include <random>
 #include <string>
@@ -65,5 +69,22 @@ EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, con
 
 // Fills prompts.prompt_embeds/pooled through the pipeline's text encoders.
 void encode_prompts(PromptTable& prompts, pipeline::SdxlPipeline& pipe, torch::Dtype dtype);
+
+// What the steps draw from: the instance examples, the class examples (prior preservation)
+// and the embeddings of their prompts.
+struct TrainingData {
+  EncodedImages instance;
+  EncodedImages klass;  // empty without prior preservation
+  PromptTable prompts;
+  // diffusers: the dataset has max(instance, class) examples; class rows wrap around.
+  std::int64_t dataset_size() const { return std::max(instance.size(), klass.size()); }
+};
+
+// Encodes data.instance_dir (and data.class_dir with prior.enabled) and every prompt, then
+// frees what training no longer needs: the VAE encoder and, unless the text encoders train,
+// the text encoders (the validation prompts are embedded first). Flips and crops draw from
+// this rank's augmentation stream.
+TrainingData encode_training_data(const config::RunConfig& cfg, const RunSettings& settings,
+                                  pipeline::SdxlPipeline& pipe, const Logger& log, dist::HostCollectives& comm);
 
 }  // namespace sdxl::train

@@ -2,8 +2,9 @@
 // frozen weights' precision, the adapters, AdamW and the loss.
 #pragma once
 
-#include "sdxl_dreambooth/config/config.h"
+#include "sdxl_dreambooth/config/run_config.h"
 #include "sdxl_dreambooth/nn/lora_network.h"
+#include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
 #include "sdxl_dreambooth/train/adamw.h"
 #include "sdxl_dreambooth/train/diffusion_loss.h"
 
@@ -15,35 +16,41 @@ namespace sdxl::train {
 
 // train.device: cuda:(local_rank % device count) — also right when Slurm gives each task its
 // own CUDA_VISIBLE_DEVICES — or cpu. A UsageError when cuda is asked for and not available.
-torch::Device training_device(const config::Config& cfg, int local_rank);
+torch::Device training_device(const config::TrainConfig& train, int local_rank);
 
 // train.mixed_precision: float32, bfloat16 or float16 (CUDA only: a UsageError on the CPU).
-torch::Dtype training_dtype(const config::Config& cfg, const torch::Device& device);
+torch::Dtype training_dtype(const config::TrainConfig& train, const torch::Device& device);
 
 // train.cudnn_benchmark: cuDNN's per-shape algorithm search, a process-wide LibTorch setting
 // (no effect without CUDA). Set once, before the first convolution.
-void configure_cudnn(const config::Config& cfg);
+void configure_cudnn(const config::TrainConfig& train);
 
 // train.fuse_projections, by default on CUDA devices only (faster there, slower on CPUs:
 // docs/benchmarks.md).
-bool fuse_projections(const config::Config& cfg, const torch::Device& device);
+bool fuse_projections(const config::TrainConfig& train, const torch::Device& device);
 
 // train.cuda_graphs on a CUDA device (ignored on the CPU, like train.cudnn_benchmark). A
 // UsageError, on any device, with fp16, whose loss scale changes between steps while a graph
 // would keep the one it recorded, and with lora.train_text_encoder, whose encoders run outside
 // the recorded pass.
-bool cuda_graphs(const config::Config& cfg, const torch::Device& device);
+bool cuda_graphs(const config::TrainConfig& train, const config::LoraConfig& lora, const torch::Device& device);
 
 // train.fused_kernels on a CUDA device (ignored on the CPU). A UsageError on a CUDA device when
 // this build has no fused kernels (configured without a CUDA compiler).
-bool fused_kernels(const config::Config& cfg, const torch::Device& device);
+bool fused_kernels(const config::TrainConfig& train, const torch::Device& device);
+
+// The base pipeline of model.* in `dtype` on `device`; the VAE stays float32 (diffusers keeps
+// it so: SDXL's VAE overflows in fp16).
+pipeline::PipelineOptions base_model_options(const config::ModelConfig& model, torch::Dtype dtype,
+                                             const torch::Device& device);
 
 // lora.rank, lora.alpha (default: the rank), lora.targets.
-nn::LoraSpec lora_spec(const config::Config& cfg);
+nn::LoraSpec lora_spec(const config::LoraConfig& lora);
 
-AdamWOptions adamw_options(const config::Config& cfg);
+AdamWOptions adamw_options(const config::OptimizerConfig& optimizer);
 
 // train.prediction_type (default: the scheduler's), train.snr_gamma, prior.*.
-LossOptions loss_options(const config::Config& cfg, const std::string& scheduler_prediction_type);
+LossOptions loss_options(const config::TrainConfig& train, const config::PriorConfig& prior,
+                         const std::string& scheduler_prediction_type);
 
 }  // namespace sdxl::train

@@ -16,6 +16,8 @@ bool ends_with(std::string_view s, std::string_view suffix);
 
 // Shortest round-trip spelling of a double ("0.0001", "1e-08", "5.0").
 std::string format_number(double d);
+// printf of one number, e.g. format_with("%.2f", 1.234) == "1.23".
+std::string format_with(const char* format, double value);
 
 std::size_t edit_distance(const std::string& a, const std::string& b);
 

@@ -1,0 +1,139 @@
+// The typed run configuration: one struct per TOML section, one member per key, named as
+// the key. The schema (schema.cpp) binds every key to its member and is still the one
+// declaration of type, default, range and help; `Config::typed()` fills these structs once,
+// after validation. An unset optional key is an empty std::optional.
+#pragma once
+
+#include "sdxl_dreambooth/config/value.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace sdxl::config {
+
+struct ModelConfig {
+  std::string pretrained;
+  std::optional<std::string> vae;
+  std::optional<std::string> variant;
+  std::string revision;
+};
+
+struct DataConfig {
+  std::string instance_dir;
+  std::string instance_prompt;
+  std::optional<std::string> class_dir;
+  std::optional<std::string> class_prompt;
+  std::int64_t num_class_images = 0;
+  std::int64_t resolution = 0;
+  bool center_crop = false;
+  bool random_flip = false;
+  std::int64_t repeats = 0;
+  std::optional<std::string> caption_ext;
+  bool skip_bad_images = false;
+};
+
+struct PriorConfig {
+  bool enabled = false;
+  double loss_weight = 0;
+  std::int64_t sample_steps = 0;
+  std::int64_t sample_batch_size = 0;
+};
+
+struct LoraConfig {
+  std::int64_t rank = 0;
+  std::optional<double> alpha;
+  StringList targets;
+  bool train_text_encoder = false;
+  StringList text_encoder_targets;
+  double text_encoder_lr = 0;
+};
+
+struct TrainConfig {
+  std::int64_t batch_size = 0;
+  std::int64_t grad_accum = 0;
+  std::optional<std::int64_t> max_steps;
+  std::int64_t epochs = 0;
+  double learning_rate = 0;
+  std::string lr_scheduler;
+  std::int64_t lr_warmup_steps = 0;
+  std::int64_t lr_num_cycles = 0;
+  double lr_power = 0;
+  std::optional<std::int64_t> seed;
+  std::string device;
+  std::string mixed_precision;
+  bool gradient_checkpointing = false;
+  std::optional<bool> fuse_projections;
+  bool cudnn_benchmark = false;
+  bool cuda_graphs = false;
+  bool fused_kernels = false;
+  bool channels_last = false;
+  std::optional<double> snr_gamma;
+  double noise_offset = 0;
+  double max_grad_norm = 0;
+  std::optional<std::string> prediction_type;
+};
+
+struct OptimizerConfig {
+  std::string kind;
+  double beta1 = 0;
+  double beta2 = 0;
+  double weight_decay = 0;
+  double eps = 0;
+};
+
+struct CheckpointConfig {
+  std::optional<std::string> dir;
+  std::int64_t every_steps = 0;
+  std::optional<std::int64_t> keep_last;
+  std::string resume;
+};
+
+struct ValidationConfig {
+  StringList prompts;
+  std::string negative_prompt;
+  std::optional<std::int64_t> every_steps;
+  std::optional<std::int64_t> every_epochs;
+  std::int64_t num_images = 0;
+  std::int64_t steps = 0;
+  std::int64_t batch_size = 0;
+  double guidance_scale = 0;
+  std::string scheduler;
+  std::optional<std::int64_t> seed;
+  std::optional<std::int64_t> resolution;
+};
+
+struct OutputConfig {
+  std::string dir;
+};
+
+struct DistributedConfig {
+  std::string backend;
+  double timeout_s = 0;
+};
+
+struct LoggingConfig {
+  std::int64_t every_steps = 0;
+  std::string progress;
+  std::string level;
+};
+
+struct RunConfig {
+  ModelConfig model;
+  DataConfig data;
+  PriorConfig prior;
+  LoraConfig lora;
+  TrainConfig train;
+  OptimizerConfig optimizer;
+  CheckpointConfig checkpoint;
+  ValidationConfig validation;
+  OutputConfig output;
+  DistributedConfig distributed;
+  LoggingConfig logging;
+};
+
+// The effective configuration as TOML, exactly as Config::to_toml writes it (written to
+// OUTPUT/train_config.toml and into every checkpoint).
+std::string to_toml(const RunConfig& run);
+
+}  // namespace sdxl::config

@@ -1,0 +1,21 @@
+// Prior preservation's class images: diffusers' DreamBooth script generates the missing ones
+// with the base model before training, into data.class_dir, so the next run reuses them.
+#pragma once
+
+#include "sdxl_dreambooth/config/run_config.h"
+#include "sdxl_dreambooth/dist/host_collectives.h"
+#include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
+#include "sdxl_dreambooth/train/run_settings.h"
+#include "sdxl_dreambooth/util/logger.h"
+
+namespace sdxl::train {
+
+// Brings data.class_dir up to data.num_class_images images (prior.sample_steps steps of
+// validation.scheduler, guidance 5). Whole batches per rank (batch j on rank j mod world),
+// each written as soon as it is drawn, so an interrupted run keeps them; image k is named
+// after the existing count + k, so no two ranks write the same file and the images do not
+// depend on the rank count.
+void ensure_class_images(pipeline::SdxlPipeline& pipe, const config::RunConfig& cfg, const RunSettings& settings,
+                         const Logger& log, dist::HostCollectives& comm);
+
+}  // namespace sdxl::train

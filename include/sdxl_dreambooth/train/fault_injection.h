@@ -1,0 +1,12 @@
+// Fault injection for the failure tests only (tests/e2e/distributed_train_test.cpp):
+// SDXL_TEST_FAULT="exit:R:S" makes rank R exit at step S, "stall:R:S" makes it hang there,
+// "signal:R:S" sends it SIGUSR1 there (a preemption at a known step, through the real handler).
+#pragma once
+
+#include <cstdint>
+
+namespace sdxl::train {
+
+void maybe_inject_fault(int rank, std::int64_t step);
+
+}  // namespace sdxl::train

@@ -1,0 +1,34 @@
+// How many steps a run takes and what each one reads: the per-rank batch, accumulation, the
+// shuffled data order of every epoch, the learning-rate schedule over max_steps.
+#pragma once
+
+#include "sdxl_dreambooth/config/run_config.h"
+#include "sdxl_dreambooth/train/data_order.h"
+#include "sdxl_dreambooth/train/lr_schedule.h"
+
+#include <cstdint>
+
+namespace sdxl::train {
+
+struct StepPlan {
+  StepPlan(const config::TrainConfig& train, bool prior, std::int64_t dataset_size, int world_size,
+           std::uint64_t seed);
+
+  std::int64_t batch_size;  // examples per rank per micro-batch
+  std::int64_t grad_accum;
+  bool prior;
+  int world_size;
+  DataOrder order;
+  std::int64_t steps_per_epoch;
+  std::int64_t max_steps;  // train.max_steps, else train.epochs epochs
+  LrSchedule lr;
+
+  // UNet rows per optimizer step over all ranks (class rows included).
+  std::int64_t images_per_step() const { return batch_size * grad_accum * world_size * (prior ? 2 : 1); }
+  // Micro-batch `micro` of optimizer step `step` (0-based), this rank's dataset rows.
+  std::vector<std::int64_t> rows(std::int64_t step, std::int64_t micro, int rank) const {
+    return order.batch(step * grad_accum + micro, rank);
+  }
+};
+
+}  // namespace sdxl::train

@@ -1,0 +1,61 @@
+#include "sdxl_dreambooth/train/class_images.h"
+
+#include "sdxl_dreambooth/data/image_folder.h"
+#include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/pipeline/generation_batches.h"
+#include "sdxl_dreambooth/pipeline/image_png.h"
+#include "sdxl_dreambooth/train/data_order.h"
+#include "sdxl_dreambooth/util/strings.h"
+
+#include <cstdio>
+#include <filesystem>
+
+namespace fs = std::filesystem;
+
+namespace sdxl::train {
+
+void ensure_class_images(pipeline::SdxlPipeline& pipe, const config::RunConfig& cfg, const RunSettings& s,
+                         const Logger& log, dist::HostCollectives& comm) {
+  const std::string dir = *cfg.data.class_dir;
+  const std::string prompt = *cfg.data.class_prompt;
+  const std::int64_t wanted = cfg.data.num_class_images;
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw Error("data.class_dir: cannot create " + util::quoted(dir) + ": " + ec.message());
+  // Every rank decides from rank 0's count, so all take the same branch.
+  std::int64_t existing = 0;
+  if (comm.rank() == 0) existing = static_cast<std::int64_t>(data::list_image_files(dir, "data.class_dir").size());
+  existing = static_cast<std::int64_t>(comm.all_reduce_max(static_cast<double>(existing), "class image count"));
+  if (existing >= wanted) return;
+  const std::int64_t missing = wanted - existing;
+  log.info("prior preservation: generating " + std::to_string(missing) + " class images for " + util::quoted(prompt) +
+           " into " + dir);
+  pipeline::GenerationRequest r;
+  r.prompts = {prompt};
+  r.steps = cfg.prior.sample_steps;
+  r.guidance_scale = 5.0;
+  r.seed = derive_seed(s.seed, kClassImageStream) & 0xffffffffu;
+  r.width = r.height = s.resolution;
+  r.images_per_prompt = missing;
+  r.scheduler = cfg.validation.scheduler;
+  r.batch_size = cfg.prior.sample_batch_size;
+  const auto batches = pipeline::plan_batches(r);
+  for (std::size_t j = static_cast<std::size_t>(comm.rank()); j < batches.size();
+       j += static_cast<std::size_t>(comm.world_size())) {
+    for (const auto& img : pipe.generate(r, batches[j])) {
+      const std::int64_t k = img.image_index;
+      char name[32];
+      std::snprintf(name, sizeof name, "class-%05lld.png", static_cast<long long>(existing + k));
+      const fs::path path = fs::path(dir) / name;
+      pipeline::write_image_png(path.string(), img,
+                                {{"prompt", prompt}, {"seed", std::to_string(img.seed)},
+                                 {"steps", std::to_string(r.steps)}, {"model", cfg.model.pretrained},
+                                 {"software", "sdxl-dreambooth class image"}});
+      log.info_all_ranks("class image " + std::to_string(k + 1) + "/" + std::to_string(missing) + ": " +
+                         path.string());
+    }
+  }
+  comm.barrier("end of class-image generation");
+}
+
+}  // namespace sdxl::train

@@ -1,0 +1,57 @@
+#include "sdxl_dreambooth/train/training_batch.h"
+
+#include "sdxl_dreambooth/nn/prompt_encoding.h"
+#include "sdxl_dreambooth/util/to_device.h"
+
+namespace sdxl::train {
+
+DiffusionBatch assemble_batch(const TrainingData& data, const std::vector<std::int64_t>& idx, at::Generator& gen,
+                              const BatchOptions& o) {
+  const EncodedImages& inst = data.instance;
+  const EncodedImages* cls = o.prior ? &data.klass : nullptr;
+  std::vector<std::int64_t> rows_i, rows_c, prompt_rows;
+  for (auto i : idx) {
+    rows_i.push_back(i % inst.size());
+    prompt_rows.push_back(static_cast<std::int64_t>(inst.prompt_index[static_cast<std::size_t>(rows_i.back())]));
+  }
+  if (cls) {
+    for (auto i : idx) {
+      rows_c.push_back(i % cls->size());
+      prompt_rows.push_back(static_cast<std::int64_t>(cls->prompt_index[static_cast<std::size_t>(rows_c.back())]));
+    }
+  }
+  auto take = [&](const torch::Tensor& a, const torch::Tensor* b) {
+    // Uploaded without a stream sync (util/to_device.h): nothing in a step waits for the device.
+    const auto ri = util::to_device_async(torch::tensor(rows_i, torch::kLong), a.device());
+    torch::Tensor t = a.index_select(0, ri);
+    if (b) t = torch::cat({t, b->index_select(0, util::to_device_async(torch::tensor(rows_c, torch::kLong), b->device()))});
+    return t;
+  };
+  const torch::Tensor mean = take(inst.mean, cls ? &cls->mean : nullptr);
+  const torch::Tensor std = take(inst.std, cls ? &cls->std : nullptr);
+  DiffusionBatch b;
+  b.time_ids = take(inst.time_ids, cls ? &cls->time_ids : nullptr);
+  const PromptTable& prompts = data.prompts;
+  const auto pr = util::to_device_async(torch::tensor(prompt_rows, torch::kLong), prompts.prompt_embeds.device());
+  if (o.train_text_encoders) {
+    const auto e = nn::encode_prompt(o.train_text_encoders->text_encoder, o.train_text_encoders->text_encoder_2,
+                                     prompts.ids_1.index_select(0, pr), prompts.ids_2.index_select(0, pr));
+    b.prompt_embeds = e.prompt_embeds;
+    b.text_embeds = e.pooled_prompt_embeds;
+  } else {
+    b.prompt_embeds = prompts.prompt_embeds.index_select(0, pr);
+    b.text_embeds = prompts.pooled.index_select(0, pr);
+  }
+  const auto f32 = torch::TensorOptions().dtype(torch::kFloat);
+  const std::int64_t B = mean.size(0), C = mean.size(1);
+  const torch::Tensor sample = util::to_device_async(at::randn(mean.sizes(), gen, f32), o.device);
+  b.latents = (mean + std * sample) * o.scaling_factor;
+  torch::Tensor noise = at::randn(mean.sizes(), gen, f32);
+  if (o.noise_offset > 0) noise = noise + o.noise_offset * at::randn({B, C, 1, 1}, gen, f32);
+  b.noise = util::to_device_async(noise, o.device);
+  b.timesteps = util::to_device_async(
+      at::randint(0, o.num_train_timesteps, {B}, gen, torch::TensorOptions().dtype(torch::kLong)), o.device);
+  return b;
+}
+
+}  // namespace sdxl::train

@@ -1,0 +1,62 @@
+#include "sdxl_dreambooth/train/validation.h"
+
+#include "sdxl_dreambooth/pipeline/generation_batches.h"
+#include "sdxl_dreambooth/pipeline/image_png.h"
+#include "sdxl_dreambooth/util/stopwatch.h"
+#include "sdxl_dreambooth/util/strings.h"
+
+#include <filesystem>
+
+namespace fs = std::filesystem;
+
+namespace sdxl::train {
+
+bool validation_due(const config::ValidationConfig& validation, std::int64_t step, std::int64_t steps_per_epoch) {
+  if (validation.prompts.empty()) return false;
+  if (validation.every_steps) return step % *validation.every_steps == 0;
+  const std::int64_t epochs = validation.every_epochs.value_or(50);
+  return step % (epochs * steps_per_epoch) == 0;
+}
+
+std::vector<SampleImage> run_validation(pipeline::SdxlPipeline& pipe, const config::ValidationConfig& v,
+                                        const RunSettings& s, const std::string& model, std::int64_t step,
+                                        const Logger& log, dist::HostCollectives& comm) {
+  pipeline::GenerationRequest r;
+  r.prompts = v.prompts;
+  r.negative_prompt = v.negative_prompt;
+  r.steps = v.steps;
+  r.guidance_scale = v.guidance_scale;
+  r.seed = static_cast<std::uint64_t>(v.seed.value_or(static_cast<std::int64_t>(s.seed)));
+  r.width = r.height = v.resolution.value_or(s.resolution);
+  r.images_per_prompt = v.num_images;
+  r.scheduler = v.scheduler;
+  const util::Stopwatch watch;
+  r.batch_size = v.batch_size;
+  // Whole batches per rank (batch j on rank j mod world), then gathered on rank 0.
+  const auto mine = pipeline::rank_share(pipeline::plan_batches(r), comm.rank(), comm.world_size());
+  std::vector<pipeline::GeneratedImage> images;
+  if (!mine.empty()) images = pipe.generate(r, mine);
+  images = pipeline::gather_images(std::move(images), comm, r);
+  if (comm.rank() != 0) return {};
+  const fs::path dir = s.output / "samples" / ("step_" + std::to_string(step));
+  fs::create_directories(dir);
+  for (const auto& img : images) {
+    const fs::path path = dir / (std::to_string(img.prompt_index) + "-" + std::to_string(img.image_index) + ".png");
+    pipeline::write_image_png(path.string(), img,
+                              {{"prompt", r.prompts[img.prompt_index]}, {"negative_prompt", r.negative_prompt},
+                               {"seed", std::to_string(img.seed)}, {"steps", std::to_string(r.steps)},
+                               {"guidance_scale", util::format_number(r.guidance_scale)}, {"scheduler", r.scheduler},
+                               {"model", model}, {"lora_step", std::to_string(step)},
+                               {"software", "sdxl-dreambooth"}});
+  }
+  log.info("validation at step " + std::to_string(step) + ": " + std::to_string(images.size()) + " images in " +
+           dir.string() + " (" + util::format_with("%.1f", watch.seconds()) + " s)");
+  std::vector<SampleImage> samples;
+  for (const auto& img : images) {
+    samples.push_back({step, static_cast<std::int64_t>(img.prompt_index), img.image_index, r.prompts[img.prompt_index],
+                       img.seed, img.rgb});
+  }
+  return samples;
+}
+
+}  // namespace sdxl::train
