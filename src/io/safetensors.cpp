@@ -78,27 +78,16 @@ const TensorInfo* SafetensorsFile::find(const std::string& name) const {
   return it == index_.end() ? nullptr : &tensors_[it->second];
 }
 
-void SafetensorsFile::parse() {
-  const std::string& path = file_->path();
-  auto fail = [&](const std::string& what) -> void {
-    throw Error("safetensors file '" + path + "': " + what, "the file is corrupt or not a safetensors file; "
-                                                           "re-download or re-export it");
-  };
-  const std::size_t size = file_->size();
-  if (size < 8) fail("file is " + std::to_string(size) + " bytes, too short for the 8-byte header length");
-  std::uint64_t header_len = 0;
-  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | file_->data()[i];
-  if (header_len > kMaxHeader) fail("header length " + std::to_string(header_len) + " exceeds the 100 MB limit");
-  if (header_len > size - 8) {
-    fail("header length " + std::to_string(header_len) + " runs past the end of the file (" + std::to_string(size) +
-         " bytes; truncated?)");
-  }
-  const char* header = reinterpret_cast<const char*>(file_->data() + 8);
-  data_start_ = file_->data() + 8 + header_len;
-  const std::uint64_t data_size = size - 8 - header_len;
+namespace {
 
-  // Duplicate names are invisible in a parsed JSON object (the last one wins), so they
-  // are caught while parsing.
+[[noreturn]] void corrupt(const std::string& path, const std::string& what) {
+  throw Error("safetensors file '" + path + "': " + what, "the file is corrupt or not a safetensors file; "
+                                                         "re-download or re-export it");
+}
+
+// Duplicate names are invisible in a parsed JSON object (the last one wins), so they are
+// caught while parsing.
+nlohmann::json parse_header(const std::string& path, const char* header, std::uint64_t header_len) {
   std::set<std::string> seen;
   std::string duplicate;
   nlohmann::json::parser_callback_t on_event = [&](int depth, nlohmann::json::parse_event_t event,
@@ -113,11 +102,99 @@ void SafetensorsFile::parse() {
   try {
     root = nlohmann::json::parse(header, header + header_len, on_event);
   } catch (const nlohmann::json::exception& e) {
-    fail(std::string("malformed JSON header: ") + e.what());
+    corrupt(path, std::string("malformed JSON header: ") + e.what());
   }
-  if (!duplicate.empty()) fail("tensor '" + duplicate + "' appears twice in the header");
-  if (!root.is_object()) fail("the JSON header is not an object");
+  if (!duplicate.empty()) corrupt(path, "tensor '" + duplicate + "' appears twice in the header");
+  if (!root.is_object()) corrupt(path, "the JSON header is not an object");
+  return root;
+}
 
+// One tensor's header entry: its dtype, shape and byte range, checked against each other and
+// the data area.
+TensorInfo parse_entry(const std::string& path, const std::string& name, const nlohmann::json& entry,
+                       std::uint64_t data_size) {
+  const std::string where = "tensor '" + name + "'";
+  auto fail = [&](const std::string& what) { corrupt(path, where + ": " + what); };
+  if (!entry.is_object()) fail("entry is not an object");
+  auto dtype_it = entry.find("dtype");
+  auto shape_it = entry.find("shape");
+  auto off_it = entry.find("data_offsets");
+  if (dtype_it == entry.end() || !dtype_it->is_string()) fail("missing or non-string 'dtype'");
+  if (shape_it == entry.end() || !shape_it->is_array()) fail("missing or non-array 'shape'");
+  if (off_it == entry.end() || !off_it->is_array() || off_it->size() != 2) fail("'data_offsets' must be [begin, end]");
+  TensorInfo info;
+  info.name = name;
+  const std::string dtype = dtype_it->get<std::string>();
+  if (!parse_dtype(dtype, &info.dtype)) fail("unknown dtype '" + dtype + "'");
+  std::uint64_t numel = 1;
+  for (const auto& dim : *shape_it) {
+    if (!dim.is_number_unsigned()) fail("shape entries must be non-negative integers");
+    const std::uint64_t d = dim.get<std::uint64_t>();
+    if (d > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) ||
+        (d != 0 && numel > std::numeric_limits<std::uint64_t>::max() / d)) {
+      fail("shape overflows");
+    }
+    numel *= d;
+    info.shape.push_back(static_cast<std::int64_t>(d));
+  }
+  for (const auto& off : *off_it) {
+    if (!off.is_number_unsigned()) fail("data_offsets must be non-negative integers");
+  }
+  info.begin = (*off_it)[0].get<std::uint64_t>();
+  info.end = (*off_it)[1].get<std::uint64_t>();
+  if (info.begin > info.end || info.end > data_size) {
+    fail("data_offsets [" + std::to_string(info.begin) + ", " + std::to_string(info.end) +
+         "] outside the data area of " + std::to_string(data_size) + " bytes" +
+         (info.begin <= info.end ? " (file truncated?)" : ""));
+  }
+  const std::size_t elem = dtype_size(info.dtype);
+  if (numel > std::numeric_limits<std::uint64_t>::max() / elem || numel * elem != info.end - info.begin) {
+    fail("shape × dtype size is " + std::to_string(numel) + " × " + std::to_string(elem) +
+         " bytes, but data_offsets span " + std::to_string(info.end - info.begin) + " bytes");
+  }
+  return info;
+}
+
+// The data area must be covered exactly: sorted by offset, each tensor starts where the
+// previous one ends (no overlap, no hole), the last one ends at the end of the file.
+void check_data_coverage(const std::string& path, const std::vector<TensorInfo>& tensors, std::uint64_t data_size) {
+  std::vector<const TensorInfo*> order;
+  for (const auto& t : tensors) order.push_back(&t);
+  std::sort(order.begin(), order.end(), [](const TensorInfo* a, const TensorInfo* b) {
+    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+  });
+  std::uint64_t expected = 0;
+  for (const TensorInfo* t : order) {
+    if (t->begin < expected) corrupt(path, "tensor '" + t->name + "' overlaps the tensor before it in the data area");
+    if (t->begin > expected) {
+      corrupt(path, "tensor '" + t->name + "' starts at byte " + std::to_string(t->begin) +
+                        ", leaving a hole after byte " + std::to_string(expected));
+    }
+    expected = t->end;
+  }
+  if (expected != data_size) {
+    corrupt(path, "tensors cover " + std::to_string(expected) + " of the " + std::to_string(data_size) +
+                      " bytes of the data area (trailing bytes or truncated file)");
+  }
+}
+
+}  // namespace
+
+void SafetensorsFile::parse() {
+  const std::string& path = file_->path();
+  auto fail = [&](const std::string& what) { corrupt(path, what); };
+  const std::size_t size = file_->size();
+  if (size < 8) fail("file is " + std::to_string(size) + " bytes, too short for the 8-byte header length");
+  std::uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | file_->data()[i];
+  if (header_len > kMaxHeader) fail("header length " + std::to_string(header_len) + " exceeds the 100 MB limit");
+  if (header_len > size - 8) {
+    fail("header length " + std::to_string(header_len) + " runs past the end of the file (" + std::to_string(size) +
+         " bytes; truncated?)");
+  }
+  data_start_ = file_->data() + 8 + header_len;
+  const std::uint64_t data_size = size - 8 - header_len;
+  const nlohmann::json root = parse_header(path, reinterpret_cast<const char*>(file_->data() + 8), header_len);
   for (auto it = root.begin(); it != root.end(); ++it) {
     const std::string& name = it.key();
     const nlohmann::json& entry = it.value();
@@ -129,70 +206,10 @@ void SafetensorsFile::parse() {
       }
       continue;
     }
-    const std::string where = "tensor '" + name + "'";
-    if (!entry.is_object()) fail(where + ": entry is not an object");
-    auto dtype_it = entry.find("dtype");
-    auto shape_it = entry.find("shape");
-    auto off_it = entry.find("data_offsets");
-    if (dtype_it == entry.end() || !dtype_it->is_string()) fail(where + ": missing or non-string 'dtype'");
-    if (shape_it == entry.end() || !shape_it->is_array()) fail(where + ": missing or non-array 'shape'");
-    if (off_it == entry.end() || !off_it->is_array() || off_it->size() != 2) {
-      fail(where + ": 'data_offsets' must be [begin, end]");
-    }
-    TensorInfo info;
-    info.name = name;
-    const std::string dtype = dtype_it->get<std::string>();
-    if (!parse_dtype(dtype, &info.dtype)) fail(where + ": unknown dtype '" + dtype + "'");
-    std::uint64_t numel = 1;
-    for (const auto& dim : *shape_it) {
-      if (!dim.is_number_unsigned()) fail(where + ": shape entries must be non-negative integers");
-      const std::uint64_t d = dim.get<std::uint64_t>();
-      if (d > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()) ||
-          (d != 0 && numel > std::numeric_limits<std::uint64_t>::max() / d)) {
-        fail(where + ": shape overflows");
-      }
-      numel *= d;
-      info.shape.push_back(static_cast<std::int64_t>(d));
-    }
-    for (const auto& off : *off_it) {
-      if (!off.is_number_unsigned()) fail(where + ": data_offsets must be non-negative integers");
-    }
-    info.begin = (*off_it)[0].get<std::uint64_t>();
-    info.end = (*off_it)[1].get<std::uint64_t>();
-    if (info.begin > info.end || info.end > data_size) {
-      fail(where + ": data_offsets [" + std::to_string(info.begin) + ", " + std::to_string(info.end) +
-           "] outside the data area of " + std::to_string(data_size) + " bytes" +
-           (info.begin <= info.end ? " (file truncated?)" : ""));
-    }
-    const std::size_t elem = dtype_size(info.dtype);
-    if (numel > std::numeric_limits<std::uint64_t>::max() / elem || numel * elem != info.end - info.begin) {
-      fail(where + ": shape × dtype size is " + std::to_string(numel) + " × " + std::to_string(elem) +
-           " bytes, but data_offsets span " + std::to_string(info.end - info.begin) + " bytes");
-    }
     index_[name] = tensors_.size();
-    tensors_.push_back(std::move(info));
+    tensors_.push_back(parse_entry(path, name, entry, data_size));
   }
-
-  // The data area must be covered exactly: sorted by offset, each tensor starts where the
-  // previous one ends (no overlap, no hole), the last one ends at the end of the file.
-  std::vector<const TensorInfo*> order;
-  for (const auto& t : tensors_) order.push_back(&t);
-  std::sort(order.begin(), order.end(), [](const TensorInfo* a, const TensorInfo* b) {
-    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
-  });
-  std::uint64_t expected = 0;
-  for (const TensorInfo* t : order) {
-    if (t->begin < expected) fail("tensor '" + t->name + "' overlaps the tensor before it in the data area");
-    if (t->begin > expected) {
-      fail("tensor '" + t->name + "' starts at byte " + std::to_string(t->begin) + ", leaving a hole after byte " +
-           std::to_string(expected));
-    }
-    expected = t->end;
-  }
-  if (expected != data_size) {
-    fail("tensors cover " + std::to_string(expected) + " of the " + std::to_string(data_size) +
-         " bytes of the data area (trailing bytes or truncated file)");
-  }
+  check_data_coverage(path, tensors_, data_size);
 }
 
 }  // namespace sdxl::io
