@@ -3,6 +3,7 @@
 #include "sdxl_dreambooth/cli/command.h"
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/model/component_loader.h"
+#include "sdxl_dreambooth/model/scheduler_config.h"
 #include "sdxl_dreambooth/model/model_location.h"
 #include "sdxl_dreambooth/text/clip_tokenizer.h"
 #include "sdxl_dreambooth/util/strings.h"
@@ -62,6 +63,11 @@ Command make_model_info_command() {
     report("text_encoder", *te1, info);
     auto te2 = model::load_text_encoder(pipe.component("text_encoder_2"), opts, &info);
     report("text_encoder_2", *te2, info);
+    const auto scheduler = model::SchedulerConfig::load(pipe.component("scheduler") / "scheduler_config.json");
+    std::cout << "  scheduler: " << scheduler.class_name << ", " << scheduler.num_train_timesteps
+              << " training timesteps, betas " << util::format_number(scheduler.beta_start) << " to "
+              << util::format_number(scheduler.beta_end) << " (" << scheduler.beta_schedule << "), "
+              << scheduler.prediction_type << "\n";
     for (const char* t : {"tokenizer", "tokenizer_2"}) {
       const auto tok = text::ClipTokenizer::load(pipe.component(t));
       std::cout << "  " << t << ": " << count(static_cast<std::int64_t>(tok.vocab_size())) << " tokens, pad id "
@@ -85,6 +91,11 @@ Command make_tokenize_command() {
     if (args.positionals().size() != 1) throw UsageError("tokenize takes exactly one MODEL");
     if (args.repeated("--prompt").empty()) throw UsageError("tokenize needs at least one --prompt");
     const model::PipelineFolder pipe = model::open_pipeline(args.positionals()[0], args.option_or("--revision", "main"));
+    const auto scheduler = model::SchedulerConfig::load(pipe.component("scheduler") / "scheduler_config.json");
+    std::cout << "  scheduler: " << scheduler.class_name << ", " << scheduler.num_train_timesteps
+              << " training timesteps, betas " << util::format_number(scheduler.beta_start) << " to "
+              << util::format_number(scheduler.beta_end) << " (" << scheduler.beta_schedule << "), "
+              << scheduler.prediction_type << "\n";
     for (const char* t : {"tokenizer", "tokenizer_2"}) {
       const auto tok = text::ClipTokenizer::load(pipe.component(t));
       for (const auto& prompt : args.repeated("--prompt")) {

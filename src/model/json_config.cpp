@@ -1,6 +1,7 @@
 #include "sdxl_dreambooth/model/json_config.h"
 
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/util/strings.h"
 
 #include <fstream>
 
@@ -29,7 +30,8 @@ const nlohmann::json* JsonConfig::find(const std::string& key) const {
 bool JsonConfig::has(const std::string& key) const { return find(key) != nullptr; }
 
 void JsonConfig::bad(const std::string& key, const std::string& expected) const {
-  throw Error("'" + source_ + "': key '" + key + "' must be " + expected + ", got " + find(key)->dump());
+  const nlohmann::json* v = find(key);
+  throw Error("'" + source_ + "': key '" + key + "' must be " + expected + ", got " + (v ? v->dump() : "null"));
 }
 
 void JsonConfig::unsupported(const std::string& key, const std::string& what) const {
@@ -106,6 +108,53 @@ std::vector<std::int64_t> JsonConfig::int_or_list(const std::string& key, std::s
   std::vector<std::int64_t> out = require_int_list(key);
   if (out.size() != n) bad(key, "an integer or a list of " + std::to_string(n) + " integers (one per block)");
   return out;
+}
+
+namespace {
+
+std::string range_text(std::int64_t lo, std::int64_t hi) {
+  return "[" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+}
+
+}  // namespace
+
+std::int64_t JsonConfig::int_in(const std::string& key, std::int64_t fallback, std::int64_t lo, std::int64_t hi) const {
+  const std::int64_t v = int_or(key, fallback);
+  if (v < lo || v > hi) bad(key, "an integer in " + range_text(lo, hi));
+  return v;
+}
+
+double JsonConfig::float_in(const std::string& key, double fallback, double lo, double hi, bool lo_exclusive) const {
+  const double v = float_or(key, fallback);
+  const bool low = lo_exclusive ? !(v > lo) : !(v >= lo);
+  if (low || !(v <= hi)) {
+    bad(key, std::string("a number in ") + (lo_exclusive ? "(" : "[") + util::format_number(lo) + ", " +
+                 util::format_number(hi) + "]");
+  }
+  return v;
+}
+
+std::vector<std::int64_t> JsonConfig::int_list_in(const std::string& key, std::int64_t lo, std::int64_t hi) const {
+  std::vector<std::int64_t> out = require_int_list(key);
+  for (auto v : out) {
+    if (v < lo || v > hi) bad(key, "a list of integers in " + range_text(lo, hi));
+  }
+  return out;
+}
+
+std::vector<std::int64_t> JsonConfig::int_or_list_in(const std::string& key, std::size_t n, std::int64_t fallback,
+                                                     std::int64_t lo, std::int64_t hi) const {
+  std::vector<std::int64_t> out = int_or_list(key, n, fallback);
+  for (auto v : out) {
+    if (v < lo || v > hi) bad(key, "an integer or a list of integers in " + range_text(lo, hi));
+  }
+  return out;
+}
+
+void JsonConfig::require(bool ok, const std::string& key, const std::string& rule) const {
+  if (ok) return;
+  const nlohmann::json* v = find(key);
+  throw Error("'" + source_ + "': " + key + " = " + (v ? v->dump() : "null (default)") + ": " + rule);
 }
 
 }  // namespace sdxl::model

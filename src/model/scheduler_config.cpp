@@ -1,6 +1,7 @@
 #include "sdxl_dreambooth/model/scheduler_config.h"
 
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/util/strings.h"
 
 namespace sdxl::model {
 
@@ -8,9 +9,10 @@ namespace sdxl::model {
 SchedulerConfig SchedulerConfig::from_json(const JsonConfig& j) {
   SchedulerConfig c;
   c.class_name = j.string_or("_class_name", "EulerDiscreteScheduler");
-  c.num_train_timesteps = j.int_or("num_train_timesteps", 1000);
-  c.beta_start = j.float_or("beta_start", 0.0001);
-  c.beta_end = j.float_or("beta_end", 0.02);
+  c.num_train_timesteps = j.int_in("num_train_timesteps", 1000, 2, 100000);
+  c.beta_start = j.float_in("beta_start", 0.0001, 0.0, 1.0, true);
+  c.beta_end = j.float_in("beta_end", 0.02, 0.0, 1.0, true);
+  j.require(c.beta_end > c.beta_start, "beta_end", "must be above beta_start = " + util::format_number(c.beta_start));
   c.beta_schedule = j.string_or("beta_schedule", "linear");
   if (c.beta_schedule != "linear" && c.beta_schedule != "scaled_linear") {
     j.unsupported("beta_schedule", "only linear or scaled_linear");
@@ -20,7 +22,7 @@ SchedulerConfig SchedulerConfig::from_json(const JsonConfig& j) {
   if (c.prediction_type != "epsilon" && c.prediction_type != "v_prediction") {
     j.unsupported("prediction_type", "only epsilon or v_prediction");
   }
-  c.steps_offset = j.int_or("steps_offset", 0);
+  c.steps_offset = j.int_in("steps_offset", 0, 0, c.num_train_timesteps - 1);
   c.timestep_spacing = j.string_or("timestep_spacing", "linspace");
   if (c.timestep_spacing != "linspace" && c.timestep_spacing != "leading" && c.timestep_spacing != "trailing") {
     j.unsupported("timestep_spacing", "only linspace, leading or trailing");
@@ -28,7 +30,6 @@ SchedulerConfig SchedulerConfig::from_json(const JsonConfig& j) {
   c.use_karras_sigmas = j.bool_or("use_karras_sigmas", false);
   c.interpolation_type = j.string_or("interpolation_type", "linear");
   c.rescale_betas_zero_snr = j.bool_or("rescale_betas_zero_snr", false);
-  if (c.num_train_timesteps < 2) throw Error("'" + j.source() + "': num_train_timesteps must be at least 2");
   return c;
 }
 

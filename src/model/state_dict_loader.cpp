@@ -1,6 +1,7 @@
 #include "sdxl_dreambooth/model/state_dict_loader.h"
 
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/io/safetensors_torch.h"
 #include "sdxl_dreambooth/model/legacy_keys.h"
 #include "sdxl_dreambooth/util/strings.h"
 
@@ -23,7 +24,7 @@ LoadReport load_state_dict(torch::nn::Module& module, const WeightSource& source
 
   std::map<std::string, std::string> stored;  // canonical key -> key in the file
   LoadReport report;
-  std::vector<std::string> unexpected, missing, mis_shaped;
+  std::vector<std::string> unexpected, missing, mis_shaped, mis_typed;
   for (const std::string& key : source.names()) {
     const std::string canon = canonical_key(key);
     if (targets.count(canon)) {
@@ -48,12 +49,18 @@ LoadReport load_state_dict(torch::nn::Module& module, const WeightSource& source
       mis_shaped.push_back(key + ": module expects " + shape_str(target.sizes()) + ", " + it->second + " in the file is " +
                            shape_str(shape));
     }
+    // Integers converted to float would load as garbage; integer buffers (position_ids) may
+    // come from any integer type.
+    if (target.is_floating_point() && !c10::isFloatingType(io::to_torch_dtype(info.dtype))) {
+      mis_typed.push_back(key + ": module expects floating-point weights, " + it->second + " in the file is " +
+                          io::dtype_name(info.dtype));
+    }
   }
-  if (!missing.empty() || !unexpected.empty() || !mis_shaped.empty()) {
+  if (!missing.empty() || !unexpected.empty() || !mis_shaped.empty() || !mis_typed.empty()) {
     std::ostringstream msg;
     msg << what << " weights in " << source.description() << " do not match the model built from its config.json: "
         << missing.size() << " missing, " << unexpected.size() << " unexpected, " << mis_shaped.size()
-        << " mis-shaped";
+        << " mis-shaped" << (mis_typed.empty() ? "" : ", " + std::to_string(mis_typed.size()) + " of a non-float dtype");
     auto list = [&](const char* title, const std::vector<std::string>& items) {
       const std::size_t shown = std::min<std::size_t>(items.size(), 20);
       for (std::size_t i = 0; i < shown; ++i) msg << "\n  " << title << ": " << items[i];
@@ -62,6 +69,7 @@ LoadReport load_state_dict(torch::nn::Module& module, const WeightSource& source
     list("missing", missing);
     list("unexpected", unexpected);
     list("mis-shaped", mis_shaped);
+    list("non-float", mis_typed);
     throw Error(msg.str(), "check that the folder holds the weights of this component and that config.json belongs to them");
   }
   torch::NoGradGuard no_grad;

@@ -9,11 +9,13 @@ VaeConfig VaeConfig::from_json(const JsonConfig& j) {
   VaeConfig c;
   const std::string cls = j.string_or("_class_name", "AutoencoderKL");
   if (cls != "AutoencoderKL") j.unsupported("_class_name", "expected AutoencoderKL");
-  c.in_channels = j.int_or("in_channels", 3);
-  c.out_channels = j.int_or("out_channels", 3);
-  if (j.has("block_out_channels")) c.block_out_channels = j.require_int_list("block_out_channels");
+  c.in_channels = j.int_in("in_channels", 3, 1, kMaxChannels);
+  c.out_channels = j.int_in("out_channels", 3, 1, kMaxChannels);
+  if (j.has("block_out_channels")) c.block_out_channels = j.int_list_in("block_out_channels", 1, kMaxChannels);
   const std::size_t n = c.block_out_channels.size();
   if (n == 0) throw Error("'" + j.source() + "': block_out_channels is empty");
+  j.require(n <= static_cast<std::size_t>(kMaxBlocks), "block_out_channels",
+            "at most " + std::to_string(kMaxBlocks) + " blocks");
   if (j.has("down_block_types")) {
     auto down = j.require_string_list("down_block_types");
     if (down.size() != n) throw Error("'" + j.source() + "': down_block_types and block_out_channels differ in length");
@@ -28,12 +30,12 @@ VaeConfig VaeConfig::from_json(const JsonConfig& j) {
       if (t != "UpDecoderBlock2D") j.unsupported("up_block_types", "only UpDecoderBlock2D");
     }
   }
-  c.layers_per_block = j.int_or("layers_per_block", 1);
+  c.layers_per_block = j.int_in("layers_per_block", 1, 1, kMaxLayers);
   if (j.string_or("act_fn", "silu") != "silu") j.unsupported("act_fn", "only silu");
-  c.latent_channels = j.int_or("latent_channels", 4);
-  c.norm_num_groups = j.int_or("norm_num_groups", 32);
-  c.sample_size = j.int_or("sample_size", 32);
-  c.scaling_factor = j.float_or("scaling_factor", 0.18215);
+  c.latent_channels = j.int_in("latent_channels", 4, 1, kMaxChannels);
+  c.norm_num_groups = j.int_in("norm_num_groups", 32, 1, kMaxGroups);
+  c.sample_size = j.int_in("sample_size", 32, 1, kMaxSampleSize);
+  c.scaling_factor = j.float_in("scaling_factor", 0.18215, 0.0, 1e6, true);
   c.shift_factor = j.optional_float("shift_factor");
   c.force_upcast = j.bool_or("force_upcast", true);
   c.use_quant_conv = j.bool_or("use_quant_conv", true);

@@ -91,6 +91,18 @@ TEST(Cli, ModelInfoLoadsEveryComponentOfTinySdxl) {
   EXPECT_NE(missing.err.find("/nonexistent-hf-home/hub/models--someorg--absent-model/refs/main"), std::string::npos)
       << missing.err;
   EXPECT_NE(missing.err.find("hint:"), std::string::npos);
+  EXPECT_NE(r.out.find("scheduler: EulerDiscreteScheduler, 1000 training timesteps"), std::string::npos) << r.out;
+  // Every component is checked, the scheduler's config included.
+  sdxl::test::TempDir dir;
+  for (const auto& entry : std::filesystem::directory_iterator(tiny)) {
+    if (entry.path().filename() != "scheduler") {
+      std::filesystem::create_symlink(entry.path(), dir / entry.path().filename().string());
+    }
+  }
+  std::filesystem::create_directories(dir / "scheduler");
+  auto no_scheduler = run_cli({"model-info", dir.path().string()});
+  EXPECT_NE(no_scheduler.exit_code, 0);
+  EXPECT_NE(no_scheduler.err.find("scheduler_config.json"), std::string::npos) << no_scheduler.err;
 }
 
 TEST(Cli, TokenizeShowsBothTokenizers) {

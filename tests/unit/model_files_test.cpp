@@ -1,9 +1,13 @@
 // Model folders, the HF cache, config.json parsing and strict loading (with tiny-sdxl).
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/io/safetensors_torch.h"
+#include "sdxl_dreambooth/model/clip_text_config.h"
 #include "sdxl_dreambooth/model/component_loader.h"
 #include "sdxl_dreambooth/model/legacy_keys.h"
 #include "sdxl_dreambooth/model/model_location.h"
+#include "sdxl_dreambooth/model/scheduler_config.h"
+#include "sdxl_dreambooth/model/unet_config.h"
+#include "sdxl_dreambooth/model/vae_config.h"
 #include "support/error_capture.h"
 #include "support/process.h"
 #include "support/reference.h"
@@ -11,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <tuple>
 
 using namespace sdxl;
 namespace fs = std::filesystem;
@@ -107,6 +112,24 @@ TEST(ModelFiles, LoaderReportsRenamedKeyWrongShapeAndTruncation) {
   EXPECT_NE(t.find("truncated"), std::string::npos) << t;
 }
 
+// A weight stored as integers is refused, not converted to float and trained on.
+TEST(ModelFiles, IntegerWeightsAreRefusedForFloatParameters) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  const auto vae = test::reference_dir() / "tiny-sdxl" / "vae";
+  copy_component(vae, dir / "vae", [](auto& t) {
+    for (auto& [name, tensor] : t) {
+      if (name == "decoder.conv_in.weight") tensor = tensor.to(torch::kInt32);
+    }
+  });
+  const std::string e = error_of([&] { model::load_vae(dir / "vae", {}); });
+  EXPECT_NE(e.find("0 missing, 0 unexpected, 0 mis-shaped, 1 of a non-float dtype"), std::string::npos) << e;
+  EXPECT_NE(e.find("non-float: decoder.conv_in.weight: module expects floating-point weights, decoder.conv_in.weight "
+                   "in the file is I32"),
+            std::string::npos)
+      << e;
+}
+
 TEST(ModelFiles, LegacyVaeAttentionNamesLoad) {
   SDXL_REQUIRE_REFERENCE();
   test::TempDir dir;
@@ -157,4 +180,55 @@ TEST(ModelFiles, NotAPipelineFolder) {
   test::TempDir dir;
   const auto e = error_of([&] { model::open_pipeline(dir.path().string(), "main"); });
   EXPECT_NE(e.find("is not a diffusers pipeline folder: no model_index.json"), std::string::npos) << e;
+}
+
+namespace {
+
+// The error loading `component`'s config.json from tiny-sdxl with `key` set to `value` (JSON).
+std::string hostile_config_error(const std::string& component, const std::string& key, const std::string& value) {
+  const fs::path file = test::reference_dir() / "tiny-sdxl" / component /
+                        (component == "scheduler" ? "scheduler_config.json" : "config.json");
+  nlohmann::json j = nlohmann::json::parse(test::read_file(file));
+  j[key] = nlohmann::json::parse(value);
+  const model::JsonConfig cfg(j, component + "/config.json");
+  return error_of([&] {
+    if (component == "unet") model::UNetConfig::from_json(cfg);
+    if (component == "vae") model::VaeConfig::from_json(cfg);
+    if (component == "text_encoder") model::ClipTextConfig::from_json(cfg);
+    if (component == "scheduler") model::SchedulerConfig::from_json(cfg);
+  });
+}
+
+}  // namespace
+
+// What crashed (SIGFPE), threw raw LibTorch errors or exhausted the host at e7d097b: each is
+// now refused while reading config.json, naming the file, the key and the rule.
+TEST(ModelFiles, HostileConfigValuesAreRefusedBeforeAnythingIsBuilt) {
+  SDXL_REQUIRE_REFERENCE();
+  const std::vector<std::tuple<std::string, std::string, std::string, std::string>> cases{
+      {"unet", "norm_num_groups", "0", "key 'norm_num_groups' must be an integer in [1, 1024], got 0"},
+      {"vae", "norm_num_groups", "0", "key 'norm_num_groups' must be an integer in [1, 1024], got 0"},
+      {"unet", "attention_head_dim", "0", "key 'attention_head_dim' must be an integer or a list of integers in"},
+      {"text_encoder", "num_attention_heads", "0", "key 'num_attention_heads' must be an integer in [1, 1024]"},
+      {"unet", "attention_head_dim", "[2, 4, 1000000]", "key 'attention_head_dim' must be"},
+      {"unet", "block_out_channels", "[32, 64, 1000000]", "key 'block_out_channels' must be a list of integers in"},
+      {"unet", "cross_attention_dim", "1099511627776", "key 'cross_attention_dim' must be"},
+      {"unet", "in_channels", "0", "key 'in_channels' must be an integer in [1, 16384], got 0"},
+      {"unet", "layers_per_block", "100000", "key 'layers_per_block' must be"},
+      {"unet", "transformer_layers_per_block", "[1, 2, 1000000]", "key 'transformer_layers_per_block' must be"},
+      {"unet", "norm_eps", "-1", "key 'norm_eps' must be a number in (0.0, 1.0]"},
+      {"vae", "latent_channels", "-4", "key 'latent_channels' must be"},
+      {"text_encoder", "hidden_size", "33", "hidden_size = 33: not divisible by num_attention_heads"},
+      {"scheduler", "beta_start", "2", "key 'beta_start' must be a number in (0.0, 1.0], got 2"},
+      {"scheduler", "beta_end", "-1", "key 'beta_end' must be a number in (0.0, 1.0], got -1"},
+      {"scheduler", "num_train_timesteps", "0", "key 'num_train_timesteps' must be an integer in [2, 100000]"},
+  };
+  for (const auto& [component, key, value, message] : cases) {
+    const std::string e = hostile_config_error(component, key, value);
+    EXPECT_NE(e.find("'" + component + "/config.json'"), std::string::npos) << key << " = " << value << ": " << e;
+    EXPECT_NE(e.find(message), std::string::npos) << key << " = " << value << ": " << e;
+  }
+  // A channel count the heads do not divide.
+  const std::string heads = hostile_config_error("unet", "attention_head_dim", "7");
+  EXPECT_NE(heads.find("is not divisible by attention_head_dim"), std::string::npos) << heads;
 }

@@ -12,6 +12,16 @@
 
 namespace sdxl::model {
 
+// Sizes a real SDXL-family model stays far below (SDXL: 2048 channels at most, 20 heads, 10
+// transformer layers per block): larger values in a config.json are refused before the
+// networks are built, instead of exhausting the host.
+inline constexpr std::int64_t kMaxChannels = 16384;
+inline constexpr std::int64_t kMaxBlocks = 8;
+inline constexpr std::int64_t kMaxLayers = 64;
+inline constexpr std::int64_t kMaxHeads = 1024;
+inline constexpr std::int64_t kMaxGroups = 1024;
+inline constexpr std::int64_t kMaxSampleSize = 65536;
+
 class JsonConfig {
  public:
   static JsonConfig load(const std::filesystem::path& path);
@@ -28,6 +38,16 @@ class JsonConfig {
   std::vector<std::int64_t> require_int_list(const std::string& key) const;
   // An int or a list of ints (diffusers accepts either): a list of exactly n values.
   std::vector<std::int64_t> int_or_list(const std::string& key, std::size_t n, std::int64_t fallback) const;
+
+  // The same, refused outside [lo, hi] (each element of a list), naming the file, key, value
+  // and the range: what the networks are built from is checked before anything is allocated.
+  std::int64_t int_in(const std::string& key, std::int64_t fallback, std::int64_t lo, std::int64_t hi) const;
+  double float_in(const std::string& key, double fallback, double lo, double hi, bool lo_exclusive = false) const;
+  std::vector<std::int64_t> int_list_in(const std::string& key, std::int64_t lo, std::int64_t hi) const;
+  std::vector<std::int64_t> int_or_list_in(const std::string& key, std::size_t n, std::int64_t fallback,
+                                           std::int64_t lo, std::int64_t hi) const;
+  // Throws naming the file, the key and `rule` unless `ok` (rules across keys).
+  void require(bool ok, const std::string& key, const std::string& rule) const;
 
   // Unsupported option: throws naming the file and key.
   [[noreturn]] void unsupported(const std::string& key, const std::string& what) const;
