@@ -2,6 +2,7 @@
 // carrying what failed with which input, and optionally a hint on what to do next.
 #pragma once
 
+#include <exception>
 #include <stdexcept>
 #include <string>
 
@@ -31,6 +32,9 @@ class UsageError : public Error {
  public:
   using Error::Error;
 };
+
+// An exception's message without the C++ stack trace LibTorch appends to its own errors.
+std::string message_without_backtrace(const std::exception& e);
 
 // errno-based failure of a POSIX file call, e.g. throw_errno("open", path).
 [[noreturn]] void throw_errno(const std::string& operation, const std::string& path);

@@ -88,7 +88,9 @@ int run_cli(int argc, char** argv) {
       if (!e.hint().empty()) std::cerr << "hint: " << e.hint() << "\n";
       return kExitFailure;
     } catch (const std::exception& e) {
-      std::cerr << "error: " << e.what() << "\n";
+      // Not one of ours (LibTorch, the standard library): never its C++ stack trace.
+      std::cerr << "error: internal failure in " << command->name << ": " << message_without_backtrace(e) << "\n"
+                << "hint: this is a bug of sdxl-dreambooth; please report it with the command line and the log\n";
       return kExitFailure;
     }
   };

@@ -55,11 +55,16 @@ Command make_export_command() {
     const auto out = args.option("--out");
     if (!out) throw UsageError("export: --out FILE.safetensors is required");
     const model::LoraFormat format = model::parse_lora_format(args.option_or("--format", "diffusers"));
+    const std::string path = args.positionals()[0];
     std::error_code ec;
+    // Whatever --force says: writing the input would destroy what is being read (links too).
+    if (std::filesystem::equivalent(*out, path, ec)) {
+      throw UsageError("--out " + util::quoted(*out) + " is the checkpoint being read (" + util::quoted(path) + ")",
+                       "write the LoRA to another file, e.g. --out pytorch_lora_weights.safetensors");
+    }
     if (std::filesystem::exists(*out, ec) && !args.flag("--force")) {
       throw UsageError("--out " + util::quoted(*out) + " already exists", "pass --force to replace it");
     }
-    const std::string path = args.positionals()[0];
     train::ReadOptions ro;
     ro.optimizer = false;
     ro.samples = false;

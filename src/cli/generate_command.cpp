@@ -5,7 +5,9 @@
 #include "sdxl_dreambooth/dist/host_collectives.h"
 #include "sdxl_dreambooth/dist/mpi_runtime.h"
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/io/folder_lock.h"
 #include "sdxl_dreambooth/model/lora_import.h"
+#include "sdxl_dreambooth/model/model_location.h"
 #include "sdxl_dreambooth/nn/lora_linear.h"
 #include "sdxl_dreambooth/pipeline/comparison_grid.h"
 #include "sdxl_dreambooth/pipeline/generation_batches.h"
@@ -26,6 +28,7 @@
 #include <filesystem>
 #include <functional>
 #include <iostream>
+#include <optional>
 
 namespace sdxl::cli {
 
@@ -190,8 +193,26 @@ std::function<void(std::int64_t, std::int64_t)> progress_bar(bool tty) {
   };
 }
 
+// --out inside the model folder would mix images into the model; refused.
+void refuse_output_in_model(const GenerateOptions& o) {
+  std::error_code ec;
+  fs::path model_dir;
+  try {
+    model_dir = fs::weakly_canonical(model::resolve_model_dir(o.model.pretrained, o.model.revision), ec);
+  } catch (const Error&) {
+    return;  // a model that does not resolve fails at loading, with its own message
+  }
+  const fs::path out = fs::weakly_canonical(o.out, ec);
+  const fs::path rel = out.lexically_relative(model_dir);
+  if (!rel.empty() && *rel.begin() != "..") {
+    throw UsageError("--out " + util::quoted(o.out) + " is inside the model folder " +
+                     util::quoted(model_dir.string()), "write the images to a folder of their own");
+  }
+}
+
 int run_generate(const std::vector<std::string>& argv) {
   GenerateOptions o = generate_options(parse_generate_args(argv));
+  refuse_output_in_model(o);
   std::optional<model::LoraFileContents> lora;
   if (o.lora) lora = model::read_lora_file(*o.lora);  // a bad file fails before the model load
 
@@ -203,9 +224,10 @@ int run_generate(const std::vector<std::string>& argv) {
   auto pipe = pipeline::SdxlPipeline::load({o.model.pretrained, o.model.vae, o.model.variant, o.model.revision,
                                             o.dtype, std::nullopt, device});
   if (lora) apply_lora_file(pipe, *lora, o);
-  std::error_code ec;  // created only once the model loaded: a bad --model writes nothing
-  fs::create_directories(o.out, ec);
-  if (ec) throw Error("cannot create output folder '" + o.out + "': " + ec.message());
+  // Created and locked (rank 0 writes the images) only once the model loaded: a bad --model
+  // writes nothing, and a second generate into the same folder fails at once.
+  std::optional<io::FolderLock> lock;
+  if (mpi.rank() == 0) lock.emplace(o.out, "--out");
 
   const util::Stopwatch watch;
   // Whole batches per rank (batch j on rank j mod world) and rank 0 writes them all: an image

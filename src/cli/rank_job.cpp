@@ -3,6 +3,7 @@
 #include "sdxl_dreambooth/dist/mpi_wait.h"
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/torch_compat.h"
+#include "sdxl_dreambooth/train/training_setup.h"
 #include "sdxl_dreambooth/util/blas_library.h"
 #include "sdxl_dreambooth/util/cpu_threads.h"
 #include "sdxl_dreambooth/util/host_memory.h"
@@ -41,20 +42,18 @@ int run_rank_job(const std::string& config_path, const std::vector<std::string>&
         dist::read_file_collective(mpi.world(), config_path, dist::kSetupTimeoutS), config_path, overrides);
     const config::RunConfig cfg = loaded.typed();
     const Logger log(std::cerr, parse_log_level(cfg.logging.level), mpi.rank(), mpi.world_size());
-    const std::string& device = cfg.train.device;
-    const bool cuda = device == "cuda" || (device == "auto" && torch::cuda::is_available());
+    // This rank's own GPU (a UsageError when train.device = "cuda" and none is visible),
+    // current before anything touches CUDA, whatever the backend.
+    const torch::Device compute = train::training_device(cfg.train, mpi.local_rank());
+    const bool cuda = compute.is_cuda();
     const std::string backend = collective_backend(cfg.distributed, cuda);
     const double timeout = cfg.distributed.timeout_s;
-    // This rank's own GPU, current before anything touches CUDA, whatever the backend.
-    const int gpu = cuda ? mpi.local_rank() % std::max<int>(1, static_cast<int>(torch::cuda::device_count())) : 0;
-    if (cuda) compat::set_cuda_device(gpu);
+    if (cuda) compat::set_cuda_device(compute.index());
     // Before any parallel work: LibTorch's own default is 1 thread (Debian) or every core of
     // the node for every rank (PyTorch's builds).
     const util::CpuThreads threads = util::configure_cpu_threads(dist::node_affinity_masks(mpi.node(), timeout),
                                                                  static_cast<std::size_t>(mpi.local_rank()));
     log.info("CPU: " + std::to_string(threads.threads) + " intra-op thread(s) per rank (" + threads.why + ")");
-    const torch::Device compute = cuda ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(gpu))
-                                       : torch::Device(torch::kCPU);
     // Before the model is loaded, so that its blocks come from the heap too.
     log.info("host memory: " + util::keep_freed_host_memory(compute.is_cpu()).why);
     const util::BlasLibrary blas = util::blas_library();
@@ -76,7 +75,8 @@ int run_rank_job(const std::string& config_path, const std::vector<std::string>&
   } catch (const std::exception& e) {
     if (mpi.world_size() == 1) throw;  // reported by run_cli with its exit code
     const auto* err = dynamic_cast<const Error*>(&e);
-    std::cerr << "error: [rank " << mpi.rank() << "/" << mpi.world_size() << "] " << e.what() << "\n";
+    std::cerr << "error: [rank " << mpi.rank() << "/" << mpi.world_size() << "] " << message_without_backtrace(e)
+              << "\n";
     if (err && !err->hint().empty()) std::cerr << "hint: " << err->hint() << "\n";
     std::cerr.flush();
     MPI_Abort(mpi.world(), dynamic_cast<const UsageError*>(&e) ? kExitUsage : kExitFailure);

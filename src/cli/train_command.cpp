@@ -3,6 +3,7 @@
 #include "sdxl_dreambooth/cli/args.h"
 #include "sdxl_dreambooth/cli/command.h"
 #include "sdxl_dreambooth/cli/rank_job.h"
+#include "sdxl_dreambooth/train/preemption.h"
 #include "sdxl_dreambooth/config/config.h"
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/train/trainer.h"
@@ -36,8 +37,11 @@ Command make_train_command() {
       throw UsageError("train takes exactly one CONFIG.toml, got " + std::to_string(args.positionals().size()) +
                        " arguments");
     }
-    return run_rank_job(args.positionals()[0], args.repeated("--set"), [](RankJob& job) {
-      const train::TrainSummary summary = train::run_training(job.config, job.log, job.comm, job.mpi.local_rank());
+    // First: a SIGTERM or SIGUSR1 from Slurm during start-up is a preemption request too.
+    const train::PreemptionSignals signals;
+    return run_rank_job(args.positionals()[0], args.repeated("--set"), [&signals](RankJob& job) {
+      const train::TrainSummary summary =
+          train::run_training(job.config, job.log, job.comm, job.mpi.local_rank(), signals);
       return summary.preempted ? kExitPreempted : kExitOk;
     });
   };

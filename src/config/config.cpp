@@ -303,11 +303,26 @@ class Loader {
     }
     // The value is TOML (`5`, `true`, `["a", "b"]`, `"quoted"`); a bare word is taken as
     // a string for string keys so that --set data.instance_prompt=a photo of sks dog works.
+    if (text.find_first_of("\r\n") != std::string::npos) {
+      errors.push_back(where + ": " + key + ": the value must be on one line (use \\n inside a quoted string)");
+      return;
+    }
     std::optional<Value> value;
+    bool parsed_ok = false;
     try {
       toml::table parsed = toml::parse("v = " + text, std::string_view("--set"));
+      parsed_ok = true;
       if (const toml::node* node = parsed.get("v")) value = convert(*node, *spec);
     } catch (const toml::parse_error&) {
+    }
+    // A bare word is a string, but a quoted value that is not valid TOML (an unterminated
+    // quote) is a mistake, not a string starting with a quote.
+    const std::string first = util::trim(text).substr(0, 1);
+    const bool quoted = first == "\"" || first == "'" || first == "[";
+    if (!value && !parsed_ok && quoted) {
+      errors.push_back(where + ": " + key + ": " + util::quoted(text) + " is not a valid TOML value (an unterminated "
+                       "quote or bracket?); expected " + spec->expectation());
+      return;
     }
     if (!value && spec->type == ValueType::kString) value = Value(text);
     if (!value) {

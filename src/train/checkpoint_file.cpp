@@ -360,6 +360,12 @@ void write_checkpoint_file(const std::string& path, const Checkpoint& c) {
 }
 
 Checkpoint read_checkpoint_file(const std::string& path, const ReadOptions& options) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    throw UsageError(util::quoted(path) + " is a folder, not a checkpoint file",
+                     "give one of its checkpoint-N.h5 files (the newest has the largest N)");
+  }
+  if (!fs::exists(path, ec)) throw UsageError(path + ": no such file");
   io::H5File file = io::H5File::open_read_only(path);
   Checkpoint c;
   {

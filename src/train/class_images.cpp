@@ -14,8 +14,30 @@ namespace fs = std::filesystem;
 
 namespace sdxl::train {
 
+namespace {
+
+// One batch drawn and each image written at once (an interrupted run keeps them).
+void write_batch(pipeline::SdxlPipeline& pipe, const pipeline::GenerationRequest& r,
+                 const std::vector<pipeline::ImageRef>& batch, std::int64_t existing, std::int64_t missing,
+                 const std::string& model, const std::string& dir, const Logger& log) {
+  for (const auto& img : pipe.generate(r, batch)) {
+    const std::int64_t k = img.image_index;
+    char name[32];
+    std::snprintf(name, sizeof name, "class-%05lld.png", static_cast<long long>(existing + k));
+    const fs::path path = fs::path(dir) / name;
+    pipeline::write_image_png(path.string(), img,
+                              {{"prompt", r.prompts.front()}, {"seed", std::to_string(img.seed)},
+                               {"steps", std::to_string(r.steps)}, {"model", model},
+                               {"software", "sdxl-dreambooth class image"}});
+    log.info_all_ranks("class image " + std::to_string(k + 1) + "/" + std::to_string(missing) + ": " +
+                       path.string());
+  }
+}
+
+}  // namespace
+
 void ensure_class_images(pipeline::SdxlPipeline& pipe, const config::RunConfig& cfg, const RunSettings& s,
-                         const Logger& log, dist::HostCollectives& comm) {
+                         const Logger& log, dist::HostCollectives& comm, const PreemptionSignals& signals) {
   const std::string dir = *cfg.data.class_dir;
   const std::string prompt = *cfg.data.class_prompt;
   const std::int64_t wanted = cfg.data.num_class_images;
@@ -40,19 +62,12 @@ void ensure_class_images(pipeline::SdxlPipeline& pipe, const config::RunConfig& 
   r.scheduler = cfg.validation.scheduler;
   r.batch_size = cfg.prior.sample_batch_size;
   const auto batches = pipeline::plan_batches(r);
-  for (std::size_t j = static_cast<std::size_t>(comm.rank()); j < batches.size();
-       j += static_cast<std::size_t>(comm.world_size())) {
-    for (const auto& img : pipe.generate(r, batches[j])) {
-      const std::int64_t k = img.image_index;
-      char name[32];
-      std::snprintf(name, sizeof name, "class-%05lld.png", static_cast<long long>(existing + k));
-      const fs::path path = fs::path(dir) / name;
-      pipeline::write_image_png(path.string(), img,
-                                {{"prompt", prompt}, {"seed", std::to_string(img.seed)},
-                                 {"steps", std::to_string(r.steps)}, {"model", cfg.model.pretrained},
-                                 {"software", "sdxl-dreambooth class image"}});
-      log.info_all_ranks("class image " + std::to_string(k + 1) + "/" + std::to_string(missing) + ": " +
-                         path.string());
+  const auto world = static_cast<std::size_t>(comm.world_size());
+  for (std::size_t round = 0; round * world < batches.size(); ++round) {
+    const std::size_t j = round * world + static_cast<std::size_t>(comm.rank());
+    if (j < batches.size()) write_batch(pipe, r, batches[j], existing, missing, cfg.model.pretrained, dir, log);
+    if (comm.all_reduce_max(signals.requested() ? 1.0 : 0.0, "preemption check between class-image batches") > 0) {
+      throw PreemptedBeforeTraining{};
     }
   }
   comm.barrier("end of class-image generation");

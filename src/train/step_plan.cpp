@@ -1,5 +1,7 @@
 #include "sdxl_dreambooth/train/step_plan.h"
 
+#include "sdxl_dreambooth/error.h"
+
 namespace sdxl::train {
 namespace {
 
@@ -18,11 +20,25 @@ LrScheduleOptions lr_options(const config::TrainConfig& train, std::int64_t max_
   return lo;
 }
 
+// diffusers' DataLoader gives one shorter batch when train_batch_size exceeds the dataset; a
+// rank's batch here is always full, so it would hold the same image several times. Refused.
+// Over several ranks, a global batch larger than the data repeats images across ranks, as
+// accelerate's even_batches does: allowed.
+std::int64_t checked_batch_size(const config::TrainConfig& train, std::int64_t dataset_size) {
+  if (train.batch_size > dataset_size) {
+    throw UsageError("train.batch_size = " + std::to_string(train.batch_size) + " exceeds the " +
+                         std::to_string(dataset_size) + " training examples (images x data.repeats)",
+                     "lower train.batch_size to at most " + std::to_string(dataset_size) +
+                         " (train.grad_accum gives larger effective batches), or raise data.repeats");
+  }
+  return train.batch_size;
+}
+
 }  // namespace
 
 StepPlan::StepPlan(const config::TrainConfig& train, bool with_prior, std::int64_t dataset_size, int world,
                    std::uint64_t seed)
-    : batch_size(train.batch_size),
+    : batch_size(checked_batch_size(train, dataset_size)),
       grad_accum(train.grad_accum),
       prior(with_prior),
       world_size(world),

@@ -2,12 +2,15 @@
 
 #include "sdxl_dreambooth/build_features.h"
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/io/folder_lock.h"
 #include "sdxl_dreambooth/model/lora_export.h"
 #include "sdxl_dreambooth/model/unet_flops.h"
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
 #include "sdxl_dreambooth/train/class_images.h"
 #include "sdxl_dreambooth/train/checkpoint_writer.h"
 #include "sdxl_dreambooth/train/data_order.h"
+#include "sdxl_dreambooth/train/fault_injection.h"
+#include "sdxl_dreambooth/train/preflight.h"
 #include "sdxl_dreambooth/train/run_settings.h"
 #include "sdxl_dreambooth/train/start_point.h"
 #include "sdxl_dreambooth/train/step_plan.h"
@@ -21,6 +24,8 @@
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <algorithm>
+#include <cstring>
+#include <optional>
 #include <filesystem>
 #include <fstream>
 
@@ -29,24 +34,62 @@ namespace fs = std::filesystem;
 namespace sdxl::train {
 namespace {
 
-// OUTPUT exists and holds the effective config (rank 0 writes it); each rank logs where it
-// landed (host, local rank, device), the first thing to check when a cluster job misbehaves.
-void prepare_output(const config::RunConfig& cfg, const RunSettings& s, const Logger& log, dist::Collectives& comm,
-                    int local_rank) {
-  std::error_code ec;
-  fs::create_directories(s.output, ec);
-  if (ec) throw Error("output.dir: cannot create " + util::quoted(s.output.string()) + ": " + ec.message());
-  if (comm.rank() == 0) {
-    std::ofstream toml(s.output / "train_config.toml");
-    toml << config::to_toml(cfg);
-    if (!toml) throw Error("cannot write " + (s.output / "train_config.toml").string());
-  }
+// Each rank logs where it landed (host, local rank, device), the first thing to check when a
+// cluster job misbehaves.
+void log_placement(const RunSettings& s, const Logger& log, dist::Collectives& comm, int local_rank) {
   log.info_all_ranks("rank " + std::to_string(comm.rank()) + " of " + std::to_string(comm.world_size()) + " on " +
                      util::host_name() + ", local rank " + std::to_string(local_rank) + ", device " +
                      s.device.str());
   log.info(std::to_string(comm.world_size()) + " rank(s) (" + comm.backend() + " collectives), seed " +
            std::to_string(s.seed) + ", device " + s.device.str() + ", precision " +
            (s.mixed_precision == "no" ? std::string("fp32") : s.mixed_precision));
+}
+
+// OUTPUT/train_config.toml, the effective config (rank 0), once nothing can fail as a
+// configuration error any more.
+void write_run_config(const config::RunConfig& cfg, const RunSettings& s, dist::Collectives& comm) {
+  if (comm.rank() != 0) return;
+  const fs::path path = s.output / "train_config.toml";
+  std::ofstream toml(path);
+  toml << config::to_toml(cfg);
+  if (!toml) throw Error("cannot write " + path.string());
+}
+
+// Rank 0 holds output.dir, and checkpoint.dir when it lies outside, for the whole run: a second
+// run on the same folders fails at once instead of overwriting this one's files.
+class RunLocks {
+ public:
+  RunLocks(const RunSettings& s, bool separate_checkpoint_dir) : output_(s.output, "output.dir") {
+    if (separate_checkpoint_dir && !inside(s.checkpoint_dir, s.output)) {
+      checkpoints_.emplace(s.checkpoint_dir, "checkpoint.dir");
+    }
+  }
+  // A configuration error after locking: leave no lock file or folder behind.
+  void abandon() noexcept {
+    if (checkpoints_) checkpoints_->abandon();
+    output_.abandon();
+  }
+
+ private:
+  static bool inside(const fs::path& path, const fs::path& folder) {
+    std::error_code ec;
+    const fs::path p = fs::weakly_canonical(path, ec), f = fs::weakly_canonical(folder, ec);
+    const auto rel = p.lexically_relative(f);
+    return !rel.empty() && *rel.begin() != "..";
+  }
+
+  io::FolderLock output_;
+  std::optional<io::FolderLock> checkpoints_;
+};
+
+// Before the first step a preemption request (SIGTERM/SIGUSR1 on any rank) ends the run at the
+// next phase boundary: nothing is trained yet, so nothing is checkpointed.
+std::string signal_name(const PreemptionSignals& signals) {
+  return signals.signal_number() ? std::string(strsignal(signals.signal_number())) : std::string("another rank");
+}
+
+void stop_if_preempted(const PreemptionSignals& signals, dist::HostCollectives& comm, const char* phase) {
+  if (comm.all_reduce_max(signals.requested() ? 1.0 : 0.0, phase) > 0) throw PreemptedBeforeTraining{};
 }
 
 pipeline::SdxlPipeline load_base_model(const config::ModelConfig& model, const RunSettings& s, const Logger& log) {
@@ -105,7 +148,9 @@ std::string export_lora(const TrainedAdapters& adapters, const config::ModelConf
   const fs::path path = s.output / "pytorch_lora_weights.safetensors";
   if (!writer) return path.string();
   std::vector<model::ModelLoraWeights> weights;
-  for (const auto& m : adapters.models()) weights.push_back(model::lora_weights(*m.network, m.model, m.layers_per_block));
+  for (const auto& m : adapters.models()) {
+    weights.push_back(model::lora_weights(*m.network, m.model, m.layers_per_block));
+  }
   model::write_lora_file(path.string(), weights, model::LoraFormat::kDiffusers,
                          {{"rank", std::to_string(adapters.spec().rank)},
                           {"alpha", util::format_number(adapters.spec().alpha)},
@@ -131,19 +176,21 @@ void log_done(const TrainSummary& summary, const model::UNetFlops& flops, double
            util::format_duration(run_seconds));
 }
 
-}  // namespace
-
-TrainSummary run_training(const config::RunConfig& cfg, const Logger& log, dist::Collectives& comm, int local_rank) {
-  const util::Stopwatch run_clock;
-  RunSettings settings = resolve_settings(cfg, local_rank);
-  // SIGUSR1/SIGTERM from here on only request a checkpoint at the next step boundary.
-  const PreemptionSignals signals;
+// The run after rank 0's checks and locks.
+TrainSummary run_phases(const config::RunConfig& cfg, RunSettings& settings, const Logger& log,
+                        dist::Collectives& comm, int local_rank, const PreemptionSignals& signals,
+                        const util::Stopwatch& run_clock) {
   StartPoint start = agree_on_start(cfg, settings, log, comm.host());
-  prepare_output(cfg, settings, log, comm, local_rank);
+  log_placement(settings, log, comm, local_rank);
+  stop_if_preempted(signals, comm.host(), "preemption check after the start point");
 
   pipeline::SdxlPipeline pipe = load_base_model(cfg.model, settings, log);
-  if (settings.prior) ensure_class_images(pipe, cfg, settings, log, comm.host());
+  stop_if_preempted(signals, comm.host(), "preemption check after loading the model");
+  if (settings.prior) {
+    ensure_class_images(pipe, cfg, settings, log, comm.host(), signals);
+  }
   const TrainingData data = encode_training_data(cfg, settings, pipe, log, comm.host());
+  stop_if_preempted(signals, comm.host(), "preemption check after encoding the data");
 
   auto init = at::detail::createCPUGenerator(derive_seed(settings.seed, kLoraInitStream));
   TrainedAdapters adapters(cfg, pipe, init);
@@ -156,6 +203,7 @@ TrainSummary run_training(const config::RunConfig& cfg, const Logger& log, dist:
   log_plan(plan, data, loss_options(cfg.train, cfg.prior, pipe.scheduler_config.prediction_type).prediction_type,
            flops, settings.resolution, log);
 
+  write_run_config(cfg, settings, comm);
   TrainSummary summary;
   summary.seed = settings.seed;
   const CheckpointWriter checkpoints(cfg, settings, plan, adapters, std::move(start.fingerprint), log);
@@ -170,6 +218,33 @@ TrainSummary run_training(const config::RunConfig& cfg, const Logger& log, dist:
   summary.peak_rss_bytes = util::peak_rss_bytes();
   if (finished) log_done(summary, flops, run_clock.seconds(), log);
   return summary;
+}
+
+}  // namespace
+
+TrainSummary run_training(const config::RunConfig& cfg, const Logger& log, dist::Collectives& comm, int local_rank,
+                          const PreemptionSignals& signals) {
+  const util::Stopwatch run_clock;
+  maybe_inject_fault(comm.rank(), 0);  // "signal:R:0": a preemption request during start-up
+  RunSettings settings = resolve_settings(cfg, local_rank);
+  std::optional<RunLocks> locks;
+  if (comm.rank() == 0) {
+    check_run_inputs(cfg, settings);
+    locks.emplace(settings, cfg.checkpoint.dir.has_value());
+  }
+  try {
+    return run_phases(cfg, settings, log, comm, local_rank, signals, run_clock);
+  } catch (const PreemptedBeforeTraining&) {
+    log.warn("preemption requested (" + signal_name(signals) + ") before the first step: exiting with code " +
+             std::to_string(kExitPreempted) + ", nothing to checkpoint");
+    TrainSummary summary;
+    summary.preempted = true;
+    summary.peak_rss_bytes = util::peak_rss_bytes();
+    return summary;
+  } catch (const UsageError&) {
+    if (locks) locks->abandon();
+    throw;
+  }
 }
 
 }  // namespace sdxl::train

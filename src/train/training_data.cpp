@@ -184,10 +184,16 @@ EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, con
   return out;
 }
 
-void encode_prompts(PromptTable& prompts, pipeline::SdxlPipeline& pipe, torch::Dtype dtype) {
+void encode_prompts(PromptTable& prompts, pipeline::SdxlPipeline& pipe, torch::Dtype dtype, const Logger& log) {
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> embeds, pooled, ids_1, ids_2;
   for (const auto& p : prompts.prompts) {
+    // As diffusers warns: CLIP reads BOS, 75 tokens and EOS; the rest is cut.
+    const std::size_t tokens = pipe.tokenizer->encode(p).size(), room = pipe.tokenizer->model_max_length() - 2;
+    if (tokens > room) {
+      log.warn("prompt " + util::quoted(p.size() > 80 ? p.substr(0, 77) + "..." : p) + " is " +
+               std::to_string(tokens) + " CLIP tokens; only the first " + std::to_string(room) + " are used");
+    }
     const auto e = pipe.encode(p);
     embeds.push_back(e.prompt_embeds);
     pooled.push_back(e.pooled_prompt_embeds);
@@ -203,7 +209,8 @@ void encode_prompts(PromptTable& prompts, pipeline::SdxlPipeline& pipe, torch::D
 TrainingData encode_training_data(const config::RunConfig& cfg, const RunSettings& s, pipeline::SdxlPipeline& pipe,
                                   const Logger& log, dist::HostCollectives& comm) {
   TrainingData d;
-  std::mt19937_64 augment_rng(derive_seed(derive_seed(s.seed, kAugmentStream), static_cast<std::uint64_t>(comm.rank())));
+  std::mt19937_64 augment_rng(
+      derive_seed(derive_seed(s.seed, kAugmentStream), static_cast<std::uint64_t>(comm.rank())));
   ImageSetOptions io;
   io.dir = cfg.data.instance_dir;
   io.key = "data.instance_dir";
@@ -226,7 +233,10 @@ TrainingData encode_training_data(const config::RunConfig& cfg, const RunSetting
     d.klass = encode_image_folder(list_images_collective(co, comm), co, pipe.vae, d.prompts, augment_rng, s.device,
                                   log, comm);
   }
-  encode_prompts(d.prompts, pipe, s.dtype);
+  if (util::trim(cfg.data.instance_prompt).empty()) {
+    log.warn("data.instance_prompt is empty: images without a caption train on an empty prompt");
+  }
+  encode_prompts(d.prompts, pipe, s.dtype, log);
   if (!cfg.lora.train_text_encoder) {
     // Frozen text encoders: validation prompts are embedded now and the encoders freed.
     std::vector<std::string> validation_prompts = cfg.validation.prompts;

@@ -11,8 +11,10 @@ torch::Device training_device(const config::TrainConfig& train, int local_rank) 
   if (dev == "cpu" || (dev == "auto" && !torch::cuda::is_available())) return torch::kCPU;
   if (!torch::cuda::is_available()) {
     const BuildFeatures features = build_features();
-    throw UsageError("train.device = \"cuda\", but LibTorch sees no CUDA device (this build: " +
-                     std::string(features.torch_cuda_built ? "CUDA" : "CPU-only") + " LibTorch)");
+    throw UsageError("train.device = \"cuda\", but no GPU is visible to this process (this build: " +
+                         std::string(features.torch_cuda_built ? "CUDA" : "CPU-only") + " LibTorch)",
+                     "set train.device = \"cpu\" (or \"auto\": CUDA when a GPU is visible), or run where a GPU is "
+                     "visible (sbatch --gpus-per-task=1; CUDA_VISIBLE_DEVICES)");
   }
   const auto count = static_cast<int>(torch::cuda::device_count());
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % count));

@@ -142,6 +142,14 @@ TEST(Config, SetOverridesAreCheckedLikeTheFile) {
   EXPECT_NE(error_of(kMinimal, {"train.batchsize=2"}).find("did you mean 'train.batch_size'"), std::string::npos);
   EXPECT_NE(error_of(kMinimal, {"nonsense"}).find("expected section.key=value"), std::string::npos);
   EXPECT_NE(error_of(kMinimal, {"train.mixed_precision=fp8"}).find("one of no, fp16, bf16"), std::string::npos);
+  // A second line is not silently dropped, and a broken quote is not part of the value.
+  EXPECT_NE(error_of(kMinimal, {"train.batch_size=2\nfoo"}).find("train.batch_size: the value must be on one line"),
+            std::string::npos);
+  EXPECT_NE(error_of(kMinimal, {"data.instance_prompt=a\nb"}).find("must be on one line"), std::string::npos);
+  const std::string unterminated = error_of(kMinimal, {"model.pretrained=\"unterminated"});
+  EXPECT_NE(unterminated.find("model.pretrained: '\"unterminated' is not a valid TOML value"), std::string::npos)
+      << unterminated;
+  EXPECT_NE(error_of(kMinimal, {"lora.targets=[\"to_q\""}).find("not a valid TOML value"), std::string::npos);
 }
 
 TEST(Config, AllErrorsAreReportedOneLineEach) {

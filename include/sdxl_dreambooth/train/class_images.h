@@ -5,6 +5,7 @@
 #include "sdxl_dreambooth/config/run_config.h"
 #include "sdxl_dreambooth/dist/host_collectives.h"
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
+#include "sdxl_dreambooth/train/preemption.h"
 #include "sdxl_dreambooth/train/run_settings.h"
 #include "sdxl_dreambooth/util/logger.h"
 
@@ -14,8 +15,9 @@ namespace sdxl::train {
 // validation.scheduler, guidance 5). Whole batches per rank (batch j on rank j mod world),
 // each written as soon as it is drawn, so an interrupted run keeps them; image k is named
 // after the existing count + k, so no two ranks write the same file and the images do not
-// depend on the rank count.
+// depend on the rank count. After each round of batches the ranks agree on `signals`: a stop
+// request throws PreemptedBeforeTraining (the images drawn so far are kept).
 void ensure_class_images(pipeline::SdxlPipeline& pipe, const config::RunConfig& cfg, const RunSettings& settings,
-                         const Logger& log, dist::HostCollectives& comm);
+                         const Logger& log, dist::HostCollectives& comm, const PreemptionSignals& signals);
 
 }  // namespace sdxl::train

@@ -18,4 +18,9 @@ class PreemptionSignals {
   int signal_number() const;  // the first signal received, 0 when none
 };
 
+// Thrown at a phase boundary before the first step when some rank was asked to stop: nothing
+// is trained yet, so run_training returns a preempted summary without a checkpoint. Not an
+// std::exception, so that nothing between the phase and run_training mistakes it for a failure.
+struct PreemptedBeforeTraining {};
+
 }  // namespace sdxl::train

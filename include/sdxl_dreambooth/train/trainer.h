@@ -8,6 +8,7 @@
 
 #include "sdxl_dreambooth/config/run_config.h"
 #include "sdxl_dreambooth/dist/collectives.h"
+#include "sdxl_dreambooth/train/preemption.h"
 #include "sdxl_dreambooth/train/train_step.h"
 #include "sdxl_dreambooth/util/logger.h"
 
@@ -32,9 +33,13 @@ struct TrainSummary {
   bool preempted = false;           // stopped on SIGUSR1/SIGTERM after checkpointing
 };
 
-// Every rank of `comm` calls this with the same config. Rank 0 writes the outputs; all ranks
-// hold identical LoRA weights after every step (checked). `local_rank` picks the GPU.
-TrainSummary run_training(const config::RunConfig& config, const Logger& log, dist::Collectives& comm,
-                          int local_rank = 0);
+// Every rank of `comm` calls this with the same config. Rank 0 checks the inputs and locks
+// output.dir (preflight.h, io/folder_lock.h) before it writes anything, then writes the
+// outputs; all ranks hold identical LoRA weights after every step (checked). `local_rank`
+// picks the GPU. `signals`, installed before MPI and the config are set up, request a stop:
+// before the first step at the next phase boundary (nothing to save), later at the next step
+// with a checkpoint; either way summary.preempted.
+TrainSummary run_training(const config::RunConfig& config, const Logger& log, dist::Collectives& comm, int local_rank,
+                          const PreemptionSignals& signals);
 
 }  // namespace sdxl::train

@@ -67,8 +67,9 @@ EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, con
                                   const torch::Device& device, const Logger& log, dist::HostCollectives& comm,
                                   int encode_batch = 4);
 
-// Fills prompts.prompt_embeds/pooled through the pipeline's text encoders.
-void encode_prompts(PromptTable& prompts, pipeline::SdxlPipeline& pipe, torch::Dtype dtype);
+// Fills prompts.prompt_embeds/pooled through the pipeline's text encoders; warns about each
+// prompt longer than CLIP reads.
+void encode_prompts(PromptTable& prompts, pipeline::SdxlPipeline& pipe, torch::Dtype dtype, const Logger& log);
 
 // What the steps draw from: the instance examples, the class examples (prior preservation)
 // and the embeddings of their prompts.

@@ -1,0 +1,95 @@
+#include "sdxl_dreambooth/train/preflight.h"
+
+#include "sdxl_dreambooth/data/image_folder.h"
+#include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/model/model_location.h"
+#include "sdxl_dreambooth/util/strings.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+
+namespace fs = std::filesystem;
+
+namespace sdxl::train {
+namespace {
+
+// A missing or malformed model is the config's fault: exit 2, naming the key.
+template <typename F>
+void as_config_error(const std::string& key, F&& check) {
+  try {
+    check();
+  } catch (const UsageError&) {
+    throw;
+  } catch (const Error& e) {
+    throw UsageError(key + ": " + e.what(), e.hint());
+  }
+}
+
+void check_image_folder(const std::string& dir, const std::string& key) {
+  if (data::list_image_files(dir, key).empty()) {
+    throw UsageError(key + ": no JPEG, PNG or WebP image in " + util::quoted(dir));
+  }
+}
+
+// An existing writable folder, or a path whose nearest existing ancestor is one (the run
+// creates the rest).
+void check_writable_folder(const fs::path& folder, const std::string& key) {
+  std::error_code ec;
+  fs::path p = folder;
+  while (!p.empty() && !fs::exists(p, ec)) p = p.parent_path();
+  if (p.empty()) p = ".";
+  if (!fs::is_directory(p, ec)) {
+    throw UsageError(key + ": " + util::quoted(p.string()) + " is not a folder" +
+                     (p == folder ? std::string() : " (needed for " + util::quoted(folder.string()) + ")"));
+  }
+  if (::access(p.c_str(), W_OK | X_OK) != 0) {
+    throw UsageError(key + ": " + util::quoted(p.string()) + " is not writable by this user" +
+                     (p == folder ? std::string() : " (needed to create " + util::quoted(folder.string()) + ")"));
+  }
+}
+
+void check_resume_target(const std::string& resume) {
+  if (resume == "none" || resume == "latest") return;
+  std::error_code ec;
+  const auto status = fs::status(resume, ec);
+  if (!fs::exists(status)) {
+    const std::string near = util::nearest(resume, {"none", "latest"});
+    throw UsageError("checkpoint.resume: " + util::quoted(resume) + " is neither \"none\", \"latest\" nor an existing "
+                     "checkpoint file" + (near.empty() ? std::string() : " (did you mean \"" + near + "\"?)"));
+  }
+  if (fs::is_directory(status)) {
+    throw UsageError("checkpoint.resume: " + util::quoted(resume) + " is a folder; give a checkpoint file "
+                     "(checkpoint-N.h5) or \"latest\" (with checkpoint.dir set to that folder)");
+  }
+  if (::access(resume.c_str(), R_OK) != 0) {
+    throw UsageError("checkpoint.resume: " + util::quoted(resume) + " is not readable by this user");
+  }
+}
+
+}  // namespace
+
+void check_run_inputs(const config::RunConfig& cfg, const RunSettings& s) {
+  as_config_error("model.pretrained", [&] { model::open_pipeline(cfg.model.pretrained, cfg.model.revision); });
+  if (cfg.model.vae) {
+    as_config_error("model.vae", [&] { model::resolve_component_dir(*cfg.model.vae, cfg.model.revision, "vae"); });
+  }
+  check_image_folder(cfg.data.instance_dir, "data.instance_dir");
+  if (cfg.prior.enabled) {
+    // An existing class folder may be read-only when it holds enough images; a missing one is
+    // created.
+    std::error_code ec;
+    if (fs::exists(*cfg.data.class_dir, ec)) {
+      if (!fs::is_directory(*cfg.data.class_dir, ec)) {
+        throw UsageError("data.class_dir: " + util::quoted(*cfg.data.class_dir) + " is not a folder");
+      }
+    } else {
+      check_writable_folder(*cfg.data.class_dir, "data.class_dir");
+    }
+  }
+  check_writable_folder(s.output, "output.dir");
+  check_writable_folder(s.checkpoint_dir, cfg.checkpoint.dir ? "checkpoint.dir" : "output.dir");
+  check_resume_target(cfg.checkpoint.resume);
+}
+
+}  // namespace sdxl::train

@@ -1,0 +1,243 @@
+// A run's outputs are its own: one run per output folder (a lock that dies with its holder,
+// or an O_EXCL lock file where flock is missing), a run refused as a configuration error
+// (exit 2) writes nothing at all, a preemption request during start-up exits 75 at once, and
+// export never overwrites the checkpoint it reads.
+#include "support/process.h"
+#include "support/reference.h"
+
+#include <gtest/gtest.h>
+
+#include <signal.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+using namespace sdxl;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string q(const fs::path& p) { return "\"" + p.string() + "\""; }
+
+std::string config(const fs::path& out, const std::string& train_extra = "", const std::string& more = "") {
+  std::ostringstream s;
+  s << "[model]\npretrained = " << q(test::reference_dir() / "tiny-sdxl") << "\n"
+    << "[data]\ninstance_dir = " << q(test::subjects_dir() / "chelsea") << "\n"
+    << "instance_prompt = \"a photo of sks cat\"\nresolution = 64\ncenter_crop = true\n"
+    << "[train]\nseed = 0\nbatch_size = 1\n" << train_extra << "\n"
+    << "[checkpoint]\nevery_steps = 2\n"
+    << "[output]\ndir = " << q(out) << "\n" << more;
+  return s.str();
+}
+
+// Every file under `dir` with its content: what "nothing was touched" compares.
+std::map<std::string, std::string> snapshot(const fs::path& dir) {
+  std::map<std::string, std::string> files;
+  if (!fs::exists(dir)) return files;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file()) files[fs::relative(e.path(), dir).string()] = test::read_file(e.path());
+  }
+  return files;
+}
+
+// The pid a lock file names, once it names one (0 after `seconds`).
+long wait_for_holder(const fs::path& lock, double seconds) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < until) {
+    std::ifstream in(lock);
+    std::string token;
+    while (in >> token) {
+      if (token.rfind("pid=", 0) == 0) return std::stol(token.substr(4));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return 0;
+}
+
+// `sdxl-dreambooth version` says so on a machine (or build) without a usable GPU.
+bool torch_sees_no_gpu() {
+  return test::run_cli({"version"}).out.find("CUDA:      no device visible") != std::string::npos;
+}
+
+void wait_for_file(const fs::path& path, double seconds) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (!fs::exists(path) && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+}
+
+class SecondRun : public ::testing::TestWithParam<std::string> {};
+
+// A run stalled at step 5 holds its folder; a second run fails at once, exit 2, naming the
+// folder and the holder's pid, and changes nothing; once the holder is killed (SIGKILL: no
+// clean-up) the folder's next run resumes.
+TEST_P(SecondRun, FailsAtOnceNamingTheHolderAndTheNextRunAfterItsDeathResumes) {
+  SDXL_REQUIRE_REFERENCE();
+  const std::string mode = GetParam();
+  const std::string lock_name = mode == "flock" ? ".sdxl-dreambooth.lock" : ".sdxl-dreambooth.lock.held";
+  std::map<std::string, std::string> env{{"SDXL_TEST_LOCK", mode}};
+  test::TempDir dir;
+  const fs::path out = dir / "out";
+  test::write_file(dir / "run.toml", config(out, "max_steps = 8\n"));
+  test::ProcessResult first;
+  auto stall_env = env;
+  stall_env["SDXL_TEST_FAULT"] = "stall:0:5";
+  std::thread holder([&] { first = test::run_cli({"train", (dir / "run.toml").string()}, stall_env); });
+  const long pid = wait_for_holder(out / lock_name, 120);
+  ASSERT_GT(pid, 0) << "the first run never locked " << out;
+  wait_for_file(out / "checkpoints" / "checkpoint-4.h5", 120);
+  std::this_thread::sleep_for(std::chrono::seconds(1));  // its step 5 is where it stalls
+  const auto before = snapshot(out);
+
+  const auto second =
+      test::run_cli({"train", (dir / "run.toml").string(), "--set", "checkpoint.resume=\"latest\""}, env);
+  EXPECT_EQ(second.exit_code, 2) << second.err;
+  EXPECT_NE(second.err.find("output.dir: '" + out.string() + "' is in use by another run"), std::string::npos)
+      << second.err;
+  EXPECT_NE(second.err.find("pid " + std::to_string(pid)), std::string::npos) << second.err;
+  EXPECT_EQ(snapshot(out), before) << "the refused run changed the folder";
+
+  ::kill(static_cast<pid_t>(pid), SIGKILL);
+  holder.join();
+  EXPECT_EQ(first.exit_code, 128 + SIGKILL);
+  const auto third =
+      test::run_cli({"train", (dir / "run.toml").string(), "--set", "checkpoint.resume=\"latest\""}, env);
+  EXPECT_EQ(third.exit_code, 0) << third.err;
+  EXPECT_NE(third.err.find("resumed from"), std::string::npos) << third.err;
+  EXPECT_TRUE(fs::exists(out / "pytorch_lora_weights.safetensors"));
+  // The O_EXCL file goes with its run; the flock file stays (removing it would race).
+  EXPECT_EQ(fs::exists(out / lock_name), mode == "flock");
+}
+
+INSTANTIATE_TEST_SUITE_P(LockModes, SecondRun, ::testing::Values("flock", "exclusive-file"));
+
+// Each refused run exits 2 naming the key, and leaves an existing run's folder byte for byte
+// as it was (a fresh output.dir is not even created).
+TEST(RunGuard, ARefusedRunWritesNothing) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  const fs::path out = dir / "out";
+  test::write_file(dir / "run.toml", config(out, "max_steps = 2\n"));
+  ASSERT_EQ(test::run_cli({"train", (dir / "run.toml").string()}).exit_code, 0);
+  const auto before = snapshot(out);
+  fs::create_directories(dir / "a-folder");
+  fs::create_directories(dir / "broken");
+  test::write_file(dir / "broken" / "x.png", "not a png");
+  test::write_file(dir / "a-file", "keep me");
+  const std::string resume_latest = "checkpoint.resume=\"latest\"";
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases{
+      {{resume_latest, "data.instance_dir=\"/nonexistent\""}, "data.instance_dir: folder '/nonexistent' does not exist"},
+      {{"model.pretrained=\"/nonexistent-model\""}, "model.pretrained: model '/nonexistent-model' not found"},
+      {{"checkpoint.resume=\"lates\""}, "checkpoint.resume: 'lates' is neither"},
+      {{"checkpoint.resume=\"" + (dir / "a-folder").string() + "\""}, "is a folder"},
+      {{"checkpoint.resume=\"" + (dir / "gone.h5").string() + "\""}, "checkpoint.resume:"},
+      {{"output.dir=\"" + (dir / "a-file").string() + "\""}, "output.dir: '" + (dir / "a-file").string() + "' is not a folder"},
+      {{resume_latest, "data.instance_dir=\"" + (dir / "broken").string() + "\"", "data.skip_bad_images=true"},
+       "no usable image"},
+      {{"checkpoint.resume=\"none\""}, "already holds"},
+      {{resume_latest, "train.batch_size=6"}, "train.batch_size = 6 exceeds the 5 training examples"},
+  };
+  for (const auto& [sets, message] : cases) {
+    std::vector<std::string> args{"train", (dir / "run.toml").string()};
+    for (const auto& s : sets) {
+      args.push_back("--set");
+      args.push_back(s);
+    }
+    const auto r = test::run_cli(args);
+    EXPECT_EQ(r.exit_code, 2) << sets.back() << "\n" << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos) << sets.back() << "\n" << r.err;
+    EXPECT_EQ(snapshot(out), before) << sets.back() << " changed the run's folder";
+    EXPECT_EQ(test::read_file(dir / "a-file"), "keep me");
+    // The same, into a folder that does not exist yet: it is not created.
+    args.push_back("--set");
+    args.push_back("output.dir=\"" + (dir / "fresh" / "out").string() + "\"");
+    if (message.find("output.dir") != std::string::npos || message.find("already holds") != std::string::npos) continue;
+    const auto fresh = test::run_cli(args);
+    EXPECT_EQ(fresh.exit_code, 2) << sets.back() << "\n" << fresh.err;
+    EXPECT_FALSE(fs::exists(dir / "fresh")) << sets.back() << " created the fresh output.dir";
+  }
+}
+
+// SIGUSR1 at the very start (the fault hook at step 0, through the real handler): exit 75 at
+// the first phase boundary, no step, no checkpoint, no LoRA.
+TEST(RunGuard, APreemptionRequestDuringStartUpExits75WithNothingToSave) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  test::write_file(dir / "run.toml", config(dir / "out", "max_steps = 4\n"));
+  const auto r = test::run_cli({"train", (dir / "run.toml").string()}, {{"SDXL_TEST_FAULT", "signal:0:0"}});
+  EXPECT_EQ(r.exit_code, 75) << r.err;
+  EXPECT_NE(r.err.find("before the first step"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "out" / "checkpoints"));
+  EXPECT_FALSE(fs::exists(dir / "out" / "pytorch_lora_weights.safetensors"));
+}
+
+// Whatever --force says, export does not write over the checkpoint it reads, under its own
+// name or through a link.
+TEST(RunGuard, ExportNeverOverwritesItsInput) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  test::write_file(dir / "run.toml", config(dir / "out", "max_steps = 2\n"));
+  ASSERT_EQ(test::run_cli({"train", (dir / "run.toml").string()}).exit_code, 0);
+  const fs::path ckpt = dir / "out" / "checkpoints" / "checkpoint-2.h5";
+  const std::string bytes = test::read_file(ckpt);
+  fs::create_symlink(ckpt, dir / "link.h5");
+  for (const fs::path& out : {ckpt, dir / "link.h5"}) {
+    const auto r = test::run_cli({"export", ckpt.string(), "--out", out.string(), "--force"});
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find("is the checkpoint being read"), std::string::npos) << r.err;
+    EXPECT_EQ(test::read_file(ckpt), bytes);
+  }
+}
+
+// Accepted, but said: an empty instance prompt, and a prompt CLIP cuts (as diffusers warns).
+TEST(RunGuard, EmptyAndOverlongPromptsAreWarnedAbout) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  test::write_file(dir / "run.toml", config(dir / "out", "max_steps = 1\n"));
+  const auto empty = test::run_cli({"train", (dir / "run.toml").string(), "--set", "data.instance_prompt=\"\""});
+  EXPECT_EQ(empty.exit_code, 0) << empty.err;
+  EXPECT_NE(empty.err.find("data.instance_prompt is empty"), std::string::npos) << empty.err;
+  std::string words;
+  for (int i = 0; i < 90; ++i) words += " sks";
+  const auto long_prompt = test::run_cli({"train", (dir / "run.toml").string(), "--set",
+                                          "data.instance_prompt=\"a photo of" + words + "\"", "--set",
+                                          "output.dir=\"" + (dir / "long").string() + "\""});
+  EXPECT_EQ(long_prompt.exit_code, 0) << long_prompt.err;
+  EXPECT_NE(long_prompt.err.find("CLIP tokens; only the first 75 are used"), std::string::npos) << long_prompt.err;
+}
+
+// A folder given where a checkpoint file is expected, a misplaced generate --out, and CUDA
+// asked for where no GPU is visible: each a usage error naming what to give instead.
+TEST(RunGuard, MisplacedPathsAndDevicesAreUsageErrors) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  for (const char* command : {"inspect", "export"}) {
+    std::vector<std::string> args{command, dir.path().string()};
+    if (std::string(command) == "export") args.insert(args.end(), {"--out", (dir / "x.safetensors").string()});
+    const auto r = test::run_cli(args);
+    EXPECT_EQ(r.exit_code, 2) << command << "\n" << r.err;
+    EXPECT_NE(r.err.find("is a folder, not a checkpoint file"), std::string::npos) << r.err;
+  }
+  // A model folder of links to tiny-sdxl's parts: were the refusal broken, nothing shared is hit.
+  const fs::path model = dir / "model";
+  fs::create_directories(model);
+  for (const auto& e : fs::directory_iterator(test::reference_dir() / "tiny-sdxl")) {
+    fs::create_symlink(e.path(), model / e.path().filename());
+  }
+  const auto g = test::run_cli({"generate", "--model", model.string(), "--prompt", "a cat", "--size", "64x64",
+                                "--steps", "1", "--out", (model / "images").string()});
+  EXPECT_EQ(g.exit_code, 2) << g.err;
+  EXPECT_NE(g.err.find("is inside the model folder"), std::string::npos) << g.err;
+  EXPECT_FALSE(fs::exists(model / "images"));
+  if (!torch_sees_no_gpu()) return;
+  test::write_file(dir / "run.toml", config(dir / "out", "max_steps = 1\ndevice = \"cuda\"\n"));
+  const auto c = test::run_cli({"train", (dir / "run.toml").string()});
+  EXPECT_EQ(c.exit_code, 2) << c.err;
+  EXPECT_NE(c.err.find("train.device = \"cuda\", but no GPU is visible"), std::string::npos) << c.err;
+  EXPECT_NE(c.err.find("set train.device = \"cpu\""), std::string::npos) << c.err;
+}
+
+}  // namespace
