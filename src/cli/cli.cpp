@@ -2,6 +2,7 @@
 
 #include "sdxl_dreambooth/cli/status_file.h"
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/io/hdf5_file.h"
 #include "sdxl_dreambooth/util/openblas_kernels.h"
 #include "sdxl_dreambooth/util/strings.h"
 
@@ -37,6 +38,7 @@ int run_cli(int argc, char** argv) {
   // Before anything calls the BLAS or starts a thread; `version`, and the start-up log of a CPU
   // run, say which kernels it runs.
   util::use_best_openblas_kernels();
+  io::prepare_hdf5();
   const std::vector<Command> commands = all_commands();
   if (argc < 2) {
     print_usage(std::cerr, commands);

@@ -84,6 +84,13 @@ nlohmann::json to_json(const std::string& path, const train::Checkpoint& c) {
   return j;
 }
 
+std::string integrity_line(const train::Integrity& i) {
+  const std::string read = std::to_string(i.datasets) + " tensors read, adapters and moments finite";
+  if (i.checksummed == i.datasets) return read + ", every one's Fletcher-32 checksum verified";
+  if (i.checksummed == 0) return read + "; no checksums (written before sdxl-dreambooth stored them)";
+  return read + ", " + std::to_string(i.checksummed) + " with a verified checksum";
+}
+
 }  // namespace
 
 Command make_inspect_command() {
@@ -94,18 +101,18 @@ Command make_inspect_command() {
       "usage: sdxl-dreambooth inspect CKPT.h5 [--json]\n\n"
       "Prints the step, world size and seed, the base model and its weight files, the LoRA\n"
       "adapters (rank, alpha, targets, parameter count and size), a metrics summary (first, last\n"
-      "and lowest loss), the validation samples it holds and the effective config. --json prints\n"
+      "and lowest loss), the validation samples it holds, what reading it verified (every tensor's\n"
+      "Fletcher-32 checksum, finite adapter values) and the effective config. --json prints\n"
       "the same as one JSON object. The layout itself is in docs/checkpoint-format.md; h5ls -r and\n"
       "h5dump show everything.\n";
   c.run = [](const std::vector<std::string>& argv) {
     Args args(argv, {"--json"}, {});
     if (args.positionals().size() != 1) throw UsageError("inspect takes exactly one CKPT.h5");
     const std::string path = args.positionals()[0];
-    train::ReadOptions ro;
-    ro.optimizer = false;
-    ro.samples = false;
-    const train::Checkpoint ckpt = train::read_checkpoint_file(path, ro);
-    const nlohmann::json j = to_json(path, ckpt);
+    // Everything is read, so that every checksum and every adapter value is verified.
+    const train::Checkpoint ckpt = train::read_checkpoint_file(path);
+    nlohmann::json j = to_json(path, ckpt);
+    j["integrity"] = {{"tensors_read", ckpt.integrity.datasets}, {"with_checksum", ckpt.integrity.checksummed}};
     if (args.flag("--json")) {
       std::cout << j.dump(2) << "\n";
       return 0;
@@ -158,6 +165,7 @@ Command make_inspect_command() {
       }
       std::cout << " of " << util::join(prompts, ", ") << "\n";
     }
+    std::cout << "integrity:   " << integrity_line(ckpt.integrity) << "\n";
     std::cout << "config:\n" << ckpt.config_toml;
     if (!ckpt.config_toml.empty() && ckpt.config_toml.back() != '\n') std::cout << "\n";
     return 0;

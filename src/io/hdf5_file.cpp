@@ -24,8 +24,26 @@ herr_t collect_error(unsigned n, const H5E_error2_t* e, void* out) {
 // HDF5 prints its error stack to stderr by default; we report errors ourselves.
 void silence_hdf5() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
 
+// The operating system's word for a failed write or read ("No space left on device"), from
+// the "errno = 28, error message = '...'" HDF5's file driver puts on its error stack.
+std::string system_error_of(const std::string& reason) {
+  const std::string key = "error message = '";
+  const auto at = reason.find(key);
+  if (at == std::string::npos) return {};
+  const auto end = reason.find('\'', at + key.size());
+  return end == std::string::npos ? std::string() : reason.substr(at + key.size(), end - at - key.size());
+}
+
 [[noreturn]] void fail(const std::string& what) {
   const std::string reason = h5_last_error();
+  const std::string system = system_error_of(reason);
+  if (!system.empty()) {
+    throw Error(what + ": " + system,
+                system.find("space") != std::string::npos || system.find("quota") != std::string::npos
+                    ? "free space (or quota) on that filesystem, e.g. with a smaller checkpoint.keep_last, "
+                      "then resume: the previous checkpoint is intact"
+                    : std::string());
+  }
   throw Error(what + (reason.empty() ? std::string() : " (HDF5: " + reason + ")"));
 }
 
@@ -89,6 +107,13 @@ std::string read_string_value(hid_t stored_type, hid_t space, const std::string&
 }
 
 }  // namespace
+
+void prepare_hdf5() {
+  // Before HDF5 initialises: its exit handler would flush and close, at exit, a file whose
+  // write failed (disk full) and crash; every file here is closed by its owner, or abandoned.
+  H5dont_atexit();
+  silence_hdf5();
+}
 
 std::string h5_last_error() {
   std::vector<std::string> messages;
@@ -332,15 +357,19 @@ H5Object H5Group::write_array(const std::string& name, H5Type type, const std::v
   // checkpoint (531 -> 465 MiB) but deflate ran at ~24 MB/s, a 20 s write every other rank
   // waits for (docs/benchmarks.md).
   const bool compress = type == H5Type::kUInt8 || type == H5Type::kInt64;
-  if (compress && !dims.empty() && bytes >= 64 * 1024) {
-    // Chunks of about 1 MiB along the first axis; shuffle groups the bytes of each value
-    // position, which is what lets deflate find the runs.
+  if (numel > 0 && !dims.empty()) {
+    // Chunks of about 1 MiB along the first axis (a chunked layout is what filters need).
     std::vector<hsize_t> chunk = dims;
     const hsize_t row_bytes = bytes / std::max<hsize_t>(dims[0], 1);
     chunk[0] = std::clamp<hsize_t>((1u << 20) / std::max<hsize_t>(row_bytes, 1), 1, dims[0]);
     check_status(H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()), "H5Pset_chunk");
-    check_status(H5Pset_shuffle(dcpl.get()), "H5Pset_shuffle");
-    check_status(H5Pset_deflate(dcpl.get(), 1), "H5Pset_deflate");
+    if (compress && bytes >= 64 * 1024) {
+      // Shuffle groups the bytes of each value position, which is what lets deflate find runs.
+      check_status(H5Pset_shuffle(dcpl.get()), "H5Pset_shuffle");
+      check_status(H5Pset_deflate(dcpl.get(), 1), "H5Pset_deflate");
+    }
+    // Last, so that it covers the stored bytes: a flipped bit anywhere fails the read.
+    check_status(H5Pset_fletcher32(dcpl.get()), "H5Pset_fletcher32");
   }
   const hid_t d = H5Dcreate2(id(), name.c_str(), file_type(type), space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT);
   H5Object ds(H5Id(check(d, where() + ": cannot create dataset \"" + name + "\""), H5Dclose), file_, child_path(name));
@@ -356,6 +385,17 @@ H5Object H5Group::open_dataset(const std::string& name) const {
   const hid_t d = H5Dopen2(id(), name.c_str(), H5P_DEFAULT);
   return H5Object(H5Id(check(d, file_ + ": cannot open dataset " + child_path(name)), H5Dclose), file_,
                   child_path(name));
+}
+
+bool H5Object::has_checksum() const {
+  const hid_t plist = H5Dget_create_plist(id());
+  if (plist < 0) return false;
+  unsigned flags = 0;
+  std::size_t nelmts = 0;
+  const herr_t found =
+      H5Pget_filter_by_id2(plist, H5Z_FILTER_FLETCHER32, &flags, &nelmts, nullptr, 0, nullptr, nullptr);
+  H5Pclose(plist);
+  return found >= 0;
 }
 
 H5Array H5Group::read_array(const std::string& name) const {
@@ -422,8 +462,10 @@ H5Id file_access(const std::string& path) {
   // SEMI: closing fails while objects are still open, instead of silently deferring the
   // final metadata write past our fsync.
   check_status(H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_SEMI), "H5Pset_fclose_degree");
-  // 1.8 format: compact/dense attribute storage (readable by any HDF5 >= 1.8 and h5py).
-  check_status(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST), "H5Pset_libver_bounds");
+  // 1.10 format: compact/dense attribute storage, and chunked datasets of one chunk without a
+  // chunk index (the 1.8 format spends a B-tree of ~5 KB on each of the thousands of checksummed
+  // adapter tensors). Readable by HDF5 >= 1.10 and the h5py built on it.
+  check_status(H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V110, H5F_LIBVER_LATEST), "H5Pset_libver_bounds");
   return fapl;
 }
 
@@ -456,7 +498,7 @@ H5File H5File::open_read_only(const std::string& path) {
 void H5File::close() {
   if (!file_.valid()) return;
   root_.reset();
-  if (file_.reset() < 0) fail("closing " + path_ + " (an object is still open, or the write failed)");
+  if (file_.reset() < 0) fail("writing " + path_ + " (closing it)");
 }
 
 }  // namespace sdxl::io

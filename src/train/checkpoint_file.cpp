@@ -32,7 +32,10 @@ H5Object write_tensor(H5Group& g, const std::string& name, const torch::Tensor& 
   return g.write_array(name, H5Type::kFloat32, c.sizes().vec(), c.data_ptr());
 }
 
-torch::Tensor read_tensor(const H5Group& g, const std::string& name, H5Type expected) {
+// Counts the datasets read and those a checksum covered (every read verifies it).
+torch::Tensor read_tensor(const H5Group& g, const std::string& name, H5Type expected, Integrity& integrity) {
+  ++integrity.datasets;
+  if (g.open_dataset(name).has_checksum()) ++integrity.checksummed;
   io::H5Array a = g.read_array(name);
   if (a.type != expected) {
     throw Error(g.file() + ":" + g.path() + "/" + name + ": expected " + io::h5_type_name(expected) + ", found " +
@@ -234,13 +237,23 @@ TrainingState read_state(const H5Group& root, const std::string& path) {
 }
 
 // One module's lora_A and lora_B, checked against the rank, with their moments when `om`.
-void read_module(const H5Group& m, const std::string& module, const H5Group* om, ModelAdapters& a) {
+// Adapters and moments are finite in any checkpoint this program writes (a diverged step
+// ends the run before it is saved): anything else is corruption.
+void require_finite(const torch::Tensor& t, const std::string& where) {
+  if (!torch::isfinite(t).all().item<bool>()) {
+    throw Error(where + ": non-finite values (the file is damaged)");
+  }
+}
+
+void read_module(const H5Group& m, const std::string& module, const H5Group* om, ModelAdapters& a,
+                 Integrity& integrity) {
   const H5Group g = m.open_group(module);
   for (const char* half : {"lora_A", "lora_B"}) {
     AdapterParam p;
     p.module = module;
     p.half = half;
-    p.weight = read_tensor(g, half, H5Type::kFloat32);
+    p.weight = read_tensor(g, half, H5Type::kFloat32, integrity);
+    require_finite(p.weight, g.where() + "/" + half);
     const bool ok = p.weight.dim() == 2 && p.weight.size(std::string(half) == "lora_A" ? 0 : 1) == a.rank;
     if (!ok) {
       throw Error(g.where() + "/" + half + ": shape " + util::shape_string(p.weight.sizes().vec()) +
@@ -248,8 +261,10 @@ void read_module(const H5Group& m, const std::string& module, const H5Group* om,
     }
     if (om) {
       const H5Group h = om->open_group(module).open_group(half);
-      p.exp_avg = read_tensor(h, "exp_avg", H5Type::kFloat32);
-      p.exp_avg_sq = read_tensor(h, "exp_avg_sq", H5Type::kFloat32);
+      p.exp_avg = read_tensor(h, "exp_avg", H5Type::kFloat32, integrity);
+      p.exp_avg_sq = read_tensor(h, "exp_avg_sq", H5Type::kFloat32, integrity);
+      require_finite(p.exp_avg, h.where() + "/exp_avg");
+      require_finite(p.exp_avg_sq, h.where() + "/exp_avg_sq");
       if (!p.exp_avg.sizes().equals(p.weight.sizes()) || !p.exp_avg_sq.sizes().equals(p.weight.sizes())) {
         throw Error(h.where() + ": moments do not have the shape of " + m.path() + "/" + module + "/" + half);
       }
@@ -259,7 +274,7 @@ void read_module(const H5Group& m, const std::string& module, const H5Group* om,
 }
 
 ModelAdapters read_model_adapters(const H5Group& lora, const H5Group& optimizer, const std::string& model,
-                                  bool with_optimizer) {
+                                  bool with_optimizer, Integrity& integrity) {
   const H5Group m = lora.open_group(model);
   ModelAdapters a;
   a.model = model;
@@ -273,7 +288,7 @@ ModelAdapters read_model_adapters(const H5Group& lora, const H5Group& optimizer,
     a.optimizer_steps = om->attr_int("step");
     a.peak_lr = om->attr_double("peak_lr");
   }
-  for (const auto& module : m.children()) read_module(m, module, om.get(), a);
+  for (const auto& module : m.children()) read_module(m, module, om.get(), a, integrity);
   if (a.params.empty()) throw Error(m.where() + ": no adapters");
   return a;
 }
@@ -286,7 +301,7 @@ void read_adapters(const H5Group& root, const std::string& path, bool with_optim
   c.optimizer.eps = optimizer.attr_double("eps");
   c.optimizer.weight_decay = optimizer.attr_double("weight_decay");
   for (const auto& model : lora.attr_strings("models")) {
-    c.adapters.push_back(read_model_adapters(lora, optimizer, model, with_optimizer));
+    c.adapters.push_back(read_model_adapters(lora, optimizer, model, with_optimizer, c.integrity));
   }
   if (c.adapters.empty()) throw Error(path + ":/lora: no adapters (attribute models is empty)");
 }
@@ -306,7 +321,7 @@ std::vector<MetricsRow> read_metrics(const H5Group& root) {
   return rows;
 }
 
-std::vector<SampleImage> read_samples(const H5Group& root, bool with_pixels) {
+std::vector<SampleImage> read_samples(const H5Group& root, bool with_pixels, Integrity& integrity) {
   const H5Group samples = root.open_group("samples");
   std::vector<SampleImage> out;
   for (const auto& group : samples.children()) {
@@ -321,7 +336,7 @@ std::vector<SampleImage> read_samples(const H5Group& root, bool with_pixels) {
       img.prompt_index = ds.attr_int("prompt_index");
       img.image_index = ds.attr_int("image_index");
       img.seed = static_cast<std::uint64_t>(ds.attr_int("seed"));
-      if (with_pixels) img.rgb = read_tensor(g, name, H5Type::kUInt8);
+      if (with_pixels) img.rgb = read_tensor(g, name, H5Type::kUInt8, integrity);
       out.push_back(std::move(img));
     }
   }
@@ -375,7 +390,7 @@ Checkpoint read_checkpoint_file(const std::string& path, const ReadOptions& opti
     c.state = read_state(root, path);
     read_adapters(root, path, options.optimizer, c);
     c.metrics = read_metrics(root);
-    c.samples = read_samples(root, options.samples);
+    c.samples = read_samples(root, options.samples, c.integrity);
   }
   file.close();
   return c;

@@ -12,6 +12,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -213,6 +215,35 @@ TEST(CheckpointFile, BadFilesGiveOneErrorNamingThePath) {
   }
   e = error_of([&] { train::read_checkpoint_file((dir / "partial.h5").string()); });
   EXPECT_NE(e.find("partial.h5: missing group /state"), std::string::npos) << e;
+}
+
+// Damage inside the data: a flipped bit fails the tensor's Fletcher-32 checksum, and a
+// non-finite adapter value (written by something else) is refused, both naming the dataset.
+TEST(CheckpointFile, DamagedTensorsAreRefusedNamingTheDataset) {
+  test::TempDir dir;
+  auto c = sample_checkpoint();
+  const fs::path good = train::save_checkpoint(dir.path(), c);
+  const auto read = train::read_checkpoint_file(good.string());
+  EXPECT_GT(read.integrity.datasets, 0);
+  EXPECT_EQ(read.integrity.checksummed, read.integrity.datasets);
+
+  // Flip the top exponent bit of one float of the first adapter, found by its bytes.
+  const torch::Tensor w = c.adapters.front().params.front().weight.contiguous();
+  const std::string needle(static_cast<const char*>(w.data_ptr()), static_cast<std::size_t>(w.nbytes()));
+  std::string bytes = test::read_file(good);
+  const auto at = bytes.find(needle);
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + 7] = static_cast<char>(bytes[at + 7] ^ 0x40);
+  test::write_file(dir / "flipped.h5", bytes);
+  std::string e = error_of([&] { train::read_checkpoint_file((dir / "flipped.h5").string()); });
+  EXPECT_NE(e.find("flipped.h5"), std::string::npos) << e;
+  EXPECT_NE(e.find(c.adapters.front().params.front().module), std::string::npos) << e;
+
+  c.adapters.front().params.back().weight[0][0] = std::numeric_limits<float>::quiet_NaN();
+  train::write_checkpoint_file((dir / "nan.h5").string(), c);
+  e = error_of([&] { train::read_checkpoint_file((dir / "nan.h5").string()); });
+  EXPECT_NE(e.find("non-finite values"), std::string::npos) << e;
+  EXPECT_NE(e.find(c.adapters.front().params.back().module), std::string::npos) << e;
 }
 
 TEST(CheckpointDir, NamesListingAndPruning) {

@@ -14,6 +14,10 @@
 namespace sdxl::io {
 
 // Owns one hid_t and closes it with the matching H5?close.
+// Once, first thing in the program: no HDF5 exit handler (it crashes on a file whose write
+// failed) and no HDF5 error printing (errors are reported by the calls that failed).
+void prepare_hdf5();
+
 class H5Id {
  public:
   using Closer = herr_t (*)(hid_t);
@@ -56,6 +60,8 @@ class H5Object {
   hid_t id() const { return id_.get(); }
 
   bool has_attr(const std::string& name) const;
+  // A dataset stored with a Fletcher-32 checksum per chunk (checked by every read).
+  bool has_checksum() const;
   std::vector<std::string> attr_names() const;
   void set_attr(const std::string& name, const std::string& value);  // variable-length UTF-8
   void set_attr(const std::string& name, const char* value) { set_attr(name, std::string(value)); }
@@ -87,8 +93,9 @@ class H5Group : public H5Object {
   bool has(const std::string& name) const;            // a direct child of that name exists
   std::vector<std::string> children() const;          // names, sorted
 
-  // `data` holds prod(shape) values of `type`. Datasets of 64 KiB or more are chunked and
-  // stored with shuffle + deflate.
+  // `data` holds prod(shape) values of `type`. Every non-empty array is chunked and stored
+  // with a Fletcher-32 checksum, so corruption is an error on read; integer arrays of 64 KiB
+  // or more are also shuffled and deflated.
   H5Object write_array(const std::string& name, H5Type type, const std::vector<std::int64_t>& shape,
                        const void* data);
   H5Array read_array(const std::string& name) const;

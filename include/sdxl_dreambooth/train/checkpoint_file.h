@@ -68,6 +68,13 @@ struct SampleImage {
   torch::Tensor rgb;  // [H, W, 3] uint8
 };
 
+// What reading a checkpoint verified: tensor datasets read, and those stored with a
+// Fletcher-32 checksum (every checkpoint written since the checksums came; older ones have none).
+struct Integrity {
+  std::int64_t datasets = 0;
+  std::int64_t checksummed = 0;
+};
+
 struct Checkpoint {
   std::int64_t format_version = kCheckpointFormatVersion;
   TrainingState state;
@@ -80,6 +87,7 @@ struct Checkpoint {
   std::vector<model::WeightFileFingerprint> base_model_files;
   std::vector<MetricsRow> metrics;
   std::vector<SampleImage> samples;
+  Integrity integrity;  // filled by read_checkpoint_file
 
   const ModelAdapters* find(const std::string& model) const;
   std::int64_t lora_parameter_count() const;
