@@ -43,6 +43,11 @@ std::vector<ImageFile> list_image_files(const std::string& dir, const std::strin
       std::string caption;
       std::getline(in, caption);
       caption = util::trim(caption);
+      if (!util::is_valid_utf8(caption)) {
+        throw UsageError("data.caption_ext: caption file " + util::quoted(caption_path.string()) +
+                             " is not UTF-8 text: " + util::quoted(caption),
+                         "captions are one line of UTF-8 text; re-save the file as UTF-8 or remove it");
+      }
       if (!caption.empty()) f.caption = caption;
     }
   }

@@ -50,6 +50,11 @@ std::vector<fs::path> hf_cache_roots() {
 fs::path resolve_model_dir(const std::string& spec, const std::string& revision) {
   std::vector<std::string> looked;
   if (fs::is_directory(spec)) return fs::path(spec);
+  if (fs::is_regular_file(spec)) {
+    throw Error("model " + util::quoted(spec) + " is a file, not a diffusers pipeline folder",
+                "give the folder that holds model_index.json (unet/, vae/, text_encoder/, ...); a single-file "
+                "checkpoint is not read");
+  }
   looked.push_back(spec + " (as a folder)");
   if (looks_like_hub_id(spec)) {
     const auto slash = spec.find('/');

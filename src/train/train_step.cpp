@@ -154,7 +154,8 @@ void check_step_finite(std::int64_t step, const StepResult& result, const StepVa
   if (result.skipped || (std::isfinite(values.loss) && std::isfinite(values.grad_norm))) return;
   throw Error("training diverged at step " + std::to_string(step) + ": loss " + fmt_g(values.loss) +
                   ", gradient norm " + fmt_g(values.grad_norm) + " (not finite); the LoRA was not written",
-              "lower train.learning_rate, set train.max_grad_norm, or use mixed_precision = \"bf16\"");
+              "lower train.learning_rate or train.max_grad_norm; with fp16, mixed_precision = \"bf16\" keeps "
+              "float32's range");
 }
 
 }  // namespace sdxl::train

@@ -2,6 +2,7 @@
 // or an O_EXCL lock file where flock is missing), a run refused as a configuration error
 // (exit 2) writes nothing at all, a preemption request during start-up exits 75 at once, and
 // export never overwrites the checkpoint it reads.
+#include "sdxl_dreambooth/train/checkpoint_file.h"
 #include "support/process.h"
 #include "support/reference.h"
 
@@ -190,6 +191,93 @@ TEST(RunGuard, ExportNeverOverwritesItsInput) {
     EXPECT_NE(r.err.find("is the checkpoint being read"), std::string::npos) << r.err;
     EXPECT_EQ(test::read_file(ckpt), bytes);
   }
+}
+
+// A flipped bit in the newest checkpoint's adapters: inspect names the damaged dataset, and a
+// resume reports it and continues from the checkpoint before.
+TEST(RunGuard, ABitFlipInTheNewestCheckpointIsCaughtAndResumeFallsBack) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  test::write_file(dir / "run.toml", config(dir / "out", "max_steps = 4\n"));
+  ASSERT_EQ(test::run_cli({"train", (dir / "run.toml").string()}).exit_code, 0);
+  const fs::path newest = dir / "out" / "checkpoints" / "checkpoint-4.h5";
+  const auto good = test::run_cli({"inspect", newest.string()});
+  ASSERT_EQ(good.exit_code, 0) << good.err;
+  EXPECT_NE(good.out.find("every one's Fletcher-32 checksum verified"), std::string::npos) << good.out;
+
+  const train::Checkpoint c = train::read_checkpoint_file(newest.string());
+  const train::AdapterParam& p = c.adapters.front().params.front();
+  const std::string needle(static_cast<const char*>(p.weight.data_ptr()), static_cast<std::size_t>(p.weight.nbytes()));
+  std::string bytes = test::read_file(newest);
+  const auto at = bytes.find(needle);
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + 3] = static_cast<char>(bytes[at + 3] ^ 0x40);  // an exponent bit of the first float
+  test::write_file(newest, bytes);
+
+  const auto bad = test::run_cli({"inspect", newest.string()});
+  EXPECT_EQ(bad.exit_code, 1) << bad.err;
+  EXPECT_NE(bad.err.find(p.module), std::string::npos) << bad.err;
+  test::write_file(dir / "more.toml", config(dir / "out", "max_steps = 6\n"));
+  const auto resumed =
+      test::run_cli({"train", (dir / "more.toml").string(), "--set", "checkpoint.resume=\"latest\""});
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(resumed.err.find("cannot resume from " + newest.string()), std::string::npos) << resumed.err;
+  EXPECT_NE(resumed.err.find("resumed from " + (dir / "out" / "checkpoints" / "checkpoint-2.h5").string()),
+            std::string::npos)
+      << resumed.err;
+}
+
+// The disk fills up while a checkpoint is written: exit 1 with one error naming the file and
+// the cause (no crash in HDF5's exit handler), no .tmp left, the checkpoint before intact.
+TEST(RunGuard, ADiskFullCheckpointEndsTheRunCleanly) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  const fs::path small = dir / "small";
+  fs::create_directories(small);
+  const auto mount = test::run_process({"mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", small.string()});
+  if (mount.exit_code != 0) GTEST_SKIP() << "cannot mount a 4 MiB tmpfs here: " << mount.err;
+  struct Unmount {
+    fs::path path;
+    ~Unmount() { test::run_process({"umount", "-l", path.string()}); }
+  } unmount{small};
+  // checkpoint-2 (2.6 MiB) fits, checkpoint-4 does not.
+  test::write_file(dir / "run.toml", config(small / "out", "max_steps = 4\n"));
+  const auto r = test::run_cli({"train", (dir / "run.toml").string()});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  const fs::path tmp = small / "out" / "checkpoints" / "checkpoint-4.h5.tmp";
+  EXPECT_NE(r.err.find(tmp.string()), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("No space left on device"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("Segmentation"), std::string::npos) << r.err;
+  std::size_t errors = 0;
+  for (std::size_t at = r.err.find("error: "); at != std::string::npos; at = r.err.find("error: ", at + 1)) ++errors;
+  EXPECT_EQ(errors, 1u) << r.err;
+  EXPECT_FALSE(fs::exists(tmp));
+  EXPECT_NO_THROW(train::read_checkpoint_file((small / "out" / "checkpoints" / "checkpoint-2.h5").string()));
+}
+
+// Bytes that are not text, from a caption file or a model given as a file: one usage error
+// naming the file, the bytes escaped.
+TEST(RunGuard, BinaryCaptionsAndAModelFileAreNamed) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  fs::create_directories(dir / "images");
+  fs::copy_file(test::subjects_dir() / "chelsea" / "01.jpg", dir / "images" / "01.jpg");
+  test::write_file(dir / "images" / "01.txt", std::string("sks\xff\xfe\x1b[2J cat", 13));
+  test::write_file(dir / "run.toml", config(dir / "out", "max_steps = 1\n"));
+  const auto r = test::run_cli({"train", (dir / "run.toml").string(), "--set",
+                                "data.instance_dir=\"" + (dir / "images").string() + "\"", "--set",
+                                "data.caption_ext=\".txt\""});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("data.caption_ext: caption file '" + (dir / "images" / "01.txt").string() +
+                       "' is not UTF-8 text: 'sks\\xff\\xfe\\x1b[2J cat'"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find('\x1b'), std::string::npos);
+  EXPECT_FALSE(fs::exists(dir / "out"));
+  const auto m = test::run_cli({"train", (dir / "run.toml").string(), "--set",
+                                "model.pretrained=\"" + (dir / "run.toml").string() + "\""});
+  EXPECT_EQ(m.exit_code, 2) << m.err;
+  EXPECT_NE(m.err.find("is a file, not a diffusers pipeline folder"), std::string::npos) << m.err;
 }
 
 // Accepted, but said: an empty instance prompt, and a prompt CLIP cuts (as diffusers warns).

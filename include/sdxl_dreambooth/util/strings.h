@@ -30,7 +30,11 @@ std::string format_bytes(double bytes);
 // "[2, 4, 16, 16]": a tensor shape for messages.
 std::string shape_string(const std::vector<std::int64_t>& shape);
 
-// Quote for messages: 'x' with control characters escaped.
+// Quote for messages: 'x' with control characters and bytes that are not UTF-8 escaped
+// (\xNN), cut after 200 bytes ("... (N bytes)").
 std::string quoted(std::string_view s);
+
+// Whether `s` is well-formed UTF-8 (no overlong forms, surrogates or values past U+10FFFF).
+bool is_valid_utf8(std::string_view s);
 
 }  // namespace sdxl::util
