@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -221,6 +222,19 @@ std::string check_value(const Value& v, const KeySpec& spec) {
   return {};
 }
 
+// Why `name` cannot be a file's name in a folder (empty when it can).
+std::string file_name_problem(const std::string& name) {
+  if (name.empty() || name == "." || name == "..") return "empty or a folder reference";
+  if (name.find_first_of("/\\") != std::string::npos) return "a slash";
+  for (unsigned char c : name) {
+    if (c < 0x20 || c == 0x7f) return "a control character";
+  }
+  if (!util::is_valid_utf8(name)) return "not UTF-8";
+  if (name.size() > 200) return "over 200 bytes";
+  if (name == "pytorch_lora_weights") return "the diffusers file's name";
+  return {};
+}
+
 class Loader {
  public:
   Config config;
@@ -371,6 +385,22 @@ class Loader {
     if (auto steps = config.get_optional_int("train.max_steps"); steps && warmup > *steps) {
       errors.push_back(at("train.lr_warmup_steps") + ": train.lr_warmup_steps = " + std::to_string(warmup) +
                        " exceeds train.max_steps = " + std::to_string(*steps));
+    }
+    if (auto name = config.get_optional_string("output.name")) {
+      const std::string problem = file_name_problem(*name);
+      if (!problem.empty()) {
+        errors.push_back(at("output.name") + ": output.name: expected a file name without folders, got " +
+                         util::quoted(*name) + " (" + problem + ")");
+      }
+    }
+    const std::string& license = config.get_string("output.license");
+    const bool license_ok = !license.empty() && license.size() <= 64 &&
+                            std::all_of(license.begin(), license.end(), [](unsigned char c) {
+                              return std::isalnum(c) || c == '.' || c == '-' || c == '+' || c == '_';
+                            });
+    if (!license_ok) {
+      errors.push_back(at("output.license") + ": output.license: expected an SPDX license id (letters, digits, "
+                       "'.', '-', '+') such as \"mit\" or \"openrail++\", got " + util::quoted(license));
     }
     const std::string& resume = config.get_string("checkpoint.resume");
     if (resume.empty()) {

@@ -220,6 +220,14 @@ std::vector<KeySpec> build_schema() {
       // output
       key(KEY(output, dir), std::string("lora-dreambooth-model"),
           "Output folder: checkpoints, samples, the exported LoRA"),
+      key(KEY(output, kohya), true,
+          "Also write the LoRA with kohya's names and ss_* metadata as <output.name>.safetensors, the file "
+          "ComfyUI and AUTOMATIC1111 load (pytorch_lora_weights.safetensors, for diffusers, is always written)"),
+      optional(KEY(output, name), "the name of the output.dir folder",
+               "Name of the run: the kohya LoRA file is <name>.safetensors and its ss_output_name"),
+      key(KEY(output, license), std::string("openrail++"),
+          "License of the model card (output.dir/README.md): an SPDX id such as \"mit\", or \"openrail++\" "
+          "(SDXL's)"),
       // distributed
       choices(key(KEY(distributed, backend), std::string("auto"),
                   "Collectives: nccl on CUDA builds with GPUs, mpi otherwise (auto picks)"),

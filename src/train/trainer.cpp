@@ -3,13 +3,13 @@
 #include "sdxl_dreambooth/build_features.h"
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/io/folder_lock.h"
-#include "sdxl_dreambooth/model/lora_export.h"
 #include "sdxl_dreambooth/model/unet_flops.h"
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
 #include "sdxl_dreambooth/train/class_images.h"
 #include "sdxl_dreambooth/train/checkpoint_writer.h"
 #include "sdxl_dreambooth/train/data_order.h"
 #include "sdxl_dreambooth/train/fault_injection.h"
+#include "sdxl_dreambooth/train/lora_outputs.h"
 #include "sdxl_dreambooth/train/preflight.h"
 #include "sdxl_dreambooth/train/run_settings.h"
 #include "sdxl_dreambooth/train/start_point.h"
@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <ctime>
 #include <optional>
 #include <filesystem>
 #include <fstream>
@@ -142,24 +143,18 @@ void log_plan(const StepPlan& plan, const TrainingData& data, const std::string&
            util::format_with("%.4g", flops.lora_training_step / 1e9) + " GFLOP");
 }
 
-// OUTPUT/pytorch_lora_weights.safetensors in diffusers' format, written by rank 0.
-std::string export_lora(const TrainedAdapters& adapters, const config::ModelConfig& model, const RunSettings& s,
-                        std::int64_t steps, const Logger& log, bool writer) {
-  const fs::path path = s.output / "pytorch_lora_weights.safetensors";
-  if (!writer) return path.string();
-  std::vector<model::ModelLoraWeights> weights;
-  for (const auto& m : adapters.models()) {
-    weights.push_back(model::lora_weights(*m.network, m.model, m.layers_per_block));
-  }
-  model::write_lora_file(path.string(), weights, model::LoraFormat::kDiffusers,
-                         {{"rank", std::to_string(adapters.spec().rank)},
-                          {"alpha", util::format_number(adapters.spec().alpha)},
-                          {"base_model", model.pretrained},
-                          {"resolution", std::to_string(s.resolution)},
-                          {"steps", std::to_string(steps)},
-                          {"software", "sdxl-dreambooth " + std::string(build_features().program_version)}});
-  log.info("wrote " + path.string());
-  return path.string();
+// The LoRA files (rank 0), with what their metadata says about the run.
+LoraFiles export_lora(const TrainedAdapters& adapters, const config::RunConfig& cfg, const RunSettings& s,
+                      const StepPlan& plan, const TrainingData& data, const TrainSummary& summary,
+                      std::time_t started_at, const Logger& log) {
+  RunFacts facts;
+  facts.steps = summary.steps;
+  facts.batches_per_epoch = plan.order.batches_per_epoch();
+  facts.epoch = summary.steps * plan.grad_accum / std::max<std::int64_t>(facts.batches_per_epoch, 1);
+  facts.instance_images = static_cast<std::int64_t>(data.instance.images_used);
+  facts.class_images = static_cast<std::int64_t>(data.klass.images_used);
+  facts.started_at = started_at;
+  return write_lora_outputs(adapters, cfg, s, facts, log);
 }
 
 void log_done(const TrainSummary& summary, const model::UNetFlops& flops, double run_seconds, const Logger& log) {
@@ -180,6 +175,7 @@ void log_done(const TrainSummary& summary, const model::UNetFlops& flops, double
 TrainSummary run_phases(const config::RunConfig& cfg, RunSettings& settings, const Logger& log,
                         dist::Collectives& comm, int local_rank, const PreemptionSignals& signals,
                         const util::Stopwatch& run_clock) {
+  const std::time_t started_at = std::time(nullptr);
   StartPoint start = agree_on_start(cfg, settings, log, comm.host());
   log_placement(settings, log, comm, local_rank);
   stop_if_preempted(signals, comm.host(), "preemption check after the start point");
@@ -211,7 +207,11 @@ TrainSummary run_phases(const config::RunConfig& cfg, RunSettings& settings, con
                     std::move(loop_start), summary);
   const bool finished = loop.run();
   if (finished) {
-    summary.lora_path = export_lora(adapters, cfg.model, settings, summary.steps, log, comm.rank() == 0);
+    if (comm.rank() == 0) {
+      const LoraFiles files = export_lora(adapters, cfg, settings, plan, data, summary, started_at, log);
+      summary.lora_path = files.diffusers;
+      summary.kohya_lora_path = files.kohya.value_or("");
+    }
     comm.set_context("end of training");
     comm.host().barrier("end of training");
   }

@@ -4,6 +4,7 @@
 #include "sdxl_dreambooth/train/data_order.h"
 #include "sdxl_dreambooth/train/fault_injection.h"
 #include "sdxl_dreambooth/train/gradient_sync.h"
+#include "sdxl_dreambooth/train/model_card.h"
 #include "sdxl_dreambooth/train/training_setup.h"
 #include "sdxl_dreambooth/train/validation.h"
 #include "sdxl_dreambooth/util/memory_usage.h"
@@ -165,7 +166,14 @@ void TrainingLoop::write_checkpoint(std::int64_t step) {
   progress.metrics = &metrics_rows_;
   progress.samples = &last_samples_;
   const std::string path = p_.checkpoints.write(progress, p_.comm.host());
-  if (!path.empty()) summary_.last_checkpoint = path;
+  if (path.empty()) return;
+  summary_.last_checkpoint = path;
+  ModelCardFacts card;
+  card.steps = step;
+  card.max_steps = p_.plan.max_steps;
+  if (!metrics_rows_.empty()) card.last_loss = metrics_rows_.back().loss;
+  card.samples = &last_samples_;
+  write_model_card(p_.cfg, p_.settings, card);
 }
 
 // The run's speed over the steps alone; then the last validation and checkpoint, unless a

@@ -9,6 +9,8 @@
 #include "support/reference.h"
 
 #include <gtest/gtest.h>
+
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include <fcntl.h>
@@ -214,6 +216,27 @@ TEST(Export, DiffusersAndKohyaFilesLoadToTheSameImage) {
   EXPECT_NE(kohya->find("lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q.lora_down.weight"), nullptr);
   EXPECT_NE(kohya->find("lora_unet_middle_block_1_transformer_blocks_0_attn2_to_out_0.alpha"), nullptr);
   EXPECT_EQ(kohya->metadata().at("ss_network_dim"), "4");
+  // train wrote the same kohya file itself, named after the run, with kohya's ss_* metadata.
+  const auto own = io::SafetensorsFile::open((dir / "out" / "out.safetensors").string());
+  ASSERT_EQ(own->tensors().size(), kohya->tensors().size());
+  for (const auto& t : kohya->tensors()) {
+    const auto* o = own->find(t.name);
+    ASSERT_NE(o, nullptr) << t.name;
+    const auto bytes = [](const io::SafetensorsFile& f, const io::TensorInfo& i) {
+      return std::string(reinterpret_cast<const char*>(f.data(i)), i.end - i.begin);
+    };
+    EXPECT_EQ(bytes(*own, *o), bytes(*kohya, t)) << t.name;
+  }
+  for (const auto& [key, value] : std::map<std::string, std::string>{{"ss_output_name", "out"},
+                                                                     {"ss_base_model_version", "sdxl_base_v1-0"},
+                                                                     {"ss_network_module", "networks.lora"},
+                                                                     {"ss_resolution", "(64, 64)"},
+                                                                     {"ss_steps", "3"},
+                                                                     {"ss_num_train_images", "5"},
+                                                                     {"format", "kohya"}}) {
+    EXPECT_EQ(own->metadata().at(key), value) << key;
+  }
+  EXPECT_EQ(trained->metadata().at("instance_prompt"), "a photo of sks cat");
 
   const auto exists = test::run_cli({"export", ck, "--out", (dir / "k.safetensors").string()});
   EXPECT_EQ(exists.exit_code, 2);
@@ -230,6 +253,7 @@ TEST(Export, DiffusersAndKohyaFilesLoadToTheSameImage) {
     EXPECT_EQ(g.exit_code, 0) << g.err;
     EXPECT_NE(g.err.find("224 adapters merged with scale 1.0, 0 unused"), std::string::npos) << g.err;
     for (const auto& e : fs::directory_iterator(dir / out)) {
+      if (e.path().extension() != ".png") continue;  // the folder's lock file
       return data::decode_image_file(e.path().string()).image.pixels;
     }
     return std::vector<std::uint8_t>{};

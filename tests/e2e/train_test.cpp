@@ -197,6 +197,53 @@ TEST(Train, Bf16RunsOnCpuAndFp16NeedsCuda) {
   EXPECT_FALSE(fs::exists(dir / "graphs"));
 }
 
+// output.kohya (on by default) and output.name: the kohya file is named after the run, or
+// not written; a name that is not a file name is a configuration error.
+TEST(Train, TheKohyaLoraIsNamedAfterTheRunOrLeftOut) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  test::write_file(dir / "run.toml", tiny_config(dir / "out", test::subjects_dir() / "chelsea", "max_steps = 1\n"));
+  const auto named = test::run_cli({"train", (dir / "run.toml").string(), "--set", "output.name=\"sks cat v1\""});
+  ASSERT_EQ(named.exit_code, 0) << named.err;
+  EXPECT_TRUE(fs::exists(dir / "out" / "sks cat v1.safetensors"));
+  EXPECT_FALSE(fs::exists(dir / "out" / "out.safetensors"));
+  const auto off = test::run_cli({"train", (dir / "run.toml").string(), "--set", "output.kohya=false", "--set",
+                                  "output.dir=\"" + (dir / "plain").string() + "\""});
+  ASSERT_EQ(off.exit_code, 0) << off.err;
+  EXPECT_TRUE(fs::exists(dir / "plain" / "pytorch_lora_weights.safetensors"));
+  EXPECT_FALSE(fs::exists(dir / "plain" / "plain.safetensors"));
+  for (const std::string bad : {"a/b", "", "pytorch_lora_weights"}) {
+    const auto r = test::run_cli({"train", (dir / "run.toml").string(), "--set", "output.name=\"" + bad + "\""});
+    EXPECT_EQ(r.exit_code, 2) << bad << "\n" << r.err;
+    EXPECT_NE(r.err.find("output.name: expected a file name without folders"), std::string::npos) << r.err;
+  }
+}
+
+// output.dir/README.md is a model card the Hugging Face hub reads: front matter with the base
+// model, trigger prompt (quoted for YAML), license, tags and the validation images beside it.
+TEST(Train, TheModelCardDescribesTheRunForTheHub) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  test::write_file(dir / "run.toml",
+                   tiny_config(dir / "out", test::subjects_dir() / "chelsea", "max_steps = 2\n",
+                               "[checkpoint]\nevery_steps = 2\n[validation]\nprompts = [\"sks's cat on a sofa\"]\n"
+                               "num_images = 1\nsteps = 2\nresolution = 64\n"));
+  const auto r = test::run_cli({"train", (dir / "run.toml").string(), "--set", "output.license=\"mit\""});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string card = test::read_file(dir / "out" / "README.md");
+  for (const std::string& line : std::vector<std::string>{"---\ntags:\n- stable-diffusion-xl\n", "- template:sd-lora\n", "widget:\n- text: 'sks''s cat on a sofa'\n",
+        "    url: image_0.png\n", "base_model: '" + (test::reference_dir() / "tiny-sdxl").string() + "'\n",
+        "instance_prompt: 'a photo of sks cat'\n", "license: mit\n---\n", "# SDXL LoRA DreamBooth - out\n",
+        "weight_name='pytorch_lora_weights.safetensors'", "<lora:out:1>", "| steps | 2 of 2 |"}) {
+    EXPECT_NE(card.find(line), std::string::npos) << line << "\n" << card;
+  }
+  EXPECT_TRUE(fs::exists(dir / "out" / "image_0.png"));
+  EXPECT_FALSE(fs::exists(dir / "out" / "README.md.tmp"));
+  const auto bad = test::run_cli({"train", (dir / "run.toml").string(), "--set", "output.license=\"my license\""});
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  EXPECT_NE(bad.err.find("output.license: expected an SPDX license id"), std::string::npos) << bad.err;
+}
+
 TEST(Train, TextEncoderLoraIsTrainedExportedAndApplied) {
   SDXL_REQUIRE_REFERENCE();
   test::TempDir dir;

@@ -105,6 +105,9 @@ struct ValidationConfig {
 
 struct OutputConfig {
   std::string dir;
+  bool kohya = true;
+  std::optional<std::string> name;
+  std::string license;
 };
 
 struct DistributedConfig {

@@ -22,7 +22,8 @@ struct TrainSummary {
   std::int64_t steps = 0;
   std::int64_t skipped_steps = 0;  // fp16 steps skipped for non-finite gradients
   std::vector<double> losses;      // per optimizer step (mean over micro-batches)
-  std::string lora_path;
+  std::string lora_path;            // diffusers' keys (rank 0)
+  std::string kohya_lora_path;      // kohya's keys, "" without output.kohya (rank 0)
   std::uint64_t seed = 0;
   StepTimes times;                 // summed over the run
   double images_per_second = 0;   // over the steps of this job

@@ -1,0 +1,41 @@
+// The LoRA files a finished run leaves in output.dir, written by rank 0:
+// pytorch_lora_weights.safetensors with diffusers' keys (what pipe.load_lora_weights reads),
+// and with output.kohya <output.name>.safetensors with kohya's names and ss_* metadata (what
+// ComfyUI, AUTOMATIC1111 and kohya's scripts load: diffusers' keys load in neither). Both
+// carry the run's provenance in their metadata.
+#pragma once
+
+#include "sdxl_dreambooth/config/run_config.h"
+#include "sdxl_dreambooth/train/run_settings.h"
+#include "sdxl_dreambooth/train/trained_adapters.h"
+#include "sdxl_dreambooth/util/logger.h"
+
+#include <cstdint>
+#include <ctime>
+#include <optional>
+#include <string>
+
+namespace sdxl::train {
+
+// What the metadata says about the run besides the config.
+struct RunFacts {
+  std::int64_t steps = 0;
+  std::int64_t epoch = 0;
+  std::int64_t batches_per_epoch = 0;
+  std::int64_t instance_images = 0;
+  std::int64_t class_images = 0;
+  std::time_t started_at = 0;
+};
+
+struct LoraFiles {
+  std::string diffusers;
+  std::optional<std::string> kohya;  // unset without output.kohya, or for a UNet with no SGM names
+};
+
+// output.name, else the name of the output.dir folder ("lora" when it has none).
+std::string run_name(const config::OutputConfig& output);
+
+LoraFiles write_lora_outputs(const TrainedAdapters& adapters, const config::RunConfig& cfg,
+                             const RunSettings& settings, const RunFacts& facts, const Logger& log);
+
+}  // namespace sdxl::train

@@ -1,0 +1,110 @@
+#include "sdxl_dreambooth/train/lora_outputs.h"
+
+#include "sdxl_dreambooth/build_features.h"
+#include "sdxl_dreambooth/model/lora_export.h"
+#include "sdxl_dreambooth/util/strings.h"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <map>
+
+namespace fs = std::filesystem;
+
+namespace sdxl::train {
+namespace {
+
+using Metadata = std::map<std::string, std::string>;
+
+// What both files say: the adapter, the base model, the run and the program. Nothing that
+// differs between two runs of the same config (folder, time), so that they write the same
+// bytes (the kohya file adds its names and times).
+Metadata common_metadata(const TrainedAdapters& adapters, const config::RunConfig& cfg, const RunSettings& s,
+                         const RunFacts& facts) {
+  const BuildFeatures f = build_features();
+  return {{"rank", std::to_string(adapters.spec().rank)},
+          {"alpha", util::format_number(adapters.spec().alpha)},
+          {"base_model", cfg.model.pretrained},
+          {"resolution", std::to_string(s.resolution)},
+          {"steps", std::to_string(facts.steps)},
+          {"seed", std::to_string(s.seed)},
+          {"instance_prompt", cfg.data.instance_prompt},
+          {"software", "sdxl-dreambooth " + f.program_version + " (" + f.git_commit + ")"}};
+}
+
+std::string number(double v) { return util::format_number(v); }
+std::string flag(bool b) { return b ? "True" : "False"; }  // as Python's str(bool) writes them
+
+// kohya's sd-scripts (train_network.py) metadata, so that A1111 lists the file under SDXL and
+// shows how it was trained.
+Metadata kohya_metadata(const config::RunConfig& cfg, const RunSettings& s, const RunFacts& facts) {
+  const std::string res = "(" + std::to_string(s.resolution) + ", " + std::to_string(s.resolution) + ")";
+  nlohmann::json dirs = nlohmann::json::object();
+  dirs[fs::path(cfg.data.instance_dir).filename().string()] = {{"n_repeats", cfg.data.repeats},
+                                                              {"img_count", facts.instance_images}};
+  return {{"ss_output_name", run_name(cfg.output)},
+          {"ss_sd_model_name", cfg.model.pretrained},
+          {"ss_resolution", res},
+          {"ss_steps", std::to_string(facts.steps)},
+          {"ss_max_train_steps", std::to_string(facts.steps)},
+          {"ss_epoch", std::to_string(facts.epoch)},
+          {"ss_num_batches_per_epoch", std::to_string(facts.batches_per_epoch)},
+          {"ss_num_train_images", std::to_string(facts.instance_images * cfg.data.repeats)},
+          {"ss_num_reg_images", std::to_string(facts.class_images)},
+          {"ss_dataset_dirs", dirs.dump()},
+          {"ss_learning_rate", number(cfg.train.learning_rate)},
+          {"ss_unet_lr", number(cfg.train.learning_rate)},
+          {"ss_text_encoder_lr", cfg.lora.train_text_encoder ? number(cfg.lora.text_encoder_lr) : "0"},
+          {"ss_network_train_unet_only", flag(!cfg.lora.train_text_encoder)},
+          {"ss_lr_scheduler", cfg.train.lr_scheduler},
+          {"ss_lr_warmup_steps", std::to_string(cfg.train.lr_warmup_steps)},
+          {"ss_gradient_accumulation_steps", std::to_string(cfg.train.grad_accum)},
+          {"ss_gradient_checkpointing", flag(cfg.train.gradient_checkpointing)},
+          {"ss_mixed_precision", cfg.train.mixed_precision},
+          {"ss_seed", std::to_string(s.seed)},
+          {"ss_noise_offset", number(cfg.train.noise_offset)},
+          {"ss_min_snr_gamma", cfg.train.snr_gamma ? number(*cfg.train.snr_gamma) : "None"},
+          {"ss_max_grad_norm", number(cfg.train.max_grad_norm)},
+          {"ss_optimizer", "torch.optim.AdamW(weight_decay=" + number(cfg.optimizer.weight_decay) + ",betas=(" +
+                               number(cfg.optimizer.beta1) + ", " + number(cfg.optimizer.beta2) + "))"},
+          {"ss_training_started_at", std::to_string(facts.started_at)},
+          {"ss_training_finished_at", std::to_string(std::time(nullptr))},
+          {"ss_training_comment", "trained with sdxl-dreambooth (DreamBooth LoRA, diffusers 0.27 recipe)"}};
+}
+
+}  // namespace
+
+std::string run_name(const config::OutputConfig& output) {
+  if (output.name) return *output.name;
+  fs::path dir = fs::path(output.dir).lexically_normal();
+  if (dir.filename().empty()) dir = dir.parent_path();
+  const std::string name = dir.filename().string();
+  return name.empty() || name == "." || name == ".." ? "lora" : name;
+}
+
+LoraFiles write_lora_outputs(const TrainedAdapters& adapters, const config::RunConfig& cfg, const RunSettings& s,
+                             const RunFacts& facts, const Logger& log) {
+  LoraFiles files;
+  std::vector<model::ModelLoraWeights> weights;
+  for (const auto& m : adapters.models()) {
+    weights.push_back(model::lora_weights(*m.network, m.model, m.layers_per_block));
+  }
+  const Metadata common = common_metadata(adapters, cfg, s, facts);
+  files.diffusers = (s.output / "pytorch_lora_weights.safetensors").string();
+  model::write_lora_file(files.diffusers, weights, model::LoraFormat::kDiffusers, common);
+  log.info("wrote " + files.diffusers + " (diffusers)");
+  if (!cfg.output.kohya) return files;
+  if (weights.front().layers_per_block <= 0) {
+    log.warn("no kohya LoRA file: this UNet's levels have different numbers of blocks, so its modules have no "
+             "SGM (kohya) names; use " + files.diffusers);
+    return files;
+  }
+  Metadata kohya = common;
+  for (auto& [k, v] : kohya_metadata(cfg, s, facts)) kohya[k] = v;
+  files.kohya = (s.output / (run_name(cfg.output) + ".safetensors")).string();
+  model::write_lora_file(*files.kohya, weights, model::LoraFormat::kKohya, kohya);
+  log.info("wrote " + *files.kohya + " (kohya names: ComfyUI, AUTOMATIC1111)");
+  return files;
+}
+
+}  // namespace sdxl::train

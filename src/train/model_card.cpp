@@ -1,0 +1,109 @@
+#include "sdxl_dreambooth/train/model_card.h"
+
+#include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/io/durable_file.h"
+#include "sdxl_dreambooth/io/png_writer.h"
+#include "sdxl_dreambooth/train/lora_outputs.h"
+#include "sdxl_dreambooth/util/strings.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace fs = std::filesystem;
+
+namespace sdxl::train {
+namespace {
+
+// A YAML single-quoted scalar ('' for a quote), safe for any prompt.
+std::string yaml_quoted(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') out += "''";
+    else if (c == '\n' || c == '\r') out += ' ';
+    else out += c;
+  }
+  return out + "'";
+}
+
+std::string front_matter(const config::RunConfig& cfg, const ModelCardFacts& facts) {
+  std::ostringstream y;
+  y << "---\ntags:\n- stable-diffusion-xl\n- stable-diffusion-xl-diffusers\n- text-to-image\n- diffusers\n"
+    << "- lora\n- template:sd-lora\n";
+  if (facts.samples && !facts.samples->empty()) {
+    y << "widget:\n";
+    for (std::size_t k = 0; k < facts.samples->size(); ++k) {
+      y << "- text: " << yaml_quoted((*facts.samples)[k].prompt) << "\n  output:\n    url: image_" << k << ".png\n";
+    }
+  }
+  y << "base_model: " << yaml_quoted(cfg.model.pretrained) << "\n"
+    << "instance_prompt: " << yaml_quoted(cfg.data.instance_prompt) << "\n"
+    << "license: " << cfg.output.license << "\n---\n";
+  return y.str();
+}
+
+std::string settings_table(const config::RunConfig& cfg, const RunSettings& s, const ModelCardFacts& facts) {
+  std::ostringstream t;
+  t << "| setting | value |\n|---|---|\n"
+    << "| base model | `" << cfg.model.pretrained << "`" << (cfg.model.vae ? " (VAE `" + *cfg.model.vae + "`)" : "")
+    << " |\n"
+    << "| resolution | " << s.resolution << " |\n"
+    << "| steps | " << facts.steps << " of " << facts.max_steps << " |\n"
+    << "| batch per rank x accumulation | " << cfg.train.batch_size << " x " << cfg.train.grad_accum << " |\n"
+    << "| learning rate | " << util::format_number(cfg.train.learning_rate) << " (" << cfg.train.lr_scheduler
+    << ") |\n"
+    << "| LoRA rank, alpha | " << cfg.lora.rank << ", "
+    << util::format_number(cfg.lora.alpha.value_or(static_cast<double>(cfg.lora.rank))) << " |\n"
+    << "| text encoders trained | " << (cfg.lora.train_text_encoder ? "yes" : "no") << " |\n"
+    << "| prior preservation | " << (cfg.prior.enabled ? "yes" : "no") << " |\n"
+    << "| precision | " << (s.mixed_precision == "no" ? std::string("fp32") : s.mixed_precision) << " |\n"
+    << "| seed | " << s.seed << " |\n";
+  if (facts.last_loss) t << "| loss at the last step | " << util::format_with("%.4f", *facts.last_loss) << " |\n";
+  return t.str();
+}
+
+}  // namespace
+
+std::string model_card_text(const config::RunConfig& cfg, const RunSettings& s, const ModelCardFacts& facts) {
+  const std::string name = run_name(cfg.output);
+  std::ostringstream md;
+  md << front_matter(cfg, facts) << "\n# SDXL LoRA DreamBooth - " << name << "\n\n<Gallery />\n\n"
+     << "## Model description\n\nLoRA adaption weights for `" << cfg.model.pretrained
+     << "`, trained with [DreamBooth](https://dreambooth.github.io/) by sdxl-dreambooth.\n\n"
+     << "## Trigger words\n\nYou should use `" << cfg.data.instance_prompt << "` to trigger the image generation.\n\n"
+     << "## Use it\n\nWith diffusers:\n\n```py\nfrom diffusers import AutoPipelineForText2Image\nimport torch\n\n"
+     << "pipeline = AutoPipelineForText2Image.from_pretrained('stabilityai/stable-diffusion-xl-base-1.0', "
+     << "torch_dtype=torch.float16).to('cuda')\n"
+     << "pipeline.load_lora_weights('.', weight_name='pytorch_lora_weights.safetensors')\n"
+     << "image = pipeline(" << yaml_quoted(cfg.data.instance_prompt) << ").images[0]\n```\n\n";
+  if (cfg.output.kohya) {
+    md << "In ComfyUI or AUTOMATIC1111: put `" << name << ".safetensors` into `models/loras` (ComfyUI, then a *Load "
+       << "LoRA* node) or `models/Lora` (AUTOMATIC1111, then `<lora:" << name << ":1>` in the prompt).\n\n";
+  }
+  md << "## Training\n\n" << settings_table(cfg, s, facts);
+  return md.str();
+}
+
+void write_model_card(const config::RunConfig& cfg, const RunSettings& s, const ModelCardFacts& facts) {
+  if (facts.samples) {
+    for (std::size_t k = 0; k < facts.samples->size(); ++k) {
+      const SampleImage& img = (*facts.samples)[k];
+      const torch::Tensor rgb = img.rgb.contiguous();
+      const fs::path path = s.output / ("image_" + std::to_string(k) + ".png");
+      io::write_png((path.string() + ".tmp"), rgb.data_ptr<std::uint8_t>(), static_cast<int>(rgb.size(1)),
+                    static_cast<int>(rgb.size(0)), {{"prompt", img.prompt}, {"seed", std::to_string(img.seed)}});
+      io::commit_file(path.string() + ".tmp", path.string());
+    }
+  }
+  const fs::path path = s.output / "README.md";
+  const std::string tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out << model_card_text(cfg, s, facts);
+    out.close();
+    if (!out) throw Error("cannot write " + tmp);
+  }
+  io::commit_file(tmp, path.string());
+}
+
+}  // namespace sdxl::train
