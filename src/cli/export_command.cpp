@@ -62,6 +62,10 @@ Command make_export_command() {
       throw UsageError("--out " + util::quoted(*out) + " is the checkpoint being read (" + util::quoted(path) + ")",
                        "write the LoRA to another file, e.g. --out pytorch_lora_weights.safetensors");
     }
+    if (std::filesystem::is_directory(*out, ec)) {
+      throw UsageError("--out " + util::quoted(*out) + " is a folder", "give the file to write, e.g. " + *out +
+                                                                            "/pytorch_lora_weights.safetensors");
+    }
     if (std::filesystem::exists(*out, ec) && !args.flag("--force")) {
       throw UsageError("--out " + util::quoted(*out) + " already exists", "pass --force to replace it");
     }

@@ -3,6 +3,7 @@
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/util/strings.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <utility>
 
@@ -57,6 +58,9 @@ pipeline::GenerationRequest parse_request(const Args& args) {
 void parse_lora(const Args& args, GenerateOptions& o) {
   o.lora = args.option("--lora");
   o.lora_scale = args.float_option("--lora-scale").value_or(1.0);
+  if (!std::isfinite(o.lora_scale)) {
+    throw UsageError("--lora-scale: expected a finite number, got " + util::format_number(o.lora_scale));
+  }
   o.compare_base = args.flag("--compare-base");
   if (o.compare_base && !o.lora) throw UsageError("--compare-base needs --lora FILE (base vs fine-tuned)");
   if (o.compare_base && args.option("--lora-mode") && *args.option("--lora-mode") == "merge") {

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -386,6 +387,14 @@ class Loader {
       errors.push_back(at("train.lr_warmup_steps") + ": train.lr_warmup_steps = " + std::to_string(warmup) +
                        " exceeds train.max_steps = " + std::to_string(*steps));
     }
+    if (config.get_string("output.dir").empty()) {
+      errors.push_back(at("output.dir") + ": output.dir: expected a folder path, got ''");
+    }
+    if (auto ext = config.get_optional_string("data.caption_ext");
+        ext && (ext->size() < 2 || (*ext)[0] != '.' || ext->find_first_of("/\\") != std::string::npos)) {
+      errors.push_back(at("data.caption_ext") + ": data.caption_ext: expected a file extension starting with '.', "
+                       "such as \".txt\" or \".caption\", got " + util::quoted(*ext));
+    }
     if (auto name = config.get_optional_string("output.name")) {
       const std::string problem = file_name_problem(*name);
       if (!problem.empty()) {
@@ -445,6 +454,10 @@ Config load_config_text(const std::string& text, const std::string& source_name,
 }
 
 Config load_config_file(const std::string& path, const std::vector<std::string>& overrides) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    throw UsageError("config file '" + path + "' is a folder", "give the TOML file, e.g. configs/tiny.toml");
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     const int err = errno;

@@ -135,15 +135,17 @@ std::vector<KeySpec> build_schema() {
       key(KEY(lora, train_text_encoder), false, "Also train LoRA on both text encoders"),
       nonempty(key(KEY(lora, text_encoder_targets), text_targets,
                    "Text-encoder projections wrapped with LoRA when lora.train_text_encoder is set")),
-      positive(key(KEY(lora, text_encoder_lr), 5e-6,
+      range(positive(key(KEY(lora, text_encoder_lr), 5e-6,
                    "Peak learning rate of the text-encoder adapters (diffusers' --text_encoder_lr); same schedule")),
+            0.0, 1e30),
       // train
       range(key(KEY(train, batch_size), std::int64_t{4}, "Images per rank per step"), 1, 4096),
       range(key(KEY(train, grad_accum), std::int64_t{1}, "Gradient accumulation steps"), 1, 4096),
       range(optional(KEY(train, max_steps), "from train.epochs",
                      "Total optimizer steps; overrides train.epochs when set"), 1),
       range(key(KEY(train, epochs), std::int64_t{1}, "Epochs, used when train.max_steps is unset"), 1),
-      positive(key(KEY(train, learning_rate), 1e-4, "Peak learning rate")),
+      // Bounded so that it converts to float32 (an absurd rate still trains, and diverges).
+      range(positive(key(KEY(train, learning_rate), 1e-4, "Peak learning rate")), 0.0, 1e30),
       choices(key(KEY(train, lr_scheduler), std::string("constant"), "Learning-rate schedule"),
               {"constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"}),
       range(key(KEY(train, lr_warmup_steps), std::int64_t{0}, "Warm-up steps of the schedule"), 0),
@@ -190,7 +192,7 @@ std::vector<KeySpec> build_schema() {
       range(key(KEY(optimizer, beta1), 0.9, "AdamW beta1"), 0.0, 0.999999),
       range(key(KEY(optimizer, beta2), 0.999, "AdamW beta2"), 0.0, 0.999999),
       range(key(KEY(optimizer, weight_decay), 1e-4, "AdamW decoupled weight decay"), 0.0),
-      positive(key(KEY(optimizer, eps), 1e-8, "AdamW epsilon")),
+      range(key(KEY(optimizer, eps), 1e-8, "AdamW epsilon (above float32's smallest normal number)"), 1e-30, 1.0),
       // checkpoint
       optional(KEY(checkpoint, dir), "<output.dir>/checkpoints", "Folder of the HDF5 checkpoints"),
       range(key(KEY(checkpoint, every_steps), std::int64_t{500}, "Write a checkpoint every N steps"), 1),
@@ -272,7 +274,7 @@ std::string KeySpec::expectation() const {
   auto num = [&](double d) { return type == ValueType::kInt ? std::to_string(static_cast<long long>(d))
                                                             : util::format_number(d); };
   if (min && max) {
-    s += " in [" + num(*min) + ", " + num(*max) + "]";
+    s += std::string(" in ") + (min_exclusive ? "(" : "[") + num(*min) + ", " + num(*max) + "]";
   } else if (min) {
     s += (min_exclusive ? " > " : " >= ") + num(*min);
   } else if (max) {

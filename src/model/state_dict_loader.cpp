@@ -73,12 +73,20 @@ LoadReport load_state_dict(torch::nn::Module& module, const WeightSource& source
     throw Error(msg.str(), "check that the folder holds the weights of this component and that config.json belongs to them");
   }
   torch::NoGradGuard no_grad;
+  std::vector<std::string> non_finite;
   for (auto& [key, target] : targets) {
     const std::string& file_key = stored.at(key);
     const torch::Tensor src = adapt_legacy_tensor(source.tensor(file_key), target.sizes());
     target.copy_(src);
+    // A NaN or infinity in a base weight turns every image black: damage, not a model.
+    if (target.is_floating_point() && !torch::isfinite(target).all().item<bool>()) non_finite.push_back(file_key);
     report.bytes += source.info(file_key).end - source.info(file_key).begin;
     ++report.loaded;
+  }
+  if (!non_finite.empty()) {
+    throw Error(what + " weights in " + source.description() + ": " + std::to_string(non_finite.size()) +
+                    " tensor(s) hold NaN or infinite values, e.g. " + non_finite.front(),
+                "the file is damaged: download or copy it again");
   }
   return report;
 }

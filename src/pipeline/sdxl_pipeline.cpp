@@ -15,11 +15,14 @@ namespace sdxl::pipeline {
 
 void validate(const GenerationRequest& r) {
   if (r.prompts.empty()) throw UsageError("no prompt given");
+  const std::string size = std::to_string(r.width) + "x" + std::to_string(r.height);
   if (r.width < 8 || r.height < 8 || r.width % 8 != 0 || r.height % 8 != 0) {
-    throw UsageError("image size " + std::to_string(r.width) + "x" + std::to_string(r.height) +
-                     ": width and height must be positive multiples of 8");
+    throw UsageError("image size " + size + ": width and height must be positive multiples of 8");
   }
+  if (r.width > 8192 || r.height > 8192) throw UsageError("image size " + size + ": at most 8192 pixels a side");
   if (r.steps < 1) throw UsageError("steps must be at least 1, got " + std::to_string(r.steps));
+  // As validation.steps: a schedule of 1000 training timesteps has no more distinct steps.
+  if (r.steps > 1000) throw UsageError("steps must be at most 1000, got " + std::to_string(r.steps));
   if (r.images_per_prompt < 1) throw UsageError("images per prompt must be at least 1");
   if (r.batch_size < 1) throw UsageError("batch size must be at least 1, got " + std::to_string(r.batch_size));
   if (!(r.guidance_scale >= 0)) throw UsageError("guidance scale must be >= 0");

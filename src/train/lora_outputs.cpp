@@ -79,7 +79,9 @@ std::string run_name(const config::OutputConfig& output) {
   fs::path dir = fs::path(output.dir).lexically_normal();
   if (dir.filename().empty()) dir = dir.parent_path();
   const std::string name = dir.filename().string();
-  return name.empty() || name == "." || name == ".." ? "lora" : name;
+  if (name.empty() || name == "." || name == "..") return "lora";
+  // A folder named like the diffusers file must not make the kohya file overwrite it.
+  return name == "pytorch_lora_weights" ? name + "_kohya" : name;
 }
 
 LoraFiles write_lora_outputs(const TrainedAdapters& adapters, const config::RunConfig& cfg, const RunSettings& s,

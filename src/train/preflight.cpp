@@ -49,6 +49,17 @@ void check_writable_folder(const fs::path& folder, const std::string& key) {
   }
 }
 
+// A run's files inside the base model's folder would mix into the model.
+void check_outside_model(const config::ModelConfig& model, const fs::path& output) {
+  std::error_code ec;
+  const fs::path model_dir = fs::weakly_canonical(model::resolve_model_dir(model.pretrained, model.revision), ec);
+  const fs::path rel = fs::weakly_canonical(output, ec).lexically_relative(model_dir);
+  if (!rel.empty() && *rel.begin() != "..") {
+    throw UsageError("output.dir: " + util::quoted(output.string()) + " is inside the model folder " +
+                     util::quoted(model_dir.string()), "give the run a folder of its own");
+  }
+}
+
 void check_resume_target(const std::string& resume) {
   if (resume == "none" || resume == "latest") return;
   std::error_code ec;
@@ -88,6 +99,7 @@ void check_run_inputs(const config::RunConfig& cfg, const RunSettings& s) {
     }
   }
   check_writable_folder(s.output, "output.dir");
+  check_outside_model(cfg.model, s.output);
   check_writable_folder(s.checkpoint_dir, cfg.checkpoint.dir ? "checkpoint.dir" : "output.dir");
   check_resume_target(cfg.checkpoint.resume);
 }

@@ -62,7 +62,12 @@ class RunLocks {
  public:
   RunLocks(const RunSettings& s, bool separate_checkpoint_dir) : output_(s.output, "output.dir") {
     if (separate_checkpoint_dir && !inside(s.checkpoint_dir, s.output)) {
-      checkpoints_.emplace(s.checkpoint_dir, "checkpoint.dir");
+      try {
+        checkpoints_.emplace(s.checkpoint_dir, "checkpoint.dir");
+      } catch (const UsageError&) {
+        output_.abandon();
+        throw;
+      }
     }
   }
   // A configuration error after locking: leave no lock file or folder behind.

@@ -176,6 +176,10 @@ EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, con
   for (std::int64_t e = 0; e < fi.size(0); ++e) {
     out.prompt_index.push_back(file_prompt[static_cast<std::size_t>(fi[e])]);
   }
+  if (o.caption_ext && captions == 0) {
+    log.warn("data.caption_ext = " + util::quoted(*o.caption_ext) + ": no caption file beside any image in " +
+             util::quoted(o.dir) + "; every image trains on the instance prompt");
+  }
   log.info(o.key + ": " + std::to_string(out.images_used) + " images" +
            (out.images_skipped ? " (" + std::to_string(out.images_skipped) + " skipped)" : std::string()) +
            (captions ? ", " + std::to_string(captions) + " with captions" : std::string()) + ", " +

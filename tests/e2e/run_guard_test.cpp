@@ -86,26 +86,37 @@ TEST_P(SecondRun, FailsAtOnceNamingTheHolderAndTheNextRunAfterItsDeathResumes) {
   test::ProcessResult first;
   auto stall_env = env;
   stall_env["SDXL_TEST_FAULT"] = "stall:0:5";
-  std::thread holder([&] { first = test::run_cli({"train", (dir / "run.toml").string()}, stall_env); });
+  // checkpoint.dir outside output.dir: both folders are held.
+  const std::string ck = "checkpoint.dir=\"" + (dir / "ck").string() + "\"";
+  std::thread holder([&] { first = test::run_cli({"train", (dir / "run.toml").string(), "--set", ck}, stall_env); });
   const long pid = wait_for_holder(out / lock_name, 120);
   ASSERT_GT(pid, 0) << "the first run never locked " << out;
-  wait_for_file(out / "checkpoints" / "checkpoint-4.h5", 120);
+  wait_for_file(dir / "ck" / "checkpoint-4.h5", 120);
   std::this_thread::sleep_for(std::chrono::seconds(1));  // its step 5 is where it stalls
   const auto before = snapshot(out);
 
-  const auto second =
-      test::run_cli({"train", (dir / "run.toml").string(), "--set", "checkpoint.resume=\"latest\""}, env);
+  const auto second = test::run_cli(
+      {"train", (dir / "run.toml").string(), "--set", "checkpoint.resume=\"latest\"", "--set", ck}, env);
   EXPECT_EQ(second.exit_code, 2) << second.err;
   EXPECT_NE(second.err.find("output.dir: '" + out.string() + "' is in use by another run"), std::string::npos)
       << second.err;
   EXPECT_NE(second.err.find("pid " + std::to_string(pid)), std::string::npos) << second.err;
   EXPECT_EQ(snapshot(out), before) << "the refused run changed the folder";
+  // Another output.dir, the same checkpoint.dir: refused too, and its own folder not left behind.
+  const auto shared = test::run_cli({"train", (dir / "run.toml").string(), "--set", "checkpoint.resume=\"latest\"",
+                                     "--set", ck, "--set", "output.dir=\"" + (dir / "other").string() + "\""},
+                                    env);
+  EXPECT_EQ(shared.exit_code, 2) << shared.err;
+  EXPECT_NE(shared.err.find("checkpoint.dir: '" + (dir / "ck").string() + "' is in use by another run"),
+            std::string::npos)
+      << shared.err;
+  EXPECT_FALSE(fs::exists(dir / "other"));
 
   ::kill(static_cast<pid_t>(pid), SIGKILL);
   holder.join();
   EXPECT_EQ(first.exit_code, 128 + SIGKILL);
-  const auto third =
-      test::run_cli({"train", (dir / "run.toml").string(), "--set", "checkpoint.resume=\"latest\""}, env);
+  const auto third = test::run_cli(
+      {"train", (dir / "run.toml").string(), "--set", "checkpoint.resume=\"latest\"", "--set", ck}, env);
   EXPECT_EQ(third.exit_code, 0) << third.err;
   EXPECT_NE(third.err.find("resumed from"), std::string::npos) << third.err;
   EXPECT_TRUE(fs::exists(out / "pytorch_lora_weights.safetensors"));
@@ -191,6 +202,10 @@ TEST(RunGuard, ExportNeverOverwritesItsInput) {
     EXPECT_NE(r.err.find("is the checkpoint being read"), std::string::npos) << r.err;
     EXPECT_EQ(test::read_file(ckpt), bytes);
   }
+  const auto folder = test::run_cli({"export", ckpt.string(), "--out", dir.path().string(), "--force"});
+  EXPECT_EQ(folder.exit_code, 2) << folder.err;
+  EXPECT_NE(folder.err.find("is a folder"), std::string::npos) << folder.err;
+  EXPECT_FALSE(fs::exists(dir.path().string() + ".tmp"));
 }
 
 // A flipped bit in the newest checkpoint's adapters: inspect names the damaged dataset, and a
@@ -320,6 +335,24 @@ TEST(RunGuard, MisplacedPathsAndDevicesAreUsageErrors) {
   EXPECT_EQ(g.exit_code, 2) << g.err;
   EXPECT_NE(g.err.find("is inside the model folder"), std::string::npos) << g.err;
   EXPECT_FALSE(fs::exists(model / "images"));
+  test::write_file(dir / "in-model.toml", config(model / "run", "max_steps = 1\n"));
+  const auto t = test::run_cli({"train", (dir / "in-model.toml").string(), "--set",
+                                "model.pretrained=\"" + model.string() + "\""});
+  EXPECT_EQ(t.exit_code, 2) << t.err;
+  EXPECT_NE(t.err.find("output.dir: '" + (model / "run").string() + "' is inside the model folder"),
+            std::string::npos)
+      << t.err;
+  EXPECT_FALSE(fs::exists(model / "run"));
+  for (const std::vector<std::string>& bad : {std::vector<std::string>{"--steps", "100000000"},
+                                              std::vector<std::string>{"--size", "100000x100000"},
+                                              std::vector<std::string>{"--lora-scale", "nan", "--lora", "x.safetensors"}}) {
+    std::vector<std::string> args{"generate", "--model", model.string(), "--prompt", "a cat", "--out",
+                                  (dir / "gen").string()};
+    args.insert(args.end(), bad.begin(), bad.end());
+    const auto r = test::run_cli(args);
+    EXPECT_EQ(r.exit_code, 2) << bad[0] << "\n" << r.err;
+  }
+  EXPECT_FALSE(fs::exists(dir / "gen"));
   if (!torch_sees_no_gpu()) return;
   test::write_file(dir / "run.toml", config(dir / "out", "max_steps = 1\ndevice = \"cuda\"\n"));
   const auto c = test::run_cli({"train", (dir / "run.toml").string()});

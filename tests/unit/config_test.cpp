@@ -83,7 +83,7 @@ TEST(Config, WrongType) {
 TEST(Config, OutOfRange) {
   const std::string e = error_of(std::string(kMinimal) + "[train]\nbatch_size = 0\n");
   EXPECT_NE(e.find("train.batch_size: expected an integer in [1, 4096], got 0"), std::string::npos) << e;
-  EXPECT_NE(error_of(std::string(kMinimal) + "[train]\nlearning_rate = 0.0\n").find("a number > 0"),
+  EXPECT_NE(error_of(std::string(kMinimal) + "[train]\nlearning_rate = 0.0\n").find("a number in (0.0, "),
             std::string::npos);
   EXPECT_NE(error_of(std::string(kMinimal) + "[train]\nlearning_rate = nan\n").find("train.learning_rate"),
             std::string::npos);
@@ -150,6 +150,17 @@ TEST(Config, SetOverridesAreCheckedLikeTheFile) {
   EXPECT_NE(unterminated.find("model.pretrained: '\"unterminated' is not a valid TOML value"), std::string::npos)
       << unterminated;
   EXPECT_NE(error_of(kMinimal, {"lora.targets=[\"to_q\""}).find("not a valid TOML value"), std::string::npos);
+  // Values that would overflow or underflow float32, and paths that name nothing.
+  EXPECT_NE(error_of(kMinimal, {"train.learning_rate=1e300"}).find("train.learning_rate: expected a number in (0.0, "),
+            std::string::npos);
+  EXPECT_NE(error_of(kMinimal, {"optimizer.eps=1e-320"}).find("optimizer.eps: expected a number in"), std::string::npos);
+  EXPECT_NE(error_of(kMinimal, {"output.dir=\"\""}).find("output.dir: expected a folder path"), std::string::npos);
+  for (const char* ext : {"\"txt\"", "\"\"", "\".\""}) {
+    EXPECT_NE(error_of(kMinimal, {std::string("data.caption_ext=") + ext}).find("data.caption_ext: expected a file "
+                                                                              "extension starting with '.'"),
+              std::string::npos)
+        << ext;
+  }
 }
 
 TEST(Config, AllErrorsAreReportedOneLineEach) {

@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <limits>
 #include <tuple>
 
 using namespace sdxl;
@@ -128,6 +129,19 @@ TEST(ModelFiles, IntegerWeightsAreRefusedForFloatParameters) {
                    "in the file is I32"),
             std::string::npos)
       << e;
+}
+
+// A NaN in a base weight would make every image black: refused naming the tensor.
+TEST(ModelFiles, NonFiniteWeightsAreRefused) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  copy_component(test::reference_dir() / "tiny-sdxl" / "vae", dir / "vae", [](auto& t) {
+    for (auto& [name, tensor] : t) {
+      if (name == "decoder.conv_in.bias") tensor[0] = std::numeric_limits<float>::quiet_NaN();
+    }
+  });
+  const std::string e = error_of([&] { model::load_vae(dir / "vae", {}); });
+  EXPECT_NE(e.find("1 tensor(s) hold NaN or infinite values, e.g. decoder.conv_in.bias"), std::string::npos) << e;
 }
 
 TEST(ModelFiles, LegacyVaeAttentionNamesLoad) {

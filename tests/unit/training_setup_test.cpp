@@ -3,6 +3,7 @@
 #include "sdxl_dreambooth/config/config.h"
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/nn/geglu_product.h"
+#include "sdxl_dreambooth/train/lora_outputs.h"
 #include "sdxl_dreambooth/train/training_setup.h"
 
 #include <gtest/gtest.h>
@@ -82,4 +83,17 @@ TEST(TrainingSetup, FusedKernelsOnCudaOnlyAndOnlyWhereBuilt) {
     EXPECT_NE(std::string(e.what()).find("train.fused_kernels = true"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("CUDA compiler"), std::string::npos) << e.what();
   }
+}
+
+// The kohya file is named after the run; it never takes the diffusers file's name.
+TEST(TrainingSetup, TheRunNameComesFromTheOutputFolder) {
+  config::OutputConfig o;
+  o.dir = "/runs/sks-dog/";
+  EXPECT_EQ(train::run_name(o), "sks-dog");
+  o.dir = "/runs/pytorch_lora_weights";
+  EXPECT_EQ(train::run_name(o), "pytorch_lora_weights_kohya");
+  o.dir = ".";
+  EXPECT_EQ(train::run_name(o), "lora");
+  o.name = "my run";
+  EXPECT_EQ(train::run_name(o), "my run");
 }
