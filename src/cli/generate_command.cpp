@@ -193,6 +193,25 @@ std::function<void(std::int64_t, std::int64_t)> progress_bar(bool tty) {
   };
 }
 
+// What the command line names must exist: a model, VAE or LoRA that does not is a usage
+// error (exit 2), as in train, found before MPI and the model load.
+void check_inputs_exist(const GenerateOptions& o) {
+  try {
+    model::open_pipeline(o.model.pretrained, o.model.revision);
+    if (o.model.vae) model::resolve_component_dir(*o.model.vae, o.model.revision, "vae");
+  } catch (const UsageError&) {
+    throw;
+  } catch (const Error& e) {
+    throw UsageError(std::string(o.model.vae ? "--model/--vae: " : "--model: ") + e.what(), e.hint());
+  }
+  std::error_code ec;
+  if (o.lora && !fs::is_regular_file(*o.lora, ec)) {
+    throw UsageError("--lora " + util::quoted(*o.lora) +
+                     (fs::exists(*o.lora, ec) ? ": not a file" : ": no such file"),
+                     "give a LoRA .safetensors file, e.g. OUTPUT/pytorch_lora_weights.safetensors");
+  }
+}
+
 // --out inside the model folder would mix images into the model; refused.
 void refuse_output_in_model(const GenerateOptions& o) {
   std::error_code ec;
@@ -212,6 +231,7 @@ void refuse_output_in_model(const GenerateOptions& o) {
 
 int run_generate(const std::vector<std::string>& argv) {
   GenerateOptions o = generate_options(parse_generate_args(argv));
+  check_inputs_exist(o);
   refuse_output_in_model(o);
   std::optional<model::LoraFileContents> lora;
   if (o.lora) lora = model::read_lora_file(*o.lora);  // a bad file fails before the model load

@@ -52,6 +52,19 @@ SdxlPipeline SdxlPipeline::load(const PipelineOptions& o) {
   p.text_encoder_2 = model::load_text_encoder(folder.component("text_encoder_2"), lo);
   p.tokenizer.emplace(text::ClipTokenizer::load(folder.component("tokenizer")));
   p.tokenizer_2.emplace(text::ClipTokenizer::load(folder.component("tokenizer_2")));
+  // Ids past a text encoder's embedding would fail deep inside LibTorch ("index out of range").
+  const std::pair<const text::ClipTokenizer*, std::pair<const char*, std::int64_t>> pairs[] = {
+      {&*p.tokenizer, {"text_encoder", p.text_encoder->config().vocab_size}},
+      {&*p.tokenizer_2, {"text_encoder_2", p.text_encoder_2->config().vocab_size}}};
+  for (const auto& [tok, encoder] : pairs) {
+    if (tok->max_id() >= encoder.second) {
+      throw Error("'" + (folder.root / (encoder.first == std::string("text_encoder") ? "tokenizer" : "tokenizer_2") /
+                         "vocab.json").string() + "': token id " + std::to_string(tok->max_id()) +
+                      " is outside " + encoder.first + "'s vocabulary of " + std::to_string(encoder.second) +
+                      " (its config.json vocab_size)",
+                  "the tokenizer and the text encoder do not belong together");
+    }
+  }
   p.scheduler_config = model::SchedulerConfig::load(folder.component("scheduler") / "scheduler_config.json");
   std::ifstream in(folder.root / "model_index.json");
   const auto index = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);

@@ -202,7 +202,12 @@ ClipTokenizer ClipTokenizer::load(const fs::path& dir) {
     if (!j.is_object()) throw Error("'" + vocab_path.string() + "' is not a JSON object of token -> id");
     for (auto it = j.begin(); it != j.end(); ++it) {
       if (!it.value().is_number_integer()) throw Error("'" + vocab_path.string() + "': id of '" + it.key() + "' is not an integer");
-      vocab[it.key()] = it.value().get<std::int64_t>();
+      const auto id = it.value().get<std::int64_t>();
+      if (id < 0) {
+        throw Error("'" + vocab_path.string() + "': id of " + util::quoted(it.key()) + " is " + std::to_string(id) +
+                    "; token ids are >= 0");
+      }
+      vocab[it.key()] = id;
     }
   } catch (const nlohmann::json::exception& e) {
     throw Error("'" + vocab_path.string() + "' is not valid JSON: " + e.what());
@@ -341,6 +346,12 @@ std::vector<std::int64_t> ClipTokenizer::tokenize(const std::string& prompt) con
   ids.push_back(eos_);
   while (ids.size() < max_length_) ids.push_back(pad_);
   return ids;
+}
+
+std::int64_t ClipTokenizer::max_id() const {
+  std::int64_t m = 0;
+  for (const auto& [piece, id] : vocab_) m = std::max(m, id);
+  return m;
 }
 
 }  // namespace sdxl::text

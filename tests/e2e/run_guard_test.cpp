@@ -295,6 +295,34 @@ TEST(RunGuard, BinaryCaptionsAndAModelFileAreNamed) {
   EXPECT_NE(m.err.find("is a file, not a diffusers pipeline folder"), std::string::npos) << m.err;
 }
 
+// A tokenizer whose ids run past its text encoder's vocabulary, or are negative: named with
+// the file, instead of "index out of range" from inside LibTorch.
+TEST(RunGuard, TokenizerIdsOutsideTheTextEncoderAreNamed) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  for (const auto& [id, message] : std::vector<std::pair<std::string, std::string>>{
+           {"1000000000", "token id 1000000000 is outside text_encoder_2's vocabulary"},
+           {"-1", "token ids are >= 0"}}) {
+    const fs::path model = dir / ("model" + id);
+    fs::create_directories(model / "tokenizer_2");
+    for (const auto& e : fs::directory_iterator(test::reference_dir() / "tiny-sdxl")) {
+      if (e.path().filename() != "tokenizer_2") fs::create_symlink(e.path(), model / e.path().filename());
+    }
+    for (const auto& e : fs::directory_iterator(test::reference_dir() / "tiny-sdxl" / "tokenizer_2")) {
+      if (e.path().filename() != "vocab.json") fs::create_symlink(e.path(), model / "tokenizer_2" / e.path().filename());
+    }
+    std::string vocab = test::read_file(test::reference_dir() / "tiny-sdxl" / "tokenizer_2" / "vocab.json");
+    vocab.insert(1, "\"zzzq\u00e9\": " + id + ", ");
+    test::write_file(model / "tokenizer_2" / "vocab.json", vocab);
+    const auto r = test::run_cli({"generate", "--model", model.string(), "--prompt", "a cat", "--size", "64x64",
+                                  "--steps", "1", "--out", (dir / "out").string()});
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find((model / "tokenizer_2" / "vocab.json").string()), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("internal failure"), std::string::npos) << r.err;
+  }
+}
+
 // Accepted, but said: an empty instance prompt, and a prompt CLIP cuts (as diffusers warns).
 TEST(RunGuard, EmptyAndOverlongPromptsAreWarnedAbout) {
   SDXL_REQUIRE_REFERENCE();

@@ -34,6 +34,8 @@ class ClipTokenizer {
   std::int64_t pad_id() const { return pad_; }
   std::size_t model_max_length() const { return max_length_; }
   std::size_t vocab_size() const { return vocab_.size(); }
+  // The largest id vocab.json gives (the text encoder's embedding needs that many rows + 1).
+  std::int64_t max_id() const;
 
   // The text clean-up CLIP applies before pre-tokenization: NFC, HTML entities,
   // whitespace runs to one space, trimmed, lower-cased.
