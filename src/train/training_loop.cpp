@@ -5,6 +5,7 @@
 #include "sdxl_dreambooth/train/fault_injection.h"
 #include "sdxl_dreambooth/train/gradient_sync.h"
 #include "sdxl_dreambooth/train/model_card.h"
+#include "sdxl_dreambooth/train/progress_grid.h"
 #include "sdxl_dreambooth/train/training_setup.h"
 #include "sdxl_dreambooth/train/validation.h"
 #include "sdxl_dreambooth/util/memory_usage.h"
@@ -156,6 +157,7 @@ void TrainingLoop::stop_for_preemption(std::int64_t step) {
 void TrainingLoop::validate(std::int64_t step) {
   last_samples_ =
       run_validation(p_.pipe, p_.cfg.validation, p_.settings, p_.cfg.model.pretrained, step, p_.log, p_.comm.host());
+  if (p_.comm.rank() == 0) write_progress_grid(p_.settings.output / "samples", p_.cfg.validation.prompts);
 }
 
 void TrainingLoop::write_checkpoint(std::int64_t step) {

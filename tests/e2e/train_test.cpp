@@ -1,5 +1,6 @@
 // `sdxl-dreambooth train` end to end on the tiny pipeline: the loss goes down, the run is
 // reproducible, the outputs load, and bad data gives one clear error.
+#include "sdxl_dreambooth/data/image_decoder.h"
 #include "sdxl_dreambooth/io/safetensors.h"
 #include "support/process.h"
 #include "support/reference.h"
@@ -227,7 +228,7 @@ TEST(Train, TheModelCardDescribesTheRunForTheHub) {
   test::write_file(dir / "run.toml",
                    tiny_config(dir / "out", test::subjects_dir() / "chelsea", "max_steps = 2\n",
                                "[checkpoint]\nevery_steps = 2\n[validation]\nprompts = [\"sks's cat on a sofa\"]\n"
-                               "num_images = 1\nsteps = 2\nresolution = 64\n"));
+                               "num_images = 1\nsteps = 2\nresolution = 64\nevery_steps = 1\n"));
   const auto r = test::run_cli({"train", (dir / "run.toml").string(), "--set", "output.license=\"mit\""});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string card = test::read_file(dir / "out" / "README.md");
@@ -239,6 +240,16 @@ TEST(Train, TheModelCardDescribesTheRunForTheHub) {
   }
   EXPECT_TRUE(fs::exists(dir / "out" / "image_0.png"));
   EXPECT_FALSE(fs::exists(dir / "out" / "README.md.tmp"));
+  // samples/progress.png: a row per validation (steps 1 and 2), one column, labelled in its text.
+  const fs::path progress = dir / "out" / "samples" / "progress.png";
+  ASSERT_TRUE(fs::exists(progress));
+  const auto grid = data::decode_image_file(progress.string()).image;
+  EXPECT_EQ(grid.width, 64 + 2 * 8);
+  EXPECT_GE(grid.height, 2 * 64 + 3 * 8);
+  const std::string png = test::read_file(progress);
+  for (const char* label : {"row 0", "step 1", "row 1", "step 2", "sks's cat on a sofa #0"}) {
+    EXPECT_NE(png.find(label), std::string::npos) << label;  // iTXt chunks, uncompressed
+  }
   const auto bad = test::run_cli({"train", (dir / "run.toml").string(), "--set", "output.license=\"my license\""});
   EXPECT_EQ(bad.exit_code, 2) << bad.err;
   EXPECT_NE(bad.err.find("output.license: expected an SPDX license id"), std::string::npos) << bad.err;
