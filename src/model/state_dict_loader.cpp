@@ -73,15 +73,29 @@ LoadReport load_state_dict(torch::nn::Module& module, const WeightSource& source
     throw Error(msg.str(), "check that the folder holds the weights of this component and that config.json belongs to them");
   }
   torch::NoGradGuard no_grad;
-  std::vector<std::string> non_finite;
+  // One flag per floating tensor, read back once: a read per tensor would wait for the GPU
+  // thousands of times while loading.
+  std::vector<torch::Tensor> finite_flags;
+  std::vector<std::string> flagged_keys;
   for (auto& [key, target] : targets) {
     const std::string& file_key = stored.at(key);
     const torch::Tensor src = adapt_legacy_tensor(source.tensor(file_key), target.sizes());
     target.copy_(src);
     // A NaN or infinity in a base weight turns every image black: damage, not a model.
-    if (target.is_floating_point() && !torch::isfinite(target).all().item<bool>()) non_finite.push_back(file_key);
+    if (target.is_floating_point()) {
+      finite_flags.push_back(torch::isfinite(target).all());
+      flagged_keys.push_back(file_key);
+    }
     report.bytes += source.info(file_key).end - source.info(file_key).begin;
     ++report.loaded;
+  }
+  std::vector<std::string> non_finite;
+  if (!finite_flags.empty()) {
+    const torch::Tensor ok = torch::stack(finite_flags).to(torch::kCPU);
+    const auto* flags = ok.data_ptr<bool>();
+    for (std::size_t i = 0; i < flagged_keys.size(); ++i) {
+      if (!flags[i]) non_finite.push_back(flagged_keys[i]);
+    }
   }
   if (!non_finite.empty()) {
     throw Error(what + " weights in " + source.description() + ": " + std::to_string(non_finite.size()) +
