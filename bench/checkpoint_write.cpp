@@ -60,8 +60,8 @@ int main(int argc, char** argv) {
         p.module = module;
         p.half = half;
         p.weight = std::string(half) == "lora_A" ? torch::randn({rank, in_features}) : torch::randn({out, rank});
-        p.exp_avg = torch::randn_like(p.weight);
-        p.exp_avg_sq = torch::rand_like(p.weight);
+        p.state["exp_avg"] = torch::randn_like(p.weight);
+        p.state["exp_avg_sq"] = torch::rand_like(p.weight);
         a.params.push_back(p);
       }
     }

@@ -25,8 +25,9 @@ std::vector<model::ModelLoraWeights> checkpoint_lora(const train::Checkpoint& c)
     w.alpha = a.alpha;
     w.layers_per_block = static_cast<int>(a.layers_per_block);
     for (const auto& p : a.params) {
-      if (w.adapters.empty() || w.adapters.back().module != p.module) w.adapters.push_back({p.module, {}, {}});
-      (p.half == "lora_A" ? w.adapters.back().down : w.adapters.back().up) = p.weight;
+      if (w.adapters.empty() || w.adapters.back().module != p.module) w.adapters.push_back({p.module, {}, {}, {}});
+      model::AdapterWeights& adapter = w.adapters.back();
+      (p.half == "lora_A" ? adapter.down : p.half == "lora_B" ? adapter.up : adapter.magnitude) = p.weight;
     }
     out.push_back(std::move(w));
   }

@@ -382,6 +382,19 @@ class Loader {
       errors.push_back(at("train.learning_rate") + ": train.learning_rate must be above 1e-7 (the end value of the "
                        "polynomial schedule), got " + util::format_number(config.get_float("train.learning_rate")));
     }
+    if (config.get_bool("train.edm_style") && config.has("train.snr_gamma")) {
+      errors.push_back(at("train.snr_gamma") + ": train.snr_gamma does not apply to EDM-style training (" +
+                       at("train.edm_style") + "), which has no SNR weighting; remove one of them");
+    }
+    if (config.get_bool("train.edm_style") && config.get_string("train.loss") != "l2") {
+      errors.push_back(at("train.loss") + ": train.loss = " + util::quoted(config.get_string("train.loss")) +
+                       " needs the DDPM schedule of its huber_c; EDM-style training (" + at("train.edm_style") +
+                       ") takes train.loss = \"l2\"");
+    }
+    if (auto max = config.get_optional_int("train.max_timestep"); max && *max <= config.get_int("train.min_timestep")) {
+      errors.push_back(at("train.max_timestep") + ": train.max_timestep = " + std::to_string(*max) +
+                       " must be above train.min_timestep = " + std::to_string(config.get_int("train.min_timestep")));
+    }
     const auto warmup = config.get_int("train.lr_warmup_steps");
     if (auto steps = config.get_optional_int("train.max_steps"); steps && warmup > *steps) {
       errors.push_back(at("train.lr_warmup_steps") + ": train.lr_warmup_steps = " + std::to_string(warmup) +

@@ -3,6 +3,7 @@
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/util/strings.h"
 
+#include <cmath>
 #include <fstream>
 
 namespace sdxl::model {
@@ -97,6 +98,19 @@ std::vector<std::int64_t> JsonConfig::require_int_list(const std::string& key) c
   for (const auto& e : *v) {
     if (!e.is_number_integer()) bad(key, "a list of integers");
     out.push_back(e.get<std::int64_t>());
+  }
+  return out;
+}
+
+std::optional<std::vector<double>> JsonConfig::optional_float_list(const std::string& key, std::size_t n) const {
+  const auto* v = find(key);
+  if (!v) return std::nullopt;
+  const std::string expected = "a list of " + std::to_string(n) + " finite numbers";
+  if (!v->is_array() || v->size() != n) bad(key, expected);
+  std::vector<double> out;
+  for (const auto& e : *v) {
+    if (!e.is_number() || !std::isfinite(e.get<double>())) bad(key, expected);
+    out.push_back(e.get<double>());
   }
   return out;
 }

@@ -33,8 +33,9 @@ ModelLoraWeights lora_weights(const nn::LoraNetwork& network, const std::string&
   w.layers_per_block = layers_per_block;
   for (std::size_t i = 0; i < network.size(); ++i) {
     const auto& m = network.modules()[i];
-    w.adapters.push_back({network.module_paths()[i], m->lora_A->weight.detach().to(torch::kCPU, torch::kFloat),
-                          m->lora_B->weight.detach().to(torch::kCPU, torch::kFloat)});
+    const auto cpu = [](const torch::Tensor& t) { return t.detach().to(torch::kCPU, torch::kFloat); };
+    w.adapters.push_back({network.module_paths()[i], cpu(m->lora_A->weight), cpu(m->lora_B->weight),
+                          m->has_dora() ? cpu(m->lora_magnitude) : torch::Tensor()});
   }
   return w;
 }
@@ -53,6 +54,9 @@ std::vector<std::pair<std::string, torch::Tensor>> lora_file_tensors(const std::
         if (scale != 1.0) u = u * scale;
         out.emplace_back(m.model + "." + a.module + down, a.down.to(torch::kFloat).contiguous());
         out.emplace_back(m.model + "." + a.module + up, u.contiguous());
+        if (a.magnitude.defined()) {
+          out.emplace_back(m.model + "." + a.module + ".lora_magnitude_vector", a.magnitude.contiguous());
+        }
       }
       continue;
     }
@@ -72,6 +76,9 @@ std::vector<std::pair<std::string, torch::Tensor>> lora_file_tensors(const std::
       out.emplace_back(key + ".lora_down.weight", a.down.to(torch::kFloat).contiguous());
       out.emplace_back(key + ".lora_up.weight", a.up.to(torch::kFloat).contiguous());
       out.emplace_back(key + ".alpha", torch::tensor(static_cast<float>(m.alpha)));
+      // LyCORIS's output-axis layout (wd_on_out, its default since 3.2), which ComfyUI reads
+      // by its shape: [out, 1].
+      if (a.magnitude.defined()) out.emplace_back(key + ".dora_scale", a.magnitude.reshape({-1, 1}).contiguous());
     }
   }
   return out;
@@ -83,12 +90,14 @@ void write_lora_file(const std::string& path, const std::vector<ModelLoraWeights
   if (format == LoraFormat::kKohya) {
     // kohya's own keys, which its tools and A1111 show.
     for (const auto& m : models) {
-      if (m.model == "unet") {
-        metadata["ss_network_module"] = "networks.lora";
-        metadata["ss_network_dim"] = std::to_string(m.rank);
-        metadata["ss_network_alpha"] = util::format_number(m.alpha);
-        metadata["ss_base_model_version"] = "sdxl_base_v1-0";
-      }
+      if (m.model != "unet") continue;
+      // DoRA files come from LyCORIS through kohya's trainer (networks.lora has no DoRA).
+      const bool dora = !m.adapters.empty() && m.adapters.front().magnitude.defined();
+      metadata["ss_network_module"] = dora ? "lycoris.kohya" : "networks.lora";
+      if (dora) metadata["ss_network_args"] = R"({"algo": "lora", "dora_wd": "True", "wd_on_out": "True"})";
+      metadata["ss_network_dim"] = std::to_string(m.rank);
+      metadata["ss_network_alpha"] = util::format_number(m.alpha);
+      metadata["ss_base_model_version"] = "sdxl_base_v1-0";
     }
   }
   io::write_safetensors(path, lora_file_tensors(models, format), metadata);

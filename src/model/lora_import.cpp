@@ -12,23 +12,41 @@
 namespace sdxl::model {
 namespace {
 
+enum class Part { kDown, kUp, kMagnitude };
+
 struct Suffix {
   const char* text;
-  bool down;
+  Part part;
   const char* format;
 };
 
 // `rest` ends with one of the known suffixes: strip it, say which half it is.
 std::optional<std::pair<std::string, const Suffix*>> split_suffix(const std::string& rest) {
-  static const Suffix suffixes[] = {{".lora.down.weight", true, "diffusers"}, {".lora.up.weight", false, "diffusers"},
-                                    {".lora_linear_layer.down.weight", true, "diffusers"},
-                                    {".lora_linear_layer.up.weight", false, "diffusers"},
-                                    {".lora_A.weight", true, "peft"},        {".lora_B.weight", false, "peft"},
-                                    {".lora_down.weight", true, "kohya"},    {".lora_up.weight", false, "kohya"}};
+  static const Suffix suffixes[] = {{".lora.down.weight", Part::kDown, "diffusers"},
+                                    {".lora.up.weight", Part::kUp, "diffusers"},
+                                    {".lora_linear_layer.down.weight", Part::kDown, "diffusers"},
+                                    {".lora_linear_layer.up.weight", Part::kUp, "diffusers"},
+                                    {".lora_magnitude_vector", Part::kMagnitude, "diffusers"},
+                                    {".lora_magnitude_vector.weight", Part::kMagnitude, "peft"},
+                                    {".lora_A.weight", Part::kDown, "peft"},
+                                    {".lora_B.weight", Part::kUp, "peft"},
+                                    {".lora_down.weight", Part::kDown, "kohya"},
+                                    {".lora_up.weight", Part::kUp, "kohya"},
+                                    {".dora_scale", Part::kMagnitude, "kohya"}};
   for (const auto& s : suffixes) {
     if (util::ends_with(rest, s.text)) return std::make_pair(rest.substr(0, rest.size() - std::strlen(s.text)), &s);
   }
   return std::nullopt;
+}
+
+// DoRA's magnitude as [out]: peft's 1-D vector, or kohya/LyCORIS's [out, 1]. LyCORIS's older
+// input-axis form [1, in] (wd_on_out = false) normalises the other axis of W: not this DoRA.
+torch::Tensor dora_magnitude(const torch::Tensor& t, const std::string& path, const std::string& name) {
+  if (t.dim() == 1) return t;
+  if (t.dim() == 2 && t.size(1) == 1 && t.size(0) > 1) return t.reshape({-1});
+  throw Error(path + ": DoRA magnitude \"" + name + "\" has shape " + util::shape_string(t.sizes().vec()),
+              "expected one value per output feature ([out] as diffusers/peft write, or [out, 1] as LyCORIS writes "
+              "with wd_on_out); a [1, in] magnitude is LyCORIS's input-axis DoRA, which this program does not apply");
 }
 
 }  // namespace
@@ -68,23 +86,31 @@ LoraFileContents read_lora_file(const std::string& path) {
     if (c.format.empty()) c.format = split->second->format;
     LoraPair& pair = (*parts[model])[split->first];
     const torch::Tensor t = io::tensor_view(file, info).to(torch::kFloat).clone();
+    if (split->second->part == Part::kMagnitude) {
+      pair.magnitude = dora_magnitude(t, path, name);
+      continue;
+    }
     if (t.dim() != 2) {
       throw Error(path + ": tensor \"" + name + "\" has shape " + util::shape_string(t.sizes().vec()) +
                   "; only linear-layer LoRA (2-D) is supported");
     }
-    (split->second->down ? pair.down : pair.up) = t;
+    (split->second->part == Part::kDown ? pair.down : pair.up) = t;
   }
   for (int m = 0; m < 3; ++m) {
     for (auto& [module, pair] : *parts[m]) {
       if (!pair.down.defined() || !pair.up.defined()) {
-        throw Error(path + ": LoRA of \"" + module + "\" has only its " + (pair.down.defined() ? "down" : "up") +
-                    " matrix");
+        const char* has = pair.down.defined() ? "its down matrix" : pair.up.defined() ? "its up matrix" : "a DoRA magnitude";
+        throw Error(path + ": LoRA of \"" + module + "\" has only " + has, "a LoRA needs both its down and up matrix");
       }
       if (pair.down.size(0) != pair.up.size(1)) {
         throw Error(path + ": LoRA of \"" + module + "\": down " + util::shape_string(pair.down.sizes().vec()) +
                     " and up " + util::shape_string(pair.up.sizes().vec()) + " disagree on the rank");
       }
       if (auto it = alphas[m].find(module); it != alphas[m].end()) pair.alpha = it->second;
+      if (pair.magnitude.defined() && pair.magnitude.size(0) != pair.up.size(0)) {
+        throw Error(path + ": DoRA magnitude of \"" + module + "\" has " + std::to_string(pair.magnitude.size(0)) +
+                    " values, its up matrix " + std::to_string(pair.up.size(0)) + " output features");
+      }
     }
   }
   if (c.unet.empty() && c.text_encoder.empty() && c.text_encoder_2.empty()) {
@@ -141,12 +167,17 @@ LoraApplyReport apply_lora(torch::nn::Module& unet, const std::map<std::string, 
     lin->add_lora(rank, alpha, gen);
     lin->lora_A->weight.copy_(pair.down);
     lin->lora_B->weight.copy_(pair.up);
+    if (pair.magnitude.defined()) {
+      lin->add_dora();
+      lin->lora_magnitude.copy_(pair.magnitude);
+    }
     if (merge) {
       lin->merge_lora(scale);
     } else {
       lin->lora_scale = scale;
       lin->lora_A->weight.set_requires_grad(false);
       lin->lora_B->weight.set_requires_grad(false);
+      if (lin->has_dora()) lin->lora_magnitude.set_requires_grad(false);
     }
     ++report.applied;
   }

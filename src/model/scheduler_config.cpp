@@ -30,6 +30,19 @@ SchedulerConfig SchedulerConfig::from_json(const JsonConfig& j) {
   c.use_karras_sigmas = j.bool_or("use_karras_sigmas", false);
   c.interpolation_type = j.string_or("interpolation_type", "linear");
   c.rescale_betas_zero_snr = j.bool_or("rescale_betas_zero_snr", false);
+  if (c.edm()) {
+    // ref: diffusers 0.27 EDMEulerScheduler / EDMDPMSolverMultistepScheduler.
+    if (c.class_name != "EDMEulerScheduler" && c.class_name != "EDMDPMSolverMultistepScheduler") {
+      j.unsupported("_class_name", "of the EDM schedulers only EDMEulerScheduler and EDMDPMSolverMultistepScheduler");
+    }
+    c.sigma_min = j.float_in("sigma_min", 0.002, 0.0, 1e6, true);
+    c.sigma_max = j.float_in("sigma_max", 80.0, 0.0, 1e6, true);
+    j.require(c.sigma_max > c.sigma_min, "sigma_max", "must be above sigma_min = " + util::format_number(c.sigma_min));
+    c.sigma_data = j.float_in("sigma_data", 0.5, 0.0, 1e6, true);
+    c.rho = j.float_in("rho", 7.0, 0.0, 1e6, true);
+    if (j.string_or("sigma_schedule", "karras") != "karras") j.unsupported("sigma_schedule", "only karras");
+    if (j.string_or("final_sigmas_type", "zero") != "zero") j.unsupported("final_sigmas_type", "only zero");
+  }
   return c;
 }
 

@@ -41,8 +41,12 @@ VaeConfig VaeConfig::from_json(const JsonConfig& j) {
   c.use_quant_conv = j.bool_or("use_quant_conv", true);
   c.use_post_quant_conv = j.bool_or("use_post_quant_conv", true);
   c.mid_block_add_attention = j.bool_or("mid_block_add_attention", true);
-  if (j.has("latents_mean") || j.has("latents_std")) {
-    j.unsupported("latents_mean", "per-channel latent statistics are not used by SDXL");
+  c.latents_mean = j.optional_float_list("latents_mean", static_cast<std::size_t>(c.latent_channels));
+  c.latents_std = j.optional_float_list("latents_std", static_cast<std::size_t>(c.latent_channels));
+  j.require(c.latents_mean.has_value() == c.latents_std.has_value(), c.latents_mean ? "latents_std" : "latents_mean",
+            "must be given with the other of latents_mean and latents_std");
+  if (c.latents_std) {
+    for (double s : *c.latents_std) j.require(s > 0, "latents_std", "must be positive");
   }
   for (std::size_t i = 0; i < n; ++i) {
     if (c.block_out_channels[i] % c.norm_num_groups != 0) {

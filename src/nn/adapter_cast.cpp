@@ -70,9 +70,10 @@ AdapterCast::AdapterCast(const LoraNetwork& network, torch::ScalarType dtype) {
   const std::vector<torch::Tensor> cast = cast_together(network.parameters(), dtype);
   if (cast.empty()) return;
   modules_ = network.modules();
+  const std::size_t per_module = network.params_per_module();  // A, B (and DoRA's magnitude, used in float32)
   for (std::size_t i = 0; i < modules_.size(); ++i) {
-    modules_[i]->cast_A = cast[2 * i];
-    modules_[i]->cast_B = cast[2 * i + 1];
+    modules_[i]->cast_A = cast[per_module * i];
+    modules_[i]->cast_B = cast[per_module * i + 1];
   }
 }
 

@@ -54,32 +54,43 @@ std::vector<torch::Tensor> fused_projections(const std::vector<LoraCompatibleLin
   const torch::Tensor x2 = x.reshape({-1, x.size(-1)});
   torch::Tensor y = F::linear(x2, fused_weight);
   const auto dtype = x.scalar_type();
-  bool adapters = true, same_scaling = true;
+  bool adapters = true, same_scaling = true, dora = false;
   for (const auto* l : layers) {
-    adapters = adapters && l->has_lora() && l->lora_scale != 0.0;
+    // Dropout draws a mask per layer: those adapt one by one.
+    adapters = adapters && l->has_lora() && l->lora_scale != 0.0 && !l->dropout_active();
     same_scaling = same_scaling && adapters && l->lora_scaling() == layers.front()->lora_scaling();
+    dora = dora || (adapters && l->has_dora());
   }
   if (adapters) {
-    std::vector<torch::Tensor> a_weights, b_weights;
+    // DoRA: every column of y scaled by its layer's base factor, and each B's rows by the
+    // adapter factor, before the B GEMM adds into y (a DoRA layer has no scale · in lora_scaling).
+    std::vector<torch::Tensor> a_weights, b_weights, base_factors;
     // Without AdapterCast, A's cast after the cat: one cast instead of one per layer.
     const bool prepared = layers.front()->cast_A.defined();
     for (const auto* l : layers) {
       a_weights.push_back(prepared ? l->lora_A_as(dtype) : l->lora_A->weight);
-      const torch::Tensor b = l->lora_B_as(dtype);
-      b_weights.push_back(same_scaling ? b : b * l->lora_scaling());
+      torch::Tensor b = l->lora_B_as(dtype);
+      double scaling = l->lora_scaling();
+      if (l->has_dora()) {
+        const auto f = l->dora_factors();
+        base_factors.push_back(f.base);
+        b = b * f.adapter.to(dtype).unsqueeze(1);
+        scaling = l->lora_alpha() / static_cast<double>(l->lora_rank());
+      } else if (dora) {
+        base_factors.push_back(torch::ones({l->out_features()}, torch::TensorOptions().device(y.device())));
+      }
+      b_weights.push_back(same_scaling && !dora ? b : b * scaling);
     }
+    if (dora) y = y * torch::cat(base_factors).to(dtype);
     const torch::Tensor a = F::linear(x2, LoraCompatibleLinearImpl::lora_cast(torch::cat(a_weights), dtype));
     y.addmm_(a, torch::block_diag(b_weights).t(), /*beta=*/1.0,
-             /*alpha=*/same_scaling ? layers.front()->lora_scaling() : 1.0);
+             /*alpha=*/same_scaling && !dora ? layers.front()->lora_scaling() : 1.0);
   }
   auto shape = x.sizes().vec();
   shape.back() = y.size(1);
   std::vector<torch::Tensor> out = y.view(shape).split_with_sizes(widths, -1);
   if (!adapters) {
-    for (std::size_t i = 0; i < layers.size(); ++i) {
-      const torch::Tensor delta = layers[i]->lora_delta(x);
-      if (delta.defined()) out[i] = out[i] + delta;
-    }
+    for (std::size_t i = 0; i < layers.size(); ++i) out[i] = layers[i]->adapt(out[i], x);
   }
   return out;
 }

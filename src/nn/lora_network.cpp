@@ -29,6 +29,8 @@ LoraNetwork LoraNetwork::inject(torch::nn::Module& root, const LoraSpec& spec, a
     for (const auto& target : spec.targets) {
       if (!ends_with_component(item.key(), target)) continue;
       linear->add_lora(spec.rank, spec.alpha, generator);
+      if (spec.dora) linear->add_dora();
+      linear->lora_dropout = spec.dropout;
       net.paths_.push_back(item.key());
       net.modules_.emplace_back(linear);
       matched.insert(target);
@@ -47,10 +49,11 @@ LoraNetwork LoraNetwork::inject(torch::nn::Module& root, const LoraSpec& spec, a
 
 std::vector<std::pair<std::string, torch::Tensor>> LoraNetwork::named_parameters() const {
   std::vector<std::pair<std::string, torch::Tensor>> out;
-  out.reserve(2 * modules_.size());
+  out.reserve(params_per_module() * modules_.size());
   for (std::size_t i = 0; i < modules_.size(); ++i) {
     out.emplace_back(paths_[i] + ".lora_A.weight", modules_[i]->lora_A->weight);
     out.emplace_back(paths_[i] + ".lora_B.weight", modules_[i]->lora_B->weight);
+    if (spec_.dora) out.emplace_back(paths_[i] + ".lora_magnitude_vector", modules_[i]->lora_magnitude);
   }
   return out;
 }

@@ -18,7 +18,7 @@ using Clock = std::chrono::steady_clock;
 GenerationBenchmark run_generation_benchmark(const config::RunConfig& cfg, const BenchmarkOptions& o, const Logger& log,
                                              dist::Collectives& comm, int local_rank) {
   const torch::Device device = train::training_device(cfg.train, local_rank);
-  train::configure_cudnn(cfg.train);
+  train::configure_cuda_math(cfg.train);
   const torch::Dtype dtype = train::training_dtype(cfg.train, device);
   GenerationBenchmark b;
   b.setup = benchmark_setup(cfg.model, o, "generate", device, dtype, comm);

@@ -180,7 +180,7 @@ TrainingBenchmark run_training_benchmark(const config::RunConfig& cfg, const Ben
         "add --set lora.train_text_encoder=false");
   }
   const torch::Device device = train::training_device(cfg.train, local_rank);
-  train::configure_cudnn(cfg.train);
+  train::configure_cuda_math(cfg.train);
   const torch::Dtype dtype = train::training_dtype(cfg.train, device);
   TrainingBenchmark b;
   b.cuda_graphs = train::cuda_graphs(cfg.train, cfg.lora, device);
@@ -204,7 +204,7 @@ TrainingBenchmark run_training_benchmark(const config::RunConfig& cfg, const Ben
   unet->set_fused_kernels(b.fused_kernels);
   b.fuse_projections = train::fuse_projections(cfg.train, device);
   if (b.fuse_projections) unet->fuse_projections();
-  train::AdamW optimizer(lora.parameters(), train::adamw_options(cfg.optimizer));
+  const auto optimizer = train::make_optimizer(cfg.optimizer, {{lora.parameters(), 1.0, cfg.optimizer.weight_decay}});
   train::DynamicLossScaler scaler(cfg.train.mixed_precision == "fp16");
   b.lora_rank = spec.rank;
   b.lora_parameters = lora.num_parameters();
@@ -221,7 +221,7 @@ TrainingBenchmark run_training_benchmark(const config::RunConfig& cfg, const Ben
   parts.loss = train::loss_options(cfg.train, cfg.prior, u.scheduler_config.prediction_type);
   parts.unet_lora = &lora;
   parts.params = lora.parameters();
-  parts.optimizers = {{&optimizer, 1.0}};
+  parts.optimizer = optimizer.get();
   parts.scaler = &scaler;
   parts.comm = &comm;
   parts.grad_accum = b.grad_accum;

@@ -1,7 +1,9 @@
 #include "sdxl_dreambooth/sampling/sampler.h"
 
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/sampling/edm_samplers.h"
 #include "sdxl_dreambooth/sampling/noise_schedule.h"
+#include "sdxl_dreambooth/sampling/numpy_linspace.h"
 #include "sdxl_dreambooth/util/to_device.h"
 
 #include <algorithm>
@@ -44,17 +46,6 @@ struct TrainSigmas {
     for (float v : sigmas) log_sigmas.push_back(std::log(v));
   }
 };
-
-// ref: numpy.linspace(start, stop, num): start + i * step with step = (stop - start) / (num - 1),
-// the last value exactly stop. (i * step rounds differently from i / (num - 1).)
-std::vector<double> np_linspace(double start, double stop, std::int64_t num) {
-  std::vector<double> out;
-  if (num == 1) return {start};
-  const double step = (stop - start) / static_cast<double>(num - 1);
-  for (std::int64_t i = 0; i < num; ++i) out.push_back(start + static_cast<double>(i) * step);
-  out.back() = stop;
-  return out;
-}
 
 // ref: _convert_to_karras (rho = 7), in float64 as diffusers computes it.
 void to_karras(std::vector<double>& sig) {
@@ -241,6 +232,7 @@ class DpmSolverMultistep final : public Sampler {
 }  // namespace
 
 std::unique_ptr<Sampler> make_sampler(const std::string& name, const model::SchedulerConfig& config) {
+  if (config.edm()) return make_edm_sampler(name, config);
   if (name == "euler") return std::make_unique<EulerDiscrete>(config, false);
   if (name == "euler_karras") return std::make_unique<EulerDiscrete>(config, true);
   if (name == "dpmpp2m") return std::make_unique<DpmSolverMultistep>(config);

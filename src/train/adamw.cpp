@@ -1,49 +1,19 @@
 #include "sdxl_dreambooth/train/adamw.h"
 
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/train/flat_parameters.h"
 #include "sdxl_dreambooth/train/gradient_sync.h"
 
 #include <cmath>
 
 namespace sdxl::train {
 
-namespace {
-
-bool flattenable(const std::vector<torch::Tensor>& params) {
-  if (params.empty()) return false;
-  for (const auto& p : params) {
-    if (p.scalar_type() != params[0].scalar_type() || p.device() != params[0].device() || !p.is_contiguous() ||
-        p.is_sparse()) {
-      return false;
-    }
-  }
-  return true;
-}
-
-// Views of `flat` shaped like `params`, in order.
-std::vector<torch::Tensor> views_of(const torch::Tensor& flat, const std::vector<torch::Tensor>& params) {
-  std::vector<torch::Tensor> out;
-  std::int64_t offset = 0;
-  for (const auto& p : params) {
-    out.push_back(flat.narrow(0, offset, p.numel()).view(p.sizes()));
-    offset += p.numel();
-  }
-  return out;
-}
-
-}  // namespace
-
 AdamW::AdamW(std::vector<torch::Tensor> params, AdamWOptions options)
     : params_(std::move(params)), options_(options) {
   torch::NoGradGuard no_grad;
   for (const auto& p : params_) numel_ += p.numel();
-  if (flattenable(params_)) {
-    std::vector<torch::Tensor> parts;
-    for (const auto& p : params_) parts.push_back(p.detach().reshape({-1}));
-    flat_params_ = torch::cat(parts);
-    // Each parameter now shares the buffer; modules holding it see the same tensor.
-    const auto views = views_of(flat_params_, params_);
-    for (std::size_t i = 0; i < params_.size(); ++i) params_[i].set_data(views[i]);
+  flat_params_ = flatten_parameters(params_);
+  if (flat_params_.defined()) {
     flat_exp_avg_ = torch::zeros_like(flat_params_);
     flat_exp_avg_sq_ = torch::zeros_like(flat_params_);
     exp_avg_ = views_of(flat_exp_avg_, params_);
@@ -111,6 +81,42 @@ void AdamW::zero_grad() {
   for (auto& p : params_) {
     if (p.grad().defined()) p.mutable_grad().reset();
   }
+}
+
+AdamWGroups::AdamWGroups(std::vector<ParamGroup> groups, AdamWOptions options) {
+  for (auto& g : groups) {
+    AdamWOptions o = options;
+    o.weight_decay = g.weight_decay;
+    groups_.push_back(std::make_unique<AdamW>(std::move(g.params), o));
+    lr_scales_.push_back(g.lr_scale);
+  }
+}
+
+const std::vector<torch::Tensor>& AdamWGroups::params(std::size_t group) const { return groups_.at(group)->params(); }
+
+void AdamWGroups::step(double lr, const torch::Tensor& flat_grad, const std::vector<bool>& has_grad) {
+  // Each group steps its slice of the flat gradient (its parameters, in order).
+  std::int64_t offset = 0;
+  std::size_t first = 0;
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    AdamW& opt = *groups_[g];
+    const std::size_t count = opt.params().size();
+    const std::vector<bool> mine(has_grad.begin() + static_cast<std::ptrdiff_t>(first),
+                                 has_grad.begin() + static_cast<std::ptrdiff_t>(first + count));
+    opt.step(lr * lr_scales_[g], flat_grad.narrow(0, offset, opt.numel()), mine);
+    offset += opt.numel();
+    first += count;
+  }
+}
+
+const std::vector<std::string>& AdamWGroups::state_names() const {
+  static const std::vector<std::string> names{"exp_avg", "exp_avg_sq"};
+  return names;
+}
+
+torch::Tensor AdamWGroups::state(std::size_t group, std::size_t param, std::size_t name) {
+  AdamW& opt = *groups_.at(group);
+  return (name == 0 ? opt.exp_avg() : opt.exp_avg_sq()).at(param);
 }
 
 }  // namespace sdxl::train

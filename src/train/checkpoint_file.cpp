@@ -112,12 +112,14 @@ void write_state(H5Group& root, const TrainingState& s) {
   state.set_attr("skipped_steps", s.skipped_steps);
 }
 
-// /lora/MODEL/MODULE/lora_A|B and /optimizer/MODEL/MODULE/lora_A|B/exp_avg|exp_avg_sq.
-void write_model_adapters(H5Group& lora, H5Group& optimizer, const ModelAdapters& a) {
+// /lora/MODEL/MODULE/lora_A|B(|lora_magnitude_vector) and /optimizer/MODEL/MODULE/<same>/<state name>.
+void write_model_adapters(H5Group& lora, H5Group& optimizer, const ModelAdapters& a,
+                          const std::vector<std::string>& state_names) {
   H5Group m = lora.create_group(a.model);
   m.set_attr("rank", a.rank);
   m.set_attr("alpha", a.alpha);
   m.set_attr("targets", a.targets);
+  if (a.dora) m.set_attr("dora", std::int64_t{1});
   if (a.layers_per_block > 0) m.set_attr("layers_per_block", a.layers_per_block);
   H5Group om = optimizer.create_group(a.model);
   om.set_attr("step", a.optimizer_steps);
@@ -134,15 +136,19 @@ void write_model_adapters(H5Group& lora, H5Group& optimizer, const ModelAdapters
     }
     write_tensor(*module, p.half, p.weight);
     H5Group half = opt_module->create_group(p.half);
-    write_tensor(half, "exp_avg", p.exp_avg.defined() ? p.exp_avg : torch::zeros_like(p.weight));
-    write_tensor(half, "exp_avg_sq", p.exp_avg_sq.defined() ? p.exp_avg_sq : torch::zeros_like(p.weight));
+    for (const auto& name : state_names) {
+      const auto it = p.state.find(name);
+      write_tensor(half, name, it != p.state.end() ? it->second : torch::zeros_like(p.weight));
+    }
   }
 }
 
 void write_adapters(H5Group& root, const Checkpoint& c) {
   H5Group lora = root.create_group("lora");
   H5Group optimizer = root.create_group("optimizer");
-  optimizer.set_attr("type", std::string("AdamW"));
+  optimizer.set_attr("type", c.optimizer_type);
+  optimizer.set_attr("state", c.optimizer_state);
+  for (const auto& [name, value] : c.optimizer_scalars) optimizer.set_attr(name, value);
   optimizer.set_attr("beta1", c.optimizer.beta1);
   optimizer.set_attr("beta2", c.optimizer.beta2);
   optimizer.set_attr("eps", c.optimizer.eps);
@@ -155,7 +161,7 @@ void write_adapters(H5Group& root, const Checkpoint& c) {
   std::vector<std::string> models;
   for (const auto& a : c.adapters) models.push_back(a.model);
   lora.set_attr("models", models);
-  for (const auto& a : c.adapters) write_model_adapters(lora, optimizer, a);
+  for (const auto& a : c.adapters) write_model_adapters(lora, optimizer, a, c.optimizer_state);
 }
 
 void write_metrics(H5Group& root, const std::vector<MetricsRow>& rows) {
@@ -236,7 +242,8 @@ TrainingState read_state(const H5Group& root, const std::string& path) {
   return s;
 }
 
-// One module's lora_A and lora_B, checked against the rank, with their moments when `om`.
+// One module's lora_A and lora_B (and DoRA's magnitude), checked against the rank, with their
+// moments when `om`.
 // Adapters and moments are finite in any checkpoint this program writes (a diverged step
 // ends the run before it is saved): anything else is corruption.
 void require_finite(const torch::Tensor& t, const std::string& where) {
@@ -245,28 +252,41 @@ void require_finite(const torch::Tensor& t, const std::string& where) {
   }
 }
 
-void read_module(const H5Group& m, const std::string& module, const H5Group* om, ModelAdapters& a,
-                 Integrity& integrity) {
+void read_module(const H5Group& m, const std::string& module, const H5Group* om,
+                 const std::vector<std::string>& state_names, ModelAdapters& a, Integrity& integrity) {
   const H5Group g = m.open_group(module);
-  for (const char* half : {"lora_A", "lora_B"}) {
+  std::vector<std::string> halves{"lora_A", "lora_B"};
+  if (a.dora) halves.emplace_back("lora_magnitude_vector");
+  std::int64_t out_features = 0;
+  for (const std::string& half : halves) {
     AdapterParam p;
     p.module = module;
     p.half = half;
     p.weight = read_tensor(g, half, H5Type::kFloat32, integrity);
     require_finite(p.weight, g.where() + "/" + half);
-    const bool ok = p.weight.dim() == 2 && p.weight.size(std::string(half) == "lora_A" ? 0 : 1) == a.rank;
+    bool ok = false;
+    if (half == "lora_magnitude_vector") {
+      ok = p.weight.dim() == 1 && p.weight.size(0) == out_features;
+    } else {
+      ok = p.weight.dim() == 2 && p.weight.size(half == "lora_A" ? 0 : 1) == a.rank;
+      if (half == "lora_B" && ok) out_features = p.weight.size(0);
+    }
     if (!ok) {
       throw Error(g.where() + "/" + half + ": shape " + util::shape_string(p.weight.sizes().vec()) +
-                  " does not fit rank " + std::to_string(a.rank));
+                  (half == "lora_magnitude_vector" ? " does not fit lora_B's " + std::to_string(out_features) +
+                                                         " output features"
+                                                   : " does not fit rank " + std::to_string(a.rank)));
     }
     if (om) {
       const H5Group h = om->open_group(module).open_group(half);
-      p.exp_avg = read_tensor(h, "exp_avg", H5Type::kFloat32, integrity);
-      p.exp_avg_sq = read_tensor(h, "exp_avg_sq", H5Type::kFloat32, integrity);
-      require_finite(p.exp_avg, h.where() + "/exp_avg");
-      require_finite(p.exp_avg_sq, h.where() + "/exp_avg_sq");
-      if (!p.exp_avg.sizes().equals(p.weight.sizes()) || !p.exp_avg_sq.sizes().equals(p.weight.sizes())) {
-        throw Error(h.where() + ": moments do not have the shape of " + m.path() + "/" + module + "/" + half);
+      for (const auto& name : state_names) {
+        torch::Tensor t = read_tensor(h, name, H5Type::kFloat32, integrity);
+        require_finite(t, h.where() + "/" + name);
+        if (!t.sizes().equals(p.weight.sizes())) {
+          throw Error(h.where() + "/" + name + ": shape " + util::shape_string(t.sizes().vec()) + ", not that of " +
+                      m.path() + "/" + module + "/" + half);
+        }
+        p.state[name] = std::move(t);
       }
     }
     a.params.push_back(std::move(p));
@@ -274,13 +294,15 @@ void read_module(const H5Group& m, const std::string& module, const H5Group* om,
 }
 
 ModelAdapters read_model_adapters(const H5Group& lora, const H5Group& optimizer, const std::string& model,
-                                  bool with_optimizer, Integrity& integrity) {
+                                  bool with_optimizer, const std::vector<std::string>& state_names,
+                                  Integrity& integrity) {
   const H5Group m = lora.open_group(model);
   ModelAdapters a;
   a.model = model;
   a.rank = m.attr_int("rank");
   a.alpha = m.attr_double("alpha");
   a.targets = m.attr_strings("targets");
+  a.dora = m.has_attr("dora") && m.attr_int("dora") != 0;
   if (m.has_attr("layers_per_block")) a.layers_per_block = m.attr_int("layers_per_block");
   std::unique_ptr<H5Group> om;
   if (with_optimizer) {
@@ -288,7 +310,7 @@ ModelAdapters read_model_adapters(const H5Group& lora, const H5Group& optimizer,
     a.optimizer_steps = om->attr_int("step");
     a.peak_lr = om->attr_double("peak_lr");
   }
-  for (const auto& module : m.children()) read_module(m, module, om.get(), a, integrity);
+  for (const auto& module : m.children()) read_module(m, module, om.get(), state_names, a, integrity);
   if (a.params.empty()) throw Error(m.where() + ": no adapters");
   return a;
 }
@@ -300,8 +322,17 @@ void read_adapters(const H5Group& root, const std::string& path, bool with_optim
   c.optimizer.beta2 = optimizer.attr_double("beta2");
   c.optimizer.eps = optimizer.attr_double("eps");
   c.optimizer.weight_decay = optimizer.attr_double("weight_decay");
+  // Checkpoints from before Prodigy have neither: AdamW's two moments.
+  if (optimizer.has_attr("type")) c.optimizer_type = optimizer.attr_string("type");
+  if (optimizer.has_attr("state")) c.optimizer_state = optimizer.attr_strings("state");
+  if (c.optimizer_type == "Prodigy") {
+    for (const char* name : {"d", "d_max", "d_numerator"}) c.optimizer_scalars[name] = optimizer.attr_double(name);
+  } else if (c.optimizer_type != "AdamW") {
+    throw Error(optimizer.where() + ": optimizer type " + util::quoted(c.optimizer_type) +
+                " is not one this program writes (AdamW, Prodigy)");
+  }
   for (const auto& model : lora.attr_strings("models")) {
-    c.adapters.push_back(read_model_adapters(lora, optimizer, model, with_optimizer, c.integrity));
+    c.adapters.push_back(read_model_adapters(lora, optimizer, model, with_optimizer, c.optimizer_state, c.integrity));
   }
   if (c.adapters.empty()) throw Error(path + ":/lora: no adapters (attribute models is empty)");
 }

@@ -49,6 +49,10 @@ Checkpoint CheckpointWriter::capture(const RunProgress& p) const {
   st.skipped_steps = p.skipped_steps;
   c.adapters = capture_adapters(adapters_.models());
   c.optimizer = adapters_.optimizer_options();
+  const Optimizer& optimizer = adapters_.optimizer();
+  c.optimizer_type = optimizer.kind();
+  c.optimizer_state = optimizer.state_names();
+  c.optimizer_scalars = optimizer.scalars();
   c.config_toml = config::to_toml(cfg_);
   c.provenance = {{"program_version", features.program_version},
                   {"git_commit", features.git_commit},

@@ -5,10 +5,12 @@
 #include "sdxl_dreambooth/pipeline/generation_batches.h"
 #include "sdxl_dreambooth/pipeline/image_png.h"
 #include "sdxl_dreambooth/train/data_order.h"
+#include "sdxl_dreambooth/train/training_setup.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 namespace fs = std::filesystem;
 
@@ -52,6 +54,15 @@ void ensure_class_images(pipeline::SdxlPipeline& pipe, const config::RunConfig& 
   const std::int64_t missing = wanted - existing;
   log.info("prior preservation: generating " + std::to_string(missing) + " class images for " + util::quoted(prompt) +
            " into " + dir);
+  // prior.generation_precision other than the training one: a second copy of the base model in
+  // that precision while they are drawn, as diffusers' script loads one.
+  std::optional<pipeline::SdxlPipeline> own;
+  if (s.class_image_dtype != s.dtype) {
+    log.info("loading the base model in " + std::string(c10::toString(s.class_image_dtype)) +
+             " to draw them (prior.generation_precision)");
+    own.emplace(pipeline::SdxlPipeline::load(base_model_options(cfg.model, s.class_image_dtype, s.device)));
+  }
+  pipeline::SdxlPipeline& drawer = own ? *own : pipe;
   pipeline::GenerationRequest r;
   r.prompts = {prompt};
   r.steps = cfg.prior.sample_steps;
@@ -65,7 +76,7 @@ void ensure_class_images(pipeline::SdxlPipeline& pipe, const config::RunConfig& 
   const auto world = static_cast<std::size_t>(comm.world_size());
   for (std::size_t round = 0; round * world < batches.size(); ++round) {
     const std::size_t j = round * world + static_cast<std::size_t>(comm.rank());
-    if (j < batches.size()) write_batch(pipe, r, batches[j], existing, missing, cfg.model.pretrained, dir, log);
+    if (j < batches.size()) write_batch(drawer, r, batches[j], existing, missing, cfg.model.pretrained, dir, log);
     if (comm.all_reduce_max(signals.requested() ? 1.0 : 0.0, "preemption check between class-image batches") > 0) {
       throw PreemptedBeforeTraining{};
     }

@@ -35,6 +35,16 @@ Metadata common_metadata(const TrainedAdapters& adapters, const config::RunConfi
 std::string number(double v) { return util::format_number(v); }
 std::string flag(bool b) { return b ? "True" : "False"; }  // as Python's str(bool) writes them
 
+// kohya's ss_optimizer: the class and its arguments.
+std::string optimizer_text(const config::OptimizerConfig& o) {
+  const std::string betas = "betas=(" + number(o.beta1) + ", " + number(o.beta2) + ")";
+  if (o.kind != "prodigy") return "torch.optim.AdamW(weight_decay=" + number(o.weight_decay) + "," + betas + ")";
+  return "prodigyopt.prodigy.Prodigy(weight_decay=" + number(o.weight_decay) + "," + betas +
+         ",decouple=" + flag(o.prodigy_decouple) + ",use_bias_correction=" + flag(o.prodigy_use_bias_correction) +
+         ",safeguard_warmup=" + flag(o.prodigy_safeguard_warmup) + ",d0=" + number(o.prodigy_d0) +
+         ",d_coef=" + number(o.prodigy_d_coef) + ")";
+}
+
 // kohya's sd-scripts (train_network.py) metadata, so that A1111 lists the file under SDXL and
 // shows how it was trained.
 Metadata kohya_metadata(const config::RunConfig& cfg, const RunSettings& s, const RunFacts& facts) {
@@ -52,8 +62,8 @@ Metadata kohya_metadata(const config::RunConfig& cfg, const RunSettings& s, cons
           {"ss_num_train_images", std::to_string(facts.instance_images * cfg.data.repeats)},
           {"ss_num_reg_images", std::to_string(facts.class_images)},
           {"ss_dataset_dirs", dirs.dump()},
-          {"ss_learning_rate", number(cfg.train.learning_rate)},
-          {"ss_unet_lr", number(cfg.train.learning_rate)},
+          {"ss_learning_rate", number(facts.learning_rate)},
+          {"ss_unet_lr", number(facts.learning_rate)},
           {"ss_text_encoder_lr", cfg.lora.train_text_encoder ? number(cfg.lora.text_encoder_lr) : "0"},
           {"ss_network_train_unet_only", flag(!cfg.lora.train_text_encoder)},
           {"ss_lr_scheduler", cfg.train.lr_scheduler},
@@ -65,8 +75,7 @@ Metadata kohya_metadata(const config::RunConfig& cfg, const RunSettings& s, cons
           {"ss_noise_offset", number(cfg.train.noise_offset)},
           {"ss_min_snr_gamma", cfg.train.snr_gamma ? number(*cfg.train.snr_gamma) : "None"},
           {"ss_max_grad_norm", number(cfg.train.max_grad_norm)},
-          {"ss_optimizer", "torch.optim.AdamW(weight_decay=" + number(cfg.optimizer.weight_decay) + ",betas=(" +
-                               number(cfg.optimizer.beta1) + ", " + number(cfg.optimizer.beta2) + "))"},
+          {"ss_optimizer", optimizer_text(cfg.optimizer)},
           {"ss_training_started_at", std::to_string(facts.started_at)},
           {"ss_training_finished_at", std::to_string(std::time(nullptr))},
           {"ss_training_comment", "trained with sdxl-dreambooth (DreamBooth LoRA, diffusers 0.27 recipe)"}};

@@ -50,9 +50,10 @@ std::string settings_table(const config::RunConfig& cfg, const RunSettings& s, c
     << "| resolution | " << s.resolution << " |\n"
     << "| steps | " << facts.steps << " of " << facts.max_steps << " |\n"
     << "| batch per rank x accumulation | " << cfg.train.batch_size << " x " << cfg.train.grad_accum << " |\n"
-    << "| learning rate | " << util::format_number(cfg.train.learning_rate) << " (" << cfg.train.lr_scheduler
-    << ") |\n"
-    << "| LoRA rank, alpha | " << cfg.lora.rank << ", "
+    << "| learning rate | " << util::format_number(cfg.train.learning_rate)
+    << (cfg.train.scale_lr ? " x accumulation x batch x ranks" : "") << " (" << cfg.train.lr_scheduler << ") |\n"
+    << "| optimizer | " << (cfg.optimizer.kind == "prodigy" ? "Prodigy" : "AdamW") << " |\n"
+    << "| " << (cfg.lora.use_dora ? "DoRA" : "LoRA") << " rank, alpha | " << cfg.lora.rank << ", "
     << util::format_number(cfg.lora.alpha.value_or(static_cast<double>(cfg.lora.rank))) << " |\n"
     << "| text encoders trained | " << (cfg.lora.train_text_encoder ? "yes" : "no") << " |\n"
     << "| prior preservation | " << (cfg.prior.enabled ? "yes" : "no") << " |\n"
@@ -79,6 +80,11 @@ std::string model_card_text(const config::RunConfig& cfg, const RunSettings& s, 
   if (cfg.output.kohya) {
     md << "In ComfyUI or AUTOMATIC1111: put `" << name << ".safetensors` into `models/loras` (ComfyUI, then a *Load "
        << "LoRA* node) or `models/Lora` (AUTOMATIC1111, then `<lora:" << name << ":1>` in the prompt).\n\n";
+    if (cfg.lora.use_dora) {
+      md << "This is a DoRA: its `dora_scale` tensors hold one magnitude per output feature (LyCORIS's "
+         << "`wd_on_out` layout), which ComfyUI applies; AUTOMATIC1111 reads `dora_scale` on the input axis "
+         << "only and does not apply it correctly.\n\n";
+    }
   }
   md << "## Training\n\n" << settings_table(cfg, s, facts);
   return md.str();

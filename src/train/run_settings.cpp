@@ -9,7 +9,7 @@ namespace sdxl::train {
 RunSettings resolve_settings(const config::RunConfig& cfg, int local_rank) {
   RunSettings s;
   s.device = training_device(cfg.train, local_rank);
-  configure_cudnn(cfg.train);
+  configure_cuda_math(cfg.train);
   s.mixed_precision = cfg.train.mixed_precision;
   s.dtype = training_dtype(cfg.train, s.device);
   s.cuda_graphs = cuda_graphs(cfg.train, cfg.lora, s.device);
@@ -19,6 +19,9 @@ RunSettings resolve_settings(const config::RunConfig& cfg, int local_rank) {
     s.seed = std::random_device{}() & 0xffffffffu;
   }
   s.prior = cfg.prior.enabled;
+  s.class_image_dtype = cfg.prior.generation_precision
+                            ? precision_dtype(*cfg.prior.generation_precision, s.device, "prior.generation_precision")
+                            : s.dtype;
   s.resolution = static_cast<int>(cfg.data.resolution);
   s.output = cfg.output.dir;
   s.checkpoint_dir = cfg.checkpoint.dir.value_or((s.output / "checkpoints").string());

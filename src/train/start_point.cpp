@@ -30,17 +30,18 @@ void find_start_checkpoint(const config::RunConfig& cfg, const RunSettings& s, c
                          diff,
                      "resume with the model.pretrained (and model.variant) of the run that wrote it");
   }
-  check_resume_compatible(start.checkpoint->checkpoint, path, adapter_settings(cfg.lora));
+  check_resume_compatible(start.checkpoint->checkpoint, path, adapter_settings(cfg.lora),
+                          optimizer_type(cfg.optimizer));
 }
 
 }  // namespace
 
 std::vector<AdapterSettings> adapter_settings(const config::LoraConfig& lora) {
   const nn::LoraSpec spec = lora_spec(lora);
-  std::vector<AdapterSettings> out{{"unet", spec.rank, spec.alpha, spec.targets}};
+  std::vector<AdapterSettings> out{{"unet", spec.rank, spec.alpha, spec.targets, spec.dora}};
   if (lora.train_text_encoder) {
     for (const char* m : {"text_encoder", "text_encoder_2"}) {
-      out.push_back({m, spec.rank, spec.alpha, lora.text_encoder_targets});
+      out.push_back({m, spec.rank, spec.alpha, lora.text_encoder_targets, spec.dora});
     }
   }
   return out;

@@ -9,10 +9,15 @@ std::int64_t count_steps_per_epoch(const DataOrder& order, std::int64_t grad_acc
   return (order.batches_per_epoch() + grad_accum - 1) / grad_accum;
 }
 
-LrScheduleOptions lr_options(const config::TrainConfig& train, std::int64_t max_steps) {
+double peak_learning_rate(const config::TrainConfig& train, int world) {
+  if (!train.scale_lr) return train.learning_rate;
+  return train.learning_rate * static_cast<double>(train.grad_accum * train.batch_size * world);
+}
+
+LrScheduleOptions lr_options(const config::TrainConfig& train, double learning_rate, std::int64_t max_steps) {
   LrScheduleOptions lo;
   lo.kind = train.lr_scheduler;
-  lo.base_lr = train.learning_rate;
+  lo.base_lr = learning_rate;
   lo.warmup_steps = train.lr_warmup_steps;
   lo.total_steps = max_steps;
   lo.num_cycles = train.lr_num_cycles;
@@ -45,6 +50,7 @@ StepPlan::StepPlan(const config::TrainConfig& train, bool with_prior, std::int64
       order(dataset_size, batch_size, world, seed),
       steps_per_epoch(count_steps_per_epoch(order, grad_accum)),
       max_steps(train.max_steps.value_or(train.epochs * steps_per_epoch)),
-      lr(lr_options(train, max_steps)) {}
+      learning_rate(peak_learning_rate(train, world)),
+      lr(lr_options(train, learning_rate, max_steps)) {}
 
 }  // namespace sdxl::train

@@ -23,22 +23,6 @@ std::string fmt_g(double v) {
   return buf;
 }
 
-// Each optimizer steps its slice of the flat gradient (its parameters, in order) at its share
-// of the learning rate.
-void step_optimizers(const std::vector<OptimizerGroup>& groups, double lr, const torch::Tensor& flat,
-                     const std::vector<bool>& has_grad) {
-  std::int64_t offset = 0;
-  std::size_t first = 0;
-  for (const auto& g : groups) {
-    const std::size_t count = g.optimizer->params().size();
-    const std::vector<bool> mine(has_grad.begin() + static_cast<std::ptrdiff_t>(first),
-                                 has_grad.begin() + static_cast<std::ptrdiff_t>(first + count));
-    g.optimizer->step(lr * g.lr_scale, flat.narrow(0, offset, g.optimizer->numel()), mine);
-    offset += g.optimizer->numel();
-    first += count;
-  }
-}
-
 }  // namespace
 
 StepResult run_train_step(const TrainStepParts& p, std::int64_t step, double lr,
@@ -59,7 +43,7 @@ StepResult run_train_step(const TrainStepParts& p, std::int64_t step, double lr,
     if (p.unet_lora && p.cast_adapters_once.value_or(batch.latents.is_cuda()) && !unet->gradient_checkpointing()) {
       cast.emplace(*p.unet_lora, unet->conv_in->weight.scalar_type());
     }
-    return diffusion_loss(unet, *p.schedule, batch, p.loss);
+    return p.edm ? edm_diffusion_loss(unet, *p.edm, batch, p.loss) : diffusion_loss(unet, *p.schedule, batch, p.loss);
   };
   // Returns the micro-batch's share of the step's loss.
   auto backward = [&](const LossResult& r) {
@@ -96,7 +80,7 @@ StepResult run_train_step(const TrainStepParts& p, std::int64_t step, double lr,
     times.forward_s += seconds(t1, t2);
     times.backward_s += seconds(t2, t3);
   }
-  // From here the gradient is one flat buffer: packing it, unscaling, clipping and AdamW are a
+  // From here the gradient is one flat buffer: packing it, unscaling, clipping and the optimizer are a
   // handful of operations however many adapters there are.
   const auto t4 = mark();
   torch::Tensor flat = p.graph ? graph_grads : flatten_gradients(p.params, device, &has_grad);
@@ -125,10 +109,10 @@ StepResult run_train_step(const TrainStepParts& p, std::int64_t step, double lr,
   } else {
     // Without loss scaling a non-finite step is applied too; check_step_finite ends the run
     // when the loop reads it back, before anything built from the weights is written.
-    step_optimizers(p.optimizers, lr, flat, has_grad);
+    p.optimizer->step(lr, flat, has_grad);
     p.scaler->update(true);
   }
-  for (const auto& g : p.optimizers) g.optimizer->zero_grad();
+  p.optimizer->zero_grad();
   const auto t7 = mark();
   times.allreduce_s += seconds(t5, t6);
   times.optimizer_s += seconds(t4, t5) + seconds(t6, t7);

@@ -35,42 +35,45 @@ std::vector<torch::Tensor> concatenated(std::initializer_list<const nn::LoraNetw
 
 }  // namespace
 
-TrainedAdapters::TrainedAdapters(const config::RunConfig& cfg, pipeline::SdxlPipeline& pipe, at::Generator& init)
+TrainedAdapters::TrainedAdapters(const config::RunConfig& cfg, double learning_rate, pipeline::SdxlPipeline& pipe,
+                                 at::Generator& init)
     : spec_(lora_spec(cfg.lora)),
       train_te_(cfg.lora.train_text_encoder),
       unet_(nn::LoraNetwork::inject(*pipe.unet, spec_, init, "UNet")),
       te_(inject_text_encoder(pipe.text_encoder, cfg.lora, spec_, init, "text_encoder")),
       te2_(inject_text_encoder(pipe.text_encoder_2, cfg.lora, spec_, init, "text_encoder_2")),
-      // Taken before the optimizers flatten them (adamw.h): the same tensors either way.
+      // Taken before the optimizer flattens them (flat_parameters.h): the same tensors either way.
       params_(concatenated({&unet_, &te_, &te2_})),
-      options_(adamw_options(cfg.optimizer)),
-      optimizer_(unet_.parameters(), options_),
-      te_optimizer_(te_.parameters(), options_),
-      te2_optimizer_(te2_.parameters(), options_),
-      te_lr_ratio_(cfg.lora.text_encoder_lr / cfg.train.learning_rate) {
-  models_.push_back({"unet", &unet_, &optimizer_, cfg.train.learning_rate, uniform_layers_per_block(pipe.unet->config())});
+      options_(adamw_options(cfg.optimizer)) {
+  std::vector<ParamGroup> groups{{unet_.parameters(), 1.0, cfg.optimizer.weight_decay}};
+  models_.push_back({"unet", &unet_, nullptr, 0, learning_rate, uniform_layers_per_block(pipe.unet->config())});
   if (train_te_) {
-    models_.push_back({"text_encoder", &te_, &te_optimizer_, cfg.lora.text_encoder_lr, 0});
-    models_.push_back({"text_encoder_2", &te2_, &te2_optimizer_, cfg.lora.text_encoder_lr, 0});
+    const double te_scale = cfg.lora.text_encoder_lr / learning_rate;
+    for (const auto* net : {&te_, &te2_}) {
+      groups.push_back({net->parameters(), te_scale, cfg.optimizer.text_encoder_weight_decay});
+      models_.push_back({net == &te_ ? "text_encoder" : "text_encoder_2", net, nullptr, models_.size(),
+                         cfg.lora.text_encoder_lr, 0});
+    }
   }
-}
-
-std::vector<OptimizerGroup> TrainedAdapters::optimizer_groups() {
-  std::vector<OptimizerGroup> groups{{&optimizer_, 1.0}};
-  if (train_te_) {
-    groups.push_back({&te_optimizer_, te_lr_ratio_});
-    groups.push_back({&te2_optimizer_, te_lr_ratio_});
-  }
-  return groups;
+  optimizer_ = make_optimizer(cfg.optimizer, std::move(groups));
+  for (auto& m : models_) m.optimizer = optimizer_.get();
 }
 
 std::string TrainedAdapters::describe() const {
-  return "LoRA rank " + std::to_string(spec_.rank) + ", alpha " + util::format_number(spec_.alpha) + " on " +
+  return std::string(spec_.dora ? "DoRA" : "LoRA") + " rank " + std::to_string(spec_.rank) + ", alpha " + util::format_number(spec_.alpha) + " on " +
          std::to_string(unet_.size()) + " UNet projections" +
          (train_te_ ? " and " + std::to_string(te_.size() + te2_.size()) + " text-encoder projections"
                     : std::string()) +
          ": " + std::to_string(unet_.num_parameters() + te_.num_parameters() + te2_.num_parameters()) +
          " trainable parameters";
+}
+
+void TrainedAdapters::set_training(pipeline::SdxlPipeline& pipe, bool training) const {
+  pipe.unet->train(training);
+  if (train_te_) {
+    pipe.text_encoder->train(training);
+    pipe.text_encoder_2->train(training);
+  }
 }
 
 void TrainedAdapters::check_weights_agree(dist::HostCollectives& comm, std::int64_t step) const {

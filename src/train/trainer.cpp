@@ -148,6 +148,24 @@ void log_plan(const StepPlan& plan, const TrainingData& data, const std::string&
            util::format_with("%.4g", flops.lora_training_step / 1e9) + " GFLOP");
 }
 
+// The learning rates the run trains at, and Prodigy's authors' advice (lr near 1.0).
+void log_optimizer(const config::RunConfig& cfg, const StepPlan& plan, const Logger& log) {
+  if (cfg.train.scale_lr) {
+    log.info("train.scale_lr: learning rate " + util::format_number(cfg.train.learning_rate) + " x " +
+             std::to_string(plan.grad_accum * plan.batch_size * plan.world_size) +
+             " (accumulation x batch x ranks) = " + util::format_number(plan.learning_rate));
+  }
+  if (cfg.optimizer.kind != "prodigy") return;
+  if (plan.learning_rate <= 0.1) {
+    log.warn("optimizer.kind = \"prodigy\" with learning rate " + util::format_number(plan.learning_rate) +
+             ": Prodigy estimates the step size itself and its authors advise a learning rate near 1.0");
+  }
+  if (cfg.lora.train_text_encoder) {
+    log.info("Prodigy steps the text-encoder adapters at the UNet's learning rate, as diffusers does "
+             "(lora.text_encoder_lr is not used)");
+  }
+}
+
 // The LoRA files (rank 0), with what their metadata says about the run.
 LoraFiles export_lora(const TrainedAdapters& adapters, const config::RunConfig& cfg, const RunSettings& s,
                       const StepPlan& plan, const TrainingData& data, const TrainSummary& summary,
@@ -159,6 +177,7 @@ LoraFiles export_lora(const TrainedAdapters& adapters, const config::RunConfig& 
   facts.instance_images = static_cast<std::int64_t>(data.instance.images_used);
   facts.class_images = static_cast<std::int64_t>(data.klass.images_used);
   facts.started_at = started_at;
+  facts.learning_rate = plan.learning_rate;
   return write_lora_outputs(adapters, cfg, s, facts, log);
 }
 
@@ -186,6 +205,7 @@ TrainSummary run_phases(const config::RunConfig& cfg, RunSettings& settings, con
   stop_if_preempted(signals, comm.host(), "preemption check after the start point");
 
   pipeline::SdxlPipeline pipe = load_base_model(cfg.model, settings, log);
+  check_scheduler_fits(cfg.train, pipe.scheduler_config, cfg.model.pretrained);
   stop_if_preempted(signals, comm.host(), "preemption check after loading the model");
   if (settings.prior) {
     ensure_class_images(pipe, cfg, settings, log, comm.host(), signals);
@@ -193,12 +213,12 @@ TrainSummary run_phases(const config::RunConfig& cfg, RunSettings& settings, con
   const TrainingData data = encode_training_data(cfg, settings, pipe, log, comm.host());
   stop_if_preempted(signals, comm.host(), "preemption check after encoding the data");
 
+  const StepPlan plan(cfg.train, settings.prior, data.dataset_size(), comm.world_size(), settings.seed);
   auto init = at::detail::createCPUGenerator(derive_seed(settings.seed, kLoraInitStream));
-  TrainedAdapters adapters(cfg, pipe, init);
+  TrainedAdapters adapters(cfg, plan.learning_rate, pipe, init);
   configure_unet(pipe.unet, cfg.train, settings.device);
   log.info(adapters.describe());
-
-  const StepPlan plan(cfg.train, settings.prior, data.dataset_size(), comm.world_size(), settings.seed);
+  log_optimizer(cfg, plan, log);
   LoopStart loop_start = restore_progress(start, adapters, comm, log);
   const model::UNetFlops flops = model::unet_flops(pipe.unet->config(), settings.resolution, settings.resolution);
   log_plan(plan, data, loss_options(cfg.train, cfg.prior, pipe.scheduler_config.prediction_type).prediction_type,

@@ -5,6 +5,27 @@
 
 namespace sdxl::train {
 
+torch::Tensor pyramid_noise(torch::Tensor noise, std::int64_t iterations, double discount, at::Generator& gen) {
+  // ref: kohya sd-scripts library/custom_train_functions.py pyramid_noise_like.
+  namespace F = torch::nn::functional;
+  const std::int64_t b = noise.size(0), c = noise.size(1), w = noise.size(2), h = noise.size(3);
+  const auto f32 = torch::TensorOptions().dtype(torch::kFloat);
+  for (std::int64_t i = 0; i < iterations; ++i) {
+    const double r = at::rand({1}, gen, f32).item<double>() * 2 + 2;
+    const double scale = std::pow(r, static_cast<double>(i));
+    const auto wn = std::max<std::int64_t>(1, static_cast<std::int64_t>(static_cast<double>(w) / scale));
+    const auto hn = std::max<std::int64_t>(1, static_cast<std::int64_t>(static_cast<double>(h) / scale));
+    const torch::Tensor level = F::interpolate(at::randn({b, c, wn, hn}, gen, f32),
+                                               F::InterpolateFuncOptions()
+                                                   .size(std::vector<std::int64_t>{w, h})
+                                                   .mode(torch::kBilinear)
+                                                   .align_corners(false));
+    noise = noise + level * std::pow(discount, static_cast<double>(i));
+    if (wn == 1 || hn == 1) break;
+  }
+  return noise / noise.std();
+}
+
 DiffusionBatch assemble_batch(const TrainingData& data, const std::vector<std::int64_t>& idx, at::Generator& gen,
                               const BatchOptions& o) {
   const EncodedImages& inst = data.instance;
@@ -45,12 +66,16 @@ DiffusionBatch assemble_batch(const TrainingData& data, const std::vector<std::i
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat);
   const std::int64_t B = mean.size(0), C = mean.size(1);
   const torch::Tensor sample = util::to_device_async(at::randn(mean.sizes(), gen, f32), o.device);
-  b.latents = (mean + std * sample) * o.scaling_factor;
+  b.latents = (mean + std * sample);
+  // ref: train_dreambooth_lora_sdxl.py: (z - latents_mean) · scaling_factor / latents_std.
+  b.latents = o.latents_mean.defined() ? (b.latents - o.latents_mean) * o.scaling_factor / o.latents_std
+                                       : b.latents * o.scaling_factor;
   torch::Tensor noise = at::randn(mean.sizes(), gen, f32);
   if (o.noise_offset > 0) noise = noise + o.noise_offset * at::randn({B, C, 1, 1}, gen, f32);
+  if (o.multires_iterations > 0) noise = pyramid_noise(noise, o.multires_iterations, o.multires_discount, gen);
   b.noise = util::to_device_async(noise, o.device);
   b.timesteps = util::to_device_async(
-      at::randint(0, o.num_train_timesteps, {B}, gen, torch::TensorOptions().dtype(torch::kLong)), o.device);
+      at::randint(o.min_timestep, o.max_timestep, {B}, gen, torch::TensorOptions().dtype(torch::kLong)), o.device);
   return b;
 }
 

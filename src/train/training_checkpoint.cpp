@@ -14,8 +14,8 @@ namespace {
 // "<path>.lora_A.weight" -> ("<path>", "lora_A")
 std::pair<std::string, std::string> split_param_name(const std::string& name) {
   const std::string suffix = ".weight";
-  const std::string base = name.substr(0, name.size() - suffix.size());
-  const auto dot = base.rfind('.');
+  const std::string base = util::ends_with(name, suffix) ? name.substr(0, name.size() - suffix.size()) : name;
+  const auto dot = base.rfind('.');  // "<path>.lora_magnitude_vector" (no .weight) splits the same way
   return {base.substr(0, dot), base.substr(dot + 1)};
 }
 
@@ -62,7 +62,13 @@ std::optional<ResumePoint> find_resume_checkpoint(const std::string& setting, co
   return ResumePoint{fs::path(mode), read_checkpoint_file(mode)};
 }
 
-void check_resume_compatible(const Checkpoint& c, const std::string& path, const std::vector<AdapterSettings>& wanted) {
+void check_resume_compatible(const Checkpoint& c, const std::string& path, const std::vector<AdapterSettings>& wanted,
+                             const std::string& optimizer_type) {
+  if (c.optimizer_type != optimizer_type) {
+    throw UsageError(path + " was written by a run with the " + c.optimizer_type + " optimizer, this run uses " +
+                         optimizer_type,
+                     "optimizer.kind must be as in the run that wrote the checkpoint");
+  }
   std::vector<std::string> have, want;
   for (const auto& a : c.adapters) have.push_back(a.model);
   for (const auto& w : wanted) want.push_back(w.model);
@@ -80,6 +86,10 @@ void check_resume_compatible(const Checkpoint& c, const std::string& path, const
       throw UsageError(path + ": /lora/" + w.model + " has alpha " + util::format_number(a.alpha) +
                        ", the config asks for lora.alpha = " + util::format_number(w.alpha));
     }
+    if (a.dora != w.dora) {
+      throw UsageError(path + ": /lora/" + w.model + (a.dora ? " holds DoRA" : " holds plain LoRA") +
+                       " adapters, the config asks for lora.use_dora = " + (w.dora ? "true" : "false"));
+    }
     if (a.targets != w.targets) {
       throw UsageError(path + ": /lora/" + w.model + " targets " + list_text(a.targets) + ", the config asks for " +
                        list_text(w.targets));
@@ -95,8 +105,9 @@ std::vector<ModelAdapters> capture_adapters(const std::vector<TrainedModel>& mod
     a.rank = m.network->spec().rank;
     a.alpha = m.network->spec().alpha;
     a.targets = m.network->spec().targets;
+    a.dora = m.network->spec().dora;
     a.layers_per_block = m.layers_per_block;
-    a.optimizer_steps = m.optimizer->steps_taken();
+    a.optimizer_steps = m.optimizer->steps_taken(m.group);
     a.peak_lr = m.peak_lr;
     const auto named = m.network->named_parameters();
     for (std::size_t i = 0; i < named.size(); ++i) {
@@ -104,8 +115,8 @@ std::vector<ModelAdapters> capture_adapters(const std::vector<TrainedModel>& mod
       std::tie(p.module, p.half) = split_param_name(named[i].first);
       const auto cpu = [](const torch::Tensor& t) { return t.detach().to(torch::kCPU, torch::kFloat).clone(); };
       p.weight = cpu(named[i].second);
-      p.exp_avg = cpu(m.optimizer->exp_avg().at(i));
-      p.exp_avg_sq = cpu(m.optimizer->exp_avg_sq().at(i));
+      const auto& names = m.optimizer->state_names();
+      for (std::size_t k = 0; k < names.size(); ++k) p.state[names[k]] = cpu(m.optimizer->state(m.group, i, k));
       a.params.push_back(std::move(p));
     }
     out.push_back(std::move(a));
@@ -115,14 +126,24 @@ std::vector<ModelAdapters> capture_adapters(const std::vector<TrainedModel>& mod
 
 void restore_adapters(const Checkpoint* c, const std::string& path, const std::vector<TrainedModel>& models,
                       dist::DeviceCollectives& comm) {
-  // Flat layout: per model, per parameter: weight, exp_avg, exp_avg_sq.
+  // Flat layout: per model, per parameter: weight, then each optimizer state tensor.
+  const std::vector<std::string>& state_names = models.front().optimizer->state_names();
+  const auto per_param = static_cast<std::int64_t>(1 + state_names.size());
   std::int64_t total = 0;
   for (const auto& m : models) {
-    for (const auto& p : m.network->parameters()) total += 3 * p.numel();
+    for (const auto& p : m.network->parameters()) total += per_param * p.numel();
   }
   torch::Tensor flat = torch::zeros({total}, torch::kFloat);
-  torch::Tensor steps = torch::zeros({static_cast<std::int64_t>(models.size())}, torch::kDouble);
+  // The step counts, then the optimizer's scalars (Prodigy's d, d_max, d_numerator) in name order.
+  const std::map<std::string, double> scalars = models.front().optimizer->scalars();
+  torch::Tensor steps = torch::zeros({static_cast<std::int64_t>(models.size() + scalars.size())}, torch::kDouble);
   if (c) {
+    std::int64_t k = static_cast<std::int64_t>(models.size());
+    for (const auto& [name, value] : scalars) {
+      const auto it = c->optimizer_scalars.find(name);
+      if (it == c->optimizer_scalars.end()) throw Error(path + ": /optimizer has no attribute " + name);
+      steps[k++] = it->second;
+    }
     std::int64_t offset = 0;
     for (std::size_t mi = 0; mi < models.size(); ++mi) {
       const auto& m = models[mi];
@@ -132,8 +153,9 @@ void restore_adapters(const Checkpoint* c, const std::string& path, const std::v
       for (const auto& p : a->params) by_name[{p.module, p.half}] = &p;
       const auto named = m.network->named_parameters();
       if (by_name.size() != named.size()) {
-        throw UsageError(path + ": /lora/" + m.model + " has " + std::to_string(by_name.size() / 2) +
-                             " adapters, this run's " + m.model + " has " + std::to_string(named.size() / 2),
+        const std::size_t per_module = m.network->params_per_module();
+        throw UsageError(path + ": /lora/" + m.model + " has " + std::to_string(by_name.size() / per_module) +
+                             " adapters, this run's " + m.model + " has " + std::to_string(named.size() / per_module),
                          "was the checkpoint written for another base model or other lora.targets?");
       }
       for (const auto& [name, tensor] : named) {
@@ -150,8 +172,13 @@ void restore_adapters(const Checkpoint* c, const std::string& path, const std::v
                                util::shape_string(tensor.sizes().vec()),
                            "was the checkpoint written for another base model?");
         }
-        for (const torch::Tensor* t : {&p.weight, &p.exp_avg, &p.exp_avg_sq}) {
-          if (!t->defined()) throw Error("internal: " + path + " read without optimizer state");
+        std::vector<const torch::Tensor*> values{&p.weight};
+        for (const auto& name : state_names) {
+          const auto it = p.state.find(name);
+          if (it == p.state.end()) throw Error("internal: " + path + " read without optimizer state " + name);
+          values.push_back(&it->second);
+        }
+        for (const torch::Tensor* t : values) {
           flat.narrow(0, offset, t->numel()).copy_(t->reshape({-1}));
           offset += t->numel();
         }
@@ -176,13 +203,20 @@ void restore_adapters(const Checkpoint* c, const std::string& path, const std::v
     const auto& m = models[mi];
     const auto params = m.network->parameters();
     for (std::size_t i = 0; i < params.size(); ++i) {
-      for (torch::Tensor target : {params[i], m.optimizer->exp_avg().at(i), m.optimizer->exp_avg_sq().at(i)}) {
+      std::vector<torch::Tensor> targets{params[i]};
+      for (std::size_t k = 0; k < state_names.size(); ++k) targets.push_back(m.optimizer->state(m.group, i, k));
+      for (torch::Tensor target : targets) {
         target.copy_(flat.narrow(0, offset, target.numel()).view(target.sizes()));
         offset += target.numel();
       }
     }
-    m.optimizer->set_steps_taken(static_cast<std::int64_t>(steps[static_cast<std::int64_t>(mi)].item<double>()));
+    m.optimizer->set_steps_taken(m.group,
+                                 static_cast<std::int64_t>(steps[static_cast<std::int64_t>(mi)].item<double>()));
   }
+  std::map<std::string, double> restored;
+  std::int64_t k = static_cast<std::int64_t>(models.size());
+  for (const auto& [name, value] : scalars) restored[name] = steps[k++].item<double>();
+  models.front().optimizer->set_scalars(restored);
 }
 
 }  // namespace sdxl::train

@@ -35,8 +35,19 @@ TrainingLoop::TrainingLoop(const LoopParts& parts, LoopStart start, TrainSummary
   summary_.steps = start_step_;
   batch_options_.prior = p_.settings.prior;
   batch_options_.noise_offset = p_.cfg.train.noise_offset;
-  batch_options_.num_train_timesteps = schedule_.num_train_timesteps();
+  batch_options_.min_timestep = p_.cfg.train.min_timestep;
+  batch_options_.max_timestep = p_.cfg.train.max_timestep.value_or(schedule_.num_train_timesteps());
+  batch_options_.multires_iterations = p_.cfg.train.multires_noise_iterations;
+  batch_options_.multires_discount = p_.cfg.train.multires_noise_discount;
   batch_options_.scaling_factor = p_.pipe.vae->config().scaling_factor;
+  const auto& vae = p_.pipe.vae->config();
+  if (vae.latents_mean) {
+    const auto stats = [&](const std::vector<double>& v) {
+      return torch::tensor(v, torch::kDouble).to(p_.settings.device, torch::kFloat).view({1, -1, 1, 1});
+    };
+    batch_options_.latents_mean = stats(*vae.latents_mean);
+    batch_options_.latents_std = stats(*vae.latents_std);
+  }
   batch_options_.device = p_.settings.device;
   batch_options_.train_text_encoders = p_.adapters.trains_text_encoders() ? &p_.pipe : nullptr;
   parts_ = step_parts();
@@ -46,10 +57,16 @@ TrainStepParts TrainingLoop::step_parts() {
   TrainStepParts parts;
   parts.unet = p_.pipe.unet;
   parts.schedule = &schedule_;
+  if (edm_style(p_.cfg.train, p_.pipe.scheduler_config)) {
+    parts.edm = &edm_schedule_.emplace(sampling::EdmSchedule(p_.pipe.scheduler_config).to(p_.settings.device));
+    p_.log.info(std::string("EDM-style training") +
+                (p_.pipe.scheduler_config.edm() ? " (the base's scheduler is " + p_.pipe.scheduler_config.class_name + ")"
+                                                : " on the Euler schedule of the base's betas"));
+  }
   parts.loss = loss_options(p_.cfg.train, p_.cfg.prior, p_.pipe.scheduler_config.prediction_type);
   parts.unet_lora = &p_.adapters.unet();
   parts.params = p_.adapters.params();
-  parts.optimizers = p_.adapters.optimizer_groups();
+  parts.optimizer = &p_.adapters.optimizer();
   parts.scaler = &scaler_;
   parts.comm = &p_.comm;
   parts.grad_accum = p_.plan.grad_accum;
@@ -63,6 +80,7 @@ TrainStepParts TrainingLoop::step_parts() {
 }
 
 bool TrainingLoop::run() {
+  p_.adapters.set_training(p_.pipe, true);
   warm_up_gradient_all_reduce(parts_.params, p_.comm.device());
   p_.adapters.check_weights_agree(p_.comm.host(), 0);
   train_clock_.restart();
@@ -94,6 +112,13 @@ StepResult TrainingLoop::train_step(std::int64_t step) {
   const util::Stopwatch watch;
   maybe_inject_fault(p_.comm.rank(), step + 1);
   auto noise_gen = at::detail::createCPUGenerator(derive_seed(noise_base_, static_cast<std::uint64_t>(step)));
+  if (p_.cfg.lora.dropout > 0) {
+    // Dropout draws from LibTorch's default generators: seeded per (rank, step), a resumed run
+    // draws the masks the uninterrupted one drew.
+    torch::manual_seed(derive_seed(derive_seed(derive_seed(p_.settings.seed, kDropoutStream),
+                                               static_cast<std::uint64_t>(p_.comm.rank())),
+                                   static_cast<std::uint64_t>(step)));
+  }
   const double lr = p_.plan.lr.lr(step);
   const double scale_before = scaler_.scale();
   const StepResult r = run_train_step(parts_, step, lr, [&](std::int64_t micro) {
@@ -136,9 +161,13 @@ void TrainingLoop::log_progress(std::int64_t step) {
   const double ips = static_cast<double>(window_steps_ * p_.plan.images_per_step()) / std::max(window_s, 1e-9);
   const double elapsed = train_clock_.seconds();
   const double eta = elapsed / static_cast<double>(step) * static_cast<double>(p_.plan.max_steps - step);
+  // Prodigy moves by d · lr: the estimate is what a user watches.
+  const double effective = p_.adapters.optimizer().effective_lr(last_lr_);
+  const std::string step_size =
+      effective != last_lr_ ? " (step size " + util::format_with("%.3g", effective) + ")" : std::string();
   p_.log.info("step " + std::to_string(step) + "/" + std::to_string(p_.plan.max_steps) + " loss " +
               util::format_with("%.4f", window_loss_ / static_cast<double>(window_steps_)) + " lr " +
-              util::format_with("%.3g", last_lr_) + " grad_norm " + util::format_with("%.3g", last_grad_norm_) + " " +
+              util::format_with("%.3g", last_lr_) + step_size + " grad_norm " + util::format_with("%.3g", last_grad_norm_) + " " +
               util::format_with("%.2f", ips) + " img/s ETA " + util::format_duration(eta));
   window_loss_ = 0;
   window_steps_ = 0;
@@ -155,8 +184,10 @@ void TrainingLoop::stop_for_preemption(std::int64_t step) {
 }
 
 void TrainingLoop::validate(std::int64_t step) {
+  p_.adapters.set_training(p_.pipe, false);
   last_samples_ =
       run_validation(p_.pipe, p_.cfg.validation, p_.settings, p_.cfg.model.pretrained, step, p_.log, p_.comm.host());
+  p_.adapters.set_training(p_.pipe, true);
   if (p_.comm.rank() == 0) write_progress_grid(p_.settings.output / "samples", p_.cfg.validation.prompts);
 }
 

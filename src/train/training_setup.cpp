@@ -3,6 +3,8 @@
 #include "sdxl_dreambooth/build_features.h"
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/nn/geglu_product.h"
+#include "sdxl_dreambooth/train/prodigy.h"
+#include "sdxl_dreambooth/util/strings.h"
 
 namespace sdxl::train {
 
@@ -20,8 +22,11 @@ torch::Device training_device(const config::TrainConfig& train, int local_rank) 
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % count));
 }
 
-void configure_cudnn(const config::TrainConfig& train) {
+void configure_cuda_math(const config::TrainConfig& train) {
   at::globalContext().setBenchmarkCuDNN(train.cudnn_benchmark);
+  // PyTorch's defaults are TF32 off for matmuls, on for cuDNN; allow_tf32 turns both on.
+  at::globalContext().setAllowTF32CuBLAS(train.allow_tf32);
+  if (train.allow_tf32) at::globalContext().setAllowTF32CuDNN(true);
 }
 
 bool fuse_projections(const config::TrainConfig& train, const torch::Device& device) {
@@ -38,6 +43,10 @@ bool cuda_graphs(const config::TrainConfig& train, const config::LoraConfig& lor
     throw UsageError("train.cuda_graphs = true does not work with lora.train_text_encoder = true: the text "
                      "encoders run outside the recorded pass; set one of them to false");
   }
+  if (lora.dropout > 0) {
+    throw UsageError("train.cuda_graphs = true does not work with lora.dropout > 0: a recorded step would replay "
+                     "the first step's dropout masks; set lora.dropout = 0 or train.cuda_graphs = false");
+  }
   return device.is_cuda();
 }
 
@@ -51,11 +60,14 @@ bool fused_kernels(const config::TrainConfig& train, const torch::Device& device
 }
 
 torch::Dtype training_dtype(const config::TrainConfig& train, const torch::Device& device) {
-  const std::string& mp = train.mixed_precision;
-  if (mp == "bf16") return torch::kBFloat16;
-  if (mp == "fp16") {
+  return precision_dtype(train.mixed_precision, device, "train.mixed_precision");
+}
+
+torch::Dtype precision_dtype(const std::string& precision, const torch::Device& device, const std::string& key) {
+  if (precision == "bf16") return torch::kBFloat16;
+  if (precision == "fp16") {
     if (!device.is_cuda()) {
-      throw UsageError("train.mixed_precision = \"fp16\" needs a CUDA device; on CPU use \"bf16\" or \"no\"");
+      throw UsageError(key + " = \"fp16\" needs a CUDA device; on CPU use \"bf16\" or full precision");
     }
     return torch::kHalf;
   }
@@ -80,6 +92,8 @@ nn::LoraSpec lora_spec(const config::LoraConfig& lora) {
   spec.rank = lora.rank;
   spec.alpha = lora.alpha.value_or(static_cast<double>(spec.rank));
   spec.targets = lora.targets;
+  spec.dora = lora.use_dora;
+  spec.dropout = lora.dropout;
   return spec;
 }
 
@@ -92,6 +106,51 @@ AdamWOptions adamw_options(const config::OptimizerConfig& optimizer) {
   return ao;
 }
 
+bool edm_style(const config::TrainConfig& train, const model::SchedulerConfig& scheduler) {
+  return train.edm_style || scheduler.edm();
+}
+
+void check_scheduler_fits(const config::TrainConfig& train, const model::SchedulerConfig& scheduler,
+                          const std::string& model) {
+  if (scheduler.edm() && train.snr_gamma) {
+    throw UsageError("train.snr_gamma does not apply to " + model + ": its scheduler " + scheduler.class_name +
+                         " makes the run EDM-style, which has no SNR weighting",
+                     "remove train.snr_gamma");
+  }
+  if (scheduler.edm() && train.loss != "l2") {
+    throw UsageError("train.loss = " + util::quoted(train.loss) + " does not apply to " + model + ": its scheduler " +
+                         scheduler.class_name + " makes the run EDM-style, which takes train.loss = \"l2\"",
+                     "set train.loss = \"l2\"");
+  }
+  const std::int64_t steps = scheduler.num_train_timesteps;
+  if (train.max_timestep.value_or(steps) > steps || train.min_timestep >= train.max_timestep.value_or(steps)) {
+    throw UsageError("train.min_timestep = " + std::to_string(train.min_timestep) + " and train.max_timestep = " +
+                     (train.max_timestep ? std::to_string(*train.max_timestep) : std::string("unset")) +
+                     " must satisfy 0 <= min < max <= " + std::to_string(steps) + ", the num_train_timesteps of " +
+                     model + "'s scheduler");
+  }
+}
+
+std::unique_ptr<Optimizer> make_optimizer(const config::OptimizerConfig& optimizer, std::vector<ParamGroup> groups) {
+  if (optimizer.kind != "prodigy") return std::make_unique<AdamWGroups>(std::move(groups), adamw_options(optimizer));
+  ProdigyOptions po;
+  po.beta1 = optimizer.beta1;
+  po.beta2 = optimizer.beta2;
+  po.beta3 = optimizer.prodigy_beta3;
+  po.eps = optimizer.eps;
+  po.decouple = optimizer.prodigy_decouple;
+  po.use_bias_correction = optimizer.prodigy_use_bias_correction;
+  po.safeguard_warmup = optimizer.prodigy_safeguard_warmup;
+  po.d0 = optimizer.prodigy_d0;
+  po.d_coef = optimizer.prodigy_d_coef;
+  if (optimizer.prodigy_growth_rate) po.growth_rate = *optimizer.prodigy_growth_rate;
+  return std::make_unique<Prodigy>(std::move(groups), po);
+}
+
+std::string optimizer_type(const config::OptimizerConfig& optimizer) {
+  return optimizer.kind == "prodigy" ? "Prodigy" : "AdamW";
+}
+
 LossOptions loss_options(const config::TrainConfig& train, const config::PriorConfig& prior,
                          const std::string& scheduler_prediction_type) {
   LossOptions lo;
@@ -99,6 +158,9 @@ LossOptions loss_options(const config::TrainConfig& train, const config::PriorCo
   lo.snr_gamma = train.snr_gamma;
   lo.with_prior = prior.enabled;
   lo.prior_loss_weight = prior.loss_weight;
+  lo.loss = train.loss;
+  lo.huber_c = train.huber_c;
+  lo.huber_schedule = train.huber_schedule;
   return lo;
 }
 

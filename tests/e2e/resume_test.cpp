@@ -64,8 +64,10 @@ void expect_same_training_state(const fs::path& a, const fs::path& b) {
       const auto& q = y.adapters[m].params[i];
       ASSERT_EQ(p.module + p.half, q.module + q.half);
       EXPECT_TRUE(torch::equal(p.weight, q.weight)) << p.module << "/" << p.half;
-      EXPECT_TRUE(torch::equal(p.exp_avg, q.exp_avg)) << p.module << "/" << p.half;
-      EXPECT_TRUE(torch::equal(p.exp_avg_sq, q.exp_avg_sq)) << p.module << "/" << p.half;
+      ASSERT_EQ(p.state.size(), q.state.size());
+      for (const auto& [name, t] : p.state) {
+        EXPECT_TRUE(torch::equal(t, q.state.at(name))) << p.module << "/" << p.half << "/" << name;
+      }
     }
   }
 }

@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <fstream>
 #include <numeric>
 #include <sstream>
@@ -162,12 +164,22 @@ TEST(Train, PriorPreservationGeneratesMissingClassImages) {
                                "[prior]\nenabled = true\nsample_steps = 2\n"));
   const auto r = test::run_cli({"train", (dir / "run.toml").string(), "--set",
                                 "data.class_dir=\"" + (dir / "class").string() + "\"", "--set",
-                                "data.class_prompt=\"a photo of a cat\"", "--set", "data.num_class_images=2"});
+                                "data.class_prompt=\"a photo of a cat\"", "--set", "data.num_class_images=2", "--set",
+                                "prior.generation_precision=\"bf16\""});
   ASSERT_EQ(r.exit_code, 0) << r.err;
+  // prior.generation_precision other than the training precision: drawn by a bf16 copy.
+  EXPECT_NE(r.err.find("loading the base model in BFloat16 to draw them"), std::string::npos) << r.err;
   EXPECT_TRUE(fs::exists(dir / "class" / "class-00000.png"));
   EXPECT_TRUE(fs::exists(dir / "class" / "class-00001.png"));
   EXPECT_NE(r.err.find("data.class_dir: 2 images"), std::string::npos) << r.err;
   EXPECT_EQ(read_losses(dir / "out" / "metrics.csv").size(), 3u);
+  const auto fp16 = test::run_cli(
+      {"train", (dir / "run.toml").string(), "--set", "data.class_dir=\"" + (dir / "class").string() + "\"", "--set",
+       "data.class_prompt=\"a photo of a cat\"", "--set", "prior.generation_precision=\"fp16\"", "--set",
+       "output.dir=\"" + (dir / "out2").string() + "\""});
+  EXPECT_EQ(fp16.exit_code, 2);
+  EXPECT_NE(fp16.err.find("prior.generation_precision = \"fp16\" needs a CUDA device"), std::string::npos)
+      << fp16.err;
 }
 
 TEST(Train, Bf16RunsOnCpuAndFp16NeedsCuda) {
@@ -279,4 +291,26 @@ TEST(Train, TextEncoderLoraIsTrainedExportedAndApplied) {
   ASSERT_EQ(g.exit_code, 0) << g.err;
   EXPECT_NE(g.err.find("248 adapters merged with scale 1.0, 0 unused (24 in the text encoders)"), std::string::npos)
       << g.err;
+}
+
+// kohya's loss and noise options through the real binary: a pseudo-Huber loss, pyramid noise and
+// a timestep window train; bounds outside the scheduler's timesteps are one clear error.
+TEST(Train, HuberLossPyramidNoiseAndATimestepWindow) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  test::write_file(dir / "run.toml",
+                   tiny_config(dir / "out", test::subjects_dir() / "chelsea",
+                               "max_steps = 2\nbatch_size = 2\nloss = \"huber\"\nhuber_schedule = \"snr\"\n"
+                               "multires_noise_iterations = 6\nmin_timestep = 100\nmax_timestep = 900\n"));
+  const auto r = test::run_cli({"train", (dir / "run.toml").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto losses = read_losses(dir / "out" / "metrics.csv");
+  ASSERT_EQ(losses.size(), 2u);
+  for (double l : losses) EXPECT_TRUE(std::isfinite(l) && l > 0) << l;
+  const auto bad = test::run_cli({"train", (dir / "run.toml").string(), "--set", "train.max_timestep=5000", "--set",
+                                  "output.dir=\"" + (dir / "out2").string() + "\""});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("must satisfy 0 <= min < max <= 1000, the num_train_timesteps of"), std::string::npos)
+      << bad.err;
+  EXPECT_FALSE(fs::exists(dir / "out2" / "train_config.toml"));
 }

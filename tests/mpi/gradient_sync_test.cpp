@@ -96,14 +96,14 @@ TEST(SyncedLoraStep, TwoRanksOfBatchOneEqualOneProcessOfBatchTwo) {
   lora.load(init, "init");
   train::check_weights_agree(lora, comm->host(), 0);
   const auto params = lora.parameters();
-  train::AdamW opt(params, {0.9, 0.999, 1e-8, 1e-4});
+  train::AdamWGroups opt({{params, 1.0, 1e-4}}, {0.9, 0.999, 1e-8, 1e-4});
   train::DynamicLossScaler no_scaling(false);
   // The step training runs (train_step.cpp): flat gradient, one all-reduce, clipping, AdamW.
   train::TrainStepParts parts;
   parts.unet = unet;
   parts.schedule = &schedule;
   parts.params = params;
-  parts.optimizers = {{&opt, 1.0}};
+  parts.optimizer = &opt;
   parts.scaler = &no_scaling;
   parts.comm = comm.get();
   parts.max_grad_norm = 1.0;

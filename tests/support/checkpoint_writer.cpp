@@ -32,8 +32,8 @@ int main(int argc, char** argv) {
         p.half = half;
         p.weight = std::string(half) == "lora_A" ? torch::full({64, 2048}, static_cast<float>(step))
                                                  : torch::full({2048, 64}, static_cast<float>(step));
-        p.exp_avg = torch::rand_like(p.weight);  // incompressible, so the write takes a while
-        p.exp_avg_sq = torch::rand_like(p.weight);
+        p.state["exp_avg"] = torch::rand_like(p.weight);  // incompressible, so the write takes a while
+        p.state["exp_avg_sq"] = torch::rand_like(p.weight);
         a.params.push_back(p);
       }
     }

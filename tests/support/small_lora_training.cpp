@@ -14,7 +14,8 @@ SmallLoraTraining::SmallLoraTraining(const torch::Device& device, const SmallLor
   unet_->set_gradient_checkpointing(options.gradient_checkpointing);
   if (options.fuse_projections) unet_->fuse_projections();
   unet_->set_fused_kernels(options.fused_kernels);
-  optimizer_ = std::make_unique<train::AdamW>(lora_.parameters(), train::AdamWOptions{0.9, 0.999, 1e-8, 1e-2});
+  optimizer_ = std::make_unique<train::AdamWGroups>(std::vector<train::ParamGroup>{{lora_.parameters(), 1.0, 1e-2}},
+                                                    train::AdamWOptions{0.9, 0.999, 1e-8, 1e-2});
   comm_ = make_one_rank_collectives(device_);
   schedule_ = std::make_unique<sampling::NoiseSchedule>(sampling::NoiseSchedule(model::SchedulerConfig{}).to(device_));
   if (options.graph) graph_ = std::make_unique<train::StepGraph>(*options.graph);
@@ -24,7 +25,7 @@ SmallLoraTraining::SmallLoraTraining(const torch::Device& device, const SmallLor
   parts_.unet_lora = &lora_;
   parts_.cast_adapters_once = options.cast_adapters_once;
   parts_.params = lora_.parameters();
-  parts_.optimizers = {{optimizer_.get(), 1.0}};
+  parts_.optimizer = optimizer_.get();
   parts_.scaler = &no_scaling_;
   parts_.comm = comm_.get();
   parts_.grad_accum = options.grad_accum;

@@ -42,7 +42,7 @@ class SmallLoraTraining {
   at::Generator gen_;
   nn::UNet2DConditionModel unet_{nullptr};
   nn::LoraNetwork lora_;
-  std::unique_ptr<train::AdamW> optimizer_;
+  std::unique_ptr<train::AdamWGroups> optimizer_;
   train::DynamicLossScaler no_scaling_{false};
   std::unique_ptr<dist::Collectives> comm_;
   std::unique_ptr<sampling::NoiseSchedule> schedule_;

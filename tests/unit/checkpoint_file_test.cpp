@@ -47,8 +47,8 @@ train::ModelAdapters adapters(const std::string& model, std::int64_t rank, int s
       p.module = m;
       p.half = half;
       p.weight = std::string(half) == "lora_A" ? torch::randn({rank, 32}) : torch::randn({48, rank});
-      p.exp_avg = torch::randn_like(p.weight);
-      p.exp_avg_sq = torch::rand_like(p.weight);
+      p.state["exp_avg"] = torch::randn_like(p.weight);
+      p.state["exp_avg_sq"] = torch::rand_like(p.weight);
       a.params.push_back(p);
     }
   }
@@ -116,8 +116,8 @@ void expect_same(const train::Checkpoint& a, const train::Checkpoint& b) {
         if (q.module != p.module || q.half != p.half) continue;
         found = true;
         EXPECT_TRUE(torch::equal(p.weight, q.weight)) << p.module << " " << p.half;
-        EXPECT_TRUE(torch::equal(p.exp_avg, q.exp_avg));
-        EXPECT_TRUE(torch::equal(p.exp_avg_sq, q.exp_avg_sq));
+        ASSERT_EQ(p.state.size(), q.state.size());
+        for (const auto& [name, t] : p.state) EXPECT_TRUE(torch::equal(t, q.state.at(name))) << name;
       }
       EXPECT_TRUE(found) << p.module << " " << p.half;
     }

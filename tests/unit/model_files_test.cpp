@@ -236,6 +236,8 @@ TEST(ModelFiles, HostileConfigValuesAreRefusedBeforeAnythingIsBuilt) {
       {"scheduler", "beta_start", "2", "key 'beta_start' must be a number in (0.0, 1.0], got 2"},
       {"scheduler", "beta_end", "-1", "key 'beta_end' must be a number in (0.0, 1.0], got -1"},
       {"scheduler", "num_train_timesteps", "0", "key 'num_train_timesteps' must be an integer in [2, 100000]"},
+      {"vae", "latents_mean", "[0.1, 0.2]", "key 'latents_mean' must be a list of 4 finite numbers"},
+      {"vae", "latents_std", "[1, 1, 1, 1]", "latents_mean = null (default): must be given with the other of latents_mean"},
   };
   for (const auto& [component, key, value, message] : cases) {
     const std::string e = hostile_config_error(component, key, value);
@@ -245,4 +247,27 @@ TEST(ModelFiles, HostileConfigValuesAreRefusedBeforeAnythingIsBuilt) {
   // A channel count the heads do not divide.
   const std::string heads = hostile_config_error("unet", "attention_head_dim", "7");
   EXPECT_NE(heads.find("is not divisible by attention_head_dim"), std::string::npos) << heads;
+}
+
+// EDM bases: the scheduler's EDM settings and the VAE's per-channel latent statistics are read;
+// what this program cannot run is refused naming the key.
+TEST(ModelFiles, EdmSchedulerAndLatentStatistics) {
+  SDXL_REQUIRE_REFERENCE();
+  const auto edm =
+      model::SchedulerConfig::load(test::reference_dir() / "edm-scheduler" / "scheduler_config.json");
+  EXPECT_TRUE(edm.edm());
+  EXPECT_EQ(edm.sigma_max, 80.0);
+  EXPECT_EQ(edm.sigma_data, 0.5);
+  EXPECT_FALSE(model::SchedulerConfig::load((test::reference_dir() / "tiny-sdxl") / "scheduler" / "scheduler_config.json").edm());
+  nlohmann::json j = nlohmann::json::parse(test::read_file(test::reference_dir() / "edm-scheduler" /
+                                                           "scheduler_config.json"));
+  j["sigma_schedule"] = "exponential";
+  const auto e = error_of([&] { model::SchedulerConfig::from_json(model::JsonConfig(j, "scheduler/config.json")); });
+  EXPECT_NE(e.find("sigma_schedule"), std::string::npos) << e;
+  nlohmann::json vae = nlohmann::json::parse(test::read_file((test::reference_dir() / "tiny-sdxl") / "vae" / "config.json"));
+  vae["latents_mean"] = {0.1, 0.2, 0.3, 0.4};
+  vae["latents_std"] = {1.0, 2.0, 3.0, 4.0};
+  const auto c = model::VaeConfig::from_json(model::JsonConfig(vae, "vae/config.json"));
+  EXPECT_EQ(c.latents_mean, (std::vector<double>{0.1, 0.2, 0.3, 0.4}));
+  EXPECT_EQ(c.latents_std, (std::vector<double>{1.0, 2.0, 3.0, 4.0}));
 }

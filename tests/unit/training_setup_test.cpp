@@ -4,6 +4,8 @@
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/nn/geglu_product.h"
 #include "sdxl_dreambooth/train/lora_outputs.h"
+#include "sdxl_dreambooth/train/prodigy.h"
+#include "sdxl_dreambooth/train/step_plan.h"
 #include "sdxl_dreambooth/train/training_setup.h"
 
 #include <gtest/gtest.h>
@@ -51,7 +53,8 @@ TEST(TrainingSetup, CudaGraphsOnCudaOnlyAndNotWithFp16OrTextEncoderTraining) {
   EXPECT_TRUE(train::cuda_graphs(bf16.train, bf16.lora, cuda));
   for (const auto& [bad, key] : std::vector<std::pair<std::string, std::string>>{
            {"train.mixed_precision=\"fp16\"", "train.mixed_precision = \"fp16\""},
-           {"lora.train_text_encoder=true", "lora.train_text_encoder = true"}}) {
+           {"lora.train_text_encoder=true", "lora.train_text_encoder = true"},
+           {"lora.dropout=0.1", "lora.dropout > 0"}}) {
     const auto cfg = load({"train.cuda_graphs=true", bad});
     for (const auto& device : {cpu, cuda}) {
       try {
@@ -96,4 +99,62 @@ TEST(TrainingSetup, TheRunNameComesFromTheOutputFolder) {
   EXPECT_EQ(train::run_name(o), "lora");
   o.name = "my run";
   EXPECT_EQ(train::run_name(o), "my run");
+}
+
+// train.scale_lr: diffusers' lr × grad_accum × batch × ranks, before the schedule.
+TEST(TrainingSetup, ScaleLrMultipliesByTheGlobalBatch) {
+  const auto plain = load({"train.learning_rate=1e-4", "train.batch_size=2", "train.grad_accum=3"});
+  EXPECT_DOUBLE_EQ(train::StepPlan(plain.train, false, 10, 4, 0).learning_rate, 1e-4);
+  const auto scaled =
+      load({"train.learning_rate=1e-4", "train.batch_size=2", "train.grad_accum=3", "train.scale_lr=true"});
+  const train::StepPlan plan(scaled.train, false, 10, 4, 0);
+  EXPECT_DOUBLE_EQ(plan.learning_rate, 1e-4 * 3 * 2 * 4);
+  EXPECT_DOUBLE_EQ(plan.lr.lr(0), plan.learning_rate);  // the constant schedule's peak
+}
+
+// train.allow_tf32 turns on TF32 for cuBLAS and cuDNN (process-wide LibTorch flags, which exist
+// without a GPU); false restores PyTorch's matmul default.
+TEST(TrainingSetup, AllowTf32SetsBothLibraries) {
+  auto& context = at::globalContext();
+  const bool cudnn_before = context.allowTF32CuDNN();
+  train::configure_cuda_math(load({"train.allow_tf32=true"}).train);
+  EXPECT_TRUE(context.allowTF32CuBLAS());
+  EXPECT_TRUE(context.allowTF32CuDNN());
+  train::configure_cuda_math(load().train);
+  EXPECT_FALSE(context.allowTF32CuBLAS());
+  context.setAllowTF32CuDNN(cudnn_before);
+}
+
+// prior.generation_precision: its dtype, fp16 refused off CUDA naming the key.
+TEST(TrainingSetup, PrecisionNamesAreDtypes) {
+  const torch::Device cpu(torch::kCPU), cuda(torch::kCUDA, 0);
+  EXPECT_EQ(train::precision_dtype("fp32", cpu, "k"), torch::kFloat);
+  EXPECT_EQ(train::precision_dtype("bf16", cpu, "k"), torch::kBFloat16);
+  EXPECT_EQ(train::precision_dtype("fp16", cuda, "k"), torch::kHalf);
+  try {
+    train::precision_dtype("fp16", cpu, "prior.generation_precision");
+    ADD_FAILURE() << "fp16 accepted on the CPU";
+  } catch (const UsageError& e) {
+    EXPECT_NE(std::string(e.what()).find("prior.generation_precision = \"fp16\" needs a CUDA device"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+// optimizer.kind picks the class; the Prodigy keys reach it, defaults as diffusers' script.
+TEST(TrainingSetup, TheOptimizerFollowsTheConfig) {
+  auto params = [] { return std::vector<train::ParamGroup>{{{torch::zeros({3})}, 1.0, 0.0}}; };
+  EXPECT_EQ(train::make_optimizer(load().optimizer, params())->kind(), "AdamW");
+  const auto cfg = load({"optimizer.kind=\"prodigy\"", "optimizer.prodigy_d0=1e-5", "optimizer.prodigy_beta3=0.98"});
+  const auto opt = train::make_optimizer(cfg.optimizer, params());
+  ASSERT_EQ(opt->kind(), "Prodigy");
+  const auto& o = dynamic_cast<const train::Prodigy&>(*opt).options();
+  EXPECT_EQ(o.d0, 1e-5);
+  EXPECT_EQ(o.beta3, std::optional<double>(0.98));
+  EXPECT_TRUE(o.use_bias_correction);
+  EXPECT_TRUE(o.safeguard_warmup);
+  EXPECT_TRUE(o.decouple);
+  EXPECT_TRUE(std::isinf(o.growth_rate));
+  EXPECT_EQ(train::optimizer_type(cfg.optimizer), "Prodigy");
+  EXPECT_EQ(load().optimizer.text_encoder_weight_decay, 1e-3);
 }

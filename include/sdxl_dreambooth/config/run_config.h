@@ -38,12 +38,15 @@ struct PriorConfig {
   double loss_weight = 0;
   std::int64_t sample_steps = 0;
   std::int64_t sample_batch_size = 0;
+  std::optional<std::string> generation_precision;
 };
 
 struct LoraConfig {
   std::int64_t rank = 0;
   std::optional<double> alpha;
   StringList targets;
+  bool use_dora = false;
+  double dropout = 0;
   bool train_text_encoder = false;
   StringList text_encoder_targets;
   double text_encoder_lr = 0;
@@ -55,6 +58,7 @@ struct TrainConfig {
   std::optional<std::int64_t> max_steps;
   std::int64_t epochs = 0;
   double learning_rate = 0;
+  bool scale_lr = false;
   std::string lr_scheduler;
   std::int64_t lr_warmup_steps = 0;
   std::int64_t lr_num_cycles = 0;
@@ -65,10 +69,19 @@ struct TrainConfig {
   bool gradient_checkpointing = false;
   std::optional<bool> fuse_projections;
   bool cudnn_benchmark = false;
+  bool allow_tf32 = false;
   bool cuda_graphs = false;
   bool fused_kernels = false;
   bool channels_last = false;
   std::optional<double> snr_gamma;
+  bool edm_style = false;
+  std::string loss;
+  double huber_c = 0;
+  std::string huber_schedule;
+  std::int64_t min_timestep = 0;
+  std::optional<std::int64_t> max_timestep;
+  std::int64_t multires_noise_iterations = 0;
+  double multires_noise_discount = 0;
   double noise_offset = 0;
   double max_grad_norm = 0;
   std::optional<std::string> prediction_type;
@@ -79,7 +92,15 @@ struct OptimizerConfig {
   double beta1 = 0;
   double beta2 = 0;
   double weight_decay = 0;
+  double text_encoder_weight_decay = 0;
   double eps = 0;
+  std::optional<double> prodigy_beta3;
+  bool prodigy_decouple = true;
+  bool prodigy_use_bias_correction = true;
+  bool prodigy_safeguard_warmup = true;
+  double prodigy_d0 = 0;
+  double prodigy_d_coef = 0;
+  std::optional<double> prodigy_growth_rate;
 };
 
 struct CheckpointConfig {

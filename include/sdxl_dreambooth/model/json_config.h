@@ -36,6 +36,8 @@ class JsonConfig {
   std::string string_or(const std::string& key, const std::string& fallback) const;
   std::vector<std::string> require_string_list(const std::string& key) const;
   std::vector<std::int64_t> require_int_list(const std::string& key) const;
+  // A list of exactly n finite numbers, or nothing when absent or null.
+  std::optional<std::vector<double>> optional_float_list(const std::string& key, std::size_t n) const;
   // An int or a list of ints (diffusers accepts either): a list of exactly n values.
   std::vector<std::int64_t> int_or_list(const std::string& key, std::size_t n, std::int64_t fallback) const;
 

@@ -2,7 +2,8 @@
 //  - diffusers: what diffusers 0.27's StableDiffusionXLPipeline.save_lora_weights writes:
 //    `unet.<module path>.lora.down.weight` (A, rank x in) / `.lora.up.weight` (B, out x rank) and
 //    `text_encoder[_2].<module path>.lora_linear_layer.down/up.weight`, with no alpha (scale 1):
-//    alpha / rank is folded into `up`.
+//    alpha / rank is folded into `up`. DoRA adds `<model>.<module path>.lora_magnitude_vector` (out),
+//    the key diffusers 0.27's script saves.
 //  - kohya: what kohya's sd-scripts writes for SDXL and ComfyUI / AUTOMATIC1111 load:
 //    `lora_unet_<SGM module path with _>.lora_down.weight` / `.lora_up.weight` / `.alpha`
 //    (e.g. lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q), `lora_te1_` /
@@ -27,6 +28,7 @@ struct AdapterWeights {
   std::string module;  // diffusers module path inside its model
   torch::Tensor down;  // A: rank x in
   torch::Tensor up;    // B: out x rank
+  torch::Tensor magnitude;  // DoRA's m: out; undefined for plain LoRA
 };
 
 // The adapters of one model: "unet", "text_encoder" or "text_encoder_2".

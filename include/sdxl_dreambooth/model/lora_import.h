@@ -19,6 +19,9 @@ struct LoraPair {
   torch::Tensor down;  // A: rank × in
   torch::Tensor up;    // B: out × rank
   std::optional<double> alpha;  // kohya's per-module alpha; none means scale 1
+  // DoRA's magnitude per output feature ([out]): diffusers/peft `.lora_magnitude_vector`, or a
+  // kohya/LyCORIS `.dora_scale` of shape [out, 1] (LyCORIS's wd_on_out, ComfyUI's output axis).
+  torch::Tensor magnitude;
 };
 
 struct LoraFileContents {

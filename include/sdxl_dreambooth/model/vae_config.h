@@ -19,6 +19,8 @@ struct VaeConfig {
   std::int64_t sample_size = 32;
   double scaling_factor = 0.18215;
   std::optional<double> shift_factor;
+  // Per-channel latent statistics (Playground v2.5): latents are (z - mean) · scaling_factor / std.
+  std::optional<std::vector<double>> latents_mean, latents_std;
   bool force_upcast = true;
   bool use_quant_conv = true;
   bool use_post_quant_conv = true;

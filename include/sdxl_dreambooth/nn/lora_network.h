@@ -20,6 +20,9 @@ struct LoraSpec {
   // Last components of the module paths to wrap, e.g. "to_q", "to_out.0" (UNet) or
   // "q_proj" (text encoders).
   std::vector<std::string> targets;
+  // DoRA (peft's use_dora): each adapter also trains a magnitude per output feature.
+  bool dora = false;
+  double dropout = 0.0;  // peft's lora_dropout, in training mode
 };
 
 class LoraNetwork {
@@ -38,10 +41,13 @@ class LoraNetwork {
   const std::vector<std::string>& module_paths() const { return paths_; }
   const std::vector<LoraCompatibleLinear>& modules() const { return modules_; }
 
-  // Per module: A then B, in module order.
+  // Per module: A, B and with DoRA its magnitude `<path>.lora_magnitude_vector` (peft's name),
+  // in module order.
   std::vector<std::pair<std::string, torch::Tensor>> named_parameters() const;
   std::vector<torch::Tensor> parameters() const;
   std::int64_t num_parameters() const;
+  // 2, or 3 with DoRA.
+  std::size_t params_per_module() const { return spec_.dora ? 3 : 2; }
 
   // Copies tensors named like named_parameters() into the adapters. Every adapter tensor
   // must be present with its shape; names that are not adapters are an error. `source`

@@ -9,8 +9,11 @@
 // thousands of kernel launches per step on a GPU. The math per element is the same.
 #pragma once
 
+#include "sdxl_dreambooth/train/optimizer.h"
+
 #include <torch/torch.h>
 
+#include <memory>
 #include <vector>
 
 namespace sdxl::train {
@@ -51,6 +54,28 @@ class AdamW {
   AdamWOptions options_;
   std::int64_t numel_ = 0;
   std::int64_t step_ = 0;
+};
+
+// AdamW over parameter groups: one AdamW per group (its own flat buffer, step count and weight
+// decay) at its share of the learning rate, as torch.optim.AdamW with param groups.
+class AdamWGroups : public Optimizer {
+ public:
+  AdamWGroups(std::vector<ParamGroup> groups, AdamWOptions options);
+
+  std::string kind() const override { return "AdamW"; }
+  std::size_t num_groups() const override { return groups_.size(); }
+  const std::vector<torch::Tensor>& params(std::size_t group) const override;
+  void step(double lr, const torch::Tensor& flat_grad, const std::vector<bool>& has_grad) override;
+  const std::vector<std::string>& state_names() const override;
+  torch::Tensor state(std::size_t group, std::size_t param, std::size_t name) override;
+  std::int64_t steps_taken(std::size_t group) const override { return groups_.at(group)->steps_taken(); }
+  void set_steps_taken(std::size_t group, std::int64_t steps) override { groups_.at(group)->set_steps_taken(steps); }
+
+  AdamW& group(std::size_t g) { return *groups_.at(g); }
+
+ private:
+  std::vector<std::unique_ptr<AdamW>> groups_;
+  std::vector<double> lr_scales_;
 };
 
 }  // namespace sdxl::train

@@ -20,12 +20,14 @@ namespace sdxl::train {
 inline constexpr char kCheckpointFormat[] = "sdxl-dreambooth checkpoint";
 inline constexpr std::int64_t kCheckpointFormatVersion = 1;
 
-// One trained matrix of one adapter with its AdamW moments.
+// One trained tensor of one adapter with its optimizer state.
 struct AdapterParam {
   std::string module;  // module path, e.g. "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q"
-  std::string half;    // "lora_A" (rank x in) or "lora_B" (out x rank)
+  std::string half;    // "lora_A" (rank x in), "lora_B" (out x rank) or DoRA's "lora_magnitude_vector" (out)
   torch::Tensor weight;                // float32, CPU
-  torch::Tensor exp_avg, exp_avg_sq;   // float32, CPU; undefined when not read
+  // Per-parameter optimizer state by name (Checkpoint::optimizer_state: AdamW's exp_avg and
+  // exp_avg_sq; Prodigy adds s and p0), float32, CPU; empty when not read.
+  std::map<std::string, torch::Tensor> state;
 };
 
 // The adapters of one model: "unet", "text_encoder" or "text_encoder_2".
@@ -34,9 +36,10 @@ struct ModelAdapters {
   std::int64_t rank = 0;
   double alpha = 0;
   std::vector<std::string> targets;
+  bool dora = false;                  // DoRA adapters: each module also has lora_magnitude_vector
   std::int64_t layers_per_block = 0;  // UNet only (kohya/SGM export names); 0 elsewhere
-  std::vector<AdapterParam> params;   // per module: lora_A, then lora_B
-  std::int64_t optimizer_steps = 0;   // AdamW's step count (bias correction)
+  std::vector<AdapterParam> params;   // per module: lora_A, lora_B (, lora_magnitude_vector)
+  std::int64_t optimizer_steps = 0;   // the optimizer's update count for this model (AdamW: bias correction)
   double peak_lr = 0;                 // this model's learning rate before the schedule
 };
 
@@ -79,7 +82,10 @@ struct Checkpoint {
   std::int64_t format_version = kCheckpointFormatVersion;
   TrainingState state;
   std::vector<ModelAdapters> adapters;
-  AdamWOptions optimizer;
+  AdamWOptions optimizer;  // betas, eps, the UNet's weight decay
+  std::string optimizer_type = "AdamW";  // or "Prodigy"
+  std::vector<std::string> optimizer_state{"exp_avg", "exp_avg_sq"};  // per-parameter state names
+  std::map<std::string, double> optimizer_scalars;  // Prodigy: d, d_max, d_numerator
   std::string config_toml;
   // Provenance attributes of /config (program_version, git_commit, torch_version, created,
   // host, base_model, ...), and the base model's weight files.

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "sdxl_dreambooth/nn/unet_2d_condition.h"
+#include "sdxl_dreambooth/sampling/edm_schedule.h"
 #include "sdxl_dreambooth/sampling/noise_schedule.h"
 
 #include <torch/torch.h>
@@ -17,7 +18,7 @@ namespace sdxl::train {
 struct DiffusionBatch {
   torch::Tensor latents;        // [B, 4, h, w], already × the VAE scaling factor
   torch::Tensor noise;          // [B, 4, h, w]
-  torch::Tensor timesteps;      // [B] int64
+  torch::Tensor timesteps;      // [B] int64; EDM-style: indices into the EdmSchedule
   torch::Tensor prompt_embeds;  // [B, 77, D]
   torch::Tensor text_embeds;    // [B, P] pooled
   torch::Tensor time_ids;       // [B, 6]
@@ -25,6 +26,12 @@ struct DiffusionBatch {
 
 struct LossOptions {
   std::string prediction_type = "epsilon";  // epsilon | v_prediction
+  // train.loss: "l2" (MSE), or kohya's pseudo-Huber "huber" (2c(√(d² + c²) - c)) and
+  // "smooth_l1" (2(√(d² + c²) - c)), with c per example from huber_c by huber_schedule:
+  // "constant", "exponential" (c^(t/T)) or "snr" ((1 - c)/(1 + σ_t)² + c, σ_t = √((1-ᾱ_t)/ᾱ_t)).
+  std::string loss = "l2";
+  double huber_c = 0.1;
+  std::string huber_schedule = "snr";
   std::optional<double> snr_gamma;
   bool with_prior = false;
   double prior_loss_weight = 1.0;
@@ -38,5 +45,16 @@ struct LossResult {
 
 LossResult diffusion_loss(nn::UNet2DConditionModel& unet, const sampling::NoiseSchedule& schedule,
                           const DiffusionBatch& batch, const LossOptions& options);
+
+// The pseudo-Huber threshold of each example at `timesteps` ([B] float32, on their device).
+torch::Tensor huber_c(const sampling::NoiseSchedule& schedule, const torch::Tensor& timesteps, const LossOptions& options);
+// The loss of each element for train.loss = huber / smooth_l1 with c of each example ([B]).
+torch::Tensor pseudo_huber(const torch::Tensor& pred, const torch::Tensor& target, const torch::Tensor& c,
+                           const std::string& loss);
+
+// EDM-style training (train.edm_style, or an EDM base: sampling/edm_schedule.h): the target is
+// the clean latents; SNR-γ does not apply (diffusers refuses the combination, so does the config).
+LossResult edm_diffusion_loss(nn::UNet2DConditionModel& unet, const sampling::EdmSchedule& schedule,
+                              const DiffusionBatch& batch, const LossOptions& options);
 
 }  // namespace sdxl::train

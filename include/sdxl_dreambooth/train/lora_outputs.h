@@ -25,6 +25,7 @@ struct RunFacts {
   std::int64_t instance_images = 0;
   std::int64_t class_images = 0;
   std::time_t started_at = 0;
+  double learning_rate = 0;  // the UNet's peak rate (train.scale_lr applied)
 };
 
 struct LoraFiles {

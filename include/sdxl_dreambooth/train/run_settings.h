@@ -13,7 +13,13 @@
 namespace sdxl::train {
 
 // Random streams of a run, each derived from train.seed with derive_seed (data_order.h).
-enum RandomStream : std::uint64_t { kAugmentStream = 2, kLoraInitStream = 3, kNoiseStream = 4, kClassImageStream = 5 };
+enum RandomStream : std::uint64_t {
+  kAugmentStream = 2,
+  kLoraInitStream = 3,
+  kNoiseStream = 4,
+  kClassImageStream = 5,
+  kDropoutStream = 6,  // lora.dropout's masks, per (rank, step), through LibTorch's default generators
+};
 
 struct RunSettings {
   torch::Device device = torch::kCPU;
@@ -21,6 +27,7 @@ struct RunSettings {
   std::string mixed_precision;  // train.mixed_precision: "no", "fp16", "bf16"
   std::uint64_t seed = 0;       // this rank's draw when train.seed is unset (agree_on_start settles it)
   bool prior = false;
+  torch::Dtype class_image_dtype = torch::kFloat;  // prior.generation_precision, else dtype
   int resolution = 1024;
   std::filesystem::path output;
   std::filesystem::path checkpoint_dir;
@@ -29,7 +36,7 @@ struct RunSettings {
   bool cuda_graphs = false;
 };
 
-// Also configures cuDNN (train.cudnn_benchmark); UsageError for settings this machine or
+// Also configures the CUDA math libraries (train.cudnn_benchmark, train.allow_tf32); UsageError for settings this machine or
 // build cannot run (training_setup.h).
 RunSettings resolve_settings(const config::RunConfig& cfg, int local_rank);
 

@@ -1,5 +1,7 @@
 // How many steps a run takes and what each one reads: the per-rank batch, accumulation, the
 // shuffled data order of every epoch, the learning-rate schedule over max_steps.
+// train.scale_lr multiplies the peak learning rate by grad_accum × batch_size × ranks, as
+// diffusers' --scale_lr (the text encoders' lora.text_encoder_lr is not scaled, as there).
 #pragma once
 
 #include "sdxl_dreambooth/config/run_config.h"
@@ -21,6 +23,7 @@ struct StepPlan {
   DataOrder order;
   std::int64_t steps_per_epoch;
   std::int64_t max_steps;  // train.max_steps, else train.epochs epochs
+  double learning_rate;    // the UNet's peak rate: train.learning_rate, scaled by train.scale_lr
   LrSchedule lr;
 
   // UNet rows per optimizer step over all ranks (class rows included).

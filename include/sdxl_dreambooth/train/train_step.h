@@ -1,12 +1,12 @@
 // One optimizer step of LoRA training, shared by `train` and `bench` so the benchmark times the
 // code that trains: grad_accum micro-batches (diffusion loss forward, backward), one all-reduce
-// of the gradients over the ranks, fp16 unscaling, clipping and the AdamW updates, each phase
+// of the gradients over the ranks, fp16 unscaling, clipping and the optimizer's update, each phase
 // timed.
 #pragma once
 
 #include "sdxl_dreambooth/dist/collectives.h"
 #include "sdxl_dreambooth/nn/lora_network.h"
-#include "sdxl_dreambooth/train/adamw.h"
+#include "sdxl_dreambooth/train/optimizer.h"
 #include "sdxl_dreambooth/train/diffusion_loss.h"
 #include "sdxl_dreambooth/train/loss_scaler.h"
 #include "sdxl_dreambooth/train/preemption.h"
@@ -27,16 +27,10 @@ struct StepTimes {
   double total() const { return data_s + forward_s + backward_s + allreduce_s + optimizer_s; }
 };
 
-// An optimizer and its learning rate as a multiple of the schedule's (text encoders train at
-// lora.text_encoder_lr).
-struct OptimizerGroup {
-  AdamW* optimizer = nullptr;
-  double lr_scale = 1.0;
-};
-
 struct TrainStepParts {
   nn::UNet2DConditionModel unet{nullptr};
   const sampling::NoiseSchedule* schedule = nullptr;
+  const sampling::EdmSchedule* edm = nullptr;  // set: EDM-style training (edm_diffusion_loss)
   LossOptions loss;
   // The UNet's adapters: under bf16/fp16, cast for each forward pass at once (nn::AdapterCast)
   // where cast_adapters_once says so; unset, on CUDA only (on the CPU the pass's large buffers
@@ -45,7 +39,7 @@ struct TrainStepParts {
   const nn::LoraNetwork* unet_lora = nullptr;
   std::optional<bool> cast_adapters_once;
   std::vector<torch::Tensor> params;       // every trained tensor, in a fixed order on all ranks
-  std::vector<OptimizerGroup> optimizers;  // their parameters, concatenated, are `params`
+  Optimizer* optimizer = nullptr;          // its groups' parameters, concatenated, are `params`
   DynamicLossScaler* scaler = nullptr;
   dist::Collectives* comm = nullptr;
   std::int64_t grad_accum = 1;

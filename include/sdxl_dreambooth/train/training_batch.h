@@ -17,13 +17,26 @@ namespace sdxl::train {
 struct BatchOptions {
   bool prior = false;
   double noise_offset = 0;  // train.noise_offset
-  std::int64_t num_train_timesteps = 1000;
+  // train.multires_noise_iterations / _discount: kohya's pyramid noise; 0 iterations for none.
+  std::int64_t multires_iterations = 0;
+  double multires_discount = 0.3;
+  // Timesteps (EDM: schedule indices) are drawn uniformly in [min_timestep, max_timestep).
+  std::int64_t min_timestep = 0;
+  std::int64_t max_timestep = 1000;
   double scaling_factor = 1;  // the VAE's
+  // The VAE's per-channel latents_mean / latents_std as [1, C, 1, 1] (Playground v2.5);
+  // undefined for SDXL, whose latents are only scaled.
+  torch::Tensor latents_mean, latents_std;
   torch::Device device = torch::kCPU;
   // Text-encoder LoRA: the prompt embeddings depend on trained weights, so this pipeline's
   // encoders compute them per step; nullptr uses the cached ones.
   pipeline::SdxlPipeline* train_text_encoders = nullptr;
 };
+
+// kohya's pyramid_noise_like: `iterations` levels of coarser noise, each level i drawn at
+// size / r^i (r uniform in [2, 4) per level) and upsampled bilinearly, weighted discount^i and
+// added; then scaled to unit standard deviation. Stops after a 1-pixel level.
+torch::Tensor pyramid_noise(torch::Tensor noise, std::int64_t iterations, double discount, at::Generator& gen);
 
 // Dataset rows `idx` (instance rows modulo the instance count, class rows modulo theirs).
 DiffusionBatch assemble_batch(const TrainingData& data, const std::vector<std::int64_t>& idx, at::Generator& gen,

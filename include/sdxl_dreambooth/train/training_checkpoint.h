@@ -6,7 +6,7 @@
 
 #include "sdxl_dreambooth/dist/collectives.h"
 #include "sdxl_dreambooth/nn/lora_network.h"
-#include "sdxl_dreambooth/train/adamw.h"
+#include "sdxl_dreambooth/train/optimizer.h"
 #include "sdxl_dreambooth/train/checkpoint_file.h"
 #include "sdxl_dreambooth/util/logger.h"
 
@@ -21,7 +21,8 @@ namespace sdxl::train {
 struct TrainedModel {
   std::string model;  // "unet", "text_encoder", "text_encoder_2"
   const nn::LoraNetwork* network = nullptr;
-  AdamW* optimizer = nullptr;
+  Optimizer* optimizer = nullptr;  // shared by the models
+  std::size_t group = 0;           // this model's parameter group in it
   double peak_lr = 0;
   int layers_per_block = 0;
 };
@@ -45,9 +46,10 @@ struct AdapterSettings {
   std::int64_t rank = 0;
   double alpha = 0;
   std::vector<std::string> targets;
+  bool dora = false;
 };
 void check_resume_compatible(const Checkpoint& checkpoint, const std::string& path,
-                             const std::vector<AdapterSettings>& wanted);
+                             const std::vector<AdapterSettings>& wanted, const std::string& optimizer_type);
 
 // The adapters and AdamW state of `models` (tensors copied to the CPU).
 std::vector<ModelAdapters> capture_adapters(const std::vector<TrainedModel>& models);

@@ -9,6 +9,7 @@
 #include "sdxl_dreambooth/config/run_config.h"
 #include "sdxl_dreambooth/dist/collectives.h"
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
+#include "sdxl_dreambooth/sampling/edm_schedule.h"
 #include "sdxl_dreambooth/sampling/noise_schedule.h"
 #include "sdxl_dreambooth/train/checkpoint_writer.h"
 #include "sdxl_dreambooth/train/loss_scaler.h"
@@ -82,6 +83,7 @@ class TrainingLoop {
   TrainSummary& summary_;
   std::int64_t start_step_;
   sampling::NoiseSchedule schedule_;
+  std::optional<sampling::EdmSchedule> edm_schedule_;  // EDM-style training
   DynamicLossScaler scaler_;
   // Noise and timesteps: a stream per (rank, step), so a run is reproducible for a given world
   // size and a resumed run draws exactly what the uninterrupted one would have.
