@@ -395,6 +395,10 @@ class Loader {
       errors.push_back(at("train.max_timestep") + ": train.max_timestep = " + std::to_string(*max) +
                        " must be above train.min_timestep = " + std::to_string(config.get_int("train.min_timestep")));
     }
+    if (config.has("lora.preset") && config.origin("lora.targets") != "default") {
+      errors.push_back(at("lora.preset") + ": lora.preset and lora.targets (" + at("lora.targets") +
+                       ") both choose the UNet's targets; set one of them");
+    }
     const auto warmup = config.get_int("train.lr_warmup_steps");
     if (auto steps = config.get_optional_int("train.max_steps"); steps && warmup > *steps) {
       errors.push_back(at("train.lr_warmup_steps") + ": train.lr_warmup_steps = " + std::to_string(warmup) +

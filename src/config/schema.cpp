@@ -117,7 +117,19 @@ std::vector<KeySpec> build_schema() {
             1, 100000),
       optional(KEY(data, caption_ext), "no captions",
                "Per-image caption file extension (kohya convention, e.g. \".txt\"); replaces the instance prompt"),
-      key(KEY(data, skip_bad_images), false, "Skip unreadable images with a warning instead of failing"),
+      key(KEY(data, skip_bad_images), false,
+          "Skip unreadable images (and bad metadata rows) with a warning instead of failing"),
+      choices(key(KEY(data, format), std::string("auto"),
+                  "Layout of data.instance_dir: imagefolder (metadata.jsonl / metadata.csv, diffusers), kohya "
+                  "(<repeats>_<name> subfolders), folder (images with optional caption files); auto picks by what "
+                  "the folder holds"),
+              {"auto", "folder", "imagefolder", "kohya"}),
+      key(KEY(data, caption_column), std::string("text"),
+          "Caption column of imagefolder metadata (diffusers' --caption_column)"),
+      range(key(KEY(data, caption_dropout), 0.0,
+                "Probability that an instance example trains on the empty caption, encoded (kohya's "
+                "--caption_dropout_rate)"),
+            0.0, 1.0),
       // prior
       key(KEY(prior, enabled), false, "Prior preservation loss (needs data.class_dir and data.class_prompt)"),
       range(key(KEY(prior, loss_weight), 1.0, "Weight of the prior preservation loss"), 0.0),
@@ -136,7 +148,16 @@ std::vector<KeySpec> build_schema() {
       range(key(KEY(lora, rank), std::int64_t{4}, "LoRA rank"), 1, 1024),
       positive(optional(KEY(lora, alpha), "= lora.rank", "LoRA alpha; the update is scaled by alpha / rank")),
       nonempty(key(KEY(lora, targets), unet_targets,
-                   "UNet attention projections wrapped with LoRA (in every attn1/attn2)")),
+                   "UNet projections wrapped with LoRA, by the last parts of their module paths: to_q, to_k, to_v, "
+                   "to_out.0 (every attn1/attn2), proj_in, proj_out, ff.net.0.proj, ff.net.2")),
+      choices(optional(KEY(lora, preset), "lora.targets",
+                       "A named set of UNet targets instead of lora.targets: attention (to_q, to_k, to_v, to_out.0; "
+                       "diffusers) or kohya (also proj_in, proj_out, ff.net.0.proj, ff.net.2: every linear layer "
+                       "of the transformer blocks, as kohya's networks.lora)"),
+              {"attention", "kohya"}),
+      optional(KEY(lora, blocks), "the whole UNet",
+               "Train only adapters inside these UNet blocks, as module-path prefixes such as "
+               "up_blocks.0.attentions.0 (the advanced script's --lora_unet_blocks; B-LoRA)"),
       key(KEY(lora, use_dora), false,
           "DoRA (diffusers' --use_dora, peft semantics): also train a magnitude per output feature of each "
           "wrapped projection"),

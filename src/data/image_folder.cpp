@@ -35,23 +35,26 @@ std::vector<ImageFile> list_image_files(const std::string& dir, const std::strin
   }
   std::sort(files.begin(), files.end(), [](const ImageFile& a, const ImageFile& b) { return a.path < b.path; });
   if (caption_ext) {
-    for (auto& f : files) {
-      fs::path caption_path = fs::path(f.path).replace_extension(*caption_ext);
-      std::ifstream in(caption_path);
-      if (!in) continue;
-      // kohya's convention: the caption is the file's first line.
-      std::string caption;
-      std::getline(in, caption);
-      caption = util::trim(caption);
-      if (!util::is_valid_utf8(caption)) {
-        throw UsageError("data.caption_ext: caption file " + util::quoted(caption_path.string()) +
-                             " is not UTF-8 text: " + util::quoted(caption),
-                         "captions are one line of UTF-8 text; re-save the file as UTF-8 or remove it");
-      }
-      if (!caption.empty()) f.caption = caption;
-    }
+    for (auto& f : files) f.caption = read_caption_file(f.path, *caption_ext);
   }
   return files;
+}
+
+std::optional<std::string> read_caption_file(const std::string& image, const std::string& ext) {
+  const fs::path caption_path = fs::path(image).replace_extension(ext);
+  std::ifstream in(caption_path);
+  if (!in) return std::nullopt;
+  // kohya's convention: the caption is the file's first line.
+  std::string caption;
+  std::getline(in, caption);
+  caption = util::trim(caption);
+  if (!util::is_valid_utf8(caption)) {
+    throw UsageError("data.caption_ext: caption file " + util::quoted(caption_path.string()) +
+                         " is not UTF-8 text: " + util::quoted(caption),
+                     "captions are one line of UTF-8 text; re-save the file as UTF-8 or remove it");
+  }
+  if (caption.empty()) return std::nullopt;
+  return caption;
 }
 
 }  // namespace sdxl::data

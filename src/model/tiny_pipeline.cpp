@@ -175,8 +175,12 @@ void write_tiny_pipeline(const fs::path& dir, std::uint64_t seed) {
                      "choose another --out, or delete it first");
   }
   std::error_code ec;
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) {
+    throw UsageError("--out: " + util::quoted(dir.string()) + " is a file, not a folder", "give a new or empty folder");
+  }
   fs::create_directories(dir, ec);
-  if (ec) throw Error("cannot create " + util::quoted(dir.string()) + ": " + ec.message());
+  // A path through a file or an unwritable folder is the caller's to fix: a usage error.
+  if (ec) throw UsageError("--out: cannot create " + util::quoted(dir.string()) + ": " + ec.message());
   torch::manual_seed(seed);
   torch::NoGradGuard no_grad;
   for (const char* sub : {"unet", "vae", "text_encoder", "text_encoder_2", "scheduler"}) fs::create_directories(dir / sub);

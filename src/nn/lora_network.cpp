@@ -3,6 +3,7 @@
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/util/strings.h"
 
+#include <algorithm>
 #include <set>
 
 namespace sdxl::nn {
@@ -22,10 +23,17 @@ LoraNetwork LoraNetwork::inject(torch::nn::Module& root, const LoraSpec& spec, a
   for (auto& p : root.parameters()) p.set_requires_grad(false);
   LoraNetwork net;
   net.spec_ = spec;
-  std::set<std::string> matched;
+  std::set<std::string> matched, matched_blocks;
   for (const auto& item : root.named_modules("", /*include_self=*/false)) {
     auto linear = std::dynamic_pointer_cast<LoraCompatibleLinearImpl>(item.value());
     if (!linear) continue;
+    if (!spec.blocks.empty()) {
+      const auto in_block = std::find_if(spec.blocks.begin(), spec.blocks.end(), [&](const std::string& b) {
+        return util::starts_with(item.key(), b + ".");
+      });
+      if (in_block == spec.blocks.end()) continue;
+      matched_blocks.insert(*in_block);
+    }
     for (const auto& target : spec.targets) {
       if (!ends_with_component(item.key(), target)) continue;
       linear->add_lora(spec.rank, spec.alpha, generator);
@@ -37,11 +45,18 @@ LoraNetwork LoraNetwork::inject(torch::nn::Module& root, const LoraSpec& spec, a
       break;
     }
   }
+  for (const auto& block : spec.blocks) {
+    if (!matched_blocks.count(block)) {
+      throw UsageError("lora.blocks: \"" + block + "\" is no block of the " + what + " with a LoRA target in it",
+                       "give module-path prefixes such as up_blocks.0.attentions.0 or mid_block");
+    }
+  }
   for (const auto& target : spec.targets) {
     if (!matched.count(target)) {
-      throw UsageError("LoRA target \"" + target + "\" matches no attention projection of the " + what,
-                       "the " + what + " has projections named to_q, to_k, to_v, to_out.0 (UNet) or "
-                       "q_proj, k_proj, v_proj, out_proj (text encoders)");
+      throw UsageError("LoRA target \"" + target + "\" matches no linear layer of the " + what +
+                           (spec.blocks.empty() ? std::string() : " inside lora.blocks"),
+                       "the " + what + " has layers named to_q, to_k, to_v, to_out.0, proj_in, proj_out, "
+                       "ff.net.0.proj, ff.net.2 (UNet) or q_proj, k_proj, v_proj, out_proj (text encoders)");
     }
   }
   return net;

@@ -6,7 +6,7 @@
 namespace sdxl::nn {
 
 GEGLUImpl::GEGLUImpl(std::int64_t dim_in, std::int64_t dim_out) {
-  proj = register_module("proj", torch::nn::Linear(dim_in, dim_out * 2));
+  proj = register_module("proj", LoraCompatibleLinear(dim_in, dim_out * 2));
 }
 
 torch::Tensor GEGLUImpl::forward(const torch::Tensor& x) {
@@ -16,6 +16,11 @@ torch::Tensor GEGLUImpl::forward(const torch::Tensor& x) {
   // joined the halves' gradients with a cat. The weight's halves are row blocks, so two
   // products give the same halves contiguous.
   const std::int64_t inner = proj->weight.size(0) / 2;
+  if (proj->has_lora() && proj->lora_scale != 0.0) {
+    // With an adapter (lora.preset = "kohya"): the layer's whole output, then its halves.
+    const auto halves = proj->forward(x).split(inner, -1);
+    return geglu_product(halves[0].contiguous(), halves[1].contiguous(), fused_kernel);
+  }
   const auto w = proj->weight.split(inner, 0);
   const auto b = proj->bias.defined() ? proj->bias.split(inner, 0) : std::vector<torch::Tensor>{{}, {}};
   return geglu_product(linear_rows(x, w[0], b[0]), linear_rows(x, w[1], b[1]), fused_kernel);
@@ -26,12 +31,11 @@ FeedForwardImpl::FeedForwardImpl(std::int64_t dim, std::int64_t mult) {
   net = register_module("net", torch::nn::ModuleList());
   net->push_back(GEGLU(dim, inner));
   net->push_back(torch::nn::Dropout(0.0));
-  net->push_back(torch::nn::Linear(inner, dim));
+  net->push_back(LoraCompatibleLinear(inner, dim));
 }
 
 torch::Tensor FeedForwardImpl::forward(const torch::Tensor& x) {
-  const auto* out = net[2]->as<torch::nn::Linear>();
-  return linear_rows(net[0]->as<GEGLU>()->forward(x), out->weight, out->bias);
+  return net[2]->as<LoraCompatibleLinear>()->forward(net[0]->as<GEGLU>()->forward(x));
 }
 
 BasicTransformerBlockImpl::BasicTransformerBlockImpl(std::int64_t dim, std::int64_t heads, std::int64_t dim_head,
@@ -63,7 +67,7 @@ Transformer2DModelImpl::Transformer2DModelImpl(const Transformer2DConfig& c) : c
   norm = register_module("norm",
                          torch::nn::GroupNorm(torch::nn::GroupNormOptions(c.norm_num_groups, c.in_channels).eps(1e-6)));
   if (c.use_linear_projection) {
-    proj_in = torch::nn::AnyModule(register_module("proj_in", torch::nn::Linear(c.in_channels, inner)));
+    proj_in = torch::nn::AnyModule(register_module("proj_in", LoraCompatibleLinear(c.in_channels, inner)));
   } else {
     proj_in = torch::nn::AnyModule(
         register_module("proj_in", torch::nn::Conv2d(torch::nn::Conv2dOptions(c.in_channels, inner, 1))));
@@ -74,7 +78,7 @@ Transformer2DModelImpl::Transformer2DModelImpl(const Transformer2DConfig& c) : c
         BasicTransformerBlock(inner, c.heads, c.dim_head, c.cross_attention_dim, c.upcast_attention));
   }
   if (c.use_linear_projection) {
-    proj_out = torch::nn::AnyModule(register_module("proj_out", torch::nn::Linear(inner, c.in_channels)));
+    proj_out = torch::nn::AnyModule(register_module("proj_out", LoraCompatibleLinear(inner, c.in_channels)));
   } else {
     proj_out = torch::nn::AnyModule(
         register_module("proj_out", torch::nn::Conv2d(torch::nn::Conv2dOptions(inner, c.in_channels, 1))));
@@ -86,16 +90,14 @@ torch::Tensor Transformer2DModelImpl::forward(const torch::Tensor& x, const torc
   torch::Tensor h = norm(x);
   if (config_.use_linear_projection) {
     h = h.permute({0, 2, 3, 1}).reshape({B, H * W, -1});
-    const auto& in = proj_in.get<torch::nn::Linear>();
-    h = linear_rows(h, in->weight, in->bias);
+    h = proj_in.get<LoraCompatibleLinear>()->forward(h);
   } else {
     h = proj_in.forward(h);
     h = h.permute({0, 2, 3, 1}).reshape({B, H * W, -1});
   }
   for (const auto& block : *transformer_blocks) h = block->as<BasicTransformerBlock>()->forward(h, context);
   if (config_.use_linear_projection) {
-    const auto& out = proj_out.get<torch::nn::Linear>();
-    h = linear_rows(h, out->weight, out->bias);
+    h = proj_out.get<LoraCompatibleLinear>()->forward(h);
     // In the input's layout: for channels-last activations this permutation is already laid out.
     h = h.reshape({B, H, W, -1}).permute({0, 3, 1, 2}).contiguous(x.suggest_memory_format());
   } else {

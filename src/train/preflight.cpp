@@ -1,8 +1,11 @@
 #include "sdxl_dreambooth/train/preflight.h"
 
+#include "sdxl_dreambooth/data/dataset_listing.h"
 #include "sdxl_dreambooth/data/image_folder.h"
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/model/model_location.h"
+#include "sdxl_dreambooth/model/weight_source.h"
+#include "sdxl_dreambooth/train/training_data.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <unistd.h>
@@ -23,12 +26,6 @@ void as_config_error(const std::string& key, F&& check) {
     throw;
   } catch (const Error& e) {
     throw UsageError(key + ": " + e.what(), e.hint());
-  }
-}
-
-void check_image_folder(const std::string& dir, const std::string& key) {
-  if (data::list_image_files(dir, key).empty()) {
-    throw UsageError(key + ": no JPEG, PNG or WebP image in " + util::quoted(dir));
   }
 }
 
@@ -81,11 +78,25 @@ void check_resume_target(const std::string& resume) {
 }  // namespace
 
 void check_run_inputs(const config::RunConfig& cfg, const RunSettings& s) {
-  as_config_error("model.pretrained", [&] { model::open_pipeline(cfg.model.pretrained, cfg.model.revision); });
+  model::PipelineFolder folder;
+  as_config_error("model.pretrained", [&] { folder = model::open_pipeline(cfg.model.pretrained, cfg.model.revision); });
+  fs::path vae = folder.component("vae");
   if (cfg.model.vae) {
-    as_config_error("model.vae", [&] { model::resolve_component_dir(*cfg.model.vae, cfg.model.revision, "vae"); });
+    as_config_error("model.vae", [&] { vae = model::resolve_component_dir(*cfg.model.vae, cfg.model.revision, "vae"); });
   }
-  check_image_folder(cfg.data.instance_dir, "data.instance_dir");
+  if (cfg.model.variant) {
+    // As diffusers' script loads each component with variant=…: every one must have it.
+    for (const fs::path& dir : {folder.component("unet"), vae, folder.component("text_encoder"),
+                                folder.component("text_encoder_2")}) {
+      if (!model::WeightSource::find_component_file(dir, cfg.model.variant)) {
+        throw UsageError("model.variant = " + util::quoted(*cfg.model.variant) + ": " + util::quoted(dir.string()) +
+                             " has no weights of that variant",
+                         "remove model.variant to load the full-precision files");
+      }
+    }
+  }
+  // The whole listing (metadata rows, kohya folders, captions): its errors are the config's.
+  data::list_dataset(cfg.data.instance_dir, "data.instance_dir", instance_dataset_options(cfg.data));
   if (cfg.prior.enabled) {
     // An existing class folder may be read-only when it holds enough images; a missing one is
     // created.

@@ -22,6 +22,7 @@ nn::LoraNetwork inject_text_encoder(Encoder& encoder, const config::LoraConfig& 
                                     at::Generator& init, const char* name) {
   if (!lora.train_text_encoder) return {};
   spec.targets = lora.text_encoder_targets;
+  spec.blocks.clear();  // lora.blocks names UNet blocks
   return nn::LoraNetwork::inject(*encoder, spec, init, name);
 }
 

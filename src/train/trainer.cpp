@@ -148,8 +148,15 @@ void log_plan(const StepPlan& plan, const TrainingData& data, const std::string&
            util::format_with("%.4g", flops.lora_training_step / 1e9) + " GFLOP");
 }
 
-// The learning rates the run trains at, and Prodigy's authors' advice (lr near 1.0).
+// The learning rates the run trains at, and Prodigy's authors' advice (lr near 1.0); an
+// adapter scale alpha / rank far from 1 (diffusers: 1, kohya: often 0.5) learns nothing or
+// diverges, so it is pointed out.
 void log_optimizer(const config::RunConfig& cfg, const StepPlan& plan, const Logger& log) {
+  const double scale = cfg.lora.alpha.value_or(static_cast<double>(cfg.lora.rank)) / static_cast<double>(cfg.lora.rank);
+  if (scale < 1e-3 || scale > 1e3) {
+    log.warn("lora.alpha / lora.rank = " + util::format_number(scale) +
+             " scales every adapter's update; diffusers trains at 1 (alpha = rank), kohya usually at 0.5 or 1");
+  }
   if (cfg.train.scale_lr) {
     log.info("train.scale_lr: learning rate " + util::format_number(cfg.train.learning_rate) + " x " +
              std::to_string(plan.grad_accum * plan.batch_size * plan.world_size) +

@@ -52,17 +52,6 @@ DiffusionBatch assemble_batch(const TrainingData& data, const std::vector<std::i
   const torch::Tensor std = take(inst.std, cls ? &cls->std : nullptr);
   DiffusionBatch b;
   b.time_ids = take(inst.time_ids, cls ? &cls->time_ids : nullptr);
-  const PromptTable& prompts = data.prompts;
-  const auto pr = util::to_device_async(torch::tensor(prompt_rows, torch::kLong), prompts.prompt_embeds.device());
-  if (o.train_text_encoders) {
-    const auto e = nn::encode_prompt(o.train_text_encoders->text_encoder, o.train_text_encoders->text_encoder_2,
-                                     prompts.ids_1.index_select(0, pr), prompts.ids_2.index_select(0, pr));
-    b.prompt_embeds = e.prompt_embeds;
-    b.text_embeds = e.pooled_prompt_embeds;
-  } else {
-    b.prompt_embeds = prompts.prompt_embeds.index_select(0, pr);
-    b.text_embeds = prompts.pooled.index_select(0, pr);
-  }
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat);
   const std::int64_t B = mean.size(0), C = mean.size(1);
   const torch::Tensor sample = util::to_device_async(at::randn(mean.sizes(), gen, f32), o.device);
@@ -76,6 +65,26 @@ DiffusionBatch assemble_batch(const TrainingData& data, const std::vector<std::i
   b.noise = util::to_device_async(noise, o.device);
   b.timesteps = util::to_device_async(
       at::randint(o.min_timestep, o.max_timestep, {B}, gen, torch::TensorOptions().dtype(torch::kLong)), o.device);
+  if (o.caption_dropout > 0) {
+    if (!data.empty_prompt) throw Error("internal: data.caption_dropout without the empty prompt encoded");
+    const torch::Tensor u = at::rand({static_cast<std::int64_t>(rows_i.size())}, gen, f32);
+    for (std::size_t k = 0; k < rows_i.size(); ++k) {
+      if (u[static_cast<std::int64_t>(k)].item<double>() < o.caption_dropout) {
+        prompt_rows[k] = static_cast<std::int64_t>(*data.empty_prompt);
+      }
+    }
+  }
+  const PromptTable& prompts = data.prompts;
+  const auto pr = util::to_device_async(torch::tensor(prompt_rows, torch::kLong), prompts.prompt_embeds.device());
+  if (o.train_text_encoders) {
+    const auto e = nn::encode_prompt(o.train_text_encoders->text_encoder, o.train_text_encoders->text_encoder_2,
+                                     prompts.ids_1.index_select(0, pr), prompts.ids_2.index_select(0, pr));
+    b.prompt_embeds = e.prompt_embeds;
+    b.text_embeds = e.pooled_prompt_embeds;
+  } else {
+    b.prompt_embeds = prompts.prompt_embeds.index_select(0, pr);
+    b.text_embeds = prompts.pooled.index_select(0, pr);
+  }
   return b;
 }
 

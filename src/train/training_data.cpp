@@ -1,5 +1,6 @@
 #include "sdxl_dreambooth/train/training_data.h"
 
+#include "sdxl_dreambooth/data/dataset_listing.h"
 #include "sdxl_dreambooth/data/image_folder.h"
 #include "sdxl_dreambooth/data/preprocess.h"
 #include "sdxl_dreambooth/error.h"
@@ -31,16 +32,38 @@ std::size_t PromptTable::add(const std::string& prompt) {
   return prompts.size() - 1;
 }
 
-std::vector<data::ImageFile> list_images_collective(const ImageSetOptions& o, dist::HostCollectives& comm) {
+data::DatasetOptions instance_dataset_options(const config::DataConfig& data) {
+  data::DatasetOptions d;
+  d.format = data.format;
+  d.caption_ext = data.caption_ext;
+  d.caption_column = data.caption_column;
+  d.skip_bad_rows = data.skip_bad_images;
+  return d;
+}
+
+data::DatasetListing list_dataset(const ImageSetOptions& o) {
+  data::DatasetOptions d;
+  d.format = o.format;
+  d.caption_ext = o.caption_ext;
+  d.caption_column = o.caption_column;
+  d.skip_bad_rows = o.skip_bad_images;
+  return data::list_dataset(o.dir, o.key, d);
+}
+
+std::vector<data::ImageFile> list_images_collective(const ImageSetOptions& o, dist::HostCollectives& comm,
+                                                    const Logger& log) {
   const int rank = comm.rank();
   nlohmann::json msg;
   if (rank == 0) {
     try {
-      const auto files = data::list_image_files(o.dir, o.key, o.caption_ext);
-      if (files.empty()) throw UsageError(o.key + ": no JPEG, PNG or WebP image in " + util::quoted(o.dir));
+      const data::DatasetListing listing = list_dataset(o);
+      for (const auto& w : listing.warnings) log.warn(w);
+      msg["format"] = listing.format;
       msg["files"] = nlohmann::json::array();
-      for (const auto& f : files) {
-        msg["files"].push_back({{"path", f.path}, {"caption", f.caption ? nlohmann::json(*f.caption) : nlohmann::json()}});
+      for (const auto& f : listing.files) {
+        msg["files"].push_back({{"path", f.path},
+                                {"caption", f.caption ? nlohmann::json(*f.caption) : nlohmann::json()},
+                                {"repeats", f.repeats}});
       }
     } catch (const UsageError& e) {
       msg = {{"error", e.what()}, {"usage", true}, {"hint", e.hint()}};
@@ -56,10 +79,11 @@ std::vector<data::ImageFile> list_images_collective(const ImageSetOptions& o, di
   }
   std::vector<data::ImageFile> files;
   for (const auto& f : reply["files"]) {
-    data::ImageFile file{f["path"].get<std::string>(), std::nullopt};
+    data::ImageFile file{f["path"].get<std::string>(), std::nullopt, f["repeats"].get<int>()};
     if (!f["caption"].is_null()) file.caption = f["caption"].get<std::string>();
     files.push_back(std::move(file));
   }
+  if (reply["format"] != "folder") log.info(o.key + ": " + reply["format"].get<std::string>() + " layout");
   return files;
 }
 
@@ -114,7 +138,6 @@ EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, con
   };
   // Without random flips or crops every repeat is the same tensor: encode it once.
   const bool random = o.random_flip || !o.center_crop;
-  const int variants = random ? o.repeats : 1;
   for (std::size_t i = static_cast<std::size_t>(rank); i < files.size(); i += static_cast<std::size_t>(world)) {
     const auto& file = files[i];
     const std::optional<data::DecodedImage> decoded = decode_or_skip(file.path, o.skip_bad_images, log);
@@ -128,6 +151,7 @@ EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, con
       log.warn(file.path + " is " + std::to_string(img.width) + "x" + std::to_string(img.height) +
                ", smaller than the training resolution " + std::to_string(o.resolution) + "; it is upscaled");
     }
+    const int variants = random ? o.repeats * file.repeats : 1;
     for (int v = 0; v < variants; ++v) {
       data::PreprocessOptions po;
       po.resolution = o.resolution;
@@ -162,12 +186,18 @@ EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, con
     throw UsageError(o.key + ": no usable image in " + util::quoted(o.dir) + " (" + std::to_string(skipped) +
                      " unreadable, skipped)");
   }
-  const std::int64_t copies = random ? 1 : o.repeats;
-  if (copies > 1) {
-    mean = mean.repeat_interleave(copies, 0);
-    std = std.repeat_interleave(copies, 0);
-    ids = ids.repeat_interleave(copies, 0);
-    file_index = file_index.repeat_interleave(copies, 0);
+  if (!random) {
+    // Each example as many times as its image repeats (data.repeats × its folder's repeats).
+    std::vector<std::int64_t> copies;
+    const auto fi = file_index.accessor<std::int64_t, 1>();
+    for (std::int64_t e = 0; e < fi.size(0); ++e) copies.push_back(o.repeats * files[static_cast<std::size_t>(fi[e])].repeats);
+    if (std::any_of(copies.begin(), copies.end(), [](std::int64_t c) { return c > 1; })) {
+      const torch::Tensor counts = torch::tensor(copies, torch::kLong);
+      mean = mean.repeat_interleave(counts, 0);
+      std = std.repeat_interleave(counts, 0);
+      ids = ids.repeat_interleave(counts, 0);
+      file_index = file_index.repeat_interleave(counts, 0);
+    }
   }
   out.mean = mean.to(device).contiguous();
   out.std = std.to(device).contiguous();
@@ -220,12 +250,14 @@ TrainingData encode_training_data(const config::RunConfig& cfg, const RunSetting
   io.key = "data.instance_dir";
   io.prompt = cfg.data.instance_prompt;
   io.caption_ext = cfg.data.caption_ext;
+  io.format = cfg.data.format;
+  io.caption_column = cfg.data.caption_column;
   io.resolution = s.resolution;
   io.center_crop = cfg.data.center_crop;
   io.random_flip = cfg.data.random_flip;
   io.repeats = static_cast<int>(cfg.data.repeats);
   io.skip_bad_images = cfg.data.skip_bad_images;
-  d.instance = encode_image_folder(list_images_collective(io, comm), io, pipe.vae, d.prompts, augment_rng, s.device,
+  d.instance = encode_image_folder(list_images_collective(io, comm, log), io, pipe.vae, d.prompts, augment_rng, s.device,
                                    log, comm);
   if (s.prior) {
     ImageSetOptions co = io;
@@ -233,10 +265,12 @@ TrainingData encode_training_data(const config::RunConfig& cfg, const RunSetting
     co.key = "data.class_dir";
     co.prompt = *cfg.data.class_prompt;
     co.caption_ext.reset();
+    co.format = "folder";
     co.repeats = 1;
-    d.klass = encode_image_folder(list_images_collective(co, comm), co, pipe.vae, d.prompts, augment_rng, s.device,
+    d.klass = encode_image_folder(list_images_collective(co, comm, log), co, pipe.vae, d.prompts, augment_rng, s.device,
                                   log, comm);
   }
+  if (cfg.data.caption_dropout > 0) d.empty_prompt = d.prompts.add("");
   if (util::trim(cfg.data.instance_prompt).empty()) {
     log.warn("data.instance_prompt is empty: images without a caption train on an empty prompt");
   }

@@ -39,6 +39,7 @@ TrainingLoop::TrainingLoop(const LoopParts& parts, LoopStart start, TrainSummary
   batch_options_.max_timestep = p_.cfg.train.max_timestep.value_or(schedule_.num_train_timesteps());
   batch_options_.multires_iterations = p_.cfg.train.multires_noise_iterations;
   batch_options_.multires_discount = p_.cfg.train.multires_noise_discount;
+  batch_options_.caption_dropout = p_.cfg.data.caption_dropout;
   batch_options_.scaling_factor = p_.pipe.vae->config().scaling_factor;
   const auto& vae = p_.pipe.vae->config();
   if (vae.latents_mean) {

@@ -92,6 +92,12 @@ nn::LoraSpec lora_spec(const config::LoraConfig& lora) {
   spec.rank = lora.rank;
   spec.alpha = lora.alpha.value_or(static_cast<double>(spec.rank));
   spec.targets = lora.targets;
+  if (lora.preset) {
+    // kohya's networks.lora: every Linear inside SDXL's transformer blocks.
+    spec.targets = {"to_q", "to_k", "to_v", "to_out.0"};
+    if (*lora.preset == "kohya") spec.targets.insert(spec.targets.end(), {"proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"});
+  }
+  spec.blocks = lora.blocks.value_or(std::vector<std::string>{});
   spec.dora = lora.use_dora;
   spec.dropout = lora.dropout;
   return spec;

@@ -248,6 +248,10 @@ TEST(Cli, InitTinyWritesAPipelineThatLoadsTrainsAndGenerates) {
   const auto again = run_cli({"init-tiny", "--out", model});
   EXPECT_EQ(again.exit_code, 2);
   EXPECT_NE(again.err.find("already holds a pipeline"), std::string::npos) << again.err;
+  sdxl::test::write_file(dir / "a-file", "x");
+  const auto onto_file = run_cli({"init-tiny", "--out", (dir / "a-file").string()});
+  EXPECT_EQ(onto_file.exit_code, 2);
+  EXPECT_NE(onto_file.err.find("is a file, not a folder"), std::string::npos) << onto_file.err;
 
   sdxl::test::write_file(dir / "run.toml",
                          "[model]\npretrained = \"" + model + "\"\n[data]\ninstance_dir = \"" + SDXL_SOURCE_DIR +

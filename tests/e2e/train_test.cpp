@@ -314,3 +314,86 @@ TEST(Train, HuberLossPyramidNoiseAndATimestepWindow) {
       << bad.err;
   EXPECT_FALSE(fs::exists(dir / "out2" / "train_config.toml"));
 }
+
+// lora.preset = "kohya" (every linear layer of the transformer blocks) and lora.blocks through
+// the real binary; both LoRA files apply every adapter in generate.
+TEST(Train, KohyaPresetAndBlocks) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  test::write_file(dir / "run.toml", tiny_config(dir / "out", test::subjects_dir() / "chelsea",
+                                                 "max_steps = 2\nbatch_size = 2\n", "[lora]\npreset = \"kohya\"\n"));
+  const auto r = test::run_cli({"train", (dir / "run.toml").string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto at = r.err.find("LoRA rank 4, alpha 4.0 on ");
+  ASSERT_NE(at, std::string::npos) << r.err;
+  const int modules = std::stoi(r.err.substr(at + std::string("LoRA rank 4, alpha 4.0 on ").size()));
+  EXPECT_GT(modules, 224);  // the attention projections and more
+  for (const char* file : {"pytorch_lora_weights.safetensors", "out.safetensors"}) {
+    const auto g = test::run_cli({"generate", "--model", (test::reference_dir() / "tiny-sdxl").string(), "--prompt",
+                                  "sks cat", "--size", "64x64", "--steps", "2", "--out",
+                                  (dir / (std::string("gen-") + file)).string(), "--lora", (dir / "out" / file).string()});
+    ASSERT_EQ(g.exit_code, 0) << g.err;
+    EXPECT_NE(g.err.find(std::to_string(modules) + " adapters merged with scale 1.0, 0 unused"), std::string::npos)
+        << g.err;
+  }
+  const auto blocks = test::run_cli({"train", (dir / "run.toml").string(), "--set",
+                                     "lora.blocks=[\"up_blocks.0.attentions.0\"]", "--set",
+                                     "output.dir=\"" + (dir / "blocks").string() + "\""});
+  ASSERT_EQ(blocks.exit_code, 0) << blocks.err;
+  const auto b_at = blocks.err.find("LoRA rank 4, alpha 4.0 on ");
+  ASSERT_NE(b_at, std::string::npos) << blocks.err;
+  EXPECT_LT(std::stoi(blocks.err.substr(b_at + std::string("LoRA rank 4, alpha 4.0 on ").size())), modules);
+  const auto both = test::run_cli({"train", (dir / "run.toml").string(), "--set", "lora.targets=[\"to_q\"]"});
+  EXPECT_EQ(both.exit_code, 2);
+  EXPECT_NE(both.err.find("lora.preset and lora.targets"), std::string::npos) << both.err;
+}
+
+// Datasets as users bring them, through the real binary: an imagefolder with metadata.jsonl
+// captions and a kohya folder whose repeats multiply its examples; caption dropout trains.
+TEST(Train, ImagefolderAndKohyaDatasets) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  const auto chelsea = test::subjects_dir() / "chelsea";
+  fs::create_directories(dir / "hf");
+  fs::create_symlink(chelsea / "01.jpg", dir / "hf" / "01.jpg");
+  fs::create_symlink(chelsea / "02.png", dir / "hf" / "02.png");
+  test::write_file(dir / "hf" / "metadata.jsonl",
+                   "{\"file_name\": \"01.jpg\", \"text\": \"sks cat on a chair\"}\n"
+                   "{\"file_name\": \"02.png\", \"text\": \"sks cat outside\"}\n");
+  test::write_file(dir / "hf.toml", tiny_config(dir / "out-hf", dir / "hf", "max_steps = 2\nbatch_size = 2\n"));
+  const auto hf = test::run_cli({"train", (dir / "hf.toml").string(), "--set", "data.caption_dropout=0.5"});
+  ASSERT_EQ(hf.exit_code, 0) << hf.err;
+  EXPECT_NE(hf.err.find("data.instance_dir: imagefolder layout"), std::string::npos) << hf.err;
+  EXPECT_NE(hf.err.find("2 images, 2 with captions, 2 examples"), std::string::npos) << hf.err;
+
+  fs::create_directories(dir / "kohya" / "3_sks cat");
+  fs::create_symlink(chelsea / "01.jpg", dir / "kohya" / "3_sks cat" / "01.jpg");
+  fs::create_symlink(chelsea / "03.jpg", dir / "kohya" / "3_sks cat" / "03.jpg");
+  test::write_file(dir / "kohya" / "3_sks cat" / "01.txt", "sks cat, indoors\n");
+  test::write_file(dir / "kohya.toml", tiny_config(dir / "out-kohya", dir / "kohya", "max_steps = 2\nbatch_size = 2\n"));
+  const auto kohya = test::run_cli({"train", (dir / "kohya.toml").string()});
+  ASSERT_EQ(kohya.exit_code, 0) << kohya.err;
+  EXPECT_NE(kohya.err.find("data.instance_dir: kohya layout"), std::string::npos) << kohya.err;
+  EXPECT_NE(kohya.err.find("2 images, 1 with captions, 6 examples"), std::string::npos) << kohya.err;
+
+  // A metadata row naming a missing file: exit 2 before anything is written.
+  test::write_file(dir / "hf" / "metadata.jsonl", "{\"file_name\": \"09.jpg\", \"text\": \"x\"}\n");
+  test::write_file(dir / "bad.toml", tiny_config(dir / "out-bad", dir / "hf", "max_steps = 2\n"));
+  const auto bad = test::run_cli({"train", (dir / "bad.toml").string()});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("metadata.jsonl line 1: file_name '09.jpg' does not exist"), std::string::npos) << bad.err;
+  EXPECT_FALSE(fs::exists(dir / "out-bad"));
+}
+
+// model.variant is checked for every component before anything is written (diffusers' script
+// loads each with variant=…): tiny-sdxl has an fp16 UNet only.
+TEST(Train, AVariantMissingFromAComponentIsAConfigError) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  test::write_file(dir / "run.toml", tiny_config(dir / "out", test::subjects_dir() / "chelsea", "max_steps = 1\n"));
+  const auto r = test::run_cli({"train", (dir / "run.toml").string(), "--set", "model.variant=\"fp16\""});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("model.variant = 'fp16': '"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("tiny-sdxl/vae' has no weights of that variant"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "out"));
+}

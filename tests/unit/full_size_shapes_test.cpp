@@ -1,8 +1,12 @@
 // The networks built from SDXL base 1.0's real configs have exactly the parameter names
 // and shapes of the real checkpoints (sdxl-base-1.0-manifest/*.tsv), so real weights load.
+#include "sdxl_dreambooth/model/lora_export.h"
+#include "sdxl_dreambooth/model/lora_import.h"
 #include "sdxl_dreambooth/nn/autoencoder_kl.h"
+#include "sdxl_dreambooth/nn/lora_network.h"
 #include "sdxl_dreambooth/nn/clip_text_model.h"
 #include "sdxl_dreambooth/nn/unet_2d_condition.h"
+#include "support/process.h"
 #include "support/reference.h"
 
 #include <gtest/gtest.h>
@@ -89,4 +93,43 @@ TEST(FullSizeShapes, TextEncoders) {
   auto want2 = manifest("text_encoder_2");
   want2.erase("text_model.embeddings.position_ids");
   expect_same(shapes(*nn::ClipTextModel(te2)), want2);
+}
+
+// lora.preset on SDXL base 1.0: "attention" wraps the manifest's 560 projections, "kohya" 722
+// layers (+ 70 transformer blocks × ff.net.0.proj, ff.net.2 and 11 Transformer2DModels ×
+// proj_in, proj_out), kohya's count. The kohya file of the 722 names every module as kohya
+// writes it (lora_unet_<SGM path>) and loads back onto all of them, as does the diffusers file.
+TEST(FullSizeShapes, LoraPresetsAndTheirFileNames) {
+  SDXL_REQUIRE_REFERENCE();
+  HalfDefault half;
+  const auto cfg = model::UNetConfig::load(test::reference_dir() / "sdxl-base-1.0-manifest" / "unet.config.json");
+  nn::UNet2DConditionModel unet(cfg);
+  auto gen = at::detail::createCPUGenerator(0);
+  const auto net = nn::LoraNetwork::inject(
+      *unet, {4, 4.0, {"to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"}}, gen,
+      "UNet");
+  ASSERT_EQ(net.size(), 722u);
+  std::size_t attention = 0;
+  const auto targets = manifest("unet_lora_targets");
+  for (const auto& p : net.module_paths()) attention += targets.count(p + ".weight");
+  EXPECT_EQ(attention, 560u);
+  EXPECT_EQ(targets.size(), 560u);
+
+  test::TempDir dir;
+  const auto weights = model::lora_weights(net, "unet", 2);
+  for (const auto format : {model::LoraFormat::kKohya, model::LoraFormat::kDiffusers}) {
+    SCOPED_TRACE(model::lora_format_name(format));
+    const std::string path = (dir / (std::string(model::lora_format_name(format)) + ".safetensors")).string();
+    model::write_lora_file(path, {weights}, format, {});
+    const auto file = model::read_lora_file(path);
+    EXPECT_EQ(file.unet.size(), 722u);
+    if (format == model::LoraFormat::kKohya) {
+      EXPECT_EQ(file.unet.count("input_blocks_4_1_proj_in"), 1u);
+      EXPECT_EQ(file.unet.count("output_blocks_2_1_transformer_blocks_9_ff_net_0_proj"), 1u);
+      EXPECT_EQ(file.unet.count("middle_block_1_transformer_blocks_0_ff_net_2"), 1u);
+    }
+    const auto report = model::apply_lora(*unet, file.unet, path, 1.0, /*merge=*/false);
+    EXPECT_EQ(report.applied, 722u);
+    EXPECT_TRUE(report.unused.empty());
+  }
 }

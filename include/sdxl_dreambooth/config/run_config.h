@@ -30,6 +30,9 @@ struct DataConfig {
   bool random_flip = false;
   std::int64_t repeats = 0;
   std::optional<std::string> caption_ext;
+  std::string format;
+  std::string caption_column;
+  double caption_dropout = 0;
   bool skip_bad_images = false;
 };
 
@@ -45,6 +48,8 @@ struct LoraConfig {
   std::int64_t rank = 0;
   std::optional<double> alpha;
   StringList targets;
+  std::optional<std::string> preset;
+  std::optional<StringList> blocks;
   bool use_dora = false;
   double dropout = 0;
   bool train_text_encoder = false;

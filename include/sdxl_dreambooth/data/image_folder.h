@@ -11,6 +11,7 @@ namespace sdxl::data {
 struct ImageFile {
   std::string path;
   std::optional<std::string> caption;  // set when a non-empty caption file exists
+  int repeats = 1;                     // times per epoch (kohya folders' <repeats>_<name>)
 };
 
 // True for the extensions decode_image reads: .jpg .jpeg .png .webp, any case.
@@ -22,5 +23,10 @@ bool has_image_extension(const std::string& path);
 // result is the caller's to judge.
 std::vector<ImageFile> list_image_files(const std::string& dir, const std::string& key,
                                         const std::optional<std::string>& caption_ext = std::nullopt);
+
+// The caption of `image` from its sidecar file with extension `ext` (first line, trimmed);
+// nothing when there is no such file or it is empty. A caption that is not UTF-8 is a
+// UsageError naming the file.
+std::optional<std::string> read_caption_file(const std::string& image, const std::string& ext);
 
 }  // namespace sdxl::data

@@ -23,6 +23,8 @@ struct LoraSpec {
   // DoRA (peft's use_dora): each adapter also trains a magnitude per output feature.
   bool dora = false;
   double dropout = 0.0;  // peft's lora_dropout, in training mode
+  // Only modules under these module-path prefixes ("up_blocks.0.attentions.0"); empty: all.
+  std::vector<std::string> blocks;
 };
 
 class LoraNetwork {

@@ -4,12 +4,14 @@
 #pragma once
 
 #include "sdxl_dreambooth/nn/attention.h"
+#include "sdxl_dreambooth/nn/lora_linear.h"
 
 #include <torch/torch.h>
 
 namespace sdxl::nn {
 
 // net.0 = GEGLU (proj), net.1 = Dropout, net.2 = Linear: keys ff.net.0.proj.*, ff.net.2.*
+// (both linear layers can carry LoRA: lora.preset = "kohya")
 class FeedForwardImpl : public torch::nn::Module {
  public:
   explicit FeedForwardImpl(std::int64_t dim, std::int64_t mult = 4);
@@ -22,7 +24,7 @@ class GEGLUImpl : public torch::nn::Module {
  public:
   GEGLUImpl(std::int64_t dim_in, std::int64_t dim_out);
   torch::Tensor forward(const torch::Tensor& x);
-  torch::nn::Linear proj{nullptr};
+  LoraCompatibleLinear proj{nullptr};
   bool fused_kernel = false;  // nn/geglu_product's CUDA kernel (train.fused_kernels)
 };
 TORCH_MODULE(GEGLU);
@@ -55,7 +57,7 @@ class Transformer2DModelImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& context);
 
   torch::nn::GroupNorm norm{nullptr};
-  torch::nn::AnyModule proj_in, proj_out;  // Linear (SDXL) or 1x1 Conv2d
+  torch::nn::AnyModule proj_in, proj_out;  // LoraCompatibleLinear (SDXL) or 1x1 Conv2d
   torch::nn::ModuleList transformer_blocks;
 
  private:

@@ -20,6 +20,9 @@ struct BatchOptions {
   // train.multires_noise_iterations / _discount: kohya's pyramid noise; 0 iterations for none.
   std::int64_t multires_iterations = 0;
   double multires_discount = 0.3;
+  // data.caption_dropout: each instance example's prompt becomes the empty one with this
+  // probability (one draw per example, after the timesteps); class examples keep theirs.
+  double caption_dropout = 0;
   // Timesteps (EDM: schedule indices) are drawn uniformly in [min_timestep, max_timestep).
   std::int64_t min_timestep = 0;
   std::int64_t max_timestep = 1000;

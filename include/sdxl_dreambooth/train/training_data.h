@@ -5,6 +5,7 @@
 #pragma once
 
 #include "sdxl_dreambooth/config/run_config.h"
+#include "sdxl_dreambooth/data/dataset_listing.h"
 #include "sdxl_dreambooth/data/image_folder.h"
 #include "sdxl_dreambooth/dist/host_collectives.h"
 #include "sdxl_dreambooth/nn/autoencoder_kl.h"
@@ -28,6 +29,8 @@ struct ImageSetOptions {
   std::string key;     // config key of dir, for messages ("data.instance_dir")
   std::string prompt;  // used for images without a caption
   std::optional<std::string> caption_ext;
+  std::string format = "folder";        // data.format for the instance images (data/dataset_listing.h)
+  std::string caption_column = "text";  // imagefolder metadata
   int resolution = 1024;
   bool center_crop = false;
   bool random_flip = false;
@@ -52,9 +55,13 @@ struct PromptTable {
   std::size_t add(const std::string& prompt);  // index, adding it if new
 };
 
+// How data.* lists the instance images (data/dataset_listing.h).
+data::DatasetOptions instance_dataset_options(const config::DataConfig& data);
+
 // Rank 0 lists the folder (and reads the captions) once and broadcasts the list, so N ranks
 // do not scan a parallel filesystem N times; a listing error is thrown on every rank.
-std::vector<data::ImageFile> list_images_collective(const ImageSetOptions& options, dist::HostCollectives& comm);
+std::vector<data::ImageFile> list_images_collective(const ImageSetOptions& options, dist::HostCollectives& comm,
+                                                    const Logger& log);
 
 // Decodes, preprocesses (see data/preprocess.h) and VAE-encodes this rank's share of `files`
 // (file i belongs to rank i mod world size) in chunks of `encode_batch`, then all-gathers the
@@ -77,6 +84,9 @@ struct TrainingData {
   EncodedImages instance;
   EncodedImages klass;  // empty without prior preservation
   PromptTable prompts;
+  // data.caption_dropout > 0: the empty prompt's row in `prompts` (kohya trains dropped captions
+  // on the encoded empty string).
+  std::optional<std::size_t> empty_prompt;
   // diffusers: the dataset has max(instance, class) examples; class rows wrap around.
   std::int64_t dataset_size() const { return std::max(instance.size(), klass.size()); }
 };
