@@ -16,6 +16,7 @@ packages=(
   libssl-dev                            # SHA-256 of the base model's weight files (checkpoint provenance)
   libfreetype-dev libfontconfig-dev fonts-dejavu-core  # labels drawn into generate --compare-base grids
   libgtest-dev                          # tests
+  libprotobuf-dev protobuf-compiler     # TensorBoard event files (proto/tensorboard_event.proto)
   munge slurmctld slurmd slurm-client libpmix-dev  # the single-node Slurm of the `slurm` tests; srun --mpi=pmix
   libjpeg62-turbo-dev libpng-dev libexif-dev libwebp-dev  # image decoding
 )

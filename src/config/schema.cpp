@@ -320,6 +320,8 @@ std::vector<KeySpec> build_schema() {
                    "Deadline of every collective; a rank stuck longer ends the job")),
       // logging
       range(key(KEY(logging, every_steps), std::int64_t{10}, "Log loss, lr and speed every N steps"), 1),
+      key(KEY(logging, tensorboard), true,
+          "TensorBoard event files in output.dir/logs/ (rank 0): per-step scalars, validation images, the config"),
       choices(key(KEY(logging, progress), std::string("auto"),
                   "Progress display: a bar on a terminal, plain lines in Slurm logs (auto picks)"),
               {"auto", "bar", "lines", "off"}),

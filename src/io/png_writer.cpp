@@ -87,6 +87,25 @@ void write_png(const std::string& path, const std::uint8_t* rgb, int width, int 
   if (std::rename(tmp.c_str(), path.c_str()) != 0) throw_errno("rename to " + path + " from", tmp);
 }
 
+std::string encode_png(const std::uint8_t* rgb, int width, int height) {
+  png_image image;
+  std::memset(&image, 0, sizeof image);
+  image.version = PNG_IMAGE_VERSION;
+  image.width = static_cast<png_uint_32>(width);
+  image.height = static_cast<png_uint_32>(height);
+  image.format = PNG_FORMAT_RGB;
+  png_alloc_size_t size = 0;
+  if (!png_image_write_to_memory(&image, nullptr, &size, 0, rgb, 0, nullptr)) {
+    throw Error(std::string("encode_png: ") + image.message);
+  }
+  std::string out(size, '\0');
+  if (!png_image_write_to_memory(&image, out.data(), &size, 0, rgb, 0, nullptr)) {
+    throw Error(std::string("encode_png: ") + image.message);
+  }
+  out.resize(size);
+  return out;
+}
+
 PngImage read_png(const std::string& path) {
   png_image image;
   std::memset(&image, 0, sizeof image);

@@ -12,6 +12,20 @@
 #include <fstream>
 
 namespace sdxl::pipeline {
+namespace {
+
+// What the VAE decodes from sampled latents. ref: pipeline_stable_diffusion_xl.py: with the VAE's
+// per-channel statistics, latents · latents_std / scaling_factor + latents_mean, else
+// latents / scaling_factor.
+torch::Tensor unscaled_latents(const torch::Tensor& z, const model::VaeConfig& vc) {
+  if (!vc.latents_mean) return z / vc.scaling_factor;
+  const auto stats = [&](const std::vector<double>& v) {
+    return torch::tensor(v, torch::kDouble).to(z.device(), z.scalar_type()).view({1, -1, 1, 1});
+  };
+  return z * stats(*vc.latents_std) / vc.scaling_factor + stats(*vc.latents_mean);
+}
+
+}  // namespace
 
 void validate(const GenerationRequest& r) {
   if (r.prompts.empty()) throw UsageError("no prompt given");
@@ -185,16 +199,7 @@ std::vector<GeneratedImage> SdxlPipeline::generate(const GenerationRequest& r,
     const auto& vc = vae->config();
     const auto vae_dtype = vae->decoder->conv_in->weight.scalar_type();
     for (std::size_t j = 0; j < n; ++j) {
-      torch::Tensor z = latents.narrow(0, static_cast<std::int64_t>(j), 1);
-      if (vc.latents_mean) {
-        // ref: pipeline_stable_diffusion_xl.py: latents · latents_std / scaling_factor + latents_mean.
-        const auto stats = [&](const std::vector<double>& v) {
-          return torch::tensor(v, torch::kDouble).to(z.device(), z.scalar_type()).view({1, -1, 1, 1});
-        };
-        z = z * stats(*vc.latents_std) / vc.scaling_factor + stats(*vc.latents_mean);
-      } else {
-        z = z / vc.scaling_factor;
-      }
+      torch::Tensor z = unscaled_latents(latents.narrow(0, static_cast<std::int64_t>(j), 1), vc);
       if (vc.shift_factor) z = z + *vc.shift_factor;
       torch::Tensor image = vae->decode(z.to(vae_dtype)).to(torch::kFloat);  // decode upcasts itself when needed
       image = (image / 2 + 0.5).clamp(0, 1);

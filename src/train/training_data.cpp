@@ -103,6 +103,32 @@ std::optional<data::DecodedImage> decode_or_skip(const std::string& path, bool s
   }
 }
 
+// The summary line of an encoded image set, and a warning when captions were asked for and none
+// were found.
+void log_image_set(const ImageSetOptions& o, const EncodedImages& out, std::size_t captions, int world,
+                   const Logger& log) {
+  if (o.caption_ext && captions == 0) {
+    log.warn("data.caption_ext = " + util::quoted(*o.caption_ext) + ": no caption file beside any image in " +
+             util::quoted(o.dir) + "; every image trains on the instance prompt");
+  }
+  log.info(o.key + ": " + std::to_string(out.images_used) + " images" +
+           (out.images_skipped ? " (" + std::to_string(out.images_skipped) + " skipped)" : std::string()) +
+           (captions ? ", " + std::to_string(captions) + " with captions" : std::string()) + ", " +
+           std::to_string(out.size()) + " examples encoded at " + std::to_string(o.resolution) + " px" +
+           (world > 1 ? " by " + std::to_string(world) + " ranks" : std::string()));
+}
+
+// How many times each encoded example stands in the dataset: data.repeats × its image's own
+// repeats (kohya folders), [examples] int64.
+torch::Tensor example_repeats(const torch::Tensor& file_index, const std::vector<data::ImageFile>& files, int repeats) {
+  std::vector<std::int64_t> copies;
+  const auto fi = file_index.accessor<std::int64_t, 1>();
+  for (std::int64_t e = 0; e < fi.size(0); ++e) {
+    copies.push_back(repeats * files[static_cast<std::size_t>(fi[e])].repeats);
+  }
+  return torch::tensor(copies, torch::kLong);
+}
+
 // SDXL's micro-conditioning: original height and width, crop top and left, target size.
 torch::Tensor sdxl_time_ids(const data::PreprocessedImage& p, int resolution) {
   return torch::tensor({static_cast<float>(p.original_size_hw[0]), static_cast<float>(p.original_size_hw[1]),
@@ -188,16 +214,11 @@ EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, con
   }
   if (!random) {
     // Each example as many times as its image repeats (data.repeats × its folder's repeats).
-    std::vector<std::int64_t> copies;
-    const auto fi = file_index.accessor<std::int64_t, 1>();
-    for (std::int64_t e = 0; e < fi.size(0); ++e) copies.push_back(o.repeats * files[static_cast<std::size_t>(fi[e])].repeats);
-    if (std::any_of(copies.begin(), copies.end(), [](std::int64_t c) { return c > 1; })) {
-      const torch::Tensor counts = torch::tensor(copies, torch::kLong);
-      mean = mean.repeat_interleave(counts, 0);
-      std = std.repeat_interleave(counts, 0);
-      ids = ids.repeat_interleave(counts, 0);
-      file_index = file_index.repeat_interleave(counts, 0);
-    }
+    const torch::Tensor counts = example_repeats(file_index, files, o.repeats);
+    mean = mean.repeat_interleave(counts, 0);
+    std = std.repeat_interleave(counts, 0);
+    ids = ids.repeat_interleave(counts, 0);
+    file_index = file_index.repeat_interleave(counts, 0);
   }
   out.mean = mean.to(device).contiguous();
   out.std = std.to(device).contiguous();
@@ -206,15 +227,7 @@ EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, con
   for (std::int64_t e = 0; e < fi.size(0); ++e) {
     out.prompt_index.push_back(file_prompt[static_cast<std::size_t>(fi[e])]);
   }
-  if (o.caption_ext && captions == 0) {
-    log.warn("data.caption_ext = " + util::quoted(*o.caption_ext) + ": no caption file beside any image in " +
-             util::quoted(o.dir) + "; every image trains on the instance prompt");
-  }
-  log.info(o.key + ": " + std::to_string(out.images_used) + " images" +
-           (out.images_skipped ? " (" + std::to_string(out.images_skipped) + " skipped)" : std::string()) +
-           (captions ? ", " + std::to_string(captions) + " with captions" : std::string()) + ", " +
-           std::to_string(out.size()) + " examples encoded at " + std::to_string(o.resolution) + " px" +
-           (world > 1 ? " by " + std::to_string(world) + " ranks" : std::string()));
+  log_image_set(o, out, captions, world, log);
   return out;
 }
 

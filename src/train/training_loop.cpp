@@ -29,6 +29,9 @@ TrainingLoop::TrainingLoop(const LoopParts& parts, LoopStart start, TrainSummary
       last_samples_(std::move(start.samples)),
       metrics_(parts.settings.output / "metrics.csv", metrics_rows_, parts.comm.rank() == 0) {
   if (start.loss_scale) scaler_.restore(start.loss_scale->first, start.loss_scale->second);
+  if (p_.cfg.logging.tensorboard && p_.comm.rank() == 0) {
+    tensorboard_.emplace(p_.settings.output / "logs", start_step_, config::to_toml(p_.cfg));
+  }
   for (const auto& row : metrics_rows_) summary_.losses.push_back(row.loss);
   summary_.skipped_steps = start.skipped_steps;
   summary_.start_step = start_step_;
@@ -137,6 +140,20 @@ StepResult TrainingLoop::train_step(std::int64_t step) {
   return r;
 }
 
+StepScalars TrainingLoop::step_scalars(double lr) const {
+  StepScalars s;
+  if (p_.adapters.trains_text_encoders() && p_.cfg.optimizer.kind != "prodigy") {
+    s.text_encoder_lr = lr * p_.cfg.lora.text_encoder_lr / p_.plan.learning_rate;
+  }
+  if (p_.cfg.optimizer.kind == "prodigy") s.step_size = p_.adapters.optimizer().effective_lr(lr);
+  s.images_per_step = static_cast<double>(p_.plan.images_per_step());
+  if (scaler_.enabled()) {
+    s.loss_scale = scaler_.scale();
+    s.skipped_steps = summary_.skipped_steps;
+  }
+  return s;
+}
+
 void TrainingLoop::settle() {
   std::vector<StepResult> results;
   for (const auto& p : pending_) results.push_back(p.result);
@@ -150,10 +167,12 @@ void TrainingLoop::settle() {
     if (p_.comm.rank() == 0) {
       metrics_rows_.push_back({p.step, values[i].loss, p.lr, values[i].grad_norm, p.seconds});
       metrics_.append(metrics_rows_.back());
+      if (tensorboard_) tensorboard_->step(metrics_rows_.back(), step_scalars(p.lr));
     }
   }
   pending_.clear();
   metrics_.flush();
+  if (tensorboard_) tensorboard_->flush();
 }
 
 void TrainingLoop::log_progress(std::int64_t step) {
@@ -189,6 +208,7 @@ void TrainingLoop::validate(std::int64_t step) {
   last_samples_ =
       run_validation(p_.pipe, p_.cfg.validation, p_.settings, p_.cfg.model.pretrained, step, p_.log, p_.comm.host());
   p_.adapters.set_training(p_.pipe, true);
+  if (tensorboard_) tensorboard_->validation(last_samples_, step);
   if (p_.comm.rank() == 0) write_progress_grid(p_.settings.output / "samples", p_.cfg.validation.prompts);
 }
 

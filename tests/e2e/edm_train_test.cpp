@@ -2,7 +2,9 @@
 // schedule, and an EDM base (a pipeline whose scheduler is EDMEulerScheduler with Playground
 // v2.5's settings and whose VAE has latents_mean / latents_std) that trains EDM-style by itself,
 // validates and generates with the EDM samplers; SNR-γ with either is refused.
+#include "sdxl_dreambooth/io/event_file.h"
 #include "support/process.h"
+#include "tensorboard_event.pb.h"
 #include "support/reference.h"
 
 #include <gtest/gtest.h>
@@ -74,6 +76,16 @@ TEST(EdmTraining, EulerScheduleAndEdmBase) {
   EXPECT_NE(edm.err.find("EDM-style training (the base's scheduler is EDMEulerScheduler)"), std::string::npos)
       << edm.err;
   EXPECT_TRUE(fs::exists(dir / "edm" / "samples" / "progress.png"));
+  // The validation images are in TensorBoard too (validation every 2 steps: step 2 and the end).
+  int images = 0;
+  for (const auto& f : fs::directory_iterator(dir / "edm" / "logs")) {
+    for (const auto& record : io::read_event_records(f.path())) {
+      tensorboard::Event e;
+      ASSERT_TRUE(e.ParseFromString(record));
+      for (const auto& v : e.summary().value()) images += v.has_image() && v.image().width() == 64;
+    }
+  }
+  EXPECT_EQ(images, 2);
   const auto edm_snr =
       test::run_cli({"train", (dir / "edm.toml").string(), "--set", "train.snr_gamma=5.0", "--set",
                      "output.dir=\"" + (dir / "edm-snr").string() + "\""});

@@ -2,12 +2,17 @@
 // parameter groups, one step-size estimate): a preempted run resumes to the same bits (the
 // estimate d and every s and p0 tensor are in the checkpoint); its checkpoint does not resume
 // an AdamW run; a learning rate far from 1.0 is warned about.
+#include "sdxl_dreambooth/io/event_file.h"
 #include "sdxl_dreambooth/train/checkpoint_file.h"
+#include "tensorboard_event.pb.h"
 #include "support/process.h"
 #include "support/reference.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <fstream>
+#include <map>
 #include <sstream>
 
 using namespace sdxl;
@@ -26,6 +31,35 @@ std::string prodigy_run_config(const fs::path& out, const std::string& learning_
     << "[checkpoint]\nevery_steps = 3\n"
     << "[output]\ndir = \"" << out.string() << "\"\nkohya = false\n";
   return s.str();
+}
+
+// The TensorBoard event files of a run's logs/ folder, oldest first, each as its events.
+std::vector<std::vector<tensorboard::Event>> event_files(const fs::path& logs) {
+  std::vector<fs::path> paths;
+  for (const auto& e : fs::directory_iterator(logs)) paths.push_back(e.path());
+  std::sort(paths.begin(), paths.end());
+  std::vector<std::vector<tensorboard::Event>> out;
+  for (const auto& p : paths) {
+    out.emplace_back();
+    for (const auto& r : io::read_event_records(p)) {
+      out.back().emplace_back();
+      EXPECT_TRUE(out.back().back().ParseFromString(r));
+    }
+  }
+  return out;
+}
+
+// metrics.csv's loss column by step.
+std::map<std::int64_t, double> csv_losses(const fs::path& csv) {
+  std::ifstream in(csv);
+  std::string line;
+  std::getline(in, line);
+  std::map<std::int64_t, double> out;
+  while (std::getline(in, line)) {
+    const auto a = line.find(',');
+    out[std::stoll(line.substr(0, a))] = std::stod(line.substr(a + 1, line.find(',', a + 1) - a - 1));
+  }
+  return out;
 }
 
 }  // namespace
@@ -49,6 +83,28 @@ TEST(ProdigyTraining, ResumesBitwiseAndIsCheckedAgainstTheConfig) {
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   EXPECT_EQ(test::read_file(dir / "out" / "pytorch_lora_weights.safetensors"),
             test::read_file(dir / "out2" / "pytorch_lora_weights.safetensors"));
+
+  // TensorBoard: the loss of every step as metrics.csv has it, Prodigy's step size; the resumed
+  // run's file starts with SessionLog START at the checkpoint's step (no sawtooth).
+  const auto straight_events = event_files(dir / "out" / "logs");
+  ASSERT_EQ(straight_events.size(), 1u);
+  std::map<std::int64_t, double> tb_loss;
+  bool step_size = false;
+  for (const auto& e : straight_events[0]) {
+    for (const auto& v : e.summary().value()) {
+      if (v.tag() == "loss") tb_loss[e.step()] = v.simple_value();
+      step_size |= v.tag() == "lr/prodigy_step_size";
+    }
+  }
+  const auto csv = csv_losses(dir / "out" / "metrics.csv");
+  ASSERT_EQ(tb_loss.size(), csv.size());
+  for (const auto& [step, loss] : csv) EXPECT_NEAR(tb_loss.at(step), loss, 1e-6 * std::abs(loss)) << step;
+  EXPECT_TRUE(step_size);
+  const auto resumed_events = event_files(dir / "out2" / "logs");
+  ASSERT_EQ(resumed_events.size(), 2u);
+  ASSERT_GE(resumed_events[1].size(), 2u);
+  EXPECT_EQ(resumed_events[1][1].session_log().status(), tensorboard::SessionLog::START);
+  EXPECT_EQ(resumed_events[1][1].step(), 4);  // the preempted run checkpointed step 4
 
   const auto a = train::read_checkpoint_file((dir / "out" / "checkpoints" / "checkpoint-6.h5").string());
   const auto b = train::read_checkpoint_file((dir / "out2" / "checkpoints" / "checkpoint-6.h5").string());

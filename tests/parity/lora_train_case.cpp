@@ -43,6 +43,27 @@ train::DiffusionBatch reference_batch(const model::WeightSource& ref, const std:
   return b;
 }
 
+// tiny-sdxl's UNet on `device` with rank-4 adapters on the attention projections (DoRA ones when
+// `dora`) set to the record's init.* tensors, and its noise schedule.
+struct TinyUnetWithLora {
+  nn::UNet2DConditionModel unet;
+  sampling::NoiseSchedule schedule;
+  nn::LoraNetwork lora;
+};
+
+TinyUnetWithLora tiny_unet_with_lora(const model::WeightSource& ref, const torch::Device& device, bool dora) {
+  model::ComponentLoadOptions load;
+  load.device = device;
+  TinyUnetWithLora t{model::load_unet(tiny_sdxl() / "unet", load),
+                     sampling::NoiseSchedule(
+                         model::SchedulerConfig::load(tiny_sdxl() / "scheduler" / "scheduler_config.json")),
+                     {}};
+  auto gen = at::detail::createCPUGenerator(0);
+  t.lora = nn::LoraNetwork::inject(*t.unet, {4, 4.0, {"to_q", "to_k", "to_v", "to_out.0"}, dora}, gen, "UNet");
+  t.lora.load(with_prefix(ref, "init."), "init");
+  return t;
+}
+
 // The step's loss and its gradient norm before clipping against the record `s`; returns the flat
 // gradient of `params`, clipped to max_norm, with which of them had one.
 torch::Tensor checked_flat_gradient(const model::WeightSource& ref, const std::string& s, const torch::Tensor& loss,
@@ -72,14 +93,10 @@ std::vector<LoraTrainCase> lora_train_cases() {
 
 void check_lora_train_steps(const LoraTrainCase& c, const torch::Device& device) {
   const auto ref = vectors(std::string("lora_train_") + c.name);
-  model::ComponentLoadOptions load;
-  load.device = device;
-  auto unet = model::load_unet(tiny_sdxl() / "unet", load);
-  const auto schedule =
-      sampling::NoiseSchedule(model::SchedulerConfig::load(tiny_sdxl() / "scheduler" / "scheduler_config.json"));
-  auto gen = at::detail::createCPUGenerator(0);
-  auto lora = nn::LoraNetwork::inject(*unet, {4, 4.0, {"to_q", "to_k", "to_v", "to_out.0"}, c.dora}, gen, "UNet");
-  lora.load(with_prefix(ref, "init."), "init");
+  TinyUnetWithLora t = tiny_unet_with_lora(ref, device, c.dora);
+  auto& unet = t.unet;
+  const auto& schedule = t.schedule;
+  auto& lora = t.lora;
   const auto params = lora.parameters();
   const auto named = lora.named_parameters();
   ASSERT_EQ(named.size(), with_prefix(ref, "init.").size());
@@ -149,14 +166,10 @@ std::vector<ProdigyCase> prodigy_cases() {
 
 void check_prodigy_steps(const ProdigyCase& c, const torch::Device& device) {
   const auto ref = vectors(std::string("lora_train_") + c.name);
-  model::ComponentLoadOptions load;
-  load.device = device;
-  auto unet = model::load_unet(tiny_sdxl() / "unet", load);
-  const auto schedule =
-      sampling::NoiseSchedule(model::SchedulerConfig::load(tiny_sdxl() / "scheduler" / "scheduler_config.json"));
-  auto gen = at::detail::createCPUGenerator(0);
-  auto lora = nn::LoraNetwork::inject(*unet, {4, 4.0, {"to_q", "to_k", "to_v", "to_out.0"}}, gen, "UNet");
-  lora.load(with_prefix(ref, "init."), "init");
+  TinyUnetWithLora t = tiny_unet_with_lora(ref, device, false);
+  auto& unet = t.unet;
+  const auto& schedule = t.schedule;
+  auto& lora = t.lora;
   const auto params = lora.parameters();
   const auto named = lora.named_parameters();
   train::ProdigyOptions po;

@@ -143,6 +143,7 @@ struct DistributedConfig {
 
 struct LoggingConfig {
   std::int64_t every_steps = 0;
+  bool tensorboard = true;
   std::string progress;
   std::string level;
 };

@@ -20,6 +20,9 @@ struct PngImage {
   PngText text;
 };
 
+// The PNG file's bytes in memory (TensorBoard images).
+std::string encode_png(const std::uint8_t* rgb, int width, int height);
+
 // Reads an 8-bit RGB PNG as written by write_png (tests and tools).
 PngImage read_png(const std::string& path);
 

@@ -18,6 +18,7 @@
 #include "sdxl_dreambooth/train/run_settings.h"
 #include "sdxl_dreambooth/train/step_graph.h"
 #include "sdxl_dreambooth/train/step_plan.h"
+#include "sdxl_dreambooth/train/tensorboard_log.h"
 #include "sdxl_dreambooth/train/train_step.h"
 #include "sdxl_dreambooth/train/trained_adapters.h"
 #include "sdxl_dreambooth/train/trainer.h"
@@ -73,6 +74,7 @@ class TrainingLoop {
   TrainStepParts step_parts();
   StepResult train_step(std::int64_t step);
   void settle();
+  StepScalars step_scalars(double lr) const;
   void log_progress(std::int64_t step);
   void stop_for_preemption(std::int64_t step);
   void validate(std::int64_t step);
@@ -94,6 +96,7 @@ class TrainingLoop {
   std::vector<MetricsRow> metrics_rows_;   // rank 0: every step so far, for checkpoints
   std::vector<SampleImage> last_samples_;  // rank 0: the latest validation images
   MetricsFile metrics_;
+  std::optional<TensorBoardLog> tensorboard_;  // rank 0, logging.tensorboard
   std::vector<PendingStep> pending_;
   util::Stopwatch train_clock_, window_clock_;
   double window_loss_ = 0;
