@@ -15,7 +15,7 @@ grep -qx '/.gpu/' "$root/.git/info/exclude" 2>/dev/null || echo '/.gpu/' >>"$roo
 
 wanted="libopenmpi-dev openmpi-bin libhdf5-dev hdf5-tools libtomlplusplus-dev nlohmann-json3-dev libutf8proc-dev
   libssl-dev libfreetype-dev libfontconfig-dev libgtest-dev libjpeg62-turbo-dev libpng-dev libexif-dev libwebp-dev
-  pkgconf"
+  libprotobuf-dev protobuf-compiler pkgconf"
 # The toolchain, the C library and packages of every base system: the image has its own.
 base="gcc-12 cpp-12 gfortran-12 libgcc-12-dev libgfortran-12-dev libasan8 libtsan2 libubsan1 liblsan0 libitm1
   libc6 libc6-dev linux-libc-dev libc-dev-bin libcrypt-dev libcrypt1 libnsl-dev libnsl2 libtirpc-dev libtirpc3

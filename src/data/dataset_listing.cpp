@@ -242,10 +242,17 @@ std::string detect_dataset_format(const std::string& dir) {
   for (const char* m : {"metadata.jsonl", "metadata.csv"}) {
     if (fs::exists(fs::path(dir) / m, ec)) return "imagefolder";
   }
+  // Images directly in the folder keep it a plain folder, whatever its subfolders are called.
+  bool kohya = false;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    if (it->is_directory(ec) && std::regex_match(it->path().filename().string(), kohya_folder_name())) return "kohya";
+    const std::string name = it->path().filename().string();
+    if (it->is_directory(ec)) {
+      kohya = kohya || std::regex_match(name, kohya_folder_name());
+    } else if (!name.empty() && name[0] != '.' && has_image_extension(name)) {
+      return "folder";
+    }
   }
-  return "folder";
+  return kohya ? "kohya" : "folder";
 }
 
 DatasetListing list_dataset(const std::string& dir, const std::string& key, const DatasetOptions& o) {

@@ -103,6 +103,9 @@ TEST(DatasetListing, KohyaFoldersRepeatAndReadCaptionFiles) {
   EXPECT_EQ(l.files[1].caption, std::optional<std::string>("a painting"));  // .caption when no .txt
   ASSERT_EQ(l.warnings.size(), 1u);
   EXPECT_NE(l.warnings[0].find("'notes' is not <repeats>_<name>"), std::string::npos) << l.warnings[0];
+  touch_image(dir / "loose.png");  // an image in the root: a plain folder, however its subfolders are named
+  EXPECT_EQ(data::detect_dataset_format(dir.path().string()), "folder");
+  fs::remove(dir / "loose.png");
   touch_image(dir / "0_none" / "4.png");
   EXPECT_NE(listing_error(dir.path()).find("subfolder '0_none': repeats 0 is not in [1, 100000]"), std::string::npos)
       << listing_error(dir.path());

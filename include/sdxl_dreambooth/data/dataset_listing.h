@@ -36,8 +36,8 @@ struct DatasetListing {
 // the caption column or repeats a file; an empty listing is an error too.
 DatasetListing list_dataset(const std::string& dir, const std::string& key, const DatasetOptions& options);
 
-// "auto" resolved: imagefolder when a metadata.jsonl / metadata.csv lies in `dir`, kohya when a
-// subfolder is named <repeats>_<name>, else folder.
+// "auto" resolved: imagefolder when a metadata.jsonl / metadata.csv lies in `dir`, else folder
+// when images lie directly in it, else kohya when a subfolder is named <repeats>_<name>.
 std::string detect_dataset_format(const std::string& dir);
 
 }  // namespace sdxl::data
