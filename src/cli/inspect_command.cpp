@@ -51,11 +51,13 @@ nlohmann::json to_json(const std::string& path, const train::Checkpoint& c) {
                     {"rank", a.rank},
                     {"alpha", a.alpha},
                     {"targets", a.targets},
-                    {"adapters", a.params.size() / 2},
+                    {"dora", a.dora},
+                    {"adapters", a.params.size() / (a.dora ? 3 : 2)},  // A, B (and DoRA's magnitude) each
                     {"parameters", params},
                     {"bytes", params * 4}});
   }
   j["lora"] = lora;
+  j["optimizer"] = c.optimizer_type;
   j["lora_parameters"] = c.lora_parameter_count();
   nlohmann::json metrics = {{"steps", c.metrics.size()}};
   if (!c.metrics.empty()) {
@@ -140,10 +142,11 @@ Command make_inspect_command() {
               << util::format_bytes(static_cast<double>(ckpt.lora_parameter_count()) * 4) << " float32)\n";
     for (const auto& l : j["lora"]) {
       std::cout << "             " << l["model"].get<std::string>() << ": " << l["adapters"].get<std::size_t>()
-                << " adapters, rank " << l["rank"].get<std::int64_t>() << ", alpha "
+                << (l["dora"].get<bool>() ? " DoRA" : "") << " adapters, rank " << l["rank"].get<std::int64_t>() << ", alpha "
                 << util::format_number(l["alpha"].get<double>()) << ", targets "
                 << util::join(l["targets"].get<std::vector<std::string>>(), ", ") << "\n";
     }
+    std::cout << "optimizer:   " << j["optimizer"].get<std::string>() << "\n";
     const auto& m = j["metrics"];
     if (ckpt.metrics.empty()) {
       std::cout << "metrics:     none\n";

@@ -81,6 +81,9 @@ TEST(DoraTraining, FilesResumeAndGenerate) {
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   EXPECT_EQ(test::read_file(dir / "out" / "pytorch_lora_weights.safetensors"),
             test::read_file(dir / "out2" / "pytorch_lora_weights.safetensors"));
+  const auto info = test::run_cli({"inspect", (dir / "out2" / "checkpoints" / "checkpoint-6.h5").string()});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NE(info.out.find("unet: 224 DoRA adapters, rank 4"), std::string::npos) << info.out;
   // A DoRA checkpoint does not resume a plain-LoRA run.
   const auto plain = test::run_cli({"train", (dir / "stopped.toml").string(), "--set", "checkpoint.resume=\"latest\"",
                                     "--set", "lora.use_dora=false", "--set", "train.max_steps=7"});
