@@ -72,17 +72,6 @@ const char* const kHelp =
       "and rank 0 writes the images; the files are the same as a one-process run's. Use a\n"
       "batch size at most images / ranks to keep every rank busy.\n";
 
-// Run-time adapters of every model of the pipeline at `scale` (0 = the base model).
-void set_lora_scale(pipeline::SdxlPipeline& pipe, double scale) {
-  for (torch::nn::Module* m : {static_cast<torch::nn::Module*>(pipe.unet.get()),
-                               static_cast<torch::nn::Module*>(pipe.text_encoder.get()),
-                               static_cast<torch::nn::Module*>(pipe.text_encoder_2.get())}) {
-    for (const auto& item : m->named_modules("", false)) {
-      if (auto lin = std::dynamic_pointer_cast<nn::LoraCompatibleLinearImpl>(item.value())) lin->lora_scale = scale;
-    }
-  }
-}
-
 // This rank's device: its node's own GPU (local rank modulo the GPUs it sees), current before
 // anything touches CUDA; and its share of the node's CPU cores.
 torch::Device place_rank(const GenerateOptions& o, const dist::MpiRuntime& mpi, util::CpuThreads& threads) {
@@ -268,9 +257,9 @@ int run_generate(const std::vector<std::string>& argv) {
     count = images.size();
   } else {
     // Same seeds twice: adapters off (base), then on (fine-tuned).
-    set_lora_scale(pipe, 0.0);
+    pipe.set_lora_scale(0.0);
     const auto base = draw();
-    set_lora_scale(pipe, o.lora_scale);
+    pipe.set_lora_scale(o.lora_scale);
     const auto tuned = draw();
     count = base.size() + tuned.size();
     if (comm->rank() != 0) return 0;

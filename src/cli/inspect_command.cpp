@@ -82,6 +82,10 @@ nlohmann::json to_json(const std::string& path, const train::Checkpoint& c) {
                        {"seed", img.seed}});
   }
   j["samples"] = samples;
+  if (c.progress_grid.defined()) {
+    j["progress_grid"] = {{"path", "/samples/progress"}, {"width", c.progress_grid.size(1)},
+                          {"height", c.progress_grid.size(0)}};
+  }
   j["config"] = c.config_toml;
   return j;
 }
@@ -167,6 +171,10 @@ Command make_inspect_command() {
         if (std::find(prompts.begin(), prompts.end(), p) == prompts.end()) prompts.push_back(p);
       }
       std::cout << " of " << util::join(prompts, ", ") << "\n";
+    }
+    if (ckpt.progress_grid.defined()) {
+      std::cout << "samples:     /samples/progress: the progress grid, " << ckpt.progress_grid.size(1) << " x "
+                << ckpt.progress_grid.size(0) << " px\n";
     }
     std::cout << "integrity:   " << integrity_line(ckpt.integrity) << "\n";
     std::cout << "config:\n" << ckpt.config_toml;

@@ -301,6 +301,9 @@ std::vector<KeySpec> build_schema() {
       range(optional(KEY(validation, seed), "= train.seed", "Seed of the validation images"), 0, 4294967295.0),
       range(optional(KEY(validation, resolution), "= data.resolution", "Size of validation images (multiple of 8)"),
             8, 8192),
+      key(KEY(validation, compare_base), true,
+          "At the last validation also draw the prompts without the LoRA (same seeds): samples/base/ and "
+          "compare.png (base | fine-tuned), shown in the model card"),
       // output
       key(KEY(output, dir), std::string("lora-dreambooth-model"),
           "Output folder: checkpoints, samples, the exported LoRA"),

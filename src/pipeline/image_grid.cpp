@@ -6,16 +6,17 @@
 #include <algorithm>
 #include <cstring>
 #include <iostream>
+#include <utility>
 
 namespace sdxl::pipeline {
 
-void write_image_grid(const std::string& path, const ImageGrid& g) {
+ComposedGrid compose_image_grid(const ImageGrid& g, const std::string& name) {
   const int gap = 8, w = g.width, h = g.height;
   const int rows = static_cast<int>(g.rows.size());
   const int cols = static_cast<int>(g.column_labels.size());
   std::string why;
   const auto font = io::LabelFont::find(std::clamp(w / 20, 10, 36), &why);
-  if (!font) std::cerr << "warning: " << path << ": labels only in the PNG text chunks: " << why << "\n";
+  if (!font) std::cerr << "warning: " << name << ": labels only in the PNG text chunks: " << why << "\n";
   const int band = font ? font->line_height() + gap / 2 : 0;  // text height above the images
   const int gw = cols * w + (cols + 1) * gap, gh = band + rows * (h + band) + (rows + 1) * gap;
   std::vector<std::uint8_t> px(static_cast<std::size_t>(gw) * gh * 3, 255);
@@ -43,7 +44,12 @@ void write_image_grid(const std::string& path, const ImageGrid& g) {
     if (font) font->draw(px.data(), gw, gh, gap, top - band, font->fit(caption, gw - 2 * gap), grey);
     text.emplace_back("row " + std::to_string(r), caption);
   }
-  io::write_png(path, px.data(), gw, gh, text);
+  return {gw, gh, std::move(px), std::move(text)};
+}
+
+void write_image_grid(const std::string& path, const ImageGrid& g) {
+  const ComposedGrid c = compose_image_grid(g, path);
+  io::write_png(path, c.pixels.data(), c.width, c.height, c.text);
 }
 
 }  // namespace sdxl::pipeline

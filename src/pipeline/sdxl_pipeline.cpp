@@ -2,6 +2,7 @@
 
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/model/model_location.h"
+#include "sdxl_dreambooth/nn/lora_linear.h"
 #include "sdxl_dreambooth/sampling/sampler.h"
 #include "sdxl_dreambooth/util/strings.h"
 #include "sdxl_dreambooth/util/to_device.h"
@@ -110,6 +111,16 @@ void SdxlPipeline::cache_prompts(const std::vector<std::string>& prompts) {
 void SdxlPipeline::release_text_encoders() {
   text_encoder = nullptr;
   text_encoder_2 = nullptr;
+}
+
+void SdxlPipeline::set_lora_scale(double scale) {
+  const auto module = [](auto& holder) -> torch::nn::Module* { return holder.is_empty() ? nullptr : holder.get(); };
+  for (torch::nn::Module* m : {module(unet), module(text_encoder), module(text_encoder_2)}) {
+    if (!m) continue;  // text encoders released after their prompts were cached
+    for (const auto& item : m->named_modules("", false)) {
+      if (auto lin = std::dynamic_pointer_cast<nn::LoraCompatibleLinearImpl>(item.value())) lin->lora_scale = scale;
+    }
+  }
 }
 
 std::vector<GeneratedImage> SdxlPipeline::generate(const GenerationRequest& r,

@@ -182,8 +182,20 @@ void write_metrics(H5Group& root, const std::vector<MetricsRow>& rows) {
   write_column(metrics, "step_seconds", seconds);
 }
 
-void write_samples(H5Group& root, const std::vector<SampleImage>& images_in) {
+// What H5IMmake_image_24bit writes, so HDFView and friends show the dataset as a picture.
+void mark_as_image(H5Object& ds) {
+  ds.set_fixed_attr("CLASS", "IMAGE");
+  ds.set_fixed_attr("IMAGE_VERSION", "1.2");
+  ds.set_fixed_attr("IMAGE_SUBCLASS", "IMAGE_TRUECOLOR");
+  ds.set_fixed_attr("INTERLACE_MODE", "INTERLACE_PIXEL");
+}
+
+void write_samples(H5Group& root, const std::vector<SampleImage>& images_in, const torch::Tensor& progress_grid) {
   H5Group samples = root.create_group("samples");
+  if (progress_grid.defined()) {
+    H5Object ds = write_tensor(samples, "progress", progress_grid.to(torch::kByte));
+    mark_as_image(ds);
+  }
   std::map<std::int64_t, std::vector<const SampleImage*>> by_step;
   for (const auto& img : images_in) by_step[img.step].push_back(&img);
   for (const auto& [step, images] : by_step) {
@@ -194,11 +206,7 @@ void write_samples(H5Group& root, const std::vector<SampleImage>& images_in) {
         throw Error("internal: sample image of step " + std::to_string(step) + " is not H x W x 3");
       }
       H5Object ds = write_tensor(g, std::to_string(k), img.rgb.to(torch::kByte));
-      // What H5IMmake_image_24bit writes, so HDFView and friends show it as a picture.
-      ds.set_fixed_attr("CLASS", "IMAGE");
-      ds.set_fixed_attr("IMAGE_VERSION", "1.2");
-      ds.set_fixed_attr("IMAGE_SUBCLASS", "IMAGE_TRUECOLOR");
-      ds.set_fixed_attr("INTERLACE_MODE", "INTERLACE_PIXEL");
+      mark_as_image(ds);
       ds.set_attr("prompt", img.prompt);
       ds.set_attr("prompt_index", img.prompt_index);
       ds.set_attr("image_index", img.image_index);
@@ -400,7 +408,7 @@ void write_checkpoint_file(const std::string& path, const Checkpoint& c) {
     write_state(root, c.state);
     write_adapters(root, c);
     write_metrics(root, c.metrics);
-    write_samples(root, c.samples);
+    write_samples(root, c.samples, c.progress_grid);
   }
   file.close();
 }
@@ -422,6 +430,9 @@ Checkpoint read_checkpoint_file(const std::string& path, const ReadOptions& opti
     read_adapters(root, path, options.optimizer, c);
     c.metrics = read_metrics(root);
     c.samples = read_samples(root, options.samples, c.integrity);
+    if (options.samples && root.open_group("samples").has("progress")) {
+      c.progress_grid = read_tensor(root.open_group("samples"), "progress", H5Type::kUInt8, c.integrity);
+    }
   }
   file.close();
   return c;

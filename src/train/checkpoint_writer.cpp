@@ -68,6 +68,7 @@ Checkpoint CheckpointWriter::capture(const RunProgress& p) const {
   c.base_model_files = fingerprint_.files;
   c.metrics = *p.metrics;
   c.samples = *p.samples;
+  c.progress_grid = p.progress_grid;
   return c;
 }
 

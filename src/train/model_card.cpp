@@ -86,6 +86,10 @@ std::string model_card_text(const config::RunConfig& cfg, const RunSettings& s, 
          << "only and does not apply it correctly.\n\n";
     }
   }
+  if (facts.compare_grid) {
+    md << "## Base model vs fine-tuned\n\nThe validation prompts with the same seeds, without (left) and with "
+       << "(right) the LoRA, at step " << facts.steps << ":\n\n![base model vs fine-tuned](compare.png)\n\n";
+  }
   md << "## Training\n\n" << settings_table(cfg, s, facts);
   return md.str();
 }

@@ -2,6 +2,7 @@
 
 #include "sdxl_dreambooth/data/image_decoder.h"
 #include "sdxl_dreambooth/io/durable_file.h"
+#include "sdxl_dreambooth/io/png_writer.h"
 #include "sdxl_dreambooth/pipeline/image_grid.h"
 
 #include <algorithm>
@@ -36,9 +37,9 @@ std::map<long long, std::map<Cell, fs::path>> validation_images(const fs::path& 
 
 }  // namespace
 
-void write_progress_grid(const fs::path& samples_dir, const std::vector<std::string>& prompts) {
+torch::Tensor write_progress_grid(const fs::path& samples_dir, const std::vector<std::string>& prompts) {
   const auto steps = validation_images(samples_dir);
-  if (steps.empty()) return;
+  if (steps.empty()) return {};
   // The columns and the size of the newest validation.
   const auto& newest = steps.rbegin()->second;
   pipeline::ImageGrid g;
@@ -76,8 +77,10 @@ void write_progress_grid(const fs::path& samples_dir, const std::vector<std::str
   }
   g.text = {{"software", "sdxl-dreambooth validation progress"}};
   const fs::path path = samples_dir / "progress.png";
-  pipeline::write_image_grid(path.string() + ".tmp", g);
+  pipeline::ComposedGrid grid = pipeline::compose_image_grid(g, path.string());
+  io::write_png(path.string() + ".tmp", grid.pixels.data(), grid.width, grid.height, grid.text);
   io::commit_file(path.string() + ".tmp", path.string());
+  return torch::from_blob(grid.pixels.data(), {grid.height, grid.width, 3}, torch::kUInt8).clone();
 }
 
 }  // namespace sdxl::train

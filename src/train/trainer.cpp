@@ -131,6 +131,7 @@ LoopStart restore_progress(StartPoint& start, const TrainedAdapters& adapters, d
     if (row.step <= start.step) loop.metrics.push_back(row);
   }
   loop.samples = start.checkpoint->checkpoint.samples;
+  loop.progress_grid = start.checkpoint->checkpoint.progress_grid;
   log.info("resumed from " + start.checkpoint->path.string() + " at step " + std::to_string(start.step));
   start.checkpoint.reset();  // free its tensors
   return loop;

@@ -27,6 +27,7 @@ TrainingLoop::TrainingLoop(const LoopParts& parts, LoopStart start, TrainSummary
                               static_cast<std::uint64_t>(parts.comm.rank()))),
       metrics_rows_(std::move(start.metrics)),
       last_samples_(std::move(start.samples)),
+      progress_grid_(std::move(start.progress_grid)),
       metrics_(parts.settings.output / "metrics.csv", metrics_rows_, parts.comm.rank() == 0) {
   if (start.loss_scale) scaler_.restore(start.loss_scale->first, start.loss_scale->second);
   if (p_.cfg.logging.tensorboard && p_.comm.rank() == 0) {
@@ -203,13 +204,16 @@ void TrainingLoop::stop_for_preemption(std::int64_t step) {
   summary_.preempted = true;
 }
 
-void TrainingLoop::validate(std::int64_t step) {
+void TrainingLoop::validate(std::int64_t step, bool last) {
   p_.adapters.set_training(p_.pipe, false);
-  last_samples_ =
-      run_validation(p_.pipe, p_.cfg.validation, p_.settings, p_.cfg.model.pretrained, step, p_.log, p_.comm.host());
+  last_samples_ = run_validation(p_.pipe, p_.cfg.validation, p_.settings, p_.cfg.model.pretrained, step, last, p_.log,
+                                 p_.comm.host());
+  compared_with_base_ = last && p_.cfg.validation.compare_base;
   p_.adapters.set_training(p_.pipe, true);
   if (tensorboard_) tensorboard_->validation(last_samples_, step);
-  if (p_.comm.rank() == 0) write_progress_grid(p_.settings.output / "samples", p_.cfg.validation.prompts);
+  if (p_.comm.rank() == 0) {
+    progress_grid_ = write_progress_grid(p_.settings.output / "samples", p_.cfg.validation.prompts);
+  }
 }
 
 void TrainingLoop::write_checkpoint(std::int64_t step) {
@@ -219,6 +223,7 @@ void TrainingLoop::write_checkpoint(std::int64_t step) {
   progress.skipped_steps = summary_.skipped_steps;
   progress.metrics = &metrics_rows_;
   progress.samples = &last_samples_;
+  progress.progress_grid = progress_grid_;
   const std::string path = p_.checkpoints.write(progress, p_.comm.host());
   if (path.empty()) return;
   summary_.last_checkpoint = path;
@@ -227,6 +232,7 @@ void TrainingLoop::write_checkpoint(std::int64_t step) {
   card.max_steps = p_.plan.max_steps;
   if (!metrics_rows_.empty()) card.last_loss = metrics_rows_.back().loss;
   card.samples = &last_samples_;
+  card.compare_grid = compared_with_base_;
   write_model_card(p_.cfg, p_.settings, card);
 }
 
@@ -242,7 +248,7 @@ void TrainingLoop::finish() {
                 std::to_string(p_.plan.max_steps) + ": nothing to train, exporting the LoRA");
     return;
   }
-  if (!p_.cfg.validation.prompts.empty()) validate(summary_.steps);
+  if (!p_.cfg.validation.prompts.empty()) validate(summary_.steps, true);
   write_checkpoint(summary_.steps);
 }
 

@@ -1,7 +1,9 @@
 #include "sdxl_dreambooth/train/validation.h"
 
+#include "sdxl_dreambooth/pipeline/comparison_grid.h"
 #include "sdxl_dreambooth/pipeline/generation_batches.h"
 #include "sdxl_dreambooth/pipeline/image_png.h"
+#include "sdxl_dreambooth/io/durable_file.h"
 #include "sdxl_dreambooth/util/stopwatch.h"
 #include "sdxl_dreambooth/util/strings.h"
 
@@ -10,6 +12,64 @@
 namespace fs = std::filesystem;
 
 namespace sdxl::train {
+namespace {
+
+pipeline::GenerationRequest validation_request(const config::ValidationConfig& v, const RunSettings& s) {
+  pipeline::GenerationRequest r;
+  r.prompts = v.prompts;
+  r.negative_prompt = v.negative_prompt;
+  r.steps = v.steps;
+  r.guidance_scale = v.guidance_scale;
+  r.seed = static_cast<std::uint64_t>(v.seed.value_or(static_cast<std::int64_t>(s.seed)));
+  r.width = r.height = v.resolution.value_or(s.resolution);
+  r.images_per_prompt = v.num_images;
+  r.scheduler = v.scheduler;
+  r.batch_size = v.batch_size;
+  return r;
+}
+
+// Whole batches per rank (batch j on rank j mod world), gathered on rank 0.
+std::vector<pipeline::GeneratedImage> draw(pipeline::SdxlPipeline& pipe, const pipeline::GenerationRequest& r,
+                                           dist::HostCollectives& comm) {
+  const auto mine = pipeline::rank_share(pipeline::plan_batches(r), comm.rank(), comm.world_size());
+  std::vector<pipeline::GeneratedImage> images;
+  if (!mine.empty()) images = pipe.generate(r, mine);
+  return pipeline::gather_images(std::move(images), comm, r);
+}
+
+// DIR/P-K.png with the settings in text chunks; `lora` says which adapters drew them.
+void write_pngs(const fs::path& dir, const std::vector<pipeline::GeneratedImage>& images,
+                const pipeline::GenerationRequest& r, const std::string& model, const std::string& lora) {
+  fs::create_directories(dir);
+  for (const auto& img : images) {
+    const fs::path path = dir / (std::to_string(img.prompt_index) + "-" + std::to_string(img.image_index) + ".png");
+    pipeline::write_image_png(path.string(), img,
+                              {{"prompt", r.prompts[img.prompt_index]}, {"negative_prompt", r.negative_prompt},
+                               {"seed", std::to_string(img.seed)}, {"steps", std::to_string(r.steps)},
+                               {"guidance_scale", util::format_number(r.guidance_scale)}, {"scheduler", r.scheduler},
+                               {"model", model}, {"lora_step", lora}, {"software", "sdxl-dreambooth"}});
+  }
+}
+
+// The same prompts and seeds with every adapter at scale 0 (the base model) into
+// samples/base/, and OUTPUT/compare.png: a row per image, base | fine-tuned.
+void draw_base_comparison(pipeline::SdxlPipeline& pipe, const pipeline::GenerationRequest& r,
+                          const std::vector<pipeline::GeneratedImage>& tuned, const RunSettings& s,
+                          const std::string& model, std::int64_t step, const Logger& log,
+                          dist::HostCollectives& comm) {
+  const util::Stopwatch watch;
+  pipe.set_lora_scale(0.0);
+  const auto base = draw(pipe, r, comm);
+  pipe.set_lora_scale(1.0);
+  if (comm.rank() != 0) return;
+  write_pngs(s.output / "samples" / "base", base, r, model, "none (base model)");
+  const fs::path grid = s.output / "compare.png";
+  pipeline::write_comparison_grid(grid.string() + ".tmp", base, tuned, r, "step " + std::to_string(step), 1.0);
+  io::commit_file(grid.string() + ".tmp", grid.string());
+  log.info("base model vs fine-tuned: " + grid.string() + " (" + util::format_with("%.1f", watch.seconds()) + " s)");
+}
+
+}  // namespace
 
 bool validation_due(const config::ValidationConfig& validation, std::int64_t step, std::int64_t steps_per_epoch) {
   if (validation.prompts.empty()) return false;
@@ -20,37 +80,18 @@ bool validation_due(const config::ValidationConfig& validation, std::int64_t ste
 
 std::vector<SampleImage> run_validation(pipeline::SdxlPipeline& pipe, const config::ValidationConfig& v,
                                         const RunSettings& s, const std::string& model, std::int64_t step,
-                                        const Logger& log, dist::HostCollectives& comm) {
-  pipeline::GenerationRequest r;
-  r.prompts = v.prompts;
-  r.negative_prompt = v.negative_prompt;
-  r.steps = v.steps;
-  r.guidance_scale = v.guidance_scale;
-  r.seed = static_cast<std::uint64_t>(v.seed.value_or(static_cast<std::int64_t>(s.seed)));
-  r.width = r.height = v.resolution.value_or(s.resolution);
-  r.images_per_prompt = v.num_images;
-  r.scheduler = v.scheduler;
+                                        bool last, const Logger& log, dist::HostCollectives& comm) {
+  const pipeline::GenerationRequest r = validation_request(v, s);
   const util::Stopwatch watch;
-  r.batch_size = v.batch_size;
-  // Whole batches per rank (batch j on rank j mod world), then gathered on rank 0.
-  const auto mine = pipeline::rank_share(pipeline::plan_batches(r), comm.rank(), comm.world_size());
-  std::vector<pipeline::GeneratedImage> images;
-  if (!mine.empty()) images = pipe.generate(r, mine);
-  images = pipeline::gather_images(std::move(images), comm, r);
-  if (comm.rank() != 0) return {};
-  const fs::path dir = s.output / "samples" / ("step_" + std::to_string(step));
-  fs::create_directories(dir);
-  for (const auto& img : images) {
-    const fs::path path = dir / (std::to_string(img.prompt_index) + "-" + std::to_string(img.image_index) + ".png");
-    pipeline::write_image_png(path.string(), img,
-                              {{"prompt", r.prompts[img.prompt_index]}, {"negative_prompt", r.negative_prompt},
-                               {"seed", std::to_string(img.seed)}, {"steps", std::to_string(r.steps)},
-                               {"guidance_scale", util::format_number(r.guidance_scale)}, {"scheduler", r.scheduler},
-                               {"model", model}, {"lora_step", std::to_string(step)},
-                               {"software", "sdxl-dreambooth"}});
+  const auto images = draw(pipe, r, comm);
+  if (comm.rank() == 0) {
+    const fs::path dir = s.output / "samples" / ("step_" + std::to_string(step));
+    write_pngs(dir, images, r, model, std::to_string(step));
+    log.info("validation at step " + std::to_string(step) + ": " + std::to_string(images.size()) + " images in " +
+             dir.string() + " (" + util::format_with("%.1f", watch.seconds()) + " s)");
   }
-  log.info("validation at step " + std::to_string(step) + ": " + std::to_string(images.size()) + " images in " +
-           dir.string() + " (" + util::format_with("%.1f", watch.seconds()) + " s)");
+  if (last && v.compare_base) draw_base_comparison(pipe, r, images, s, model, step, log, comm);
+  if (comm.rank() != 0) return {};
   std::vector<SampleImage> samples;
   for (const auto& img : images) {
     samples.push_back({step, static_cast<std::int64_t>(img.prompt_index), img.image_index, r.prompts[img.prompt_index],

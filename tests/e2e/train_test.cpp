@@ -262,6 +262,29 @@ TEST(Train, TheModelCardDescribesTheRunForTheHub) {
   for (const char* label : {"row 0", "step 1", "row 1", "step 2", "sks's cat on a sofa #0"}) {
     EXPECT_NE(png.find(label), std::string::npos) << label;  // iTXt chunks, uncompressed
   }
+  // The last validation drew the base model too: compare.png (base | fine-tuned) in the card,
+  // and samples/base/0-0.png is what `generate` draws without a LoRA for that prompt and seed.
+  EXPECT_NE(card.find("## Base model vs fine-tuned\n"), std::string::npos) << card;
+  EXPECT_NE(card.find("![base model vs fine-tuned](compare.png)"), std::string::npos) << card;
+  const auto compare = data::decode_image_file((dir / "out" / "compare.png").string()).image;
+  EXPECT_EQ(compare.width, 2 * 64 + 3 * 8);
+  const auto plain = test::run_cli({"generate", "--model", (test::reference_dir() / "tiny-sdxl").string(), "--prompt",
+                                    "sks's cat on a sofa", "--steps", "2", "--size", "64x64", "--seed",
+                                    "0", "--out", (dir / "plain").string()});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  std::vector<fs::path> drawn;
+  for (const auto& e : fs::directory_iterator(dir / "plain")) {
+    if (e.path().extension() == ".png") drawn.push_back(e.path());
+  }
+  ASSERT_EQ(drawn.size(), 1u);
+  EXPECT_EQ(data::decode_image_file((dir / "out" / "samples" / "base" / "0-0.png").string()).image.pixels,
+            data::decode_image_file(drawn[0].string()).image.pixels);
+  // The progress grid is in the last checkpoint too, as an HDF5 IMAGE.
+  const auto info = test::run_cli({"inspect", (dir / "out" / "checkpoints" / "checkpoint-2.h5").string()});
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NE(info.out.find("/samples/progress: the progress grid, 80 x " + std::to_string(grid.height) + " px"),
+            std::string::npos)
+      << info.out;
   const auto bad = test::run_cli({"train", (dir / "run.toml").string(), "--set", "output.license=\"my license\""});
   EXPECT_EQ(bad.exit_code, 2) << bad.err;
   EXPECT_NE(bad.err.find("output.license: expected an SPDX license id"), std::string::npos) << bad.err;

@@ -127,6 +127,7 @@ struct ValidationConfig {
   std::string scheduler;
   std::optional<std::int64_t> seed;
   std::optional<std::int64_t> resolution;
+  bool compare_base = true;
 };
 
 struct OutputConfig {

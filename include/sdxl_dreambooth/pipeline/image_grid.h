@@ -20,6 +20,15 @@ struct ImageGrid {
   io::PngText text;  // more text chunks, before the rows'; "columns" defaults to the labels
 };
 
+// The grid as one picture and the text chunks its PNG carries; `name` says in the one
+// warning where labels are missing (no font).
+struct ComposedGrid {
+  int width = 0, height = 0;
+  std::vector<std::uint8_t> pixels;  // height x width x 3
+  io::PngText text;
+};
+ComposedGrid compose_image_grid(const ImageGrid& grid, const std::string& name);
+
 void write_image_grid(const std::string& path, const ImageGrid& grid);
 
 }  // namespace sdxl::pipeline

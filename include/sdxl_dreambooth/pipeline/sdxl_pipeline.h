@@ -82,6 +82,8 @@ class SdxlPipeline {
   // keeps validation prompts this way).
   void cache_prompts(const std::vector<std::string>& prompts);
   void release_text_encoders();
+  // The run-time scale of every adapter in the UNet and the text encoders (0 = the base model).
+  void set_lora_scale(double scale);
 
   nn::UNet2DConditionModel unet{nullptr};
   nn::AutoencoderKL vae{nullptr};

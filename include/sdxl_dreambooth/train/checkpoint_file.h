@@ -93,6 +93,7 @@ struct Checkpoint {
   std::vector<model::WeightFileFingerprint> base_model_files;
   std::vector<MetricsRow> metrics;
   std::vector<SampleImage> samples;
+  torch::Tensor progress_grid;  // [H, W, 3] uint8 (samples/progress.png), or undefined
   Integrity integrity;  // filled by read_checkpoint_file
 
   const ModelAdapters* find(const std::string& model) const;

@@ -28,6 +28,7 @@ struct RunProgress {
   std::int64_t skipped_steps = 0;
   const std::vector<MetricsRow>* metrics = nullptr;   // rank 0
   const std::vector<SampleImage>* samples = nullptr;  // rank 0
+  torch::Tensor progress_grid;                         // rank 0, when validation has run
 };
 
 class CheckpointWriter {

@@ -22,6 +22,7 @@ struct ModelCardFacts {
   std::int64_t max_steps = 0;
   std::optional<double> last_loss;
   const std::vector<SampleImage>* samples = nullptr;  // the latest validation images, if any
+  bool compare_grid = false;  // OUTPUT/compare.png holds base | fine-tuned of those images
 };
 
 // The card's text (exposed for tests).

@@ -54,6 +54,7 @@ struct LoopStart {
   std::int64_t skipped_steps = 0;
   std::vector<MetricsRow> metrics;
   std::vector<SampleImage> samples;
+  torch::Tensor progress_grid;
 };
 
 class TrainingLoop {
@@ -77,7 +78,7 @@ class TrainingLoop {
   StepScalars step_scalars(double lr) const;
   void log_progress(std::int64_t step);
   void stop_for_preemption(std::int64_t step);
-  void validate(std::int64_t step);
+  void validate(std::int64_t step, bool last = false);
   void write_checkpoint(std::int64_t step);
   void finish();
 
@@ -95,6 +96,8 @@ class TrainingLoop {
   TrainStepParts parts_;
   std::vector<MetricsRow> metrics_rows_;   // rank 0: every step so far, for checkpoints
   std::vector<SampleImage> last_samples_;  // rank 0: the latest validation images
+  torch::Tensor progress_grid_;            // rank 0: samples/progress.png's pixels
+  bool compared_with_base_ = false;        // OUTPUT/compare.png drawn at the last validation
   MetricsFile metrics_;
   std::optional<TensorBoardLog> tensorboard_;  // rank 0, logging.tensorboard
   std::vector<PendingStep> pending_;

@@ -21,9 +21,10 @@ namespace sdxl::train {
 bool validation_due(const config::ValidationConfig& validation, std::int64_t step, std::int64_t steps_per_epoch);
 
 // Returns the images on rank 0 (for the next checkpoint), nothing elsewhere. `model` names the
-// base model in the PNG text.
+// base model in the PNG text. The `last` validation of a run with validation.compare_base
+// also draws the base model's images (samples/base/) and OUTPUT/compare.png.
 std::vector<SampleImage> run_validation(pipeline::SdxlPipeline& pipe, const config::ValidationConfig& validation,
                                         const RunSettings& settings, const std::string& model, std::int64_t step,
-                                        const Logger& log, dist::HostCollectives& comm);
+                                        bool last, const Logger& log, dist::HostCollectives& comm);
 
 }  // namespace sdxl::train
