@@ -356,6 +356,43 @@ class Loader {
   }
 
   // Settings that are each valid but contradict one another.
+  // data.bucketing's sizes, and what it cannot be combined with yet.
+  void check_buckets() {
+    auto at = [&](const std::string& key) { return config.origin(key); };
+    const std::int64_t step = config.get_int("data.bucket_step");
+    if (step % 8 != 0) {
+      errors.push_back(at("data.bucket_step") + ": data.bucket_step: expected a multiple of 8 (the VAE's factor), got " +
+                       std::to_string(step));
+      return;
+    }
+    for (const char* key : {"data.min_bucket_resolution", "data.max_bucket_resolution"}) {
+      if (auto v = config.get_optional_int(key); v && *v % step != 0) {
+        errors.push_back(at(key) + ": " + key + ": expected a multiple of data.bucket_step = " + std::to_string(step) +
+                         ", got " + std::to_string(*v));
+      }
+    }
+    const auto min = config.get_optional_int("data.min_bucket_resolution");
+    const auto max = config.get_optional_int("data.max_bucket_resolution");
+    const std::int64_t resolution = config.get_int("data.resolution");
+    if (min && *min > resolution) {
+      errors.push_back(at("data.min_bucket_resolution") + ": data.min_bucket_resolution = " + std::to_string(*min) +
+                       " is above data.resolution = " + std::to_string(resolution));
+    }
+    if (max && *max < resolution) {
+      errors.push_back(at("data.max_bucket_resolution") + ": data.max_bucket_resolution = " + std::to_string(*max) +
+                       " is below data.resolution = " + std::to_string(resolution));
+    }
+    if (!config.get_bool("data.bucketing")) return;
+    if (config.get_bool("prior.enabled")) {
+      errors.push_back(at("data.bucketing") + ": data.bucketing with prior preservation (" + at("prior.enabled") +
+                       ") is not supported: class and instance rows of a step must share one size; turn one off");
+    }
+    if (config.get_bool("train.cuda_graphs")) {
+      errors.push_back(at("data.bucketing") + ": data.bucketing changes the latent size from step to step, which a "
+                       "captured CUDA graph (" + at("train.cuda_graphs") + ") cannot; turn one off");
+    }
+  }
+
   void check_consistency() {
     auto at = [&](const std::string& key) { return config.origin(key); };
     if (config.get_bool("prior.enabled")) {
@@ -459,6 +496,7 @@ Config load(const std::string& text, const std::string& source, const std::vecto
   for (const auto& arg : overrides) loader.apply_override(arg);
   loader.check_required(source);
   if (loader.errors.empty()) loader.check_consistency();
+  if (loader.errors.empty()) loader.check_buckets();
   loader.finish();
   return loader.config;
 }

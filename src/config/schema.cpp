@@ -130,6 +130,18 @@ std::vector<KeySpec> build_schema() {
                 "Probability that an instance example trains on the empty caption, encoded (kohya's "
                 "--caption_dropout_rate)"),
             0.0, 1.0),
+      key(KEY(data, bucketing), false,
+          "Aspect-ratio buckets (kohya's scheme): each image trains at the bucket of about resolution^2 pixels "
+          "nearest its aspect ratio, every step's global batch from one bucket"),
+      range(optional(KEY(data, min_bucket_resolution), "= data.resolution / 4",
+                     "Shortest bucket side in pixels (kohya's --min_bucket_reso), a multiple of data.bucket_step"),
+            8, 8192),
+      range(optional(KEY(data, max_bucket_resolution), "= 2 x data.resolution",
+                     "Longest bucket side in pixels (kohya's --max_bucket_reso), a multiple of data.bucket_step"),
+            8, 16384),
+      range(key(KEY(data, bucket_step), std::int64_t{64},
+                "Bucket sides are multiples of this (kohya's --bucket_reso_steps; a multiple of 8)"),
+            8, 1024),
       // prior
       key(KEY(prior, enabled), false, "Prior preservation loss (needs data.class_dir and data.class_prompt)"),
       range(key(KEY(prior, loss_weight), 1.0, "Weight of the prior preservation loss"), 0.0),

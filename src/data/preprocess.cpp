@@ -26,7 +26,9 @@ torch::Tensor to_unit_range_tensor(const RgbImage& image) {
 PreprocessedImage preprocess(const RgbImage& upright, const PreprocessOptions& o, std::mt19937_64& rng) {
   PreprocessedImage p;
   p.original_size_hw = {upright.height, upright.width};
-  const auto [h, w] = resized_size(upright.height, upright.width, o.resolution);
+  const int crop_h = o.bucket ? o.bucket->height : o.resolution, crop_w = o.bucket ? o.bucket->width : o.resolution;
+  const auto [h, w] = o.bucket ? cover_size(upright.width, upright.height, *o.bucket)
+                               : resized_size(upright.height, upright.width, o.resolution);
   p.resized_hw = {h, w};
   RgbImage img = resize_bilinear(upright, w, h);
   if (o.flip) img = flip_horizontal(img);
@@ -34,14 +36,14 @@ PreprocessedImage preprocess(const RgbImage& upright, const PreprocessOptions& o
   int y = 0, x = 0;
   if (o.center_crop) {
     // torchvision CenterCrop: int(round((size - crop) / 2)), Python's round (half to even).
-    y = static_cast<int>(std::nearbyint((h - o.resolution) / 2.0));
-    x = static_cast<int>(std::nearbyint((w - o.resolution) / 2.0));
+    y = static_cast<int>(std::nearbyint((h - crop_h) / 2.0));
+    x = static_cast<int>(std::nearbyint((w - crop_w) / 2.0));
   } else {
-    y = static_cast<int>(rng() % static_cast<std::uint64_t>(h - o.resolution + 1));
-    x = static_cast<int>(rng() % static_cast<std::uint64_t>(w - o.resolution + 1));
+    y = static_cast<int>(rng() % static_cast<std::uint64_t>(h - crop_h + 1));
+    x = static_cast<int>(rng() % static_cast<std::uint64_t>(w - crop_w + 1));
   }
   p.crop_top_left_yx = {y, x};
-  p.pixels = to_unit_range_tensor(crop(img, x, y, o.resolution, o.resolution));
+  p.pixels = to_unit_range_tensor(crop(img, x, y, crop_w, crop_h));
   return p;
 }
 

@@ -112,6 +112,7 @@ void check_run_inputs(const config::RunConfig& cfg, const RunSettings& s) {
   check_writable_folder(s.output, "output.dir");
   check_outside_model(cfg.model, s.output);
   check_writable_folder(s.checkpoint_dir, cfg.checkpoint.dir ? "checkpoint.dir" : "output.dir");
+  if (cfg.logging.tensorboard) check_writable_folder(s.output / "logs", "logging.tensorboard");
   check_resume_target(cfg.checkpoint.resume);
 }
 

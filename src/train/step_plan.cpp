@@ -2,6 +2,9 @@
 
 #include "sdxl_dreambooth/error.h"
 
+#include <numeric>
+#include <utility>
+
 namespace sdxl::train {
 namespace {
 
@@ -41,13 +44,13 @@ std::int64_t checked_batch_size(const config::TrainConfig& train, std::int64_t d
 
 }  // namespace
 
-StepPlan::StepPlan(const config::TrainConfig& train, bool with_prior, std::int64_t dataset_size, int world,
+StepPlan::StepPlan(const config::TrainConfig& train, bool with_prior, std::vector<std::int64_t> groups, int world,
                    std::uint64_t seed)
-    : batch_size(checked_batch_size(train, dataset_size)),
+    : batch_size(checked_batch_size(train, std::accumulate(groups.begin(), groups.end(), std::int64_t{0}))),
       grad_accum(train.grad_accum),
       prior(with_prior),
       world_size(world),
-      order(dataset_size, batch_size, world, seed),
+      order(std::move(groups), batch_size, world, seed),
       steps_per_epoch(count_steps_per_epoch(order, grad_accum)),
       max_steps(train.max_steps.value_or(train.epochs * steps_per_epoch)),
       learning_rate(peak_learning_rate(train, world)),

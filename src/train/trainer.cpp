@@ -143,6 +143,16 @@ void log_plan(const StepPlan& plan, const TrainingData& data, const std::string&
            " examples, batch " + std::to_string(plan.batch_size) + (plan.prior ? " (+ as many class images)" : "") +
            " x " + std::to_string(plan.grad_accum) + " accumulation, " + std::to_string(plan.steps_per_epoch) +
            " steps per epoch, prediction " + prediction_type);
+  // The bucket table: which sizes the steps train at and how often.
+  const auto& groups = data.instance.groups;
+  const bool bucketed = groups.size() > 1 || groups[0].bucket.width != resolution || groups[0].bucket.height != resolution;
+  for (std::size_t k = 0; bucketed && k < groups.size(); ++k) {
+    const std::int64_t batches = plan.order.group_batches(k);
+    log.info("bucket " + groups[k].bucket.name() + ": " + std::to_string(groups[k].size()) +
+             (groups[k].size() == 1 ? " example, " : " examples, ") +
+             std::to_string(batches) + (batches == 1 ? " global batch" : " global batches") + " per epoch" +
+             (groups[k].size() < plan.batch_size * plan.world_size ? " (filled up by repeating its examples)" : ""));
+  }
   // Analytic model FLOPs, the yardstick for MFU (docs/benchmarks.md).
   log.info("UNet model FLOPs per image at " + std::to_string(resolution) + " px: forward " +
            util::format_with("%.4g", flops.forward / 1e9) + " GFLOP, LoRA training step " +
@@ -221,7 +231,7 @@ TrainSummary run_phases(const config::RunConfig& cfg, RunSettings& settings, con
   const TrainingData data = encode_training_data(cfg, settings, pipe, log, comm.host());
   stop_if_preempted(signals, comm.host(), "preemption check after encoding the data");
 
-  const StepPlan plan(cfg.train, settings.prior, data.dataset_size(), comm.world_size(), settings.seed);
+  const StepPlan plan(cfg.train, settings.prior, data.order_groups(), comm.world_size(), settings.seed);
   auto init = at::detail::createCPUGenerator(derive_seed(settings.seed, kLoraInitStream));
   TrainedAdapters adapters(cfg, plan.learning_rate, pipe, init);
   configure_unet(pipe.unet, cfg.train, settings.device);

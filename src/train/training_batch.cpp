@@ -1,5 +1,6 @@
 #include "sdxl_dreambooth/train/training_batch.h"
 
+#include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/nn/prompt_encoding.h"
 #include "sdxl_dreambooth/util/to_device.h"
 
@@ -28,12 +29,18 @@ torch::Tensor pyramid_noise(torch::Tensor noise, std::int64_t iterations, double
 
 DiffusionBatch assemble_batch(const TrainingData& data, const std::vector<std::int64_t>& idx, at::Generator& gen,
                               const BatchOptions& o) {
-  const EncodedImages& inst = data.instance;
-  const EncodedImages* cls = o.prior ? &data.klass : nullptr;
+  // Every row of a micro-batch comes from one group (DataOrder draws a global batch from one
+  // bucket); class examples are one group (bucketing with prior preservation is refused).
+  const LatentGroup* inst = nullptr;
+  const LatentGroup* cls = o.prior ? &data.klass.groups.at(0) : nullptr;
   std::vector<std::int64_t> rows_i, rows_c, prompt_rows;
   for (auto i : idx) {
-    rows_i.push_back(i % inst.size());
-    prompt_rows.push_back(static_cast<std::int64_t>(inst.prompt_index[static_cast<std::size_t>(rows_i.back())]));
+    const auto [group, row] = data.instance.locate(i % data.instance.size());
+    const LatentGroup* g = &data.instance.groups[group];
+    if (inst && g != inst) throw Error("internal: a micro-batch mixes aspect-ratio buckets");
+    inst = g;
+    rows_i.push_back(row);
+    prompt_rows.push_back(static_cast<std::int64_t>(inst->prompt_index[static_cast<std::size_t>(row)]));
   }
   if (cls) {
     for (auto i : idx) {
@@ -48,10 +55,10 @@ DiffusionBatch assemble_batch(const TrainingData& data, const std::vector<std::i
     if (b) t = torch::cat({t, b->index_select(0, util::to_device_async(torch::tensor(rows_c, torch::kLong), b->device()))});
     return t;
   };
-  const torch::Tensor mean = take(inst.mean, cls ? &cls->mean : nullptr);
-  const torch::Tensor std = take(inst.std, cls ? &cls->std : nullptr);
+  const torch::Tensor mean = take(inst->mean, cls ? &cls->mean : nullptr);
+  const torch::Tensor std = take(inst->std, cls ? &cls->std : nullptr);
   DiffusionBatch b;
-  b.time_ids = take(inst.time_ids, cls ? &cls->time_ids : nullptr);
+  b.time_ids = take(inst->time_ids, cls ? &cls->time_ids : nullptr);
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat);
   const std::int64_t B = mean.size(0), C = mean.size(1);
   const torch::Tensor sample = util::to_device_async(at::randn(mean.sizes(), gen, f32), o.device);

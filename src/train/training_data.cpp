@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
 
 namespace sdxl::train {
 namespace {
@@ -111,10 +112,12 @@ void log_image_set(const ImageSetOptions& o, const EncodedImages& out, std::size
     log.warn("data.caption_ext = " + util::quoted(*o.caption_ext) + ": no caption file beside any image in " +
              util::quoted(o.dir) + "; every image trains on the instance prompt");
   }
+  const std::string at = o.buckets.empty() ? " encoded at " + std::to_string(o.resolution) + " px"
+                                           : " encoded in " + std::to_string(out.groups.size()) + " buckets";
   log.info(o.key + ": " + std::to_string(out.images_used) + " images" +
            (out.images_skipped ? " (" + std::to_string(out.images_skipped) + " skipped)" : std::string()) +
            (captions ? ", " + std::to_string(captions) + " with captions" : std::string()) + ", " +
-           std::to_string(out.size()) + " examples encoded at " + std::to_string(o.resolution) + " px" +
+           std::to_string(out.size()) + " examples" + at +
            (world > 1 ? " by " + std::to_string(world) + " ranks" : std::string()));
 }
 
@@ -130,13 +133,132 @@ torch::Tensor example_repeats(const torch::Tensor& file_index, const std::vector
 }
 
 // SDXL's micro-conditioning: original height and width, crop top and left, target size.
-torch::Tensor sdxl_time_ids(const data::PreprocessedImage& p, int resolution) {
+torch::Tensor sdxl_time_ids(const data::PreprocessedImage& p) {
   return torch::tensor({static_cast<float>(p.original_size_hw[0]), static_cast<float>(p.original_size_hw[1]),
                         static_cast<float>(p.crop_top_left_yx[0]), static_cast<float>(p.crop_top_left_yx[1]),
-                        static_cast<float>(resolution), static_cast<float>(resolution)});
+                        static_cast<float>(p.pixels.size(1)), static_cast<float>(p.pixels.size(2))});
+}
+
+// One rank's examples of one latent size, before they are gathered.
+struct LocalShare {
+  std::vector<torch::Tensor> means, stds, time_ids;
+  std::vector<std::int64_t> files;      // per example: index into the file list
+  std::vector<torch::Tensor> pending;  // preprocessed pixels waiting for the VAE
+};
+
+// This rank's share of the files (file i on rank i mod world), preprocessed into its bucket
+// (bucket 0 without bucketing) and VAE-encoded in chunks of `encode_batch` per bucket.
+class ShareEncoder {
+ public:
+  ShareEncoder(const ImageSetOptions& o, nn::AutoencoderKL& vae, const torch::Device& device, int encode_batch)
+      : o_(o), vae_(vae), device_(device), batch_(encode_batch) {}
+
+  void add(const data::RgbImage& img, std::size_t file, int variants, std::mt19937_64& rng) {
+    data::PreprocessOptions po;
+    po.resolution = o_.resolution;
+    po.center_crop = o_.center_crop;
+    const std::size_t bucket = o_.buckets.empty() ? 0 : data::nearest_bucket(o_.buckets, img.width, img.height);
+    if (!o_.buckets.empty()) po.bucket = o_.buckets[bucket];
+    LocalShare& share = shares_[bucket];
+    for (int v = 0; v < variants; ++v) {
+      // diffusers: `random.random() < 0.5`; one draw per example.
+      po.flip = o_.random_flip && (rng() >> 11) * 0x1.0p-53 < 0.5;
+      const auto p = data::preprocess(img, po, rng);
+      share.pending.push_back(p.pixels);
+      share.time_ids.push_back(sdxl_time_ids(p));
+      share.files.push_back(static_cast<std::int64_t>(file));
+      if (static_cast<int>(share.pending.size()) >= batch_) flush(share);
+    }
+  }
+
+  std::map<std::size_t, LocalShare>& finish() {
+    for (auto& [bucket, share] : shares_) flush(share);
+    return shares_;
+  }
+
+ private:
+  void flush(LocalShare& share) {
+    if (share.pending.empty()) return;
+    torch::NoGradGuard no_grad;
+    const auto dtype = vae_->decoder->conv_in->weight.scalar_type();
+    const auto posterior = vae_->encode(torch::stack(share.pending).to(device_, dtype));
+    share.means.push_back(posterior.mean.to(torch::kCPU, torch::kFloat));
+    share.stds.push_back(posterior.std.to(torch::kCPU, torch::kFloat));
+    share.pending.clear();
+  }
+
+  const ImageSetOptions& o_;
+  nn::AutoencoderKL& vae_;
+  torch::Device device_;
+  int batch_;
+  std::map<std::size_t, LocalShare> shares_;
+};
+
+// Every rank's examples of one bucket, rank-major, each repeated as its image is when the
+// repeats are identical tensors (no random flip or crop).
+LatentGroup gather_group(LocalShare* mine, const data::BucketSize& size, std::int64_t channels,
+                         const std::vector<data::ImageFile>& files, const std::vector<std::size_t>& file_prompt,
+                         const ImageSetOptions& o, bool repeat, const torch::Device& device,
+                         dist::HostCollectives& comm) {
+  const std::int64_t h = size.height / 8, w = size.width / 8;
+  const auto cat = [&](const std::vector<torch::Tensor>& parts) {
+    return parts.empty() ? torch::empty({0, channels, h, w}) : torch::cat(parts);
+  };
+  torch::Tensor mean = cat(mine ? mine->means : std::vector<torch::Tensor>{});
+  torch::Tensor std = cat(mine ? mine->stds : std::vector<torch::Tensor>{});
+  torch::Tensor ids = mine && !mine->time_ids.empty() ? torch::stack(mine->time_ids) : torch::empty({0, 6});
+  torch::Tensor file_index = torch::tensor(mine ? mine->files : std::vector<std::int64_t>{}, torch::kLong);
+  // Host data (the shares were copied to the CPU as they were encoded), so host collectives.
+  mean = comm.all_gather_rows(mean, "all-gather of image latents (mean)");
+  std = comm.all_gather_rows(std, "all-gather of image latents (std)");
+  ids = comm.all_gather_rows(ids, "all-gather of time ids");
+  file_index = comm.all_gather_rows(file_index, "all-gather of file indices");
+  if (repeat) {
+    // Each example as many times as its image repeats (data.repeats × its folder's repeats).
+    const torch::Tensor counts = example_repeats(file_index, files, o.repeats);
+    mean = mean.repeat_interleave(counts, 0);
+    std = std.repeat_interleave(counts, 0);
+    ids = ids.repeat_interleave(counts, 0);
+    file_index = file_index.repeat_interleave(counts, 0);
+  }
+  LatentGroup g;
+  g.bucket = size;
+  g.mean = mean.to(device).contiguous();
+  g.std = std.to(device).contiguous();
+  g.time_ids = ids.to(device);
+  const auto fi = file_index.accessor<std::int64_t, 1>();
+  for (std::int64_t e = 0; e < fi.size(0); ++e) g.prompt_index.push_back(file_prompt[static_cast<std::size_t>(fi[e])]);
+  return g;
 }
 
 }  // namespace
+
+std::vector<data::BucketSize> training_buckets(const config::DataConfig& d, int resolution) {
+  const int step = static_cast<int>(d.bucket_step);
+  const int min = static_cast<int>(d.min_bucket_resolution.value_or(std::max(step, resolution / 4 / step * step)));
+  const int max = static_cast<int>(d.max_bucket_resolution.value_or(std::max(min, 2 * resolution / step * step)));
+  return data::bucket_sizes(resolution, min, max, step);
+}
+
+std::int64_t EncodedImages::size() const {
+  std::int64_t n = 0;
+  for (const auto& g : groups) n += g.size();
+  return n;
+}
+
+std::vector<std::int64_t> EncodedImages::group_sizes() const {
+  std::vector<std::int64_t> sizes;
+  for (const auto& g : groups) sizes.push_back(g.size());
+  return sizes;
+}
+
+std::pair<std::size_t, std::int64_t> EncodedImages::locate(std::int64_t example) const {
+  for (std::size_t k = 0; k < groups.size(); ++k) {
+    if (example < groups[k].size()) return {k, example};
+    example -= groups[k].size();
+  }
+  throw Error("internal: example " + std::to_string(example) + " past the encoded examples");
+}
 
 EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, const ImageSetOptions& o,
                                   nn::AutoencoderKL& vae, PromptTable& prompts, std::mt19937_64& rng,
@@ -149,19 +271,8 @@ EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, con
     file_prompt.push_back(prompts.add(f.caption ? *f.caption : o.prompt));
     if (f.caption) ++captions;
   }
-  std::vector<torch::Tensor> means, stds, time_ids;
-  std::vector<std::int64_t> example_file;  // per local example: index into files
-  std::vector<torch::Tensor> pending;      // preprocessed pixels waiting for the VAE
+  ShareEncoder encoder(o, vae, device, encode_batch);
   std::int64_t used = 0, skipped = 0;
-  torch::NoGradGuard no_grad;
-  const auto vae_dtype = vae->decoder->conv_in->weight.scalar_type();
-  auto flush = [&] {
-    if (pending.empty()) return;
-    const auto posterior = vae->encode(torch::stack(pending).to(device, vae_dtype));
-    means.push_back(posterior.mean.to(torch::kCPU, torch::kFloat));
-    stds.push_back(posterior.std.to(torch::kCPU, torch::kFloat));
-    pending.clear();
-  };
   // Without random flips or crops every repeat is the same tensor: encode it once.
   const bool random = o.random_flip || !o.center_crop;
   for (std::size_t i = static_cast<std::size_t>(rank); i < files.size(); i += static_cast<std::size_t>(world)) {
@@ -173,59 +284,34 @@ EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, con
     }
     ++used;
     const auto& img = decoded->image;
-    if (std::min(img.width, img.height) < o.resolution) {
+    if (o.buckets.empty() && std::min(img.width, img.height) < o.resolution) {
       log.warn(file.path + " is " + std::to_string(img.width) + "x" + std::to_string(img.height) +
                ", smaller than the training resolution " + std::to_string(o.resolution) + "; it is upscaled");
     }
-    const int variants = random ? o.repeats * file.repeats : 1;
-    for (int v = 0; v < variants; ++v) {
-      data::PreprocessOptions po;
-      po.resolution = o.resolution;
-      po.center_crop = o.center_crop;
-      // diffusers: `random.random() < 0.5`; one draw per example.
-      po.flip = o.random_flip && (rng() >> 11) * 0x1.0p-53 < 0.5;
-      const auto p = data::preprocess(img, po, rng);
-      pending.push_back(p.pixels);
-      time_ids.push_back(sdxl_time_ids(p, o.resolution));
-      example_file.push_back(static_cast<std::int64_t>(i));
-      if (static_cast<int>(pending.size()) >= encode_batch) flush();
-    }
+    encoder.add(img, i, random ? o.repeats * file.repeats : 1, rng);
   }
-  flush();
-  // This rank's share (possibly empty), then everyone's.
-  const std::int64_t channels = vae->config().latent_channels, side = o.resolution / 8;
-  torch::Tensor mean = means.empty() ? torch::empty({0, channels, side, side}) : torch::cat(means);
-  torch::Tensor std = stds.empty() ? torch::empty({0, channels, side, side}) : torch::cat(stds);
-  torch::Tensor ids = time_ids.empty() ? torch::empty({0, 6}) : torch::stack(time_ids);
-  torch::Tensor file_index = torch::tensor(example_file, torch::kLong);
-  // Host data (the shares were copied to the CPU as they were encoded), so host collectives.
-  mean = comm.all_gather_rows(mean, "all-gather of image latents (mean)");
-  std = comm.all_gather_rows(std, "all-gather of image latents (std)");
-  ids = comm.all_gather_rows(ids, "all-gather of time ids");
-  file_index = comm.all_gather_rows(file_index, "all-gather of file indices");
+  std::map<std::size_t, LocalShare>& shares = encoder.finish();
   used = static_cast<std::int64_t>(std::llround(comm.all_reduce_sum(static_cast<double>(used), "image count")));
   skipped = static_cast<std::int64_t>(std::llround(comm.all_reduce_sum(static_cast<double>(skipped), "skip count")));
   EncodedImages out;
   out.images_used = static_cast<std::size_t>(used);
   out.images_skipped = static_cast<std::size_t>(skipped);
+  // The buckets some rank holds examples of, in bucket order (one group without bucketing).
+  const std::size_t n_buckets = o.buckets.empty() ? 1 : o.buckets.size();
+  std::vector<std::uint64_t> held(n_buckets, 0);
+  for (const auto& [bucket, share] : shares) held[bucket] = 1;
+  comm.all_reduce_max(held, "buckets holding examples");
   if (used == 0) {
     throw UsageError(o.key + ": no usable image in " + util::quoted(o.dir) + " (" + std::to_string(skipped) +
                      " unreadable, skipped)");
   }
-  if (!random) {
-    // Each example as many times as its image repeats (data.repeats × its folder's repeats).
-    const torch::Tensor counts = example_repeats(file_index, files, o.repeats);
-    mean = mean.repeat_interleave(counts, 0);
-    std = std.repeat_interleave(counts, 0);
-    ids = ids.repeat_interleave(counts, 0);
-    file_index = file_index.repeat_interleave(counts, 0);
-  }
-  out.mean = mean.to(device).contiguous();
-  out.std = std.to(device).contiguous();
-  out.time_ids = ids.to(device);
-  const auto fi = file_index.accessor<std::int64_t, 1>();
-  for (std::int64_t e = 0; e < fi.size(0); ++e) {
-    out.prompt_index.push_back(file_prompt[static_cast<std::size_t>(fi[e])]);
+  const std::int64_t channels = vae->config().latent_channels;
+  for (std::size_t b = 0; b < n_buckets; ++b) {
+    if (!held[b]) continue;
+    auto it = shares.find(b);
+    const data::BucketSize size = o.buckets.empty() ? data::BucketSize{o.resolution, o.resolution} : o.buckets[b];
+    out.groups.push_back(gather_group(it == shares.end() ? nullptr : &it->second, size, channels, files, file_prompt, o,
+                                      !random, device, comm));
   }
   log_image_set(o, out, captions, world, log);
   return out;
@@ -270,6 +356,12 @@ TrainingData encode_training_data(const config::RunConfig& cfg, const RunSetting
   io.random_flip = cfg.data.random_flip;
   io.repeats = static_cast<int>(cfg.data.repeats);
   io.skip_bad_images = cfg.data.skip_bad_images;
+  if (cfg.data.bucketing) {
+    io.buckets = training_buckets(cfg.data, s.resolution);
+    log.info("data.bucketing: " + std::to_string(io.buckets.size()) + " buckets of about " +
+             std::to_string(s.resolution) + "^2 px, sides " + std::to_string(io.buckets.front().width) + " to " +
+             std::to_string(io.buckets.back().width) + " in steps of " + std::to_string(cfg.data.bucket_step));
+  }
   d.instance = encode_image_folder(list_images_collective(io, comm, log), io, pipe.vae, d.prompts, augment_rng, s.device,
                                    log, comm);
   if (s.prior) {
@@ -280,6 +372,7 @@ TrainingData encode_training_data(const config::RunConfig& cfg, const RunSetting
     co.caption_ext.reset();
     co.format = "folder";
     co.repeats = 1;
+    co.buckets.clear();
     d.klass = encode_image_folder(list_images_collective(co, comm, log), co, pipe.vae, d.prompts, augment_rng, s.device,
                                   log, comm);
   }

@@ -173,6 +173,24 @@ TEST(RunGuard, ARefusedRunWritesNothing) {
   }
 }
 
+// TensorBoard's folder (output.dir/logs) must be one this run can write: checked before
+// anything is written, like output.dir itself.
+TEST(RunGuard, AnUnwritableTensorBoardFolderIsAConfigError) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  const fs::path out = dir / "out";
+  test::write_file(dir / "run.toml", config(out, "max_steps = 2\n"));
+  fs::create_directories(out);
+  test::write_file(out / "logs", "not a folder");
+  const auto r = test::run_cli({"train", (dir / "run.toml").string()});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("logging.tensorboard: '" + (out / "logs").string() + "' is not a folder"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(std::distance(fs::directory_iterator(out), fs::directory_iterator()), 1);
+  const auto off = test::run_cli({"train", (dir / "run.toml").string(), "--set", "logging.tensorboard=false"});
+  EXPECT_EQ(off.exit_code, 0) << off.err;
+}
+
 // SIGUSR1 at the very start (the fault hook at step 0, through the real handler): exit 75 at
 // the first phase boundary, no step, no checkpoint, no LoRA.
 TEST(RunGuard, APreemptionRequestDuringStartUpExits75WithNothingToSave) {

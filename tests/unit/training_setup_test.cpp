@@ -104,10 +104,10 @@ TEST(TrainingSetup, TheRunNameComesFromTheOutputFolder) {
 // train.scale_lr: diffusers' lr × grad_accum × batch × ranks, before the schedule.
 TEST(TrainingSetup, ScaleLrMultipliesByTheGlobalBatch) {
   const auto plain = load({"train.learning_rate=1e-4", "train.batch_size=2", "train.grad_accum=3"});
-  EXPECT_DOUBLE_EQ(train::StepPlan(plain.train, false, 10, 4, 0).learning_rate, 1e-4);
+  EXPECT_DOUBLE_EQ(train::StepPlan(plain.train, false, {10}, 4, 0).learning_rate, 1e-4);
   const auto scaled =
       load({"train.learning_rate=1e-4", "train.batch_size=2", "train.grad_accum=3", "train.scale_lr=true"});
-  const train::StepPlan plan(scaled.train, false, 10, 4, 0);
+  const train::StepPlan plan(scaled.train, false, {10}, 4, 0);
   EXPECT_DOUBLE_EQ(plan.learning_rate, 1e-4 * 3 * 2 * 4);
   EXPECT_DOUBLE_EQ(plan.lr.lr(0), plan.learning_rate);  // the constant schedule's peak
 }

@@ -34,6 +34,10 @@ struct DataConfig {
   std::string caption_column;
   double caption_dropout = 0;
   bool skip_bad_images = false;
+  bool bucketing = false;
+  std::optional<std::int64_t> min_bucket_resolution;
+  std::optional<std::int64_t> max_bucket_resolution;
+  std::int64_t bucket_step = 64;
 };
 
 struct PriorConfig {

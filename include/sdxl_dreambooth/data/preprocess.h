@@ -1,15 +1,18 @@
 // DreamBooth image preprocessing as diffusers' train_dreambooth_lora_sdxl.py (0.27) does it:
 // resize the shorter side to the resolution (Pillow bilinear), optional horizontal flip,
 // center or random crop to a square, scale to [-1, 1]; and the original size and crop
-// top-left that SDXL's time ids carry.
+// top-left that SDXL's time ids carry. With an aspect-ratio bucket (data/buckets.h) the image
+// is resized to cover the bucket instead and cropped to it.
 #pragma once
 
+#include "sdxl_dreambooth/data/buckets.h"
 #include "sdxl_dreambooth/data/image_decoder.h"
 
 #include <torch/torch.h>
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <random>
 
 namespace sdxl::data {
@@ -18,10 +21,11 @@ struct PreprocessOptions {
   int resolution = 1024;
   bool center_crop = false;
   bool flip = false;  // this image is flipped (the caller draws it when random_flip is on)
+  std::optional<BucketSize> bucket;  // crop to this size instead of resolution²
 };
 
 struct PreprocessedImage {
-  torch::Tensor pixels;                         // [3, R, R] float32 in [-1, 1]
+  torch::Tensor pixels;                         // [3, R, R] (or the bucket's) float32 in [-1, 1]
   std::array<std::int64_t, 2> original_size_hw;  // after EXIF orientation
   std::array<std::int64_t, 2> resized_hw;
   std::array<std::int64_t, 2> crop_top_left_yx;

@@ -9,11 +9,13 @@
 #include "sdxl_dreambooth/train/lr_schedule.h"
 
 #include <cstdint>
+#include <vector>
 
 namespace sdxl::train {
 
 struct StepPlan {
-  StepPlan(const config::TrainConfig& train, bool prior, std::int64_t dataset_size, int world_size,
+  // `groups`: examples per group of the data order (one, or one per aspect-ratio bucket).
+  StepPlan(const config::TrainConfig& train, bool prior, std::vector<std::int64_t> groups, int world_size,
            std::uint64_t seed);
 
   std::int64_t batch_size;  // examples per rank per micro-batch

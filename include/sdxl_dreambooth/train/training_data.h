@@ -5,6 +5,7 @@
 #pragma once
 
 #include "sdxl_dreambooth/config/run_config.h"
+#include "sdxl_dreambooth/data/buckets.h"
 #include "sdxl_dreambooth/data/dataset_listing.h"
 #include "sdxl_dreambooth/data/image_folder.h"
 #include "sdxl_dreambooth/dist/host_collectives.h"
@@ -20,6 +21,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace sdxl::train {
@@ -36,15 +38,29 @@ struct ImageSetOptions {
   bool random_flip = false;
   int repeats = 1;
   bool skip_bad_images = false;
+  // data.bucketing: each image goes to its nearest bucket (data/buckets.h); empty: every image
+  // is cropped to resolution².
+  std::vector<data::BucketSize> buckets;
 };
 
-// The encoded examples of one folder. Rows of mean/std/time_ids are examples.
-struct EncodedImages {
-  torch::Tensor mean, std;                // [N, C, R/8, R/8] float32 on the training device
+// Encoded examples of one size (one aspect-ratio bucket). Rows of mean/std/time_ids are examples.
+struct LatentGroup {
+  data::BucketSize bucket;                // its size in pixels
+  torch::Tensor mean, std;                // [N, C, H/8, W/8] float32 on the training device
   torch::Tensor time_ids;                 // [N, 6] float32: original h, w, crop y, x, target h, w
   std::vector<std::size_t> prompt_index;  // per example, into PromptTable
-  std::size_t images_used = 0, images_skipped = 0;
   std::int64_t size() const { return mean.defined() ? mean.size(0) : 0; }
+};
+
+// The encoded examples of one folder: one group per bucket that holds any (bucket order), or
+// one group without bucketing. Examples are numbered group after group.
+struct EncodedImages {
+  std::vector<LatentGroup> groups;
+  std::size_t images_used = 0, images_skipped = 0;
+  std::int64_t size() const;
+  std::vector<std::int64_t> group_sizes() const;
+  // The group and row of example `example`.
+  std::pair<std::size_t, std::int64_t> locate(std::int64_t example) const;
 };
 
 struct PromptTable {
@@ -54,6 +70,10 @@ struct PromptTable {
   torch::Tensor ids_1, ids_2;   // [P, 77] int64 token ids of both tokenizers (text-encoder training)
   std::size_t add(const std::string& prompt);  // index, adding it if new
 };
+
+// data.bucketing's bucket sizes at `resolution` (data.min/max_bucket_resolution default to a
+// quarter and twice the resolution, in multiples of data.bucket_step).
+std::vector<data::BucketSize> training_buckets(const config::DataConfig& data, int resolution);
 
 // How data.* lists the instance images (data/dataset_listing.h).
 data::DatasetOptions instance_dataset_options(const config::DataConfig& data);
@@ -89,6 +109,11 @@ struct TrainingData {
   std::optional<std::size_t> empty_prompt;
   // diffusers: the dataset has max(instance, class) examples; class rows wrap around.
   std::int64_t dataset_size() const { return std::max(instance.size(), klass.size()); }
+  // Examples per group the data order draws each global batch from: the instance buckets, or
+  // the whole dataset in one group (no bucketing, or prior preservation).
+  std::vector<std::int64_t> order_groups() const {
+    return klass.size() ? std::vector<std::int64_t>{dataset_size()} : instance.group_sizes();
+  }
 };
 
 // Encodes data.instance_dir (and data.class_dir with prior.enabled) and every prompt, then
