@@ -40,4 +40,9 @@ PreemptionSignals::~PreemptionSignals() {
 bool PreemptionSignals::requested() const { return g_signal != 0; }
 int PreemptionSignals::signal_number() const { return g_signal; }
 
+std::string PreemptionSignals::describe() const {
+  const int s = signal_number();
+  return s ? std::string(strsignal(s)) : std::string("another rank");
+}
+
 }  // namespace sdxl::train

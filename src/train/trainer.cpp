@@ -90,10 +90,6 @@ class RunLocks {
 
 // Before the first step a preemption request (SIGTERM/SIGUSR1 on any rank) ends the run at the
 // next phase boundary: nothing is trained yet, so nothing is checkpointed.
-std::string signal_name(const PreemptionSignals& signals) {
-  return signals.signal_number() ? std::string(strsignal(signals.signal_number())) : std::string("another rank");
-}
-
 void stop_if_preempted(const PreemptionSignals& signals, dist::HostCollectives& comm, const char* phase) {
   if (comm.all_reduce_max(signals.requested() ? 1.0 : 0.0, phase) > 0) throw PreemptedBeforeTraining{};
 }
@@ -228,7 +224,10 @@ TrainSummary run_phases(const config::RunConfig& cfg, RunSettings& settings, con
   if (settings.prior) {
     ensure_class_images(pipe, cfg, settings, log, comm.host(), signals);
   }
-  const TrainingData data = encode_training_data(cfg, settings, pipe, log, comm.host());
+  const TrainingData data = encode_training_data(cfg, settings, pipe, log, comm.host(), [&] {
+    maybe_inject_fault(comm.rank(), -1);
+    stop_if_preempted(signals, comm.host(), "preemption check between images being encoded");
+  });
   stop_if_preempted(signals, comm.host(), "preemption check after encoding the data");
 
   const StepPlan plan(cfg.train, settings.prior, data.order_groups(), comm.world_size(), settings.seed);
@@ -278,7 +277,7 @@ TrainSummary run_training(const config::RunConfig& cfg, const Logger& log, dist:
   try {
     return run_phases(cfg, settings, log, comm, local_rank, signals, run_clock);
   } catch (const PreemptedBeforeTraining&) {
-    log.warn("preemption requested (" + signal_name(signals) + ") before the first step: exiting with code " +
+    log.warn("preemption requested (" + signals.describe() + ") before the first step: exiting with code " +
              std::to_string(kExitPreempted) + ", nothing to checkpoint");
     TrainSummary summary;
     summary.preempted = true;

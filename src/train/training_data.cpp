@@ -263,7 +263,7 @@ std::pair<std::size_t, std::int64_t> EncodedImages::locate(std::int64_t example)
 EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, const ImageSetOptions& o,
                                   nn::AutoencoderKL& vae, PromptTable& prompts, std::mt19937_64& rng,
                                   const torch::Device& device, const Logger& log, dist::HostCollectives& comm,
-                                  int encode_batch) {
+                                  const std::function<void()>& between_rounds, int encode_batch) {
   const int rank = comm.rank(), world = comm.world_size();
   std::vector<std::size_t> file_prompt;
   std::size_t captions = 0;
@@ -275,20 +275,24 @@ EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, con
   std::int64_t used = 0, skipped = 0;
   // Without random flips or crops every repeat is the same tensor: encode it once.
   const bool random = o.random_flip || !o.center_crop;
-  for (std::size_t i = static_cast<std::size_t>(rank); i < files.size(); i += static_cast<std::size_t>(world)) {
-    const auto& file = files[i];
-    const std::optional<data::DecodedImage> decoded = decode_or_skip(file.path, o.skip_bad_images, log);
-    if (!decoded) {
+  // In rounds of one file per rank, so that every rank passes the same number of round ends.
+  const auto ranks = static_cast<std::size_t>(world);
+  for (std::size_t round = 0; round * ranks < files.size(); ++round) {
+    const std::size_t i = round * ranks + static_cast<std::size_t>(rank);
+    const std::optional<data::DecodedImage> decoded =
+        i < files.size() ? decode_or_skip(files[i].path, o.skip_bad_images, log) : std::nullopt;
+    if (decoded) {
+      ++used;
+      const auto& img = decoded->image;
+      if (o.buckets.empty() && std::min(img.width, img.height) < o.resolution) {
+        log.warn(files[i].path + " is " + std::to_string(img.width) + "x" + std::to_string(img.height) +
+                 ", smaller than the training resolution " + std::to_string(o.resolution) + "; it is upscaled");
+      }
+      encoder.add(img, i, random ? o.repeats * files[i].repeats : 1, rng);
+    } else if (i < files.size()) {
       ++skipped;
-      continue;
     }
-    ++used;
-    const auto& img = decoded->image;
-    if (o.buckets.empty() && std::min(img.width, img.height) < o.resolution) {
-      log.warn(file.path + " is " + std::to_string(img.width) + "x" + std::to_string(img.height) +
-               ", smaller than the training resolution " + std::to_string(o.resolution) + "; it is upscaled");
-    }
-    encoder.add(img, i, random ? o.repeats * file.repeats : 1, rng);
+    if (between_rounds) between_rounds();
   }
   std::map<std::size_t, LocalShare>& shares = encoder.finish();
   used = static_cast<std::int64_t>(std::llround(comm.all_reduce_sum(static_cast<double>(used), "image count")));
@@ -340,7 +344,8 @@ void encode_prompts(PromptTable& prompts, pipeline::SdxlPipeline& pipe, torch::D
 }
 
 TrainingData encode_training_data(const config::RunConfig& cfg, const RunSettings& s, pipeline::SdxlPipeline& pipe,
-                                  const Logger& log, dist::HostCollectives& comm) {
+                                  const Logger& log, dist::HostCollectives& comm,
+                                  const std::function<void()>& between_rounds) {
   TrainingData d;
   std::mt19937_64 augment_rng(
       derive_seed(derive_seed(s.seed, kAugmentStream), static_cast<std::uint64_t>(comm.rank())));
@@ -363,7 +368,7 @@ TrainingData encode_training_data(const config::RunConfig& cfg, const RunSetting
              std::to_string(io.buckets.back().width) + " in steps of " + std::to_string(cfg.data.bucket_step));
   }
   d.instance = encode_image_folder(list_images_collective(io, comm, log), io, pipe.vae, d.prompts, augment_rng, s.device,
-                                   log, comm);
+                                   log, comm, between_rounds);
   if (s.prior) {
     ImageSetOptions co = io;
     co.dir = *cfg.data.class_dir;
@@ -374,7 +379,7 @@ TrainingData encode_training_data(const config::RunConfig& cfg, const RunSetting
     co.repeats = 1;
     co.buckets.clear();
     d.klass = encode_image_folder(list_images_collective(co, comm, log), co, pipe.vae, d.prompts, augment_rng, s.device,
-                                  log, comm);
+                                  log, comm, between_rounds);
   }
   if (cfg.data.caption_dropout > 0) d.empty_prompt = d.prompts.add("");
   if (util::trim(cfg.data.instance_prompt).empty()) {

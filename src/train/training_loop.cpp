@@ -93,6 +93,10 @@ bool TrainingLoop::run() {
   const std::int64_t max_steps = p_.plan.max_steps;
   for (std::int64_t step = start_step_; step < max_steps; ++step) {
     const StepResult r = train_step(step);
+    if (r.abandoned) {
+      settle();
+      return stop_within_step(step);
+    }
     const std::int64_t done = step + 1;
     const bool last = done == max_steps;
     // Every rank stops on the same step: the flag went through an all-reduce.
@@ -129,6 +133,7 @@ StepResult TrainingLoop::train_step(std::int64_t step) {
   const StepResult r = run_train_step(parts_, step, lr, [&](std::int64_t micro) {
     return assemble_batch(p_.data, p_.plan.rows(step, micro, p_.comm.rank()), noise_gen, batch_options_);
   }, summary_.times);
+  if (r.abandoned) return r;
   if (r.skipped) {
     ++summary_.skipped_steps;
     p_.log.warn("step " + std::to_string(step + 1) + ": non-finite fp16 gradients, step skipped; loss scale " +
@@ -196,19 +201,33 @@ void TrainingLoop::log_progress(std::int64_t step) {
 }
 
 void TrainingLoop::stop_for_preemption(std::int64_t step) {
-  const int signal = p_.signals.signal_number();
-  p_.log.warn("preemption requested (" + (signal ? std::string(strsignal(signal)) : std::string("another rank")) +
+  p_.log.warn("preemption requested (" + p_.signals.describe() +
               "): checkpointing step " + std::to_string(step) + " and exiting with code " +
               std::to_string(kExitPreempted) + " for the job script to requeue");
   write_checkpoint(step);
   summary_.preempted = true;
 }
 
+// A preemption request between the micro-batches of step `step` + 1: the weights are still
+// those after `step` steps; checkpoint them, unless this run has not trained a step yet and
+// no checkpoint holds anything newer than what exists.
+bool TrainingLoop::stop_within_step(std::int64_t step) {
+  if (step == start_step_) {
+    p_.log.warn("preemption requested (" + p_.signals.describe() + ") during step " + std::to_string(step + 1) +
+                ", before this run finished a step: exiting with code " + std::to_string(kExitPreempted) +
+                (step == 0 ? ", nothing to checkpoint" : ", the checkpoint of step " + std::to_string(step) + " stays"));
+    summary_.preempted = true;
+    return false;
+  }
+  p_.log.warn("preemption requested during step " + std::to_string(step + 1) + ": the step is given up");
+  stop_for_preemption(step);
+  return false;
+}
+
 void TrainingLoop::validate(std::int64_t step, bool last) {
   p_.adapters.set_training(p_.pipe, false);
   last_samples_ = run_validation(p_.pipe, p_.cfg.validation, p_.settings, p_.cfg.model.pretrained, step, last, p_.log,
-                                 p_.comm.host());
-  compared_with_base_ = last && p_.cfg.validation.compare_base;
+                                 p_.signals, p_.comm.host(), &compared_with_base_);
   p_.adapters.set_training(p_.pipe, true);
   if (tensorboard_) tensorboard_->validation(last_samples_, step);
   if (p_.comm.rank() == 0) {

@@ -4,6 +4,7 @@
 #include "sdxl_dreambooth/pipeline/generation_batches.h"
 #include "sdxl_dreambooth/pipeline/image_png.h"
 #include "sdxl_dreambooth/io/durable_file.h"
+#include "sdxl_dreambooth/train/fault_injection.h"
 #include "sdxl_dreambooth/util/stopwatch.h"
 #include "sdxl_dreambooth/util/strings.h"
 
@@ -28,13 +29,30 @@ pipeline::GenerationRequest validation_request(const config::ValidationConfig& v
   return r;
 }
 
-// Whole batches per rank (batch j on rank j mod world), gathered on rank 0.
+struct DrawingStopped {};
+
+// Whole batches per rank (batch j on rank j mod world), gathered on rank 0. A preemption
+// request stops this rank's drawing at the next sampler step (its images are left out), so a
+// validation does not hold the job past Slurm's grace time; `cut` is then true on every rank.
 std::vector<pipeline::GeneratedImage> draw(pipeline::SdxlPipeline& pipe, const pipeline::GenerationRequest& r,
-                                           dist::HostCollectives& comm) {
+                                           const PreemptionSignals& signals, dist::HostCollectives& comm, bool& cut) {
   const auto mine = pipeline::rank_share(pipeline::plan_batches(r), comm.rank(), comm.world_size());
   std::vector<pipeline::GeneratedImage> images;
-  if (!mine.empty()) images = pipe.generate(r, mine);
-  return pipeline::gather_images(std::move(images), comm, r);
+  bool stopped = false;
+  try {
+    if (!mine.empty()) {
+      images = pipe.generate(r, mine, [&](std::int64_t, std::int64_t) {
+        maybe_inject_fault(comm.rank(), -2);
+        if (signals.requested()) throw DrawingStopped{};
+      });
+    }
+  } catch (const DrawingStopped&) {
+    stopped = true;
+    images.clear();
+  }
+  images = pipeline::gather_images(std::move(images), comm, r);
+  cut = comm.all_reduce_max(stopped ? 1.0 : 0.0, "validation cut short?") > 0;
+  return images;
 }
 
 // DIR/P-K.png with the settings in text chunks; `lora` says which adapters drew them.
@@ -52,21 +70,34 @@ void write_pngs(const fs::path& dir, const std::vector<pipeline::GeneratedImage>
 }
 
 // The same prompts and seeds with every adapter at scale 0 (the base model) into
-// samples/base/, and OUTPUT/compare.png: a row per image, base | fine-tuned.
-void draw_base_comparison(pipeline::SdxlPipeline& pipe, const pipeline::GenerationRequest& r,
+// samples/base/, and OUTPUT/compare.png: a row per image, base | fine-tuned. False when a
+// preemption request stopped it.
+bool draw_base_comparison(pipeline::SdxlPipeline& pipe, const pipeline::GenerationRequest& r,
                           const std::vector<pipeline::GeneratedImage>& tuned, const RunSettings& s,
                           const std::string& model, std::int64_t step, const Logger& log,
-                          dist::HostCollectives& comm) {
+                          const PreemptionSignals& signals, dist::HostCollectives& comm) {
   const util::Stopwatch watch;
+  bool cut = false;
   pipe.set_lora_scale(0.0);
-  const auto base = draw(pipe, r, comm);
+  std::vector<pipeline::GeneratedImage> base;
+  try {
+    base = draw(pipe, r, signals, comm, cut);
+  } catch (...) {
+    pipe.set_lora_scale(1.0);
+    throw;
+  }
   pipe.set_lora_scale(1.0);
-  if (comm.rank() != 0) return;
+  if (cut) {
+    if (comm.rank() == 0) log.warn("base model vs fine-tuned: left out, a preemption request stopped the drawing");
+    return false;
+  }
+  if (comm.rank() != 0) return true;
   write_pngs(s.output / "samples" / "base", base, r, model, "none (base model)");
   const fs::path grid = s.output / "compare.png";
   pipeline::write_comparison_grid(grid.string() + ".tmp", base, tuned, r, "step " + std::to_string(step), 1.0);
   io::commit_file(grid.string() + ".tmp", grid.string());
   log.info("base model vs fine-tuned: " + grid.string() + " (" + util::format_with("%.1f", watch.seconds()) + " s)");
+  return true;
 }
 
 }  // namespace
@@ -80,17 +111,22 @@ bool validation_due(const config::ValidationConfig& validation, std::int64_t ste
 
 std::vector<SampleImage> run_validation(pipeline::SdxlPipeline& pipe, const config::ValidationConfig& v,
                                         const RunSettings& s, const std::string& model, std::int64_t step,
-                                        bool last, const Logger& log, dist::HostCollectives& comm) {
+                                        bool last, const Logger& log, const PreemptionSignals& signals,
+                                        dist::HostCollectives& comm, bool* compared_with_base) {
   const pipeline::GenerationRequest r = validation_request(v, s);
   const util::Stopwatch watch;
-  const auto images = draw(pipe, r, comm);
+  bool cut = false;
+  const auto images = draw(pipe, r, signals, comm, cut);
   if (comm.rank() == 0) {
     const fs::path dir = s.output / "samples" / ("step_" + std::to_string(step));
     write_pngs(dir, images, r, model, std::to_string(step));
     log.info("validation at step " + std::to_string(step) + ": " + std::to_string(images.size()) + " images in " +
-             dir.string() + " (" + util::format_with("%.1f", watch.seconds()) + " s)");
+             dir.string() + " (" + util::format_with("%.1f", watch.seconds()) + " s)" +
+             (cut ? "; cut short by a preemption request" : ""));
   }
-  if (last && v.compare_base) draw_base_comparison(pipe, r, images, s, model, step, log, comm);
+  const bool compared = last && v.compare_base && !cut &&
+                        draw_base_comparison(pipe, r, images, s, model, step, log, signals, comm);
+  if (compared_with_base) *compared_with_base = compared;
   if (comm.rank() != 0) return {};
   std::vector<SampleImage> samples;
   for (const auto& img : images) {

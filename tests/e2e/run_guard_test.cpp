@@ -204,6 +204,58 @@ TEST(RunGuard, APreemptionRequestDuringStartUpExits75WithNothingToSave) {
   EXPECT_FALSE(fs::exists(dir / "out" / "pytorch_lora_weights.safetensors"));
 }
 
+// A preemption request is heard inside the long phases too, not only at step ends: between
+// the micro-batches of an accumulated step (the step is given up and the one before is
+// checkpointed; the resumed run ends with the straight run's bits), while the images are
+// encoded (exit 75 at once), and during a validation (cut short; the next step boundary
+// checkpoints).
+TEST(RunGuard, APreemptionRequestIsHeardInsideLongPhases) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  const std::string accumulated = "max_steps = 4\ngrad_accum = 2\n";
+  test::write_file(dir / "straight.toml", config(dir / "straight", accumulated));
+  test::write_file(dir / "stopped.toml", config(dir / "stopped", accumulated));
+  ASSERT_EQ(test::run_cli({"train", (dir / "straight.toml").string()}).exit_code, 0);
+  const auto stopped = test::run_cli({"train", (dir / "stopped.toml").string()}, {{"SDXL_TEST_FAULT", "signal:0:3"}});
+  EXPECT_EQ(stopped.exit_code, 75) << stopped.err;
+  EXPECT_NE(stopped.err.find("preemption requested during step 3: the step is given up"), std::string::npos)
+      << stopped.err;
+  EXPECT_TRUE(fs::exists(dir / "stopped" / "checkpoints" / "checkpoint-2.h5"));
+  EXPECT_FALSE(fs::exists(dir / "stopped" / "checkpoints" / "checkpoint-3.h5"));
+  const auto resumed =
+      test::run_cli({"train", (dir / "stopped.toml").string(), "--set", "checkpoint.resume=\"latest\""});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_EQ(test::read_file(dir / "straight" / "pytorch_lora_weights.safetensors"),
+            test::read_file(dir / "stopped" / "pytorch_lora_weights.safetensors"));
+  // In the first step of a run: nothing trained, nothing to checkpoint.
+  const auto first = test::run_cli({"train", (dir / "straight.toml").string(), "--set",
+                                    "output.dir=\"" + (dir / "first").string() + "\""},
+                                   {{"SDXL_TEST_FAULT", "signal:0:1"}});
+  EXPECT_EQ(first.exit_code, 75) << first.err;
+  EXPECT_NE(first.err.find("before this run finished a step"), std::string::npos) << first.err;
+  EXPECT_FALSE(fs::exists(dir / "first" / "checkpoints"));
+
+  // While encoding: after the first image, not after all five.
+  const auto encoding = test::run_cli({"train", (dir / "straight.toml").string(), "--set",
+                                       "output.dir=\"" + (dir / "encoding").string() + "\""},
+                                      {{"SDXL_TEST_FAULT", "signal:0:-1"}});
+  EXPECT_EQ(encoding.exit_code, 75) << encoding.err;
+  EXPECT_NE(encoding.err.find("before the first step"), std::string::npos) << encoding.err;
+  EXPECT_EQ(encoding.err.find("examples encoded"), std::string::npos) << encoding.err;
+
+  // During a validation at step 1: cut short, then the checkpoint of step 2 and exit 75.
+  test::write_file(dir / "validate.toml",
+                   config(dir / "validate", "max_steps = 4\n",
+                          "[validation]\nprompts = [\"sks cat\"]\nnum_images = 2\nsteps = 3\nevery_steps = 1\n"
+                          "resolution = 64\n"));
+  const auto validating =
+      test::run_cli({"train", (dir / "validate.toml").string()}, {{"SDXL_TEST_FAULT", "signal:0:-2"}});
+  EXPECT_EQ(validating.exit_code, 75) << validating.err;
+  EXPECT_NE(validating.err.find("validation at step 1: 0 images"), std::string::npos) << validating.err;
+  EXPECT_NE(validating.err.find("cut short by a preemption request"), std::string::npos) << validating.err;
+  EXPECT_TRUE(fs::exists(dir / "validate" / "checkpoints" / "checkpoint-2.h5"));
+}
+
 // Whatever --force says, export does not write over the checkpoint it reads, under its own
 // name or through a link.
 TEST(RunGuard, ExportNeverOverwritesItsInput) {

@@ -1,7 +1,9 @@
 // Fault injection for the failure tests only (tests/e2e/distributed_train_test.cpp):
 // SDXL_TEST_FAULT="exit:R:S" makes rank R exit at step S, "stall:R:S" makes it hang there,
 // "signal:R:S" sends it SIGUSR1 there (a preemption at a known step, through the real handler).
-// Step 0 is the start of run_training, before anything is loaded.
+// Step 0 is the start of run_training, before anything is loaded; step -1 is after the first
+// round of training images is encoded (a preemption while the data is being encoded); step -2
+// is each sampler step of a validation.
 #pragma once
 
 #include <cstdint>

@@ -4,6 +4,8 @@
 // kExitPreempted (75) so the job script requeues.
 #pragma once
 
+#include <string>
+
 namespace sdxl::train {
 
 class PreemptionSignals {
@@ -16,6 +18,8 @@ class PreemptionSignals {
 
   bool requested() const;
   int signal_number() const;  // the first signal received, 0 when none
+  // The signal's name ("Terminated"), or "another rank" when this one received none.
+  std::string describe() const;
 };
 
 // Thrown at a phase boundary before the first step when some rank was asked to stop: nothing

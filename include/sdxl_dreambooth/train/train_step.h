@@ -66,6 +66,9 @@ struct StepResult {
   torch::Tensor grad_norm;      // 0-d float32 on the device: before clipping
   bool skipped = false;         // fp16: gradients not finite, no update (the loss scale backed off)
   bool stop_requested = false;  // some rank was asked to stop (preemption); the same on every rank
+  // The request came between two micro-batches: the step was given up before any update (no
+  // loss, nothing changed), so the weights are those after the previous step.
+  bool abandoned = false;
 };
 
 // Runs optimizer step `step` (0-based) at learning rate `lr`; `next_batch(micro)` builds its

@@ -17,6 +17,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <functional>
 #include <cstdint>
 #include <optional>
 #include <random>
@@ -88,11 +89,12 @@ std::vector<data::ImageFile> list_images_collective(const ImageSetOptions& optio
 // posteriors so every rank holds every example (rank-major order). Adds every file's prompt to
 // `prompts` in file order (the same table on every rank). `rng` draws flips and random crops.
 // Throws UsageError when no rank has a usable image; a bad image is an Error naming it, or
-// skipped with a warning when skip_bad_images is set.
+// skipped with a warning when skip_bad_images is set. The ranks take the files in rounds of
+// one each; `between_rounds` (a collective preemption check) runs after every round.
 EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, const ImageSetOptions& options,
                                   nn::AutoencoderKL& vae, PromptTable& prompts, std::mt19937_64& rng,
                                   const torch::Device& device, const Logger& log, dist::HostCollectives& comm,
-                                  int encode_batch = 4);
+                                  const std::function<void()>& between_rounds = {}, int encode_batch = 4);
 
 // Fills prompts.prompt_embeds/pooled through the pipeline's text encoders; warns about each
 // prompt longer than CLIP reads.
@@ -121,6 +123,7 @@ struct TrainingData {
 // the text encoders (the validation prompts are embedded first). Flips and crops draw from
 // this rank's augmentation stream.
 TrainingData encode_training_data(const config::RunConfig& cfg, const RunSettings& settings,
-                                  pipeline::SdxlPipeline& pipe, const Logger& log, dist::HostCollectives& comm);
+                                  pipeline::SdxlPipeline& pipe, const Logger& log, dist::HostCollectives& comm,
+                                  const std::function<void()>& between_rounds = {});
 
 }  // namespace sdxl::train

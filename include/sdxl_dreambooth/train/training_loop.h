@@ -79,6 +79,7 @@ class TrainingLoop {
   void log_progress(std::int64_t step);
   void stop_for_preemption(std::int64_t step);
   void validate(std::int64_t step, bool last = false);
+  bool stop_within_step(std::int64_t step);
   void write_checkpoint(std::int64_t step);
   void finish();
 

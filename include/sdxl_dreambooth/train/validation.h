@@ -7,6 +7,7 @@
 #include "sdxl_dreambooth/dist/host_collectives.h"
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
 #include "sdxl_dreambooth/train/checkpoint_file.h"
+#include "sdxl_dreambooth/train/preemption.h"
 #include "sdxl_dreambooth/train/run_settings.h"
 #include "sdxl_dreambooth/util/logger.h"
 
@@ -22,9 +23,13 @@ bool validation_due(const config::ValidationConfig& validation, std::int64_t ste
 
 // Returns the images on rank 0 (for the next checkpoint), nothing elsewhere. `model` names the
 // base model in the PNG text. The `last` validation of a run with validation.compare_base
-// also draws the base model's images (samples/base/) and OUTPUT/compare.png.
+// also draws the base model's images (samples/base/) and OUTPUT/compare.png. A preemption
+// request stops the drawing at the next sampler step (a stopped rank's images are left out, the
+// others' kept); the training loop then checkpoints at its next step boundary.
+// `compared_with_base` tells whether compare.png was drawn.
 std::vector<SampleImage> run_validation(pipeline::SdxlPipeline& pipe, const config::ValidationConfig& validation,
                                         const RunSettings& settings, const std::string& model, std::int64_t step,
-                                        bool last, const Logger& log, dist::HostCollectives& comm);
+                                        bool last, const Logger& log, const PreemptionSignals& signals,
+                                        dist::HostCollectives& comm, bool* compared_with_base = nullptr);
 
 }  // namespace sdxl::train
