@@ -356,6 +356,19 @@ class Loader {
   }
 
   // Settings that are each valid but contradict one another.
+  void check_tags() {
+    auto at = [&](const std::string& key) { return config.origin(key); };
+    if (config.get_string("data.caption_separator").empty()) {
+      errors.push_back(at("data.caption_separator") + ": data.caption_separator: expected a non-empty separator such "
+                       "as \",\"");
+    }
+    if (config.get_int("data.keep_tokens") > 0 && !config.get_bool("data.shuffle_tags")) {
+      errors.push_back(at("data.keep_tokens") + ": data.keep_tokens = " +
+                       std::to_string(config.get_int("data.keep_tokens")) +
+                       " only applies with data.shuffle_tags = true; set that or remove data.keep_tokens");
+    }
+  }
+
   // data.bucketing's sizes, and what it cannot be combined with yet.
   void check_buckets() {
     auto at = [&](const std::string& key) { return config.origin(key); };
@@ -497,6 +510,7 @@ Config load(const std::string& text, const std::string& source, const std::vecto
   loader.check_required(source);
   if (loader.errors.empty()) loader.check_consistency();
   if (loader.errors.empty()) loader.check_buckets();
+  if (loader.errors.empty()) loader.check_tags();
   loader.finish();
   return loader.config;
 }

@@ -130,6 +130,14 @@ std::vector<KeySpec> build_schema() {
                 "Probability that an instance example trains on the empty caption, encoded (kohya's "
                 "--caption_dropout_rate)"),
             0.0, 1.0),
+      key(KEY(data, shuffle_tags), false,
+          "Shuffle the comma-separated tags of each instance caption every time it is drawn (kohya's "
+          "--shuffle_caption); the text encoders then stay loaded and encode each step's captions"),
+      range(key(KEY(data, keep_tokens), std::int64_t{0},
+                "Leading tags that data.shuffle_tags keeps in place (kohya's --keep_tokens), e.g. the trigger word"),
+            0, 1000),
+      key(KEY(data, caption_separator), std::string(","),
+          "What separates the tags of a caption for data.shuffle_tags (kohya's --caption_separator)"),
       key(KEY(data, bucketing), false,
           "Aspect-ratio buckets (kohya's scheme): each image trains at the bucket of about resolution^2 pixels "
           "nearest its aspect ratio, every step's global batch from one bucket"),

@@ -1,5 +1,6 @@
 #include "sdxl_dreambooth/train/training_batch.h"
 
+#include "sdxl_dreambooth/data/caption_tags.h"
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/nn/prompt_encoding.h"
 #include "sdxl_dreambooth/util/to_device.h"
@@ -26,6 +27,31 @@ torch::Tensor pyramid_noise(torch::Tensor noise, std::int64_t iterations, double
   }
   return noise / noise.std();
 }
+
+namespace {
+
+// data.shuffle_tags: the token ids of the first `instance_rows` rows (those not dropped to the
+// empty caption) become those of their caption with its tags shuffled.
+void shuffle_caption_tags(const TrainingData& data, const std::vector<std::int64_t>& prompt_rows,
+                          std::size_t instance_rows, at::Generator& gen, const BatchOptions& o, torch::Tensor& ids_1,
+                          torch::Tensor& ids_2) {
+  const pipeline::SdxlPipeline& pipe = *o.shuffle_tags;
+  const auto permutation = [&](std::int64_t n) {
+    const torch::Tensor p = at::randperm(n, gen, torch::TensorOptions().dtype(torch::kLong));
+    return std::vector<std::int64_t>(p.data_ptr<std::int64_t>(), p.data_ptr<std::int64_t>() + n);
+  };
+  for (std::size_t k = 0; k < instance_rows; ++k) {
+    const auto row = static_cast<std::size_t>(prompt_rows[k]);
+    if (data.empty_prompt && row == *data.empty_prompt) continue;
+    const std::string caption =
+        data::shuffle_tags(data.prompts.prompts[row], o.caption_separator, o.keep_tokens, permutation);
+    const auto k64 = static_cast<std::int64_t>(k);
+    ids_1[k64].copy_(torch::tensor(pipe.tokenizer->tokenize(caption), torch::kLong));
+    ids_2[k64].copy_(torch::tensor(pipe.tokenizer_2->tokenize(caption), torch::kLong));
+  }
+}
+
+}  // namespace
 
 DiffusionBatch assemble_batch(const TrainingData& data, const std::vector<std::int64_t>& idx, at::Generator& gen,
                               const BatchOptions& o) {
@@ -83,11 +109,16 @@ DiffusionBatch assemble_batch(const TrainingData& data, const std::vector<std::i
   }
   const PromptTable& prompts = data.prompts;
   const auto pr = util::to_device_async(torch::tensor(prompt_rows, torch::kLong), prompts.prompt_embeds.device());
-  if (o.train_text_encoders) {
-    const auto e = nn::encode_prompt(o.train_text_encoders->text_encoder, o.train_text_encoders->text_encoder_2,
-                                     prompts.ids_1.index_select(0, pr), prompts.ids_2.index_select(0, pr));
-    b.prompt_embeds = e.prompt_embeds;
-    b.text_embeds = e.pooled_prompt_embeds;
+  if (o.train_text_encoders || o.shuffle_tags) {
+    torch::Tensor ids_1 = prompts.ids_1.index_select(0, pr), ids_2 = prompts.ids_2.index_select(0, pr);
+    if (o.shuffle_tags) shuffle_caption_tags(data, prompt_rows, rows_i.size(), gen, o, ids_1, ids_2);
+    pipeline::SdxlPipeline& pipe = o.train_text_encoders ? *o.train_text_encoders : *o.shuffle_tags;
+    std::optional<torch::NoGradGuard> frozen;
+    if (!o.train_text_encoders) frozen.emplace();
+    const auto e = nn::encode_prompt(pipe.text_encoder, pipe.text_encoder_2, ids_1, ids_2);
+    b.prompt_embeds = o.train_text_encoders ? e.prompt_embeds : e.prompt_embeds.to(prompts.prompt_embeds.dtype());
+    b.text_embeds = o.train_text_encoders ? e.pooled_prompt_embeds
+                                          : e.pooled_prompt_embeds.to(prompts.pooled.dtype());
   } else {
     b.prompt_embeds = prompts.prompt_embeds.index_select(0, pr);
     b.text_embeds = prompts.pooled.index_select(0, pr);

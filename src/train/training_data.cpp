@@ -386,8 +386,9 @@ TrainingData encode_training_data(const config::RunConfig& cfg, const RunSetting
     log.warn("data.instance_prompt is empty: images without a caption train on an empty prompt");
   }
   encode_prompts(d.prompts, pipe, s.dtype, log);
-  if (!cfg.lora.train_text_encoder) {
-    // Frozen text encoders: validation prompts are embedded now and the encoders freed.
+  if (!cfg.lora.train_text_encoder && !cfg.data.shuffle_tags) {
+    // Frozen text encoders: validation prompts are embedded now and the encoders freed (with
+    // data.shuffle_tags they encode each step's shuffled captions).
     std::vector<std::string> validation_prompts = cfg.validation.prompts;
     if (!validation_prompts.empty()) {
       validation_prompts.push_back(cfg.validation.negative_prompt);

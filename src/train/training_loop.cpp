@@ -55,6 +55,9 @@ TrainingLoop::TrainingLoop(const LoopParts& parts, LoopStart start, TrainSummary
   }
   batch_options_.device = p_.settings.device;
   batch_options_.train_text_encoders = p_.adapters.trains_text_encoders() ? &p_.pipe : nullptr;
+  batch_options_.shuffle_tags = p_.cfg.data.shuffle_tags ? &p_.pipe : nullptr;
+  batch_options_.keep_tokens = p_.cfg.data.keep_tokens;
+  batch_options_.caption_separator = p_.cfg.data.caption_separator;
   parts_ = step_parts();
 }
 

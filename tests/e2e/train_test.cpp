@@ -420,3 +420,36 @@ TEST(Train, AVariantMissingFromAComponentIsAConfigError) {
   EXPECT_NE(r.err.find("tiny-sdxl/vae' has no weights of that variant"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir / "out"));
 }
+
+// data.shuffle_tags (kohya's --shuffle_caption with --keep_tokens): tag captions are shuffled
+// per example and step, so the run differs from an unshuffled one, yet the same seed gives the
+// same LoRA; keep_tokens without shuffling is a configuration error.
+TEST(Train, ShuffledCaptionTagsAreReproducible) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  const auto chelsea = test::subjects_dir() / "chelsea";
+  fs::create_directories(dir / "tags");
+  fs::create_symlink(chelsea / "01.jpg", dir / "tags" / "01.jpg");
+  fs::create_symlink(chelsea / "02.png", dir / "tags" / "02.png");
+  test::write_file(dir / "tags" / "01.txt", "sks cat, sitting, chair, indoors, orange fur, looking at viewer\n");
+  test::write_file(dir / "tags" / "02.txt", "sks cat, outdoors, grass, sunlight, tabby\n");
+  test::write_file(dir / "run.toml", tiny_config(dir / "plain", dir / "tags", "max_steps = 3\nbatch_size = 2\n"));
+  const std::string captions = "data.caption_ext=\".txt\"";
+  const auto plain = test::run_cli({"train", (dir / "run.toml").string(), "--set", captions});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  std::vector<std::string> loras;
+  for (const char* name : {"shuffled", "again"}) {
+    const auto r = test::run_cli({"train", (dir / "run.toml").string(), "--set", captions, "--set",
+                                  "data.shuffle_tags=true", "--set",
+                                  "data.keep_tokens=1", "--set",
+                                  "output.dir=\"" + (dir / name).string() + "\""});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    loras.push_back(test::read_file(dir / name / "pytorch_lora_weights.safetensors"));
+  }
+  EXPECT_EQ(loras[0], loras[1]);
+  EXPECT_NE(loras[0], test::read_file(dir / "plain" / "pytorch_lora_weights.safetensors"));
+  const auto keep = test::run_cli({"train", (dir / "run.toml").string(), "--set", "data.keep_tokens=1"});
+  EXPECT_EQ(keep.exit_code, 2);
+  EXPECT_NE(keep.err.find("data.keep_tokens = 1 only applies with data.shuffle_tags = true"), std::string::npos)
+      << keep.err;
+}

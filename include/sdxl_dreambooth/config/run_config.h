@@ -34,6 +34,9 @@ struct DataConfig {
   std::string caption_column;
   double caption_dropout = 0;
   bool skip_bad_images = false;
+  bool shuffle_tags = false;
+  std::int64_t keep_tokens = 0;
+  std::string caption_separator;
   bool bucketing = false;
   std::optional<std::int64_t> min_bucket_resolution;
   std::optional<std::int64_t> max_bucket_resolution;

@@ -34,6 +34,12 @@ struct BatchOptions {
   // Text-encoder LoRA: the prompt embeddings depend on trained weights, so this pipeline's
   // encoders compute them per step; nullptr uses the cached ones.
   pipeline::SdxlPipeline* train_text_encoders = nullptr;
+  // data.shuffle_tags: each instance caption's tags after the first keep_tokens are shuffled
+  // (one permutation per example, drawn after the caption dropout) and the captions encoded
+  // per step by this pipeline's tokenizers and (frozen or trained) text encoders.
+  pipeline::SdxlPipeline* shuffle_tags = nullptr;
+  std::int64_t keep_tokens = 0;
+  std::string caption_separator = ",";
 };
 
 // kohya's pyramid_noise_like: `iterations` levels of coarser noise, each level i drawn at
