@@ -89,13 +89,32 @@ void Config::set(const std::string& key, Value value, std::string origin) {
 
 RunConfig Config::typed() const {
   RunConfig run;
-  for (const KeySpec& k : schema()) k.write(run, value(k.key));
+  for (const KeySpec& k : schema()) {
+    // With [[data.subsets]] the required data keys may be unset (each subset names its own).
+    if (k.required && !is_set(value(k.key))) continue;
+    k.write(run, value(k.key));
+  }
+  for (const Subset& s : subsets_) {
+    DataSubset& typed = run.data.subsets.emplace_back();
+    for (const auto& [name, v] : s.values) find_subset_key(name)->write(typed, v);
+  }
   return run;
 }
 
 std::string to_toml(const RunConfig& run) {
   Config c;
-  for (const KeySpec& k : schema()) c.set(k.key, k.read(run), "RunConfig");
+  for (const KeySpec& k : schema()) {
+    // Subsets name their own folders: [data] has none then.
+    if (k.key == "data.instance_dir" && !run.data.subsets.empty()) continue;
+    c.set(k.key, k.read(run), "RunConfig");
+  }
+  for (const DataSubset& typed : run.data.subsets) {
+    Config::Subset s;
+    for (const SubsetKeySpec& k : subset_schema()) {
+      if (Value v = k.read(typed); is_set(v)) s.values[k.name] = std::move(v);
+    }
+    c.add_subset(std::move(s));
+  }
   return c.to_toml();
 }
 
@@ -111,6 +130,14 @@ std::string Config::to_toml() const {
       } else {
         out << "# " << k.name() << " is unset: " << (k.unset_means.empty() ? "no value" : k.unset_means) << "\n";
       }
+    }
+    out << "\n";
+  }
+  for (const Subset& s : subsets_) {
+    out << "[[data.subsets]]\n";
+    for (const SubsetKeySpec& k : subset_schema()) {
+      auto it = s.values.find(k.name);
+      if (it != s.values.end()) out << k.name << " = " << ::sdxl::config::to_toml(it->second) << "\n";
     }
     out << "\n";
   }
@@ -266,9 +293,52 @@ class Loader {
         continue;
       }
       for (auto&& [name, node] : *table) {
+        if (section == "data" && name.str() == "subsets") {
+          load_subsets(node, source);
+          continue;
+        }
         const std::string full = section + "." + std::string(name.str());
         apply(full, node, location(source, node));
       }
+    }
+  }
+
+  // [[data.subsets]]: an array of tables whose keys are subset keys with data.<key>'s type and
+  // range.
+  void load_subsets(const toml::node& node, const std::string& source) {
+    const toml::array* tables = node.as_array();
+    if (!tables || !tables->is_array_of_tables()) {
+      errors.push_back(location(source, node) + ": data.subsets: expected [[data.subsets]] tables, got " +
+                       describe(node));
+      return;
+    }
+    for (const toml::node& entry : *tables) {
+      Config::Subset subset;
+      subset.origin = location(source, entry);
+      for (auto&& [name, value_node] : *entry.as_table()) {
+        const std::string key(name.str());
+        const std::string where = location(source, value_node);
+        const SubsetKeySpec* spec = find_subset_key(key);
+        if (!spec) {
+          std::vector<std::string> names;
+          for (const SubsetKeySpec& k : subset_schema()) names.push_back(k.name);
+          const std::string near = util::nearest(key, names);
+          errors.push_back(where + ": unknown key '" + key + "' in [[data.subsets]]" +
+                           (near.empty() ? std::string() : " (did you mean '" + near + "'?)") +
+                           "; a subset takes " + util::join(names, ", "));
+          continue;
+        }
+        auto value = convert(value_node, *spec->data_key);
+        const std::string problem = value ? check_value(*value, *spec->data_key) : std::string();
+        if (!value || !problem.empty()) {
+          errors.push_back(where + ": data.subsets." + key + ": expected " + spec->data_key->expectation() +
+                           ", got " + describe(value_node));
+          continue;
+        }
+        subset.values[key] = std::move(*value);
+        subset.origins[key] = where;
+      }
+      config.add_subset(std::move(subset));
     }
   }
 
@@ -348,7 +418,10 @@ class Loader {
   }
 
   void check_required(const std::string& source) {
+    const bool subsets = !config.subsets().empty();
     for (const KeySpec& k : schema()) {
+      // Each subset names its folder; the instance prompt may be given per subset.
+      if (subsets && (k.key == "data.instance_dir" || k.key == "data.instance_prompt")) continue;
       if (k.required && !config.has(k.key)) {
         errors.push_back(source + ": missing required key '" + k.key + "' (" + k.help + ")");
       }
@@ -356,6 +429,41 @@ class Loader {
   }
 
   // Settings that are each valid but contradict one another.
+  // Each [[data.subsets]] table with what it inherits from [data] must name its images, its
+  // prompt and, with prior preservation, its class images.
+  void check_subsets() {
+    auto at = [&](const std::string& key) { return config.origin(key); };
+    const auto& subsets = config.subsets();
+    if (subsets.empty()) return;
+    if (config.has("data.instance_dir")) {
+      errors.push_back(at("data.instance_dir") + ": data.instance_dir and [[data.subsets]] (" + subsets[0].origin +
+                       ") both name instance images; give each subset its instance_dir");
+    }
+    for (std::size_t i = 0; i < subsets.size(); ++i) {
+      const Config::Subset& s = subsets[i];
+      const std::string name = s.origin + ": data.subsets[" + std::to_string(i) + "]";
+      const auto has = [&](const std::string& key) { return s.values.count(key) || config.has("data." + key); };
+      if (!s.values.count("instance_dir")) errors.push_back(name + ": needs instance_dir");
+      if (!has("instance_prompt")) errors.push_back(name + ": needs instance_prompt (or data.instance_prompt)");
+      if (config.get_bool("prior.enabled")) {
+        for (const char* needed : {"class_dir", "class_prompt"}) {
+          if (!has(needed)) {
+            errors.push_back(name + ": prior.enabled = true needs " + needed + " in the subset or data." + needed);
+          }
+        }
+      }
+      auto ext = s.values.find("caption_ext");
+      if (ext != s.values.end()) check_caption_ext(std::get<std::string>(ext->second), s.origins.at("caption_ext"));
+    }
+  }
+
+  void check_caption_ext(const std::string& ext, const std::string& where) {
+    if (ext.size() < 2 || ext[0] != '.' || ext.find_first_of("/\\") != std::string::npos) {
+      errors.push_back(where + ": caption_ext: expected a file extension starting with '.', such as \".txt\" or "
+                       "\".caption\", got " + util::quoted(ext));
+    }
+  }
+
   void check_tags() {
     auto at = [&](const std::string& key) { return config.origin(key); };
     if (config.get_string("data.caption_separator").empty()) {
@@ -408,7 +516,7 @@ class Loader {
 
   void check_consistency() {
     auto at = [&](const std::string& key) { return config.origin(key); };
-    if (config.get_bool("prior.enabled")) {
+    if (config.get_bool("prior.enabled") && config.subsets().empty()) {
       for (const char* needed : {"data.class_dir", "data.class_prompt"}) {
         if (!config.has(needed)) {
           errors.push_back(at("prior.enabled") + ": prior.enabled = true needs " + needed + " to be set");
@@ -511,6 +619,7 @@ Config load(const std::string& text, const std::string& source, const std::vecto
   if (loader.errors.empty()) loader.check_consistency();
   if (loader.errors.empty()) loader.check_buckets();
   if (loader.errors.empty()) loader.check_tags();
+  if (loader.errors.empty()) loader.check_subsets();
   loader.finish();
   return loader.config;
 }
@@ -540,6 +649,25 @@ Config load_config_file(const std::string& path, const std::vector<std::string>&
 
 // ---------------------------------------------------------------- documentation
 
+namespace {
+
+std::string subsets_reference_markdown() {
+  std::ostringstream out;
+  out << "\n### `[[data.subsets]]` — several concepts in one run\n\n"
+      << "Each `[[data.subsets]]` table is one concept. A key it does not set takes the `[data]` value; "
+      << "`instance_dir` is required in each, and `[data]` then sets no `instance_dir`. "
+      << "Messages name a subset by its place in the file, from 0: `data.subsets[1]`.\n\n"
+      << "| key | type | when unset | allowed |\n|---|---|---|---|\n";
+  for (const SubsetKeySpec& k : subset_schema()) {
+    out << "| `" << k.name << "` | " << type_name(k.data_key->type) << " | "
+        << (k.name == "instance_dir" ? std::string("**required**") : "`data." + k.name + "`") << " | "
+        << k.data_key->expectation() << " |\n";
+  }
+  return out.str();
+}
+
+}  // namespace
+
 std::string config_reference_markdown() {
   std::ostringstream out;
   out << "# Configuration reference\n\n"
@@ -564,6 +692,7 @@ std::string config_reference_markdown() {
       out << "| `" << k.name() << "` | " << type_name(k.type) << " | " << def << " | " << allowed << " | "
           << k.help << " |\n";
     }
+    if (section.name == "data") out << subsets_reference_markdown();
   }
   return out.str();
 }
@@ -576,6 +705,12 @@ std::string config_help_text() {
       if (k.section() != section.name) continue;
       std::string def = k.required ? "required" : is_set(k.default_value) ? to_toml(k.default_value) : "unset";
       out << "    " << k.key << " (" << type_name(k.type) << ", " << def << "): " << k.help << "\n";
+    }
+    if (section.name == "data") {
+      std::vector<std::string> names;
+      for (const SubsetKeySpec& k : subset_schema()) names.push_back(k.name);
+      out << "    [[data.subsets]] (tables, one per concept): " << util::join(names, ", ")
+          << "; unset keys take the [data] value\n";
     }
   }
   return out.str();

@@ -412,6 +412,29 @@ const std::vector<KeySpec>& schema() {
   return kSchema;
 }
 
+template <typename F>
+SubsetKeySpec bind_subset_key(std::string name, std::optional<F> DataSubset::*field) {
+  return {name, find_key("data." + name), [field](const DataSubset& s) { return to_value(s.*field); },
+          [field](DataSubset& s, const Value& v) { from_value(s.*field, v); }};
+}
+
+#define SUBSET_KEY(name) bind_subset_key(#name, &DataSubset::name)
+
+const std::vector<SubsetKeySpec>& subset_schema() {
+  static const std::vector<SubsetKeySpec> kKeys{
+      SUBSET_KEY(instance_dir), SUBSET_KEY(instance_prompt), SUBSET_KEY(format),     SUBSET_KEY(caption_ext),
+      SUBSET_KEY(caption_column), SUBSET_KEY(repeats),       SUBSET_KEY(class_dir),  SUBSET_KEY(class_prompt),
+      SUBSET_KEY(num_class_images)};
+  return kKeys;
+}
+
+const SubsetKeySpec* find_subset_key(const std::string& name) {
+  for (const SubsetKeySpec& k : subset_schema()) {
+    if (k.name == name) return &k;
+  }
+  return nullptr;
+}
+
 const KeySpec* find_key(const std::string& key) {
   for (const KeySpec& k : schema()) {
     if (k.key == key) return &k;

@@ -1,5 +1,6 @@
 #include "sdxl_dreambooth/perf/generation_benchmark.h"
 
+#include "sdxl_dreambooth/config/data_subsets.h"
 #include "sdxl_dreambooth/model/unet_flops.h"
 #include "sdxl_dreambooth/pipeline/random_weights_pipeline.h"
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
@@ -26,7 +27,7 @@ GenerationBenchmark run_generation_benchmark(const config::RunConfig& cfg, const
   // What validation draws: the first validation prompt (else the instance prompt).
   pipeline::GenerationRequest r;
   const auto prompts = cfg.validation.prompts;
-  r.prompts = {prompts.empty() ? cfg.data.instance_prompt : prompts.front()};
+  r.prompts = {prompts.empty() ? config::instance_prompts(cfg.data).front() : prompts.front()};
   r.negative_prompt = cfg.validation.negative_prompt;
   r.steps = cfg.validation.steps;
   r.guidance_scale = cfg.validation.guidance_scale;

@@ -38,17 +38,19 @@ void write_batch(pipeline::SdxlPipeline& pipe, const pipeline::GenerationRequest
 
 }  // namespace
 
-void ensure_class_images(pipeline::SdxlPipeline& pipe, const config::RunConfig& cfg, const RunSettings& s,
+void ensure_class_images(pipeline::SdxlPipeline& pipe, const config::RunConfig& cfg,
+                         const config::ResolvedSubset& subset, std::size_t subset_index, const RunSettings& s,
                          const Logger& log, dist::HostCollectives& comm, const PreemptionSignals& signals) {
-  const std::string dir = *cfg.data.class_dir;
-  const std::string prompt = *cfg.data.class_prompt;
-  const std::int64_t wanted = cfg.data.num_class_images;
+  const std::string dir = *subset.class_dir;
+  const std::string prompt = *subset.class_prompt;
+  const std::int64_t wanted = subset.num_class_images;
+  const std::string key = subset.key + ".class_dir";
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec) throw Error("data.class_dir: cannot create " + util::quoted(dir) + ": " + ec.message());
+  if (ec) throw Error(key + ": cannot create " + util::quoted(dir) + ": " + ec.message());
   // Every rank decides from rank 0's count, so all take the same branch.
   std::int64_t existing = 0;
-  if (comm.rank() == 0) existing = static_cast<std::int64_t>(data::list_image_files(dir, "data.class_dir").size());
+  if (comm.rank() == 0) existing = static_cast<std::int64_t>(data::list_image_files(dir, key).size());
   existing = static_cast<std::int64_t>(comm.all_reduce_max(static_cast<double>(existing), "class image count"));
   if (existing >= wanted) return;
   const std::int64_t missing = wanted - existing;
@@ -67,7 +69,9 @@ void ensure_class_images(pipeline::SdxlPipeline& pipe, const config::RunConfig& 
   r.prompts = {prompt};
   r.steps = cfg.prior.sample_steps;
   r.guidance_scale = 5.0;
-  r.seed = derive_seed(s.seed, kClassImageStream) & 0xffffffffu;
+  // Subset 0 draws what a run without subsets draws; the others their own seeds.
+  const std::uint64_t seed = derive_seed(s.seed, kClassImageStream);
+  r.seed = (subset_index == 0 ? seed : derive_seed(seed, subset_index)) & 0xffffffffu;
   r.width = r.height = s.resolution;
   r.images_per_prompt = missing;
   r.scheduler = cfg.validation.scheduler;

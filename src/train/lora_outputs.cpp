@@ -1,6 +1,7 @@
 #include "sdxl_dreambooth/train/lora_outputs.h"
 
 #include "sdxl_dreambooth/build_features.h"
+#include "sdxl_dreambooth/config/data_subsets.h"
 #include "sdxl_dreambooth/model/lora_export.h"
 #include "sdxl_dreambooth/util/strings.h"
 
@@ -28,7 +29,7 @@ Metadata common_metadata(const TrainedAdapters& adapters, const config::RunConfi
           {"resolution", std::to_string(s.resolution)},
           {"steps", std::to_string(facts.steps)},
           {"seed", std::to_string(s.seed)},
-          {"instance_prompt", cfg.data.instance_prompt},
+          {"instance_prompt", trigger_words(cfg.data)},
           {"software", "sdxl-dreambooth " + f.program_version + " (" + f.git_commit + ")"}};
 }
 
@@ -49,9 +50,14 @@ std::string optimizer_text(const config::OptimizerConfig& o) {
 // shows how it was trained.
 Metadata kohya_metadata(const config::RunConfig& cfg, const RunSettings& s, const RunFacts& facts) {
   const std::string res = "(" + std::to_string(s.resolution) + ", " + std::to_string(s.resolution) + ")";
+  // kohya's per-folder table: each subset's folder with its repeats and images.
   nlohmann::json dirs = nlohmann::json::object();
-  dirs[fs::path(cfg.data.instance_dir).filename().string()] = {{"n_repeats", cfg.data.repeats},
-                                                              {"img_count", facts.instance_images}};
+  const auto subsets = config::resolve_subsets(cfg.data);
+  for (std::size_t k = 0; k < subsets.size(); ++k) {
+    dirs[fs::path(subsets[k].instance_dir).filename().string()] = {
+        {"n_repeats", subsets[k].repeats},
+        {"img_count", k < facts.subset_images.size() ? facts.subset_images[k] : facts.instance_images}};
+  }
   return {{"ss_output_name", run_name(cfg.output)},
           {"ss_sd_model_name", cfg.model.pretrained},
           {"ss_resolution", res},
@@ -59,7 +65,7 @@ Metadata kohya_metadata(const config::RunConfig& cfg, const RunSettings& s, cons
           {"ss_max_train_steps", std::to_string(facts.steps)},
           {"ss_epoch", std::to_string(facts.epoch)},
           {"ss_num_batches_per_epoch", std::to_string(facts.batches_per_epoch)},
-          {"ss_num_train_images", std::to_string(facts.instance_images * cfg.data.repeats)},
+          {"ss_num_train_images", std::to_string(facts.train_examples)},
           {"ss_num_reg_images", std::to_string(facts.class_images)},
           {"ss_dataset_dirs", dirs.dump()},
           {"ss_learning_rate", number(facts.learning_rate)},

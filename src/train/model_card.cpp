@@ -1,5 +1,6 @@
 #include "sdxl_dreambooth/train/model_card.h"
 
+#include "sdxl_dreambooth/config/data_subsets.h"
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/io/durable_file.h"
 #include "sdxl_dreambooth/io/png_writer.h"
@@ -26,6 +27,16 @@ std::string yaml_quoted(const std::string& s) {
   return out + "'";
 }
 
+// `a photo of sks dog`, or `a` (subset 1), `b` (subset 2) with several concepts.
+std::string trigger_list(const config::DataConfig& data) {
+  const auto prompts = config::instance_prompts(data);
+  std::string out;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    out += (i == 0 ? "" : i + 1 == prompts.size() ? " or " : ", ") + ("`" + prompts[i] + "`");
+  }
+  return out;
+}
+
 std::string front_matter(const config::RunConfig& cfg, const ModelCardFacts& facts) {
   std::ostringstream y;
   y << "---\ntags:\n- stable-diffusion-xl\n- stable-diffusion-xl-diffusers\n- text-to-image\n- diffusers\n"
@@ -37,7 +48,7 @@ std::string front_matter(const config::RunConfig& cfg, const ModelCardFacts& fac
     }
   }
   y << "base_model: " << yaml_quoted(cfg.model.pretrained) << "\n"
-    << "instance_prompt: " << yaml_quoted(cfg.data.instance_prompt) << "\n"
+    << "instance_prompt: " << yaml_quoted(config::trigger_words(cfg.data)) << "\n"
     << "license: " << cfg.output.license << "\n---\n";
   return y.str();
 }
@@ -71,12 +82,12 @@ std::string model_card_text(const config::RunConfig& cfg, const RunSettings& s, 
   md << front_matter(cfg, facts) << "\n# SDXL LoRA DreamBooth - " << name << "\n\n<Gallery />\n\n"
      << "## Model description\n\nLoRA adaption weights for `" << cfg.model.pretrained
      << "`, trained with [DreamBooth](https://dreambooth.github.io/) by sdxl-dreambooth.\n\n"
-     << "## Trigger words\n\nYou should use `" << cfg.data.instance_prompt << "` to trigger the image generation.\n\n"
+     << "## Trigger words\n\nYou should use " << trigger_list(cfg.data) << " to trigger the image generation.\n\n"
      << "## Use it\n\nWith diffusers:\n\n```py\nfrom diffusers import AutoPipelineForText2Image\nimport torch\n\n"
      << "pipeline = AutoPipelineForText2Image.from_pretrained('stabilityai/stable-diffusion-xl-base-1.0', "
      << "torch_dtype=torch.float16).to('cuda')\n"
      << "pipeline.load_lora_weights('.', weight_name='pytorch_lora_weights.safetensors')\n"
-     << "image = pipeline(" << yaml_quoted(cfg.data.instance_prompt) << ").images[0]\n```\n\n";
+     << "image = pipeline(" << yaml_quoted(config::instance_prompts(cfg.data).front()) << ").images[0]\n```\n\n";
   if (cfg.output.kohya) {
     md << "In ComfyUI or AUTOMATIC1111: put `" << name << ".safetensors` into `models/loras` (ComfyUI, then a *Load "
        << "LoRA* node) or `models/Lora` (AUTOMATIC1111, then `<lora:" << name << ":1>` in the prompt).\n\n";

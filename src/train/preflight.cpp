@@ -77,6 +77,25 @@ void check_resume_target(const std::string& resume) {
 
 }  // namespace
 
+namespace {
+
+// A subset's whole listing (metadata rows, kohya folders, captions): its errors are the
+// config's. An existing class folder may be read-only when it holds enough images; a missing
+// one is created.
+void check_subset(const config::ResolvedSubset& sub, const config::DataConfig& data, bool prior) {
+  data::list_dataset(sub.instance_dir, sub.key + ".instance_dir", dataset_options(sub, data.skip_bad_images));
+  if (!prior || !sub.class_dir) return;
+  const std::string key = sub.key + ".class_dir";
+  std::error_code ec;
+  if (fs::exists(*sub.class_dir, ec)) {
+    if (!fs::is_directory(*sub.class_dir, ec)) throw UsageError(key + ": " + util::quoted(*sub.class_dir) + " is not a folder");
+  } else {
+    check_writable_folder(*sub.class_dir, key);
+  }
+}
+
+}  // namespace
+
 void check_run_inputs(const config::RunConfig& cfg, const RunSettings& s) {
   model::PipelineFolder folder;
   as_config_error("model.pretrained", [&] { folder = model::open_pipeline(cfg.model.pretrained, cfg.model.revision); });
@@ -95,20 +114,7 @@ void check_run_inputs(const config::RunConfig& cfg, const RunSettings& s) {
       }
     }
   }
-  // The whole listing (metadata rows, kohya folders, captions): its errors are the config's.
-  data::list_dataset(cfg.data.instance_dir, "data.instance_dir", instance_dataset_options(cfg.data));
-  if (cfg.prior.enabled) {
-    // An existing class folder may be read-only when it holds enough images; a missing one is
-    // created.
-    std::error_code ec;
-    if (fs::exists(*cfg.data.class_dir, ec)) {
-      if (!fs::is_directory(*cfg.data.class_dir, ec)) {
-        throw UsageError("data.class_dir: " + util::quoted(*cfg.data.class_dir) + " is not a folder");
-      }
-    } else {
-      check_writable_folder(*cfg.data.class_dir, "data.class_dir");
-    }
-  }
+  for (const config::ResolvedSubset& sub : config::resolve_subsets(cfg.data)) check_subset(sub, cfg.data, cfg.prior.enabled);
   check_writable_folder(s.output, "output.dir");
   check_outside_model(cfg.model, s.output);
   check_writable_folder(s.checkpoint_dir, cfg.checkpoint.dir ? "checkpoint.dir" : "output.dir");

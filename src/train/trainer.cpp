@@ -190,6 +190,8 @@ LoraFiles export_lora(const TrainedAdapters& adapters, const config::RunConfig& 
   facts.epoch = summary.steps * plan.grad_accum / std::max<std::int64_t>(facts.batches_per_epoch, 1);
   facts.instance_images = static_cast<std::int64_t>(data.instance.images_used);
   facts.class_images = static_cast<std::int64_t>(data.klass.images_used);
+  facts.train_examples = data.instance.size();
+  for (const auto& sub : data.subsets) facts.subset_images.push_back(static_cast<std::int64_t>(sub.images));
   facts.started_at = started_at;
   facts.learning_rate = plan.learning_rate;
   return write_lora_outputs(adapters, cfg, s, facts, log);
@@ -222,7 +224,10 @@ TrainSummary run_phases(const config::RunConfig& cfg, RunSettings& settings, con
   check_scheduler_fits(cfg.train, pipe.scheduler_config, cfg.model.pretrained);
   stop_if_preempted(signals, comm.host(), "preemption check after loading the model");
   if (settings.prior) {
-    ensure_class_images(pipe, cfg, settings, log, comm.host(), signals);
+    const auto subsets = config::resolve_subsets(cfg.data);
+    for (std::size_t k = 0; k < subsets.size(); ++k) {
+      ensure_class_images(pipe, cfg, subsets[k], k, settings, log, comm.host(), signals);
+    }
   }
   const TrainingData data = encode_training_data(cfg, settings, pipe, log, comm.host(), [&] {
     maybe_inject_fault(comm.rank(), -1);

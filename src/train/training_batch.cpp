@@ -70,7 +70,7 @@ DiffusionBatch assemble_batch(const TrainingData& data, const std::vector<std::i
   }
   if (cls) {
     for (auto i : idx) {
-      rows_c.push_back(i % cls->size());
+      rows_c.push_back(data.class_row(i));
       prompt_rows.push_back(static_cast<std::int64_t>(cls->prompt_index[static_cast<std::size_t>(rows_c.back())]));
     }
   }

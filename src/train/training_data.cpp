@@ -1,5 +1,6 @@
 #include "sdxl_dreambooth/train/training_data.h"
 
+#include "sdxl_dreambooth/config/data_subsets.h"
 #include "sdxl_dreambooth/data/dataset_listing.h"
 #include "sdxl_dreambooth/data/image_folder.h"
 #include "sdxl_dreambooth/data/preprocess.h"
@@ -33,12 +34,12 @@ std::size_t PromptTable::add(const std::string& prompt) {
   return prompts.size() - 1;
 }
 
-data::DatasetOptions instance_dataset_options(const config::DataConfig& data) {
+data::DatasetOptions dataset_options(const config::ResolvedSubset& subset, bool skip_bad_images) {
   data::DatasetOptions d;
-  d.format = data.format;
-  d.caption_ext = data.caption_ext;
-  d.caption_column = data.caption_column;
-  d.skip_bad_rows = data.skip_bad_images;
+  d.format = subset.format;
+  d.caption_ext = subset.caption_ext;
+  d.caption_column = subset.caption_column;
+  d.skip_bad_rows = skip_bad_images;
   return d;
 }
 
@@ -240,6 +241,17 @@ std::vector<data::BucketSize> training_buckets(const config::DataConfig& d, int 
   return data::bucket_sizes(resolution, min, max, step);
 }
 
+std::int64_t TrainingData::class_row(std::int64_t i) const {
+  const std::int64_t n = instance.size(), e = i % n;
+  for (const SubsetRows& s : subsets) {
+    if (e < s.instance_offset || e >= s.instance_offset + s.instance_count) continue;
+    // The k-th time this subset's examples come round: one subset cycles as i mod class count.
+    const std::int64_t local = e - s.instance_offset + s.instance_count * (i / n);
+    return s.class_offset + local % s.class_count;
+  }
+  throw Error("internal: dataset index " + std::to_string(i) + " is in no subset");
+}
+
 std::int64_t EncodedImages::size() const {
   std::int64_t n = 0;
   for (const auto& g : groups) n += g.size();
@@ -343,48 +355,94 @@ void encode_prompts(PromptTable& prompts, pipeline::SdxlPipeline& pipe, torch::D
   prompts.ids_2 = torch::stack(ids_2).to(prompts.prompt_embeds.device());
 }
 
+namespace {
+
+// How a subset's instance images are listed, preprocessed and repeated.
+ImageSetOptions instance_options(const config::RunConfig& cfg, const config::ResolvedSubset& sub,
+                                 const RunSettings& s) {
+  ImageSetOptions io;
+  io.dir = sub.instance_dir;
+  io.key = sub.key + ".instance_dir";
+  io.prompt = sub.instance_prompt;
+  io.caption_ext = sub.caption_ext;
+  io.format = sub.format;
+  io.caption_column = sub.caption_column;
+  io.resolution = s.resolution;
+  io.center_crop = cfg.data.center_crop;
+  io.random_flip = cfg.data.random_flip;
+  io.repeats = static_cast<int>(sub.repeats);
+  io.skip_bad_images = cfg.data.skip_bad_images;
+  if (cfg.data.bucketing) io.buckets = training_buckets(cfg.data, s.resolution);
+  return io;
+}
+
+// A subset's class images: a plain folder, one prompt, square crops, no repeats.
+ImageSetOptions class_options(const ImageSetOptions& instance, const config::ResolvedSubset& sub) {
+  ImageSetOptions co = instance;
+  co.dir = *sub.class_dir;
+  co.key = sub.key + ".class_dir";
+  co.prompt = *sub.class_prompt;
+  co.caption_ext.reset();
+  co.format = "folder";
+  co.repeats = 1;
+  co.buckets.clear();
+  return co;
+}
+
+// `more`'s examples after `into`'s, each in the group of its size.
+void append_images(EncodedImages& into, EncodedImages more) {
+  into.images_used += more.images_used;
+  into.images_skipped += more.images_skipped;
+  for (LatentGroup& g : more.groups) {
+    auto same = std::find_if(into.groups.begin(), into.groups.end(),
+                             [&](const LatentGroup& h) { return h.bucket == g.bucket; });
+    if (same == into.groups.end()) {
+      into.groups.push_back(std::move(g));
+      continue;
+    }
+    same->mean = torch::cat({same->mean, g.mean});
+    same->std = torch::cat({same->std, g.std});
+    same->time_ids = torch::cat({same->time_ids, g.time_ids});
+    same->prompt_index.insert(same->prompt_index.end(), g.prompt_index.begin(), g.prompt_index.end());
+  }
+}
+
+}  // namespace
+
 TrainingData encode_training_data(const config::RunConfig& cfg, const RunSettings& s, pipeline::SdxlPipeline& pipe,
                                   const Logger& log, dist::HostCollectives& comm,
                                   const std::function<void()>& between_rounds) {
   TrainingData d;
   std::mt19937_64 augment_rng(
       derive_seed(derive_seed(s.seed, kAugmentStream), static_cast<std::uint64_t>(comm.rank())));
-  ImageSetOptions io;
-  io.dir = cfg.data.instance_dir;
-  io.key = "data.instance_dir";
-  io.prompt = cfg.data.instance_prompt;
-  io.caption_ext = cfg.data.caption_ext;
-  io.format = cfg.data.format;
-  io.caption_column = cfg.data.caption_column;
-  io.resolution = s.resolution;
-  io.center_crop = cfg.data.center_crop;
-  io.random_flip = cfg.data.random_flip;
-  io.repeats = static_cast<int>(cfg.data.repeats);
-  io.skip_bad_images = cfg.data.skip_bad_images;
   if (cfg.data.bucketing) {
-    io.buckets = training_buckets(cfg.data, s.resolution);
-    log.info("data.bucketing: " + std::to_string(io.buckets.size()) + " buckets of about " +
-             std::to_string(s.resolution) + "^2 px, sides " + std::to_string(io.buckets.front().width) + " to " +
-             std::to_string(io.buckets.back().width) + " in steps of " + std::to_string(cfg.data.bucket_step));
+    const auto buckets = training_buckets(cfg.data, s.resolution);
+    log.info("data.bucketing: " + std::to_string(buckets.size()) + " buckets of about " +
+             std::to_string(s.resolution) + "^2 px, sides " + std::to_string(buckets.front().width) + " to " +
+             std::to_string(buckets.back().width) + " in steps of " + std::to_string(cfg.data.bucket_step));
   }
-  d.instance = encode_image_folder(list_images_collective(io, comm, log), io, pipe.vae, d.prompts, augment_rng, s.device,
-                                   log, comm, between_rounds);
-  if (s.prior) {
-    ImageSetOptions co = io;
-    co.dir = *cfg.data.class_dir;
-    co.key = "data.class_dir";
-    co.prompt = *cfg.data.class_prompt;
-    co.caption_ext.reset();
-    co.format = "folder";
-    co.repeats = 1;
-    co.buckets.clear();
-    d.klass = encode_image_folder(list_images_collective(co, comm, log), co, pipe.vae, d.prompts, augment_rng, s.device,
-                                  log, comm, between_rounds);
+  // Every subset's instance images, then (prior preservation) every subset's class images, so
+  // that one subset draws its augmentations as runs did before subsets.
+  const std::vector<config::ResolvedSubset> subsets = config::resolve_subsets(cfg.data);
+  for (const config::ResolvedSubset& sub : subsets) {
+    const ImageSetOptions io = instance_options(cfg, sub, s);
+    EncodedImages images = encode_image_folder(list_images_collective(io, comm, log), io, pipe.vae, d.prompts,
+                                               augment_rng, s.device, log, comm, between_rounds);
+    d.subsets.push_back({d.instance.size(), images.size(), 0, 0, images.images_used});
+    append_images(d.instance, std::move(images));
+    if (util::trim(sub.instance_prompt).empty()) {
+      log.warn(sub.key + ".instance_prompt is empty: images without a caption train on an empty prompt");
+    }
+  }
+  for (std::size_t k = 0; s.prior && k < subsets.size(); ++k) {
+    const ImageSetOptions co = class_options(instance_options(cfg, subsets[k], s), subsets[k]);
+    EncodedImages images = encode_image_folder(list_images_collective(co, comm, log), co, pipe.vae, d.prompts,
+                                               augment_rng, s.device, log, comm, between_rounds);
+    d.subsets[k].class_offset = d.klass.size();
+    d.subsets[k].class_count = images.size();
+    append_images(d.klass, std::move(images));
   }
   if (cfg.data.caption_dropout > 0) d.empty_prompt = d.prompts.add("");
-  if (util::trim(cfg.data.instance_prompt).empty()) {
-    log.warn("data.instance_prompt is empty: images without a caption train on an empty prompt");
-  }
   encode_prompts(d.prompts, pipe, s.dtype, log);
   if (!cfg.lora.train_text_encoder && !cfg.data.shuffle_tags) {
     // Frozen text encoders: validation prompts are embedded now and the encoders freed (with

@@ -41,9 +41,19 @@ class Config {
 
   void set(const std::string& key, Value value, std::string origin);
 
+  // [[data.subsets]] tables, in file order: each key set there with its value and origin.
+  struct Subset {
+    std::string origin;  // file:line of the table
+    std::map<std::string, Value> values;
+    std::map<std::string, std::string> origins;
+  };
+  const std::vector<Subset>& subsets() const { return subsets_; }
+  void add_subset(Subset subset) { subsets_.push_back(std::move(subset)); }
+
  private:
   std::map<std::string, Value> values_;
   std::map<std::string, std::string> origins_;
+  std::vector<Subset> subsets_;
 };
 
 // Parse, type-check and validate a configuration. All problems are collected and thrown

@@ -19,7 +19,22 @@ struct ModelConfig {
   std::string revision;
 };
 
+// One [[data.subsets]] table: a concept with its own images, prompt or captions, repeats and
+// class images. Unset keys take the [data] value (config/data_subsets.h resolves them).
+struct DataSubset {
+  std::optional<std::string> instance_dir;
+  std::optional<std::string> instance_prompt;
+  std::optional<std::string> format;
+  std::optional<std::string> caption_ext;
+  std::optional<std::string> caption_column;
+  std::optional<std::int64_t> repeats;
+  std::optional<std::string> class_dir;
+  std::optional<std::string> class_prompt;
+  std::optional<std::int64_t> num_class_images;
+};
+
 struct DataConfig {
+  std::vector<DataSubset> subsets;  // [[data.subsets]]; empty: [data] is the one subset
   std::string instance_dir;
   std::string instance_prompt;
   std::optional<std::string> class_dir;

@@ -41,6 +41,17 @@ struct SectionSpec {
   std::string help;
 };
 
+// A key of a [[data.subsets]] table: it has the type, range and help of data.<name> and is
+// bound to DataSubset::<name>.
+struct SubsetKeySpec {
+  std::string name;
+  const KeySpec* data_key;  // data.<name>
+  std::function<Value(const DataSubset&)> read;
+  std::function<void(DataSubset&, const Value&)> write;
+};
+const std::vector<SubsetKeySpec>& subset_schema();
+const SubsetKeySpec* find_subset_key(const std::string& name);
+
 const std::vector<SectionSpec>& sections();
 const std::vector<KeySpec>& schema();
 

@@ -14,6 +14,7 @@
 #include <ctime>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace sdxl::train {
 
@@ -24,6 +25,8 @@ struct RunFacts {
   std::int64_t batches_per_epoch = 0;
   std::int64_t instance_images = 0;
   std::int64_t class_images = 0;
+  std::int64_t train_examples = 0;              // per epoch: images x repeats, every subset
+  std::vector<std::int64_t> subset_images;  // instance images per subset (config::resolve_subsets order)
   std::time_t started_at = 0;
   double learning_rate = 0;  // the UNet's peak rate (train.scale_lr applied)
 };

@@ -4,6 +4,7 @@
 // sample per image (diffusers' semantics) without a VAE or text-encoder pass.
 #pragma once
 
+#include "sdxl_dreambooth/config/data_subsets.h"
 #include "sdxl_dreambooth/config/run_config.h"
 #include "sdxl_dreambooth/data/buckets.h"
 #include "sdxl_dreambooth/data/dataset_listing.h"
@@ -76,8 +77,8 @@ struct PromptTable {
 // quarter and twice the resolution, in multiples of data.bucket_step).
 std::vector<data::BucketSize> training_buckets(const config::DataConfig& data, int resolution);
 
-// How data.* lists the instance images (data/dataset_listing.h).
-data::DatasetOptions instance_dataset_options(const config::DataConfig& data);
+// How a subset's instance images are listed (data/dataset_listing.h).
+data::DatasetOptions dataset_options(const config::ResolvedSubset& subset, bool skip_bad_images);
 
 // Rank 0 lists the folder (and reads the captions) once and broadcasts the list, so N ranks
 // do not scan a parallel filesystem N times; a listing error is thrown on every rank.
@@ -109,6 +110,18 @@ struct TrainingData {
   // data.caption_dropout > 0: the empty prompt's row in `prompts` (kohya trains dropped captions
   // on the encoded empty string).
   std::optional<std::size_t> empty_prompt;
+  // Where each subset's examples are (one subset without [[data.subsets]]). With prior
+  // preservation instance examples are one group, subset after subset, and an instance row
+  // is paired with a class row of its own subset.
+  struct SubsetRows {
+    std::int64_t instance_offset = 0, instance_count = 0;
+    std::int64_t class_offset = 0, class_count = 0;
+    std::size_t images = 0;
+  };
+  std::vector<SubsetRows> subsets;
+  // The class row paired with dataset index `i` (its instance row is i mod the instance count):
+  // a class example of the same subset, cycling through them as diffusers' dataset does.
+  std::int64_t class_row(std::int64_t i) const;
   // diffusers: the dataset has max(instance, class) examples; class rows wrap around.
   std::int64_t dataset_size() const { return std::max(instance.size(), klass.size()); }
   // Examples per group the data order draws each global batch from: the instance buckets, or

@@ -1,0 +1,115 @@
+// [[data.subsets]] end to end: two concepts, each with its own folder, prompt, repeats and
+// class images (generated per subset), trained in one run that resumes to the same bits; the
+// outputs name both concepts; a subset missing what it needs is a configuration error.
+#include "sdxl_dreambooth/io/safetensors.h"
+#include "support/process.h"
+#include "support/reference.h"
+
+#include <gtest/gtest.h>
+
+#include <sstream>
+
+using namespace sdxl;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string q(const fs::path& p) { return "\"" + p.string() + "\""; }
+
+std::string subsets_config(const fs::path& dir, const fs::path& out) {
+  std::ostringstream s;
+  s << "[model]\npretrained = " << q(test::reference_dir() / "tiny-sdxl") << "\n"
+    << "[data]\ninstance_prompt = \"a photo of sks cat\"\nresolution = 64\ncenter_crop = true\n"
+    << "class_prompt = \"a photo of a cat\"\nnum_class_images = 2\n"
+    << "[prior]\nenabled = true\nsample_steps = 2\n"
+    << "[train]\nseed = 0\nbatch_size = 2\nmax_steps = 4\n"
+    << "[checkpoint]\nevery_steps = 2\n"
+    << "[logging]\ntensorboard = false\n"
+    << "[output]\ndir = " << q(out) << "\n"
+    << "[[data.subsets]]\ninstance_dir = " << q(dir / "cat") << "\nclass_dir = " << q(dir / "class-cat") << "\n"
+    << "[[data.subsets]]\ninstance_dir = " << q(dir / "toy") << "\ninstance_prompt = \"a photo of zwx toy\"\n"
+    << "repeats = 2\nclass_dir = " << q(dir / "class-toy") << "\nclass_prompt = \"a photo of a toy\"\n"
+    << "num_class_images = 1\n";
+  return s.str();
+}
+
+}  // namespace
+
+TEST(Subsets, TwoConceptsWithTheirOwnPriorsTrainAndResume) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  const auto chelsea = test::subjects_dir() / "chelsea";
+  fs::create_directories(dir / "cat");
+  fs::create_directories(dir / "toy");
+  fs::create_symlink(chelsea / "01.jpg", dir / "cat" / "01.jpg");
+  fs::create_symlink(chelsea / "02.png", dir / "cat" / "02.png");
+  fs::create_symlink(chelsea / "03.jpg", dir / "toy" / "03.jpg");
+  test::write_file(dir / "straight.toml", subsets_config(dir.path(), dir / "out"));
+  test::write_file(dir / "stopped.toml", subsets_config(dir.path(), dir / "out2"));
+  const auto straight = test::run_cli({"train", (dir / "straight.toml").string()});
+  ASSERT_EQ(straight.exit_code, 0) << straight.err;
+  for (const char* line : {"generating 2 class images for 'a photo of a cat'",
+                           "generating 1 class images for 'a photo of a toy'",
+                           "data.subsets[0].instance_dir: 2 images, 2 examples",
+                           "data.subsets[1].instance_dir: 1 images, 2 examples",
+                           "data.subsets[0].class_dir: 2 images", "data.subsets[1].class_dir: 1 images",
+                           "training 4 steps: 4 examples"}) {
+    EXPECT_NE(straight.err.find(line), std::string::npos) << line << "\n" << straight.err;
+  }
+  EXPECT_TRUE(fs::exists(dir / "class-cat" / "class-00001.png"));
+  EXPECT_TRUE(fs::exists(dir / "class-toy" / "class-00000.png"));
+  EXPECT_FALSE(fs::exists(dir / "class-toy" / "class-00001.png"));
+  // Both concepts in the outputs: kohya's per-folder table, the model card's trigger words, and
+  // the effective config (which a resumed run reads back).
+  const auto kohya = io::SafetensorsFile::open((dir / "out" / "out.safetensors").string());
+  const std::string dirs = kohya->metadata().at("ss_dataset_dirs");
+  EXPECT_NE(dirs.find("\"cat\":{\"img_count\":2,\"n_repeats\":1}"), std::string::npos) << dirs;
+  EXPECT_NE(dirs.find("\"toy\":{\"img_count\":1,\"n_repeats\":2}"), std::string::npos) << dirs;
+  EXPECT_NE(test::read_file(dir / "out" / "README.md").find("`a photo of sks cat` or `a photo of zwx toy`"),
+            std::string::npos);
+  const std::string saved = test::read_file(dir / "out" / "train_config.toml");
+  EXPECT_NE(saved.find("[[data.subsets]]\ninstance_dir = " + q(dir / "toy")), std::string::npos) << saved;
+  const auto check = test::run_cli({"check-config", (dir / "out" / "train_config.toml").string()});
+  EXPECT_EQ(check.exit_code, 0) << check.err;
+
+  // Preempted during step 3, resumed from checkpoint 2: the same bits.
+  const auto stopped = test::run_cli({"train", (dir / "stopped.toml").string()}, {{"SDXL_TEST_FAULT", "signal:0:3"}});
+  ASSERT_EQ(stopped.exit_code, 75) << stopped.err;
+  const auto resumed =
+      test::run_cli({"train", (dir / "stopped.toml").string(), "--set", "checkpoint.resume=\"latest\""});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_EQ(test::read_file(dir / "out" / "pytorch_lora_weights.safetensors"),
+            test::read_file(dir / "out2" / "pytorch_lora_weights.safetensors"));
+}
+
+TEST(Subsets, ASubsetMissingWhatItNeedsIsAConfigError) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  const std::string head = "[model]\npretrained = " + q(test::reference_dir() / "tiny-sdxl") +
+                           "\n[data]\nresolution = 64\n[prior]\nenabled = true\n[output]\ndir = " + q(dir / "out") +
+                           "\n";
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {"[[data.subsets]]\ninstance_prompt = \"x\"\nclass_dir = \"c\"\nclass_prompt = \"y\"\n",
+       "data.subsets[0]: needs instance_dir"},
+      {"[[data.subsets]]\ninstance_dir = \"a\"\nclass_dir = \"c\"\nclass_prompt = \"y\"\n",
+       "data.subsets[0]: needs instance_prompt (or data.instance_prompt)"},
+      {"[[data.subsets]]\ninstance_dir = \"a\"\ninstance_prompt = \"x\"\nclass_prompt = \"y\"\n",
+       "data.subsets[0]: prior.enabled = true needs class_dir in the subset or data.class_dir"},
+      {"[[data.subsets]]\ninstance_dir = \"a\"\ninstance_prompt = \"x\"\nclass_dir = \"c\"\nclass_prompt = \"y\"\n"
+       "repeat = 2\n",
+       "unknown key 'repeat' in [[data.subsets]] (did you mean 'repeats'?)"},
+      {"[[data.subsets]]\ninstance_dir = \"a\"\ninstance_prompt = \"x\"\nclass_dir = \"c\"\nclass_prompt = \"y\"\n"
+       "repeats = 0\n",
+       "data.subsets.repeats: expected an integer in [1, 100000], got the integer 0"},
+  };
+  for (const auto& [subsets, message] : cases) {
+    test::write_file(dir / "run.toml", head + subsets);
+    const auto r = test::run_cli({"train", (dir / "run.toml").string()});
+    EXPECT_EQ(r.exit_code, 2) << subsets << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos) << subsets << r.err;
+    EXPECT_FALSE(fs::exists(dir / "out"));
+  }
+  test::write_file(dir / "run.toml", head + "[[data.subsets]]\ninstance_dir = \"a\"\n" +
+                                         "[data.extra]\n");  // a table where a key belongs
+  EXPECT_EQ(test::run_cli({"train", (dir / "run.toml").string()}).exit_code, 2);
+}
