@@ -562,6 +562,9 @@ class Loader {
       errors.push_back(at("train.lr_warmup_steps") + ": train.lr_warmup_steps = " + std::to_string(warmup) +
                        " exceeds train.max_steps = " + std::to_string(*steps));
     }
+    if (auto cache = config.get_optional_string("data.cache_dir"); cache && cache->empty()) {
+      errors.push_back(at("data.cache_dir") + ": data.cache_dir: expected a folder path, got ''");
+    }
     if (config.get_string("output.dir").empty()) {
       errors.push_back(at("output.dir") + ": output.dir: expected a folder path, got ''");
     }

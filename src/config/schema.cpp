@@ -130,6 +130,10 @@ std::vector<KeySpec> build_schema() {
                 "Probability that an instance example trains on the empty caption, encoded (kohya's "
                 "--caption_dropout_rate)"),
             0.0, 1.0),
+      optional(KEY(data, cache_dir), "latents are encoded at every start and held in memory",
+               "Folder (on the shared filesystem) that keeps the encoded latents of training and class images, "
+               "keyed by the base model, each image's content and the preprocessing, so later runs encode nothing "
+               "again"),
       key(KEY(data, shuffle_tags), false,
           "Shuffle the comma-separated tags of each instance caption every time it is drawn (kohya's "
           "--shuffle_caption); the text encoders then stay loaded and encode each step's captions"),

@@ -115,6 +115,7 @@ void check_run_inputs(const config::RunConfig& cfg, const RunSettings& s) {
     }
   }
   for (const config::ResolvedSubset& sub : config::resolve_subsets(cfg.data)) check_subset(sub, cfg.data, cfg.prior.enabled);
+  if (cfg.data.cache_dir) check_writable_folder(*cfg.data.cache_dir, "data.cache_dir");
   check_writable_folder(s.output, "output.dir");
   check_outside_model(cfg.model, s.output);
   check_writable_folder(s.checkpoint_dir, cfg.checkpoint.dir ? "checkpoint.dir" : "output.dir");

@@ -9,6 +9,7 @@
 #include "sdxl_dreambooth/train/checkpoint_writer.h"
 #include "sdxl_dreambooth/train/data_order.h"
 #include "sdxl_dreambooth/train/fault_injection.h"
+#include "sdxl_dreambooth/train/latent_cache.h"
 #include "sdxl_dreambooth/train/lora_outputs.h"
 #include "sdxl_dreambooth/train/preflight.h"
 #include "sdxl_dreambooth/train/run_settings.h"
@@ -92,6 +93,18 @@ class RunLocks {
 // next phase boundary: nothing is trained yet, so nothing is checkpointed.
 void stop_if_preempted(const PreemptionSignals& signals, dist::HostCollectives& comm, const char* phase) {
   if (comm.all_reduce_max(signals.requested() ? 1.0 : 0.0, phase) > 0) throw PreemptedBeforeTraining{};
+}
+
+// data.cache_dir's set key, from rank 0's fingerprint of the base model (empty without a cache).
+std::string cache_key(const config::RunConfig& cfg, const RunSettings& s, const StartPoint& start,
+                      const pipeline::SdxlPipeline& pipe, dist::HostCollectives& comm) {
+  if (!cfg.data.cache_dir) return {};
+  std::string key;
+  if (comm.rank() == 0) {
+    key = latent_cache_key(cfg, s, start.fingerprint, pipe.vae->decoder->conv_in->weight.scalar_type());
+  }
+  comm.broadcast(key, 0, "broadcast of the latent cache key");
+  return key;
 }
 
 pipeline::SdxlPipeline load_base_model(const config::ModelConfig& model, const RunSettings& s, const Logger& log) {
@@ -229,10 +242,13 @@ TrainSummary run_phases(const config::RunConfig& cfg, RunSettings& settings, con
       ensure_class_images(pipe, cfg, subsets[k], k, settings, log, comm.host(), signals);
     }
   }
-  const TrainingData data = encode_training_data(cfg, settings, pipe, log, comm.host(), [&] {
-    maybe_inject_fault(comm.rank(), -1);
-    stop_if_preempted(signals, comm.host(), "preemption check between images being encoded");
-  });
+  const TrainingData data = encode_training_data(
+      cfg, settings, pipe, log, comm.host(),
+      [&] {
+        maybe_inject_fault(comm.rank(), -1);
+        stop_if_preempted(signals, comm.host(), "preemption check between images being encoded");
+      },
+      cache_key(cfg, settings, start, pipe, comm.host()));
   stop_if_preempted(signals, comm.host(), "preemption check after encoding the data");
 
   const StepPlan plan(cfg.train, settings.prior, data.order_groups(), comm.world_size(), settings.seed);

@@ -6,6 +6,7 @@
 #include "sdxl_dreambooth/data/preprocess.h"
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/train/data_order.h"
+#include "sdxl_dreambooth/train/share_encoder.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <nlohmann/json.hpp>
@@ -13,7 +14,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <map>
+#include <optional>
+
+namespace fs = std::filesystem;
 
 namespace sdxl::train {
 namespace {
@@ -91,20 +96,6 @@ std::vector<data::ImageFile> list_images_collective(const ImageSetOptions& o, di
 
 namespace {
 
-// An image that cannot be decoded is an Error, or with data.skip_bad_images a warning and
-// nothing.
-std::optional<data::DecodedImage> decode_or_skip(const std::string& path, bool skip_bad_images, const Logger& log) {
-  try {
-    return data::decode_image_file(path);
-  } catch (const Error& e) {
-    if (!skip_bad_images) {
-      throw Error(e.what(), "set data.skip_bad_images = true to skip unreadable images with a warning");
-    }
-    log.warn(std::string("skipping ") + e.what());
-    return std::nullopt;
-  }
-}
-
 // The summary line of an encoded image set, and a warning when captions were asked for and none
 // were found.
 void log_image_set(const ImageSetOptions& o, const EncodedImages& out, std::size_t captions, int world,
@@ -133,68 +124,6 @@ torch::Tensor example_repeats(const torch::Tensor& file_index, const std::vector
   return torch::tensor(copies, torch::kLong);
 }
 
-// SDXL's micro-conditioning: original height and width, crop top and left, target size.
-torch::Tensor sdxl_time_ids(const data::PreprocessedImage& p) {
-  return torch::tensor({static_cast<float>(p.original_size_hw[0]), static_cast<float>(p.original_size_hw[1]),
-                        static_cast<float>(p.crop_top_left_yx[0]), static_cast<float>(p.crop_top_left_yx[1]),
-                        static_cast<float>(p.pixels.size(1)), static_cast<float>(p.pixels.size(2))});
-}
-
-// One rank's examples of one latent size, before they are gathered.
-struct LocalShare {
-  std::vector<torch::Tensor> means, stds, time_ids;
-  std::vector<std::int64_t> files;      // per example: index into the file list
-  std::vector<torch::Tensor> pending;  // preprocessed pixels waiting for the VAE
-};
-
-// This rank's share of the files (file i on rank i mod world), preprocessed into its bucket
-// (bucket 0 without bucketing) and VAE-encoded in chunks of `encode_batch` per bucket.
-class ShareEncoder {
- public:
-  ShareEncoder(const ImageSetOptions& o, nn::AutoencoderKL& vae, const torch::Device& device, int encode_batch)
-      : o_(o), vae_(vae), device_(device), batch_(encode_batch) {}
-
-  void add(const data::RgbImage& img, std::size_t file, int variants, std::mt19937_64& rng) {
-    data::PreprocessOptions po;
-    po.resolution = o_.resolution;
-    po.center_crop = o_.center_crop;
-    const std::size_t bucket = o_.buckets.empty() ? 0 : data::nearest_bucket(o_.buckets, img.width, img.height);
-    if (!o_.buckets.empty()) po.bucket = o_.buckets[bucket];
-    LocalShare& share = shares_[bucket];
-    for (int v = 0; v < variants; ++v) {
-      // diffusers: `random.random() < 0.5`; one draw per example.
-      po.flip = o_.random_flip && (rng() >> 11) * 0x1.0p-53 < 0.5;
-      const auto p = data::preprocess(img, po, rng);
-      share.pending.push_back(p.pixels);
-      share.time_ids.push_back(sdxl_time_ids(p));
-      share.files.push_back(static_cast<std::int64_t>(file));
-      if (static_cast<int>(share.pending.size()) >= batch_) flush(share);
-    }
-  }
-
-  std::map<std::size_t, LocalShare>& finish() {
-    for (auto& [bucket, share] : shares_) flush(share);
-    return shares_;
-  }
-
- private:
-  void flush(LocalShare& share) {
-    if (share.pending.empty()) return;
-    torch::NoGradGuard no_grad;
-    const auto dtype = vae_->decoder->conv_in->weight.scalar_type();
-    const auto posterior = vae_->encode(torch::stack(share.pending).to(device_, dtype));
-    share.means.push_back(posterior.mean.to(torch::kCPU, torch::kFloat));
-    share.stds.push_back(posterior.std.to(torch::kCPU, torch::kFloat));
-    share.pending.clear();
-  }
-
-  const ImageSetOptions& o_;
-  nn::AutoencoderKL& vae_;
-  torch::Device device_;
-  int batch_;
-  std::map<std::size_t, LocalShare> shares_;
-};
-
 // Every rank's examples of one bucket, rank-major, each repeated as its image is when the
 // repeats are identical tensors (no random flip or crop).
 LatentGroup gather_group(LocalShare* mine, const data::BucketSize& size, std::int64_t channels,
@@ -202,11 +131,11 @@ LatentGroup gather_group(LocalShare* mine, const data::BucketSize& size, std::in
                          const ImageSetOptions& o, bool repeat, const torch::Device& device,
                          dist::HostCollectives& comm) {
   const std::int64_t h = size.height / 8, w = size.width / 8;
-  const auto cat = [&](const std::vector<torch::Tensor>& parts) {
-    return parts.empty() ? torch::empty({0, channels, h, w}) : torch::cat(parts);
+  const auto stack = [&](const std::vector<torch::Tensor>& rows) {
+    return rows.empty() ? torch::empty({0, channels, h, w}) : torch::stack(rows);
   };
-  torch::Tensor mean = cat(mine ? mine->means : std::vector<torch::Tensor>{});
-  torch::Tensor std = cat(mine ? mine->stds : std::vector<torch::Tensor>{});
+  torch::Tensor mean = stack(mine ? mine->means : std::vector<torch::Tensor>{});
+  torch::Tensor std = stack(mine ? mine->stds : std::vector<torch::Tensor>{});
   torch::Tensor ids = mine && !mine->time_ids.empty() ? torch::stack(mine->time_ids) : torch::empty({0, 6});
   torch::Tensor file_index = torch::tensor(mine ? mine->files : std::vector<std::int64_t>{}, torch::kLong);
   // Host data (the shares were copied to the CPU as they were encoded), so host collectives.
@@ -273,9 +202,10 @@ std::pair<std::size_t, std::int64_t> EncodedImages::locate(std::int64_t example)
 }
 
 EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, const ImageSetOptions& o,
-                                  nn::AutoencoderKL& vae, PromptTable& prompts, std::mt19937_64& rng,
-                                  const torch::Device& device, const Logger& log, dist::HostCollectives& comm,
-                                  const std::function<void()>& between_rounds, int encode_batch) {
+                                  nn::AutoencoderKL& vae, PromptTable& prompts, const torch::Device& device,
+                                  const Logger& log, dist::HostCollectives& comm,
+                                  const std::function<void()>& between_rounds, LatentCache* cache,
+                                  const std::string& cache_key, int encode_batch) {
   const int rank = comm.rank(), world = comm.world_size();
   std::vector<std::size_t> file_prompt;
   std::size_t captions = 0;
@@ -283,26 +213,23 @@ EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, con
     file_prompt.push_back(prompts.add(f.caption ? *f.caption : o.prompt));
     if (f.caption) ++captions;
   }
-  ShareEncoder encoder(o, vae, device, encode_batch);
+  ShareEncoder encoder(o, vae, device, cache, cache_key, log, encode_batch);
   std::int64_t used = 0, skipped = 0;
   // Without random flips or crops every repeat is the same tensor: encode it once.
   const bool random = o.random_flip || !o.center_crop;
-  // In rounds of one file per rank, so that every rank passes the same number of round ends.
+  // A preemption check after every kFilesPerCheck files of the listing: the same number of
+  // collectives whatever the rank count (each rank encodes its files of each stretch).
+  constexpr std::size_t kFilesPerCheck = 8;
   const auto ranks = static_cast<std::size_t>(world);
-  for (std::size_t round = 0; round * ranks < files.size(); ++round) {
-    const std::size_t i = round * ranks + static_cast<std::size_t>(rank);
-    const std::optional<data::DecodedImage> decoded =
-        i < files.size() ? decode_or_skip(files[i].path, o.skip_bad_images, log) : std::nullopt;
-    if (decoded) {
-      ++used;
-      const auto& img = decoded->image;
-      if (o.buckets.empty() && std::min(img.width, img.height) < o.resolution) {
-        log.warn(files[i].path + " is " + std::to_string(img.width) + "x" + std::to_string(img.height) +
-                 ", smaller than the training resolution " + std::to_string(o.resolution) + "; it is upscaled");
+  for (std::size_t start = 0; start < files.size(); start += kFilesPerCheck) {
+    const std::size_t end = std::min(files.size(), start + kFilesPerCheck);
+    for (std::size_t i = start; i < end; ++i) {
+      if (i % ranks != static_cast<std::size_t>(rank)) continue;
+      if (encoder.add_file(files[i], i, random ? o.repeats * files[i].repeats : 1)) {
+        ++used;
+      } else {
+        ++skipped;
       }
-      encoder.add(img, i, random ? o.repeats * files[i].repeats : 1, rng);
-    } else if (i < files.size()) {
-      ++skipped;
     }
     if (between_rounds) between_rounds();
   }
@@ -389,6 +316,18 @@ ImageSetOptions class_options(const ImageSetOptions& instance, const config::Res
   return co;
 }
 
+// What the latent cache gave and took, over all ranks.
+void log_cache_use(const LatentCache& cache, dist::HostCollectives& comm, const Logger& log) {
+  const auto sum = [&](std::int64_t v, const char* what) {
+    return static_cast<std::int64_t>(std::llround(comm.all_reduce_sum(static_cast<double>(v), what)));
+  };
+  const std::int64_t hits = sum(cache.hits(), "cache hits"), misses = sum(cache.misses(), "cache misses");
+  const std::int64_t rejected = sum(cache.rejected(), "damaged cache entries");
+  log.info("data.cache_dir: " + std::to_string(hits) + " examples read from the cache, " + std::to_string(misses) +
+           " encoded and stored" +
+           (rejected ? " (" + std::to_string(rejected) + " of them replacing damaged entries)" : std::string()));
+}
+
 // `more`'s examples after `into`'s, each in the group of its size.
 void append_images(EncodedImages& into, EncodedImages more) {
   into.images_used += more.images_used;
@@ -411,10 +350,13 @@ void append_images(EncodedImages& into, EncodedImages more) {
 
 TrainingData encode_training_data(const config::RunConfig& cfg, const RunSettings& s, pipeline::SdxlPipeline& pipe,
                                   const Logger& log, dist::HostCollectives& comm,
-                                  const std::function<void()>& between_rounds) {
+                                  const std::function<void()>& between_rounds, const std::string& cache_key) {
   TrainingData d;
-  std::mt19937_64 augment_rng(
-      derive_seed(derive_seed(s.seed, kAugmentStream), static_cast<std::uint64_t>(comm.rank())));
+  // Each image set draws its flips and crops from its own stream: instance images of subset k
+  // from stream 2k, its class images from 2k + 1.
+  const std::uint64_t augment = derive_seed(s.seed, kAugmentStream);
+  std::optional<LatentCache> cache;
+  if (!cache_key.empty()) cache.emplace(fs::path(*cfg.data.cache_dir) / cache_key, comm.rank(), log);
   if (cfg.data.bucketing) {
     const auto buckets = training_buckets(cfg.data, s.resolution);
     log.info("data.bucketing: " + std::to_string(buckets.size()) + " buckets of about " +
@@ -424,10 +366,13 @@ TrainingData encode_training_data(const config::RunConfig& cfg, const RunSetting
   // Every subset's instance images, then (prior preservation) every subset's class images, so
   // that one subset draws its augmentations as runs did before subsets.
   const std::vector<config::ResolvedSubset> subsets = config::resolve_subsets(cfg.data);
-  for (const config::ResolvedSubset& sub : subsets) {
-    const ImageSetOptions io = instance_options(cfg, sub, s);
+  for (std::size_t k = 0; k < subsets.size(); ++k) {
+    const config::ResolvedSubset& sub = subsets[k];
+    ImageSetOptions io = instance_options(cfg, sub, s);
+    io.augment_seed = derive_seed(augment, 2 * k);
     EncodedImages images = encode_image_folder(list_images_collective(io, comm, log), io, pipe.vae, d.prompts,
-                                               augment_rng, s.device, log, comm, between_rounds);
+                                               s.device, log, comm, between_rounds, cache ? &*cache : nullptr,
+                                               cache_key);
     d.subsets.push_back({d.instance.size(), images.size(), 0, 0, images.images_used});
     append_images(d.instance, std::move(images));
     if (util::trim(sub.instance_prompt).empty()) {
@@ -435,13 +380,16 @@ TrainingData encode_training_data(const config::RunConfig& cfg, const RunSetting
     }
   }
   for (std::size_t k = 0; s.prior && k < subsets.size(); ++k) {
-    const ImageSetOptions co = class_options(instance_options(cfg, subsets[k], s), subsets[k]);
+    ImageSetOptions co = class_options(instance_options(cfg, subsets[k], s), subsets[k]);
+    co.augment_seed = derive_seed(augment, 2 * k + 1);
     EncodedImages images = encode_image_folder(list_images_collective(co, comm, log), co, pipe.vae, d.prompts,
-                                               augment_rng, s.device, log, comm, between_rounds);
+                                               s.device, log, comm, between_rounds, cache ? &*cache : nullptr,
+                                               cache_key);
     d.subsets[k].class_offset = d.klass.size();
     d.subsets[k].class_count = images.size();
     append_images(d.klass, std::move(images));
   }
+  if (cache) log_cache_use(*cache, comm, log);
   if (cfg.data.caption_dropout > 0) d.empty_prompt = d.prompts.add("");
   encode_prompts(d.prompts, pipe, s.dtype, log);
   if (!cfg.lora.train_text_encoder && !cfg.data.shuffle_tags) {

@@ -235,7 +235,7 @@ TEST(RunGuard, APreemptionRequestIsHeardInsideLongPhases) {
   EXPECT_NE(first.err.find("before this run finished a step"), std::string::npos) << first.err;
   EXPECT_FALSE(fs::exists(dir / "first" / "checkpoints"));
 
-  // While encoding: after the first image, not after all five.
+  // While encoding: before the images are gathered and counted.
   const auto encoding = test::run_cli({"train", (dir / "straight.toml").string(), "--set",
                                        "output.dir=\"" + (dir / "encoding").string() + "\""},
                                       {{"SDXL_TEST_FAULT", "signal:0:-1"}});

@@ -14,21 +14,21 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string q(const fs::path& p) { return "\"" + p.string() + "\""; }
+std::string subset_q(const fs::path& p) { return "\"" + p.string() + "\""; }
 
 std::string subsets_config(const fs::path& dir, const fs::path& out) {
   std::ostringstream s;
-  s << "[model]\npretrained = " << q(test::reference_dir() / "tiny-sdxl") << "\n"
+  s << "[model]\npretrained = " << subset_q(test::reference_dir() / "tiny-sdxl") << "\n"
     << "[data]\ninstance_prompt = \"a photo of sks cat\"\nresolution = 64\ncenter_crop = true\n"
     << "class_prompt = \"a photo of a cat\"\nnum_class_images = 2\n"
     << "[prior]\nenabled = true\nsample_steps = 2\n"
     << "[train]\nseed = 0\nbatch_size = 2\nmax_steps = 4\n"
     << "[checkpoint]\nevery_steps = 2\n"
     << "[logging]\ntensorboard = false\n"
-    << "[output]\ndir = " << q(out) << "\n"
-    << "[[data.subsets]]\ninstance_dir = " << q(dir / "cat") << "\nclass_dir = " << q(dir / "class-cat") << "\n"
-    << "[[data.subsets]]\ninstance_dir = " << q(dir / "toy") << "\ninstance_prompt = \"a photo of zwx toy\"\n"
-    << "repeats = 2\nclass_dir = " << q(dir / "class-toy") << "\nclass_prompt = \"a photo of a toy\"\n"
+    << "[output]\ndir = " << subset_q(out) << "\n"
+    << "[[data.subsets]]\ninstance_dir = " << subset_q(dir / "cat") << "\nclass_dir = " << subset_q(dir / "class-cat") << "\n"
+    << "[[data.subsets]]\ninstance_dir = " << subset_q(dir / "toy") << "\ninstance_prompt = \"a photo of zwx toy\"\n"
+    << "repeats = 2\nclass_dir = " << subset_q(dir / "class-toy") << "\nclass_prompt = \"a photo of a toy\"\n"
     << "num_class_images = 1\n";
   return s.str();
 }
@@ -68,7 +68,7 @@ TEST(Subsets, TwoConceptsWithTheirOwnPriorsTrainAndResume) {
   EXPECT_NE(test::read_file(dir / "out" / "README.md").find("`a photo of sks cat` or `a photo of zwx toy`"),
             std::string::npos);
   const std::string saved = test::read_file(dir / "out" / "train_config.toml");
-  EXPECT_NE(saved.find("[[data.subsets]]\ninstance_dir = " + q(dir / "toy")), std::string::npos) << saved;
+  EXPECT_NE(saved.find("[[data.subsets]]\ninstance_dir = " + subset_q(dir / "toy")), std::string::npos) << saved;
   const auto check = test::run_cli({"check-config", (dir / "out" / "train_config.toml").string()});
   EXPECT_EQ(check.exit_code, 0) << check.err;
 
@@ -85,8 +85,8 @@ TEST(Subsets, TwoConceptsWithTheirOwnPriorsTrainAndResume) {
 TEST(Subsets, ASubsetMissingWhatItNeedsIsAConfigError) {
   SDXL_REQUIRE_REFERENCE();
   test::TempDir dir;
-  const std::string head = "[model]\npretrained = " + q(test::reference_dir() / "tiny-sdxl") +
-                           "\n[data]\nresolution = 64\n[prior]\nenabled = true\n[output]\ndir = " + q(dir / "out") +
+  const std::string head = "[model]\npretrained = " + subset_q(test::reference_dir() / "tiny-sdxl") +
+                           "\n[data]\nresolution = 64\n[prior]\nenabled = true\n[output]\ndir = " + subset_q(dir / "out") +
                            "\n";
   const std::vector<std::pair<std::string, std::string>> cases{
       {"[[data.subsets]]\ninstance_prompt = \"x\"\nclass_dir = \"c\"\nclass_prompt = \"y\"\n",

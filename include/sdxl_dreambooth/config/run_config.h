@@ -49,6 +49,7 @@ struct DataConfig {
   std::string caption_column;
   double caption_dropout = 0;
   bool skip_bad_images = false;
+  std::optional<std::string> cache_dir;
   bool shuffle_tags = false;
   std::int64_t keep_tokens = 0;
   std::string caption_separator;

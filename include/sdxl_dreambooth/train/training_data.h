@@ -12,6 +12,7 @@
 #include "sdxl_dreambooth/dist/host_collectives.h"
 #include "sdxl_dreambooth/nn/autoencoder_kl.h"
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
+#include "sdxl_dreambooth/train/latent_cache.h"
 #include "sdxl_dreambooth/train/run_settings.h"
 #include "sdxl_dreambooth/util/logger.h"
 
@@ -40,6 +41,7 @@ struct ImageSetOptions {
   bool random_flip = false;
   int repeats = 1;
   bool skip_bad_images = false;
+  std::uint64_t augment_seed = 0;  // the set's flips and random crops (train/share_encoder.h)
   // data.bucketing: each image goes to its nearest bucket (data/buckets.h); empty: every image
   // is cropped to resolution².
   std::vector<data::BucketSize> buckets;
@@ -86,16 +88,18 @@ std::vector<data::ImageFile> list_images_collective(const ImageSetOptions& optio
                                                     const Logger& log);
 
 // Decodes, preprocesses (see data/preprocess.h) and VAE-encodes this rank's share of `files`
-// (file i belongs to rank i mod world size) in chunks of `encode_batch`, then all-gathers the
-// posteriors so every rank holds every example (rank-major order). Adds every file's prompt to
-// `prompts` in file order (the same table on every rank). `rng` draws flips and random crops.
-// Throws UsageError when no rank has a usable image; a bad image is an Error naming it, or
-// skipped with a warning when skip_bad_images is set. The ranks take the files in rounds of
-// one each; `between_rounds` (a collective preemption check) runs after every round.
+// (file i belongs to rank i mod world size) in chunks of `encode_batch` (train/share_encoder.h;
+// with a `cache`, entries found there are not encoded again), then all-gathers the posteriors
+// so every rank holds every example (rank-major order). Adds every file's prompt to `prompts`
+// in file order (the same table on every rank). Throws UsageError when no rank has a usable
+// image; a bad image is an Error naming it, or skipped with a warning when skip_bad_images is
+// set. `between_rounds` (a collective preemption check) runs after every 8 files of the
+// listing, as many times on any number of ranks.
 EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, const ImageSetOptions& options,
-                                  nn::AutoencoderKL& vae, PromptTable& prompts, std::mt19937_64& rng,
-                                  const torch::Device& device, const Logger& log, dist::HostCollectives& comm,
-                                  const std::function<void()>& between_rounds = {}, int encode_batch = 4);
+                                  nn::AutoencoderKL& vae, PromptTable& prompts, const torch::Device& device,
+                                  const Logger& log, dist::HostCollectives& comm,
+                                  const std::function<void()>& between_rounds = {}, LatentCache* cache = nullptr,
+                                  const std::string& cache_key = {}, int encode_batch = 4);
 
 // Fills prompts.prompt_embeds/pooled through the pipeline's text encoders; warns about each
 // prompt longer than CLIP reads.
@@ -131,12 +135,15 @@ struct TrainingData {
   }
 };
 
-// Encodes data.instance_dir (and data.class_dir with prior.enabled) and every prompt, then
+// Encodes every subset's instance images (and class images with prior.enabled) and every
+// prompt — with a `cache_key` (data.cache_dir; train/latent_cache.h) through the latent cache
+// CACHE_DIR/<cache_key>/ — then
 // frees what training no longer needs: the VAE encoder and, unless the text encoders train,
 // the text encoders (the validation prompts are embedded first). Flips and crops draw from
 // this rank's augmentation stream.
 TrainingData encode_training_data(const config::RunConfig& cfg, const RunSettings& settings,
                                   pipeline::SdxlPipeline& pipe, const Logger& log, dist::HostCollectives& comm,
-                                  const std::function<void()>& between_rounds = {});
+                                  const std::function<void()>& between_rounds = {},
+                                  const std::string& cache_key = {});
 
 }  // namespace sdxl::train

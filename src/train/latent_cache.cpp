@@ -1,0 +1,157 @@
+#include "sdxl_dreambooth/train/latent_cache.h"
+
+#include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/io/durable_file.h"
+#include "sdxl_dreambooth/train/training_data.h"
+#include "sdxl_dreambooth/util/host_name.h"
+#include "sdxl_dreambooth/util/sha256.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+namespace fs = std::filesystem;
+
+namespace sdxl::train {
+namespace {
+
+constexpr const char* kFormat = "sdxl-dreambooth latent cache";
+constexpr std::int64_t kVersion = 1;
+
+torch::Tensor to_tensor(const io::H5Array& a) {
+  if (a.type != io::H5Type::kFloat32) throw Error("not float32");
+  torch::Tensor t = torch::empty(a.shape, torch::kFloat);
+  std::memcpy(t.data_ptr(), a.bytes.data(), a.bytes.size());
+  return t;
+}
+
+void write(io::H5Group& g, const std::string& name, const torch::Tensor& t) {
+  const torch::Tensor c = t.to(torch::kCPU, torch::kFloat).contiguous();
+  g.write_array(name, io::H5Type::kFloat32, c.sizes().vec(), c.data_ptr());
+}
+
+// A name no other rank, process or later flush of this one uses; names sort by time.
+std::string shard_name(int rank, std::int64_t counter) {
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+  char stamp[32];
+  std::snprintf(stamp, sizeof stamp, "%020lld", static_cast<long long>(ns));
+  return std::string("shard-") + stamp + "-" + util::host_name() + "-p" + std::to_string(::getpid()) + "-r" +
+         std::to_string(rank) + "-" + std::to_string(counter) + ".h5";
+}
+
+}  // namespace
+
+std::string latent_cache_key(const config::RunConfig& cfg, const RunSettings& s,
+                             const model::ModelFingerprint& model, torch::Dtype vae_dtype) {
+  std::string text = "sdxl-dreambooth latents v1\n";
+  for (const auto& f : model.files) text += f.sha256 + " " + f.file + "\n";
+  text += "resolution " + std::to_string(s.resolution) + "\ncenter_crop " + std::to_string(cfg.data.center_crop) +
+          "\nrandom_flip " + std::to_string(cfg.data.random_flip) + "\nvae_dtype " + c10::toString(vae_dtype) + "\n";
+  if (cfg.data.bucketing) {
+    text += "buckets";
+    for (const auto& b : training_buckets(cfg.data, s.resolution)) text += " " + b.name();
+    text += "\n";
+  }
+  return util::sha256_hex(text).substr(0, 32);
+}
+
+LatentCache::LatentCache(fs::path dir, int rank, const Logger& log) : dir_(std::move(dir)), rank_(rank), log_(log) {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec) throw Error("data.cache_dir: cannot create " + dir_.string() + ": " + ec.message());
+  for (const auto& e : fs::directory_iterator(dir_, ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.rfind("shard-", 0) == 0 && e.path().extension() == ".h5") shards_.push_back(e.path());
+  }
+  std::sort(shards_.begin(), shards_.end());  // oldest first: a newer copy of an entry wins
+  for (std::size_t k = 0; k < shards_.size(); ++k) {
+    try {
+      const io::H5Group& root = shard(k).root();
+      if (!root.has_attr("format") || root.attr_string("format") != kFormat) throw Error("not a latent cache shard");
+      if (root.attr_int("version") != kVersion) throw Error("cache format version " + std::to_string(root.attr_int("version")));
+      for (const auto& key : root.open_group("entries").children()) index_[key] = k;
+    } catch (const Error& e) {
+      log_.warn("data.cache_dir: ignoring " + shards_[k].string() + " (" + e.what() + "); its entries are encoded again");
+      open_.erase(k);
+    }
+  }
+}
+
+io::H5File& LatentCache::shard(std::size_t k) {
+  auto it = open_.find(k);
+  if (it == open_.end()) it = open_.emplace(k, io::H5File::open_read_only(shards_[k].string())).first;
+  return it->second;
+}
+
+std::optional<CachedLatent> LatentCache::find(const std::string& key, std::int64_t channels) {
+  auto it = index_.find(key);
+  if (it == index_.end()) {
+    ++misses_;
+    return std::nullopt;
+  }
+  try {
+    const io::H5Group entry = shard(it->second).root().open_group("entries").open_group(key);
+    CachedLatent c;
+    c.bucket = {static_cast<int>(entry.attr_int("width")), static_cast<int>(entry.attr_int("height"))};
+    c.mean = to_tensor(entry.read_array("mean"));
+    c.std = to_tensor(entry.read_array("std"));
+    c.time_ids = to_tensor(entry.read_array("time_ids"));
+    const std::vector<std::int64_t> shape{channels, c.bucket.height / 8, c.bucket.width / 8};
+    if (c.mean.sizes().vec() != shape || c.std.sizes().vec() != shape || c.time_ids.numel() != 6) {
+      throw Error("shapes do not fit a " + c.bucket.name() + " image");
+    }
+    if (!torch::isfinite(c.mean).all().item<bool>() || !torch::isfinite(c.std).all().item<bool>() ||
+        (c.std < 0).any().item<bool>()) {
+      throw Error("non-finite or negative values");
+    }
+    ++hits_;
+    return c;
+  } catch (const Error& e) {
+    log_.warn("data.cache_dir: entry " + key.substr(0, 16) + " in " + shards_[it->second].string() +
+              " is damaged (" + e.what() + "): encoding it again");
+    index_.erase(it);
+    ++rejected_;
+    ++misses_;
+    return std::nullopt;
+  }
+}
+
+void LatentCache::store(const std::string& key, const CachedLatent& entry) {
+  pending_.emplace_back(key, entry);
+  if (pending_.size() >= kShardEntries) flush();
+}
+
+void LatentCache::flush() {
+  if (pending_.empty()) return;
+  const fs::path path = dir_ / shard_name(rank_, written_++);
+  const std::string tmp = path.string() + ".tmp";
+  try {
+    io::H5File f = io::H5File::create(tmp);
+    f.root().set_attr("format", kFormat);
+    f.root().set_attr("version", kVersion);
+    {
+      io::H5Group entries = f.root().create_group("entries");
+      for (const auto& [key, e] : pending_) {
+        io::H5Group g = entries.create_group(key);
+        g.set_attr("width", static_cast<std::int64_t>(e.bucket.width));
+        g.set_attr("height", static_cast<std::int64_t>(e.bucket.height));
+        write(g, "mean", e.mean);
+        write(g, "std", e.std);
+        write(g, "time_ids", e.time_ids);
+      }
+    }  // every group closed before the file
+    f.close();
+    io::commit_file(tmp, path.string());
+  } catch (...) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw;
+  }
+  pending_.clear();
+}
+
+}  // namespace sdxl::train
