@@ -73,7 +73,12 @@ LatentCache::LatentCache(fs::path dir, int rank, const Logger& log) : dir_(std::
       const io::H5Group& root = shard(k).root();
       if (!root.has_attr("format") || root.attr_string("format") != kFormat) throw Error("not a latent cache shard");
       if (root.attr_int("version") != kVersion) throw Error("cache format version " + std::to_string(root.attr_int("version")));
-      for (const auto& key : root.open_group("entries").children()) index_[key] = k;
+      if (root.has("entries")) {
+        for (const auto& key : root.open_group("entries").children()) index_[key] = k;
+      }
+      if (root.has("prompts")) {
+        for (const auto& key : root.open_group("prompts").children()) prompt_index_[key] = k;
+      }
     } catch (const Error& e) {
       log_.warn("data.cache_dir: ignoring " + shards_[k].string() + " (" + e.what() + "); its entries are encoded again");
       open_.erase(k);
@@ -83,8 +88,42 @@ LatentCache::LatentCache(fs::path dir, int rank, const Logger& log) : dir_(std::
 
 io::H5File& LatentCache::shard(std::size_t k) {
   auto it = open_.find(k);
-  if (it == open_.end()) it = open_.emplace(k, io::H5File::open_read_only(shards_[k].string())).first;
-  return it->second;
+  if (it != open_.end()) return it->second;
+  // A bounded number of open files: HDF5 keeps a metadata cache per file.
+  while (open_.size() >= kOpenShards && !open_order_.empty()) {
+    open_.erase(open_order_.front());
+    open_order_.erase(open_order_.begin());
+  }
+  open_order_.push_back(k);
+  return open_.emplace(k, io::H5File::open_read_only(shards_[k].string())).first->second;
+}
+
+CachedLatent LatentCache::load(const std::string& key, std::size_t k, std::int64_t channels) {
+  const io::H5Group entry = shard(k).root().open_group("entries").open_group(key);
+  CachedLatent c;
+  c.bucket = {static_cast<int>(entry.attr_int("width")), static_cast<int>(entry.attr_int("height"))};
+  c.mean = to_tensor(entry.read_array("mean"));
+  c.std = to_tensor(entry.read_array("std"));
+  c.time_ids = to_tensor(entry.read_array("time_ids"));
+  const std::vector<std::int64_t> shape{channels, c.bucket.height / 8, c.bucket.width / 8};
+  if (c.mean.sizes().vec() != shape || c.std.sizes().vec() != shape || c.time_ids.numel() != 6) {
+    throw Error("shapes do not fit a " + c.bucket.name() + " image");
+  }
+  if (!torch::isfinite(c.mean).all().item<bool>() || !torch::isfinite(c.std).all().item<bool>() ||
+      (c.std < 0).any().item<bool>()) {
+    throw Error("non-finite or negative values");
+  }
+  return c;
+}
+
+CachedPrompt LatentCache::load_prompt(const std::string& key, std::size_t k) {
+  const io::H5Group entry = shard(k).root().open_group("prompts").open_group(key);
+  CachedPrompt c{to_tensor(entry.read_array("embeds")), to_tensor(entry.read_array("pooled"))};
+  if (c.embeds.dim() != 2 || c.pooled.dim() != 1) throw Error("not [tokens, features] and [features]");
+  if (!torch::isfinite(c.embeds).all().item<bool>() || !torch::isfinite(c.pooled).all().item<bool>()) {
+    throw Error("non-finite values");
+  }
+  return c;
 }
 
 std::optional<CachedLatent> LatentCache::find(const std::string& key, std::int64_t channels) {
@@ -94,20 +133,7 @@ std::optional<CachedLatent> LatentCache::find(const std::string& key, std::int64
     return std::nullopt;
   }
   try {
-    const io::H5Group entry = shard(it->second).root().open_group("entries").open_group(key);
-    CachedLatent c;
-    c.bucket = {static_cast<int>(entry.attr_int("width")), static_cast<int>(entry.attr_int("height"))};
-    c.mean = to_tensor(entry.read_array("mean"));
-    c.std = to_tensor(entry.read_array("std"));
-    c.time_ids = to_tensor(entry.read_array("time_ids"));
-    const std::vector<std::int64_t> shape{channels, c.bucket.height / 8, c.bucket.width / 8};
-    if (c.mean.sizes().vec() != shape || c.std.sizes().vec() != shape || c.time_ids.numel() != 6) {
-      throw Error("shapes do not fit a " + c.bucket.name() + " image");
-    }
-    if (!torch::isfinite(c.mean).all().item<bool>() || !torch::isfinite(c.std).all().item<bool>() ||
-        (c.std < 0).any().item<bool>()) {
-      throw Error("non-finite or negative values");
-    }
+    CachedLatent c = load(key, it->second, channels);
     ++hits_;
     return c;
   } catch (const Error& e) {
@@ -120,13 +146,53 @@ std::optional<CachedLatent> LatentCache::find(const std::string& key, std::int64
   }
 }
 
+std::optional<CachedPrompt> LatentCache::find_prompt(const std::string& key) {
+  auto it = prompt_index_.find(key);
+  if (it == prompt_index_.end()) return std::nullopt;
+  try {
+    return load_prompt(key, it->second);
+  } catch (const Error& e) {
+    log_.warn("data.cache_dir: prompt entry " + key.substr(0, 16) + " in " + shards_[it->second].string() +
+              " is damaged (" + e.what() + "): encoding it again");
+    prompt_index_.erase(it);
+    return std::nullopt;
+  }
+}
+
+CachedLatent LatentCache::read(const std::string& key, std::int64_t channels) {
+  auto it = index_.find(key);
+  if (it == index_.end()) throw Error("data.cache_dir: entry " + key + " is missing from " + dir_.string());
+  try {
+    return load(key, it->second, channels);
+  } catch (const Error& e) {
+    throw Error("data.cache_dir: entry " + key + " in " + shards_[it->second].string() + " became unreadable during "
+                "the run (" + e.what() + ")", "rerun: the damaged entry is then encoded again");
+  }
+}
+
+CachedPrompt LatentCache::read_prompt(const std::string& key) {
+  auto it = prompt_index_.find(key);
+  if (it == prompt_index_.end()) throw Error("data.cache_dir: prompt entry " + key + " is missing from " + dir_.string());
+  try {
+    return load_prompt(key, it->second);
+  } catch (const Error& e) {
+    throw Error("data.cache_dir: prompt entry " + key + " in " + shards_[it->second].string() +
+                " became unreadable during the run (" + e.what() + ")", "rerun: the damaged entry is then encoded again");
+  }
+}
+
 void LatentCache::store(const std::string& key, const CachedLatent& entry) {
   pending_.emplace_back(key, entry);
-  if (pending_.size() >= kShardEntries) flush();
+  if (pending_.size() + pending_prompts_.size() >= kShardEntries) flush();
+}
+
+void LatentCache::store_prompt(const std::string& key, const CachedPrompt& entry) {
+  pending_prompts_.emplace_back(key, entry);
+  if (pending_.size() + pending_prompts_.size() >= kShardEntries) flush();
 }
 
 void LatentCache::flush() {
-  if (pending_.empty()) return;
+  if (pending_.empty() && pending_prompts_.empty()) return;
   const fs::path path = dir_ / shard_name(rank_, written_++);
   const std::string tmp = path.string() + ".tmp";
   try {
@@ -143,6 +209,12 @@ void LatentCache::flush() {
         write(g, "std", e.std);
         write(g, "time_ids", e.time_ids);
       }
+      io::H5Group prompts = f.root().create_group("prompts");
+      for (const auto& [key, e] : pending_prompts_) {
+        io::H5Group g = prompts.create_group(key);
+        write(g, "embeds", e.embeds);
+        write(g, "pooled", e.pooled);
+      }
     }  // every group closed before the file
     f.close();
     io::commit_file(tmp, path.string());
@@ -152,6 +224,7 @@ void LatentCache::flush() {
     throw;
   }
   pending_.clear();
+  pending_prompts_.clear();
 }
 
 }  // namespace sdxl::train

@@ -65,6 +65,7 @@ std::size_t ShareEncoder::slot(std::size_t bucket, std::size_t file) {
   share.stds.emplace_back();
   share.time_ids.emplace_back();
   share.files.push_back(static_cast<std::int64_t>(file));
+  if (cache_) share.keys.emplace_back();
   return share.files.size() - 1;
 }
 
@@ -88,8 +89,7 @@ bool ShareEncoder::add_file(const data::ImageFile& file, std::size_t index, int 
       if (square || it != o_.buckets.end()) {
         const std::size_t bucket = square ? 0 : static_cast<std::size_t>(it - o_.buckets.begin());
         const std::size_t s = slot(bucket, index);
-        shares_[bucket].means[s] = cached[k]->mean;
-        shares_[bucket].stds[s] = cached[k]->std;
+        shares_[bucket].keys[s] = keys[k];
         shares_[bucket].time_ids[s] = cached[k]->time_ids;
         continue;
       }
@@ -121,6 +121,7 @@ void ShareEncoder::encode(const data::RgbImage& img, std::size_t index, int vari
   const auto p = data::preprocess(img, po, rng);
   const std::size_t s = slot(bucket, index);
   shares_[bucket].time_ids[s] = sdxl_time_ids(p);
+  if (cache_) shares_[bucket].keys[s] = key;
   auto& pending = pending_[bucket];
   pending.push_back({bucket, s, key, p.pixels});
   if (static_cast<int>(pending.size()) >= batch_) flush(bucket);
@@ -137,13 +138,14 @@ void ShareEncoder::flush(std::size_t bucket) {
   const torch::Tensor mean = posterior.mean.to(torch::kCPU, torch::kFloat);
   const torch::Tensor std = posterior.std.to(torch::kCPU, torch::kFloat);
   LocalShare& share = shares_[bucket];
+  const data::BucketSize size = o_.buckets.empty() ? data::BucketSize{o_.resolution, o_.resolution} : o_.buckets[bucket];
   for (std::size_t j = 0; j < pending.size(); ++j) {
     const auto row = static_cast<std::int64_t>(j);
-    share.means[pending[j].slot] = mean[row];
-    share.stds[pending[j].slot] = std[row];
     if (cache_) {
-      const data::BucketSize size = o_.buckets.empty() ? data::BucketSize{o_.resolution, o_.resolution} : o_.buckets[bucket];
       cache_->store(pending[j].key, {size, mean[row].clone(), std[row].clone(), share.time_ids[pending[j].slot]});
+    } else {
+      share.means[pending[j].slot] = mean[row];
+      share.stds[pending[j].slot] = std[row];
     }
   }
   pending.clear();

@@ -81,8 +81,12 @@ DiffusionBatch assemble_batch(const TrainingData& data, const std::vector<std::i
     if (b) t = torch::cat({t, b->index_select(0, util::to_device_async(torch::tensor(rows_c, torch::kLong), b->device()))});
     return t;
   };
-  const torch::Tensor mean = take(inst->mean, cls ? &cls->mean : nullptr);
-  const torch::Tensor std = take(inst->std, cls ? &cls->std : nullptr);
+  auto [mean, std] = inst->posterior(rows_i, data.cache.get(), o.device);
+  if (cls) {
+    const auto [class_mean, class_std] = cls->posterior(rows_c, data.cache.get(), o.device);
+    mean = torch::cat({mean, class_mean});
+    std = torch::cat({std, class_std});
+  }
   DiffusionBatch b;
   b.time_ids = take(inst->time_ids, cls ? &cls->time_ids : nullptr);
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat);
@@ -108,7 +112,7 @@ DiffusionBatch assemble_batch(const TrainingData& data, const std::vector<std::i
     }
   }
   const PromptTable& prompts = data.prompts;
-  const auto pr = util::to_device_async(torch::tensor(prompt_rows, torch::kLong), prompts.prompt_embeds.device());
+  const auto pr = util::to_device_async(torch::tensor(prompt_rows, torch::kLong), prompts.device);
   if (o.train_text_encoders || o.shuffle_tags) {
     torch::Tensor ids_1 = prompts.ids_1.index_select(0, pr), ids_2 = prompts.ids_2.index_select(0, pr);
     if (o.shuffle_tags) shuffle_caption_tags(data, prompt_rows, rows_i.size(), gen, o, ids_1, ids_2);
@@ -116,12 +120,10 @@ DiffusionBatch assemble_batch(const TrainingData& data, const std::vector<std::i
     std::optional<torch::NoGradGuard> frozen;
     if (!o.train_text_encoders) frozen.emplace();
     const auto e = nn::encode_prompt(pipe.text_encoder, pipe.text_encoder_2, ids_1, ids_2);
-    b.prompt_embeds = o.train_text_encoders ? e.prompt_embeds : e.prompt_embeds.to(prompts.prompt_embeds.dtype());
-    b.text_embeds = o.train_text_encoders ? e.pooled_prompt_embeds
-                                          : e.pooled_prompt_embeds.to(prompts.pooled.dtype());
+    b.prompt_embeds = o.train_text_encoders ? e.prompt_embeds : e.prompt_embeds.to(prompts.dtype);
+    b.text_embeds = o.train_text_encoders ? e.pooled_prompt_embeds : e.pooled_prompt_embeds.to(prompts.dtype);
   } else {
-    b.prompt_embeds = prompts.prompt_embeds.index_select(0, pr);
-    b.text_embeds = prompts.pooled.index_select(0, pr);
+    std::tie(b.prompt_embeds, b.text_embeds) = prompts.embeddings(prompt_rows, pr, data.cache.get());
   }
   return b;
 }

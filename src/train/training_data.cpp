@@ -7,7 +7,10 @@
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/train/data_order.h"
 #include "sdxl_dreambooth/train/share_encoder.h"
+#include "sdxl_dreambooth/util/sha256.h"
+#include "sdxl_dreambooth/util/stopwatch.h"
 #include "sdxl_dreambooth/util/strings.h"
+#include "sdxl_dreambooth/util/to_device.h"
 
 #include <nlohmann/json.hpp>
 
@@ -59,6 +62,7 @@ data::DatasetListing list_dataset(const ImageSetOptions& o) {
 
 std::vector<data::ImageFile> list_images_collective(const ImageSetOptions& o, dist::HostCollectives& comm,
                                                     const Logger& log) {
+  const util::Stopwatch watch;
   const int rank = comm.rank();
   nlohmann::json msg;
   if (rank == 0) {
@@ -90,7 +94,9 @@ std::vector<data::ImageFile> list_images_collective(const ImageSetOptions& o, di
     if (!f["caption"].is_null()) file.caption = f["caption"].get<std::string>();
     files.push_back(std::move(file));
   }
-  if (reply["format"] != "folder") log.info(o.key + ": " + reply["format"].get<std::string>() + " layout");
+  log.info(o.key + ": " + std::to_string(files.size()) + " images listed" +
+           (reply["format"] != "folder" ? " (" + reply["format"].get<std::string>() + " layout)" : std::string()) +
+           " in " + util::format_with("%.2f", watch.seconds()) + " s");
   return files;
 }
 
@@ -99,7 +105,7 @@ namespace {
 // The summary line of an encoded image set, and a warning when captions were asked for and none
 // were found.
 void log_image_set(const ImageSetOptions& o, const EncodedImages& out, std::size_t captions, int world,
-                   const Logger& log) {
+                   double seconds, const Logger& log) {
   if (o.caption_ext && captions == 0) {
     log.warn("data.caption_ext = " + util::quoted(*o.caption_ext) + ": no caption file beside any image in " +
              util::quoted(o.dir) + "; every image trains on the instance prompt");
@@ -110,7 +116,9 @@ void log_image_set(const ImageSetOptions& o, const EncodedImages& out, std::size
            (out.images_skipped ? " (" + std::to_string(out.images_skipped) + " skipped)" : std::string()) +
            (captions ? ", " + std::to_string(captions) + " with captions" : std::string()) + ", " +
            std::to_string(out.size()) + " examples" + at +
-           (world > 1 ? " by " + std::to_string(world) + " ranks" : std::string()));
+           (world > 1 ? " by " + std::to_string(world) + " ranks" : std::string()) + " in " +
+           util::format_with("%.1f", seconds) + " s (" +
+           util::format_with("%.0f", static_cast<double>(out.images_used) / std::max(seconds, 1e-9)) + " images/s)");
 }
 
 // How many times each encoded example stands in the dataset: data.repeats × its image's own
@@ -126,35 +134,64 @@ torch::Tensor example_repeats(const torch::Tensor& file_index, const std::vector
 
 // Every rank's examples of one bucket, rank-major, each repeated as its image is when the
 // repeats are identical tensors (no random flip or crop).
+// Cache entry keys (64 hex digits each) as rows of bytes, for a gather, and back.
+torch::Tensor key_rows(const std::vector<std::string>& keys) {
+  torch::Tensor t = torch::zeros({static_cast<std::int64_t>(keys.size()), 64}, torch::kByte);
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    std::memcpy(t[static_cast<std::int64_t>(i)].data_ptr(), keys[i].data(), std::min<std::size_t>(64, keys[i].size()));
+  }
+  return t;
+}
+
+std::vector<std::string> keys_of(const torch::Tensor& rows) {
+  std::vector<std::string> keys;
+  const torch::Tensor c = rows.contiguous();
+  for (std::int64_t i = 0; i < c.size(0); ++i) keys.emplace_back(static_cast<const char*>(c[i].data_ptr()), 64);
+  return keys;
+}
+
+// Every rank's examples of one bucket, rank-major, each repeated as its image is when the
+// repeats are identical tensors (no random flip or crop). With a cache (`cached`) only the
+// entry keys travel; the latents stay in the cache.
 LatentGroup gather_group(LocalShare* mine, const data::BucketSize& size, std::int64_t channels,
                          const std::vector<data::ImageFile>& files, const std::vector<std::size_t>& file_prompt,
-                         const ImageSetOptions& o, bool repeat, const torch::Device& device,
+                         const ImageSetOptions& o, bool repeat, bool cached, const torch::Device& device,
                          dist::HostCollectives& comm) {
   const std::int64_t h = size.height / 8, w = size.width / 8;
   const auto stack = [&](const std::vector<torch::Tensor>& rows) {
     return rows.empty() ? torch::empty({0, channels, h, w}) : torch::stack(rows);
   };
-  torch::Tensor mean = stack(mine ? mine->means : std::vector<torch::Tensor>{});
-  torch::Tensor std = stack(mine ? mine->stds : std::vector<torch::Tensor>{});
+  torch::Tensor mean, std, keys;
+  // Host data (the shares were copied to the CPU as they were encoded), so host collectives.
+  if (cached) {
+    keys = comm.all_gather_rows(key_rows(mine ? mine->keys : std::vector<std::string>{}), "all-gather of cache keys");
+  } else {
+    mean = comm.all_gather_rows(stack(mine ? mine->means : std::vector<torch::Tensor>{}),
+                                "all-gather of image latents (mean)");
+    std = comm.all_gather_rows(stack(mine ? mine->stds : std::vector<torch::Tensor>{}),
+                               "all-gather of image latents (std)");
+  }
   torch::Tensor ids = mine && !mine->time_ids.empty() ? torch::stack(mine->time_ids) : torch::empty({0, 6});
   torch::Tensor file_index = torch::tensor(mine ? mine->files : std::vector<std::int64_t>{}, torch::kLong);
-  // Host data (the shares were copied to the CPU as they were encoded), so host collectives.
-  mean = comm.all_gather_rows(mean, "all-gather of image latents (mean)");
-  std = comm.all_gather_rows(std, "all-gather of image latents (std)");
   ids = comm.all_gather_rows(ids, "all-gather of time ids");
   file_index = comm.all_gather_rows(file_index, "all-gather of file indices");
   if (repeat) {
     // Each example as many times as its image repeats (data.repeats × its folder's repeats).
     const torch::Tensor counts = example_repeats(file_index, files, o.repeats);
-    mean = mean.repeat_interleave(counts, 0);
-    std = std.repeat_interleave(counts, 0);
-    ids = ids.repeat_interleave(counts, 0);
+    for (torch::Tensor* t : {&mean, &std, &keys, &ids}) {
+      if (t->defined()) *t = t->repeat_interleave(counts, 0);
+    }
     file_index = file_index.repeat_interleave(counts, 0);
   }
   LatentGroup g;
   g.bucket = size;
-  g.mean = mean.to(device).contiguous();
-  g.std = std.to(device).contiguous();
+  g.channels = channels;
+  if (cached) {
+    g.keys = keys_of(keys);
+  } else {
+    g.mean = mean.to(device).contiguous();
+    g.std = std.to(device).contiguous();
+  }
   g.time_ids = ids.to(device);
   const auto fi = file_index.accessor<std::int64_t, 1>();
   for (std::int64_t e = 0; e < fi.size(0); ++e) g.prompt_index.push_back(file_prompt[static_cast<std::size_t>(fi[e])]);
@@ -213,6 +250,7 @@ EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, con
     file_prompt.push_back(prompts.add(f.caption ? *f.caption : o.prompt));
     if (f.caption) ++captions;
   }
+  const util::Stopwatch watch;
   ShareEncoder encoder(o, vae, device, cache, cache_key, log, encode_batch);
   std::int64_t used = 0, skipped = 0;
   // Without random flips or crops every repeat is the same tensor: encode it once.
@@ -254,32 +292,83 @@ EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, con
     auto it = shares.find(b);
     const data::BucketSize size = o.buckets.empty() ? data::BucketSize{o.resolution, o.resolution} : o.buckets[b];
     out.groups.push_back(gather_group(it == shares.end() ? nullptr : &it->second, size, channels, files, file_prompt, o,
-                                      !random, device, comm));
+                                      !random, cache != nullptr, device, comm));
   }
-  log_image_set(o, out, captions, world, log);
+  log_image_set(o, out, captions, world, watch.seconds(), log);
   return out;
 }
 
-void encode_prompts(PromptTable& prompts, pipeline::SdxlPipeline& pipe, torch::Dtype dtype, const Logger& log) {
+void encode_prompts(PromptTable& prompts, pipeline::SdxlPipeline& pipe, torch::Dtype dtype, const Logger& log,
+                    dist::HostCollectives& comm, LatentCache* cache, const std::string& cache_key, bool token_ids) {
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> embeds, pooled, ids_1, ids_2;
-  for (const auto& p : prompts.prompts) {
+  const std::size_t room = pipe.tokenizer->model_max_length() - 2;
+  for (std::size_t i = 0; i < prompts.prompts.size(); ++i) {
+    const std::string& p = prompts.prompts[i];
     // As diffusers warns: CLIP reads BOS, 75 tokens and EOS; the rest is cut.
-    const std::size_t tokens = pipe.tokenizer->encode(p).size(), room = pipe.tokenizer->model_max_length() - 2;
-    if (tokens > room) {
+    if (const std::size_t tokens = pipe.tokenizer->encode(p).size(); tokens > room && comm.rank() == 0) {
       log.warn("prompt " + util::quoted(p.size() > 80 ? p.substr(0, 77) + "..." : p) + " is " +
                std::to_string(tokens) + " CLIP tokens; only the first " + std::to_string(room) + " are used");
+    }
+    if (token_ids || !cache) {
+      ids_1.push_back(torch::tensor(pipe.tokenizer->tokenize(p), torch::kLong));
+      ids_2.push_back(torch::tensor(pipe.tokenizer_2->tokenize(p), torch::kLong));
+    }
+    if (cache) {
+      // Shared by the ranks; each stores what it encoded, the steps read what they need.
+      const std::string key = util::sha256_hex(cache_key + "|prompt|" + c10::toString(dtype) + "|" + p);
+      prompts.keys.push_back(key);
+      if (i % static_cast<std::size_t>(comm.world_size()) != static_cast<std::size_t>(comm.rank())) continue;
+      if (cache->find_prompt(key)) continue;
+      const auto e = pipe.encode(p);
+      cache->store_prompt(key, {e.prompt_embeds[0].to(torch::kFloat), e.pooled_prompt_embeds[0].to(torch::kFloat)});
+      continue;
     }
     const auto e = pipe.encode(p);
     embeds.push_back(e.prompt_embeds);
     pooled.push_back(e.pooled_prompt_embeds);
-    ids_1.push_back(torch::tensor(pipe.tokenizer->tokenize(p), torch::kLong));
-    ids_2.push_back(torch::tensor(pipe.tokenizer_2->tokenize(p), torch::kLong));
   }
-  prompts.prompt_embeds = torch::cat(embeds).to(dtype);
-  prompts.pooled = torch::cat(pooled).to(dtype);
-  prompts.ids_1 = torch::stack(ids_1).to(prompts.prompt_embeds.device());
-  prompts.ids_2 = torch::stack(ids_2).to(prompts.prompt_embeds.device());
+  prompts.dtype = dtype;
+  prompts.device = pipe.options.device;
+  if (cache) {
+    cache->flush();
+  } else {
+    prompts.prompt_embeds = torch::cat(embeds).to(dtype);
+    prompts.pooled = torch::cat(pooled).to(dtype);
+  }
+  if (!ids_1.empty()) {
+    prompts.ids_1 = torch::stack(ids_1).to(prompts.device);
+    prompts.ids_2 = torch::stack(ids_2).to(prompts.device);
+  }
+}
+
+std::pair<torch::Tensor, torch::Tensor> PromptTable::embeddings(const std::vector<std::int64_t>& rows,
+                                                                const torch::Tensor& rows_on_device,
+                                                                LatentCache* cache) const {
+  if (keys.empty()) return {prompt_embeds.index_select(0, rows_on_device), pooled.index_select(0, rows_on_device)};
+  std::vector<torch::Tensor> e, p;
+  for (const auto r : rows) {
+    const CachedPrompt c = cache->read_prompt(keys.at(static_cast<std::size_t>(r)));
+    e.push_back(c.embeds);
+    p.push_back(c.pooled);
+  }
+  return {torch::stack(e).to(device, dtype), torch::stack(p).to(device, dtype)};
+}
+
+std::pair<torch::Tensor, torch::Tensor> LatentGroup::posterior(const std::vector<std::int64_t>& rows,
+                                                               LatentCache* cache, const torch::Device& device) const {
+  if (keys.empty()) {
+    // Uploaded without a stream sync (util/to_device.h): nothing in a step waits for the device.
+    const auto r = util::to_device_async(torch::tensor(rows, torch::kLong), mean.device());
+    return {mean.index_select(0, r), std.index_select(0, r)};
+  }
+  std::vector<torch::Tensor> m, s;
+  for (const auto row : rows) {
+    const CachedLatent c = cache->read(keys.at(static_cast<std::size_t>(row)), channels);
+    m.push_back(c.mean);
+    s.push_back(c.std);
+  }
+  return {torch::stack(m).to(device), torch::stack(s).to(device)};
 }
 
 namespace {
@@ -339,8 +428,11 @@ void append_images(EncodedImages& into, EncodedImages more) {
       into.groups.push_back(std::move(g));
       continue;
     }
-    same->mean = torch::cat({same->mean, g.mean});
-    same->std = torch::cat({same->std, g.std});
+    if (same->mean.defined()) {
+      same->mean = torch::cat({same->mean, g.mean});
+      same->std = torch::cat({same->std, g.std});
+    }
+    same->keys.insert(same->keys.end(), g.keys.begin(), g.keys.end());
     same->time_ids = torch::cat({same->time_ids, g.time_ids});
     same->prompt_index.insert(same->prompt_index.end(), g.prompt_index.begin(), g.prompt_index.end());
   }
@@ -391,7 +483,13 @@ TrainingData encode_training_data(const config::RunConfig& cfg, const RunSetting
   }
   if (cache) log_cache_use(*cache, comm, log);
   if (cfg.data.caption_dropout > 0) d.empty_prompt = d.prompts.add("");
-  encode_prompts(d.prompts, pipe, s.dtype, log);
+  encode_prompts(d.prompts, pipe, s.dtype, log, comm, cache ? &*cache : nullptr, cache_key,
+                 cfg.lora.train_text_encoder || cfg.data.shuffle_tags);
+  if (cache) {
+    // Every rank's shards are written: the steps read from all of them.
+    comm.barrier("latent cache written");
+    d.cache = std::make_shared<LatentCache>(fs::path(*cfg.data.cache_dir) / cache_key, comm.rank(), log);
+  }
   if (!cfg.lora.train_text_encoder && !cfg.data.shuffle_tags) {
     // Frozen text encoders: validation prompts are embedded now and the encoders freed (with
     // data.shuffle_tags they encode each step's shuffled captions).

@@ -62,7 +62,7 @@ TEST(LatentCache, RerunsReadTheCacheAndTrainTheSameBits) {
   EXPECT_NE(first.first.find("data.cache_dir: 0 examples read from the cache, 6 encoded and stored"),
             std::string::npos)
       << first.first;
-  ASSERT_EQ(shards(dir / "cache").size(), 1u);
+  ASSERT_EQ(shards(dir / "cache").size(), 2u);  // the latents, then the prompt embeddings
   const auto second = run("second");
   EXPECT_NE(second.first.find("data.cache_dir: 6 examples read from the cache, 0 encoded and stored"),
             std::string::npos)

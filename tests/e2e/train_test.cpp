@@ -386,7 +386,7 @@ TEST(Train, ImagefolderAndKohyaDatasets) {
   test::write_file(dir / "hf.toml", tiny_config(dir / "out-hf", dir / "hf", "max_steps = 2\nbatch_size = 2\n"));
   const auto hf = test::run_cli({"train", (dir / "hf.toml").string(), "--set", "data.caption_dropout=0.5"});
   ASSERT_EQ(hf.exit_code, 0) << hf.err;
-  EXPECT_NE(hf.err.find("data.instance_dir: imagefolder layout"), std::string::npos) << hf.err;
+  EXPECT_NE(hf.err.find("images listed (imagefolder layout)"), std::string::npos) << hf.err;
   EXPECT_NE(hf.err.find("2 images, 2 with captions, 2 examples"), std::string::npos) << hf.err;
 
   fs::create_directories(dir / "kohya" / "3_sks cat");
@@ -396,7 +396,7 @@ TEST(Train, ImagefolderAndKohyaDatasets) {
   test::write_file(dir / "kohya.toml", tiny_config(dir / "out-kohya", dir / "kohya", "max_steps = 2\nbatch_size = 2\n"));
   const auto kohya = test::run_cli({"train", (dir / "kohya.toml").string()});
   ASSERT_EQ(kohya.exit_code, 0) << kohya.err;
-  EXPECT_NE(kohya.err.find("data.instance_dir: kohya layout"), std::string::npos) << kohya.err;
+  EXPECT_NE(kohya.err.find("images listed (kohya layout)"), std::string::npos) << kohya.err;
   EXPECT_NE(kohya.err.find("2 images, 1 with captions, 6 examples"), std::string::npos) << kohya.err;
 
   // A metadata row naming a missing file: exit 2 before anything is written.

@@ -37,6 +37,12 @@ struct CachedLatent {
   torch::Tensor time_ids;   // [6] float32
 };
 
+// A prompt's embeddings (nn::PromptEmbeddings of one prompt), float32 on the CPU.
+struct CachedPrompt {
+  torch::Tensor embeds;  // [77, D]
+  torch::Tensor pooled;  // [P]
+};
+
 // The set key: what makes two runs' latents the same (above), as 32 hex digits.
 std::string latent_cache_key(const config::RunConfig& cfg, const RunSettings& settings,
                              const model::ModelFingerprint& model, torch::Dtype vae_dtype);
@@ -44,6 +50,7 @@ std::string latent_cache_key(const config::RunConfig& cfg, const RunSettings& se
 class LatentCache {
  public:
   static constexpr std::size_t kShardEntries = 256;
+  static constexpr std::size_t kOpenShards = 16;  // files kept open for reading
 
   // Opens (creating) `dir` and indexes its shards; a shard that cannot be read is reported and
   // left out (its entries are encoded again).
@@ -55,6 +62,12 @@ class LatentCache {
   // size, finite values. A bad entry is logged and treated as missing.
   std::optional<CachedLatent> find(const std::string& key, std::int64_t channels);
   void store(const std::string& key, const CachedLatent& entry);
+  // The same for prompt embeddings (kept under /prompts of the shards).
+  std::optional<CachedPrompt> find_prompt(const std::string& key);
+  void store_prompt(const std::string& key, const CachedPrompt& entry);
+  // During training: the entry, or an Error naming it when it is missing or damaged.
+  CachedLatent read(const std::string& key, std::int64_t channels);
+  CachedPrompt read_prompt(const std::string& key);
   // Writes the pending entries as a new shard.
   void flush();
 
@@ -64,14 +77,19 @@ class LatentCache {
 
  private:
   io::H5File& shard(std::size_t k);
+  CachedLatent load(const std::string& key, std::size_t shard, std::int64_t channels);
+  CachedPrompt load_prompt(const std::string& key, std::size_t shard);
 
   std::filesystem::path dir_;
   int rank_;
   const Logger& log_;
   std::vector<std::filesystem::path> shards_;
   std::map<std::size_t, io::H5File> open_;
+  std::vector<std::size_t> open_order_;       // least recently opened first
   std::map<std::string, std::size_t> index_;  // entry key -> shard (the newest holding it)
+  std::map<std::string, std::size_t> prompt_index_;
   std::vector<std::pair<std::string, CachedLatent>> pending_;
+  std::vector<std::pair<std::string, CachedPrompt>> pending_prompts_;
   std::int64_t hits_ = 0, misses_ = 0, rejected_ = 0, written_ = 0;
 };
 

@@ -23,10 +23,12 @@
 
 namespace sdxl::train {
 
-// One rank's examples of one bucket, in the order they were added.
+// One rank's examples of one bucket, in the order they were added. With a cache only their
+// entry keys are kept (training reads the latents from the cache), not the latents.
 struct LocalShare {
   std::vector<torch::Tensor> means, stds, time_ids;  // per example: [C, h, w], [C, h, w], [6]
   std::vector<std::int64_t> files;                   // per example: index into the file list
+  std::vector<std::string> keys;                     // per example with a cache
 };
 
 class ShareEncoder {

@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <memory>
 #include <cstdint>
 #include <optional>
 #include <random>
@@ -50,10 +51,15 @@ struct ImageSetOptions {
 // Encoded examples of one size (one aspect-ratio bucket). Rows of mean/std/time_ids are examples.
 struct LatentGroup {
   data::BucketSize bucket;                // its size in pixels
-  torch::Tensor mean, std;                // [N, C, H/8, W/8] float32 on the training device
+  std::int64_t channels = 4;              // of the latents
+  torch::Tensor mean, std;                // [N, C, H/8, W/8] float32 on the training device (no cache)
+  std::vector<std::string> keys;          // with data.cache_dir: each example's cache entry instead
   torch::Tensor time_ids;                 // [N, 6] float32: original h, w, crop y, x, target h, w
   std::vector<std::size_t> prompt_index;  // per example, into PromptTable
-  std::int64_t size() const { return mean.defined() ? mean.size(0) : 0; }
+  std::int64_t size() const { return time_ids.defined() ? time_ids.size(0) : 0; }
+  // Posterior mean and std of `rows` on `device`: held ones, or read from `cache`.
+  std::pair<torch::Tensor, torch::Tensor> posterior(const std::vector<std::int64_t>& rows, LatentCache* cache,
+                                                    const torch::Device& device) const;
 };
 
 // The encoded examples of one folder: one group per bucket that holds any (bucket order), or
@@ -69,10 +75,16 @@ struct EncodedImages {
 
 struct PromptTable {
   std::vector<std::string> prompts;
-  torch::Tensor prompt_embeds;  // [P, 77, D] on the training device, in the UNet's dtype
-  torch::Tensor pooled;         // [P, Dp]
-  torch::Tensor ids_1, ids_2;   // [P, 77] int64 token ids of both tokenizers (text-encoder training)
+  torch::Tensor prompt_embeds;    // [P, 77, D] on the training device, in the UNet's dtype (no cache)
+  torch::Tensor pooled;           // [P, Dp]
+  std::vector<std::string> keys;  // with data.cache_dir: each prompt's cache entry instead
+  torch::Tensor ids_1, ids_2;     // [P, 77] int64 token ids of both tokenizers (text-encoder training)
+  torch::Dtype dtype = torch::kFloat;
+  torch::Device device = torch::kCPU;
   std::size_t add(const std::string& prompt);  // index, adding it if new
+  // The embeddings and pooled embeddings of prompts `rows` (also on `device` as `rows_on_device`).
+  std::pair<torch::Tensor, torch::Tensor> embeddings(const std::vector<std::int64_t>& rows,
+                                                     const torch::Tensor& rows_on_device, LatentCache* cache) const;
 };
 
 // data.bucketing's bucket sizes at `resolution` (data.min/max_bucket_resolution default to a
@@ -102,8 +114,12 @@ EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, con
                                   const std::string& cache_key = {}, int encode_batch = 4);
 
 // Fills prompts.prompt_embeds/pooled through the pipeline's text encoders; warns about each
-// prompt longer than CLIP reads.
-void encode_prompts(PromptTable& prompts, pipeline::SdxlPipeline& pipe, torch::Dtype dtype, const Logger& log);
+// prompt longer than CLIP reads. With a `cache` the ranks share the encoding (prompt i on rank
+// i mod world, only those missing from the cache), store it there and keep only the keys;
+// `token_ids` keeps both tokenizers' ids for per-step encoding.
+void encode_prompts(PromptTable& prompts, pipeline::SdxlPipeline& pipe, torch::Dtype dtype, const Logger& log,
+                    dist::HostCollectives& comm, LatentCache* cache = nullptr, const std::string& cache_key = {},
+                    bool token_ids = true);
 
 // What the steps draw from: the instance examples, the class examples (prior preservation)
 // and the embeddings of their prompts.
@@ -114,6 +130,8 @@ struct TrainingData {
   // data.caption_dropout > 0: the empty prompt's row in `prompts` (kohya trains dropped captions
   // on the encoded empty string).
   std::optional<std::size_t> empty_prompt;
+  // data.cache_dir: where the steps read their examples' latents and prompt embeddings.
+  std::shared_ptr<LatentCache> cache;
   // Where each subset's examples are (one subset without [[data.subsets]]). With prior
   // preservation instance examples are one group, subset after subset, and an instance row
   // is paired with a class row of its own subset.
