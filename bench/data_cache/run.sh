@@ -47,13 +47,13 @@ TOML
     out=$work/out-$n-$run
     rm -rf "$out"
     start=$(date +%s.%N)
+    # Each rank's peak RSS from time(1); the log's clock gives the start-up (first line to the
+    # "training N steps" line).
     mpirun --allow-run-as-root --oversubscribe -np 2 /usr/bin/time -f "peak RSS of a rank: %M KB" \
       "$build/sdxl-dreambooth" train "$work/run-$n.toml" --set "output.dir=\"$out\"" > "$out.log" 2>&1
     end=$(date +%s.%N)
     echo "== $n images, $run run: $(echo "$end - $start" | bc) s in all"
-    grep -E "images listed|examples encoded|data.cache_dir:|done:" "$out.log" | sed -E 's/^[0-9-]+ [0-9:]+ //'
-    first=$(grep -m1 -E "step 50/" "$out.log" | cut -c12-19)
-    echo "first logged step (50) at $first; started $(head -1 "$out.log" | cut -c12-19)"
+    grep -E "images listed|examples encoded|data.cache_dir:|prompt embeddings:|training [0-9]+ steps|done:" "$out.log"
     grep "peak RSS of a rank" "$out.log"
   done
   echo "cache on disk: $(du -sh "$work/cache-$n" | cut -f1) in $(find "$work/cache-$n" -name '*.h5' | wc -l) shards"

@@ -301,6 +301,8 @@ EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, con
 void encode_prompts(PromptTable& prompts, pipeline::SdxlPipeline& pipe, torch::Dtype dtype, const Logger& log,
                     dist::HostCollectives& comm, LatentCache* cache, const std::string& cache_key, bool token_ids) {
   torch::NoGradGuard no_grad;
+  const util::Stopwatch watch;
+  std::int64_t encoded = 0;
   std::vector<torch::Tensor> embeds, pooled, ids_1, ids_2;
   const std::size_t room = pipe.tokenizer->model_max_length() - 2;
   for (std::size_t i = 0; i < prompts.prompts.size(); ++i) {
@@ -320,6 +322,7 @@ void encode_prompts(PromptTable& prompts, pipeline::SdxlPipeline& pipe, torch::D
       prompts.keys.push_back(key);
       if (i % static_cast<std::size_t>(comm.world_size()) != static_cast<std::size_t>(comm.rank())) continue;
       if (cache->find_prompt(key)) continue;
+      ++encoded;
       const auto e = pipe.encode(p);
       cache->store_prompt(key, {e.prompt_embeds[0].to(torch::kFloat), e.pooled_prompt_embeds[0].to(torch::kFloat)});
       continue;
@@ -332,6 +335,10 @@ void encode_prompts(PromptTable& prompts, pipeline::SdxlPipeline& pipe, torch::D
   prompts.device = pipe.options.device;
   if (cache) {
     cache->flush();
+    encoded = static_cast<std::int64_t>(std::llround(comm.all_reduce_sum(static_cast<double>(encoded), "prompts encoded")));
+    log.info("prompt embeddings: " + std::to_string(prompts.prompts.size()) + " prompts, " + std::to_string(encoded) +
+             " encoded and stored, the others read from data.cache_dir (" + util::format_with("%.1f", watch.seconds()) +
+             " s)");
   } else {
     prompts.prompt_embeds = torch::cat(embeds).to(dtype);
     prompts.pooled = torch::cat(pooled).to(dtype);

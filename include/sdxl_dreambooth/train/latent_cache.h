@@ -50,7 +50,7 @@ std::string latent_cache_key(const config::RunConfig& cfg, const RunSettings& se
 class LatentCache {
  public:
   static constexpr std::size_t kShardEntries = 256;
-  static constexpr std::size_t kOpenShards = 16;  // files kept open for reading
+  static constexpr std::size_t kOpenShards = 4;  // files kept open for reading (HDF5 caches per file)
 
   // Opens (creating) `dir` and indexes its shards; a shard that cannot be read is reported and
   // left out (its entries are encoded again).
