@@ -23,6 +23,14 @@ std::string fmt_g(double v) {
   return buf;
 }
 
+// With accumulation a step is several forward/backward passes: a preemption request is heard
+// between them (every rank agrees), not only at the step's end.
+bool preempted_between_micro_batches(const TrainStepParts& p) {
+  if (!p.signals) return false;
+  return p.comm->host().all_reduce_max(p.signals->requested() ? 1.0 : 0.0, "preemption check between micro-batches") >
+         0;
+}
+
 }  // namespace
 
 StepResult run_train_step(const TrainStepParts& p, std::int64_t step, double lr,
@@ -55,11 +63,7 @@ StepResult run_train_step(const TrainStepParts& p, std::int64_t step, double lr,
   const torch::Device device = p.params.empty() ? torch::Device(torch::kCPU) : p.params.front().device();
   torch::Tensor graph_grads;  // with a graph: the micro-batches' gradients, summed here
   for (std::int64_t micro = 0; micro < p.grad_accum; ++micro) {
-    // With accumulation a step is several forward/backward passes: a preemption request is
-    // heard between them (every rank agrees), not only at the step's end.
-    if (micro > 0 && p.signals &&
-        p.comm->host().all_reduce_max(p.signals->requested() ? 1.0 : 0.0, "preemption check between micro-batches") >
-            0) {
+    if (micro > 0 && preempted_between_micro_batches(p)) {
       p.optimizer->zero_grad();
       result.stop_requested = result.abandoned = true;
       return result;
