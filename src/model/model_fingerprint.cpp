@@ -3,6 +3,7 @@
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/model/model_location.h"
 #include "sdxl_dreambooth/model/weight_source.h"
+#include "sdxl_dreambooth/util/sha256.h"
 
 #include <openssl/evp.h>
 
@@ -69,7 +70,7 @@ std::string sha256_file(const std::string& path) {
   if (!f) throw_errno("open for checksum", path);
   std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
   if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) throw Error("OpenSSL: cannot start SHA-256");
-  std::vector<unsigned char> buf(8u << 20);
+  std::vector<unsigned char> buf(1u << 20);  // also called per training image (data.cache_dir)
   for (;;) {
     const std::size_t n = std::fread(buf.data(), 1, buf.size(), f.get());
     if (n > 0 && EVP_DigestUpdate(ctx.get(), buf.data(), n) != 1) throw Error("OpenSSL: SHA-256 update failed");
@@ -81,13 +82,7 @@ std::string sha256_file(const std::string& path) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   if (EVP_DigestFinal_ex(ctx.get(), digest, &len) != 1) throw Error("OpenSSL: SHA-256 final failed");
-  std::string hex;
-  char b[3];
-  for (unsigned i = 0; i < len; ++i) {
-    std::snprintf(b, sizeof b, "%02x", digest[i]);
-    hex += b;
-  }
-  return hex;
+  return util::to_hex(digest, len);
 }
 
 ModelFingerprint fingerprint_pipeline(const std::string& spec, const std::string& revision,

@@ -14,11 +14,16 @@ std::string sha256_hex(const std::string& bytes) {
   if (EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr) != 1) {
     throw Error("OpenSSL: SHA-256 failed");
   }
+  return to_hex(digest, len);
+}
+
+std::string to_hex(const unsigned char* bytes, std::size_t size) {
+  static const char kDigits[] = "0123456789abcdef";
   std::string hex;
-  char b[3];
-  for (unsigned i = 0; i < len; ++i) {
-    std::snprintf(b, sizeof b, "%02x", digest[i]);
-    hex += b;
+  hex.reserve(2 * size);
+  for (std::size_t i = 0; i < size; ++i) {
+    hex += kDigits[bytes[i] >> 4];
+    hex += kDigits[bytes[i] & 15];
   }
   return hex;
 }

@@ -74,10 +74,8 @@ TEST(DoraTraining, FilesResumeAndGenerate) {
   EXPECT_EQ(kohya->metadata().at("ss_network_module"), "lycoris.kohya");
 
   // Preempted during step 4, resumed from checkpoint 3: the same LoRA bits.
-  const auto stopped = test::run_cli({"train", (dir / "stopped.toml").string()}, {{"SDXL_TEST_FAULT", "signal:0:4"}});
+  const auto [stopped, resumed] = test::preempt_and_resume(dir / "stopped.toml", 4);
   ASSERT_EQ(stopped.exit_code, 75) << stopped.err;
-  const auto resumed =
-      test::run_cli({"train", (dir / "stopped.toml").string(), "--set", "checkpoint.resume=\"latest\""});
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   EXPECT_EQ(test::read_file(dir / "out" / "pytorch_lora_weights.safetensors"),
             test::read_file(dir / "out2" / "pytorch_lora_weights.safetensors"));

@@ -76,10 +76,8 @@ TEST(ProdigyTraining, ResumesBitwiseAndIsCheckedAgainstTheConfig) {
             std::string::npos)
       << straight.err;
 
-  const auto stopped = test::run_cli({"train", (dir / "stopped.toml").string()}, {{"SDXL_TEST_FAULT", "signal:0:4"}});
+  const auto [stopped, resumed] = test::preempt_and_resume(dir / "stopped.toml", 4);
   ASSERT_EQ(stopped.exit_code, 75) << stopped.err;
-  const auto resumed =
-      test::run_cli({"train", (dir / "stopped.toml").string(), "--set", "checkpoint.resume=\"latest\""});
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   EXPECT_EQ(test::read_file(dir / "out" / "pytorch_lora_weights.safetensors"),
             test::read_file(dir / "out2" / "pytorch_lora_weights.safetensors"));

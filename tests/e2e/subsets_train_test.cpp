@@ -73,10 +73,8 @@ TEST(Subsets, TwoConceptsWithTheirOwnPriorsTrainAndResume) {
   EXPECT_EQ(check.exit_code, 0) << check.err;
 
   // Preempted during step 3, resumed from checkpoint 2: the same bits.
-  const auto stopped = test::run_cli({"train", (dir / "stopped.toml").string()}, {{"SDXL_TEST_FAULT", "signal:0:3"}});
+  const auto [stopped, resumed] = test::preempt_and_resume(dir / "stopped.toml", 3);
   ASSERT_EQ(stopped.exit_code, 75) << stopped.err;
-  const auto resumed =
-      test::run_cli({"train", (dir / "stopped.toml").string(), "--set", "checkpoint.resume=\"latest\""});
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   EXPECT_EQ(test::read_file(dir / "out" / "pytorch_lora_weights.safetensors"),
             test::read_file(dir / "out2" / "pytorch_lora_weights.safetensors"));

@@ -90,6 +90,16 @@ ProcessResult run_mpirun(int np, const std::vector<std::string>& args, const std
   return run_process(argv, {{"OMP_NUM_THREADS", "1"}});
 }
 
+PreemptedRun preempt_and_resume(const std::filesystem::path& config, int step, int ranks) {
+  const auto run = [&](const std::vector<std::string>& args, const std::map<std::string, std::string>& env) {
+    return ranks == 1 ? run_cli(args, env) : run_mpirun(ranks, args, env);
+  };
+  PreemptedRun r;
+  r.stopped = run({"train", config.string()}, {{"SDXL_TEST_FAULT", "signal:0:" + std::to_string(step)}});
+  r.resumed = run({"train", config.string(), "--set", "checkpoint.resume=\"latest\""}, {});
+  return r;
+}
+
 std::size_t count_lines(const std::filesystem::path& path) {
   std::ifstream in(path);
   std::size_t n = 0;

@@ -27,6 +27,13 @@ ProcessResult run_cli(const std::vector<std::string>& args, const std::map<std::
 ProcessResult run_mpirun(int np, const std::vector<std::string>& args,
                          const std::map<std::string, std::string>& env = {});
 
+// `train CONFIG` on `ranks` ranks, preempted through the fault hook at step `step` (SIGUSR1,
+// the real handler), then resumed from its latest checkpoint; tests expect exit 75, then 0.
+struct PreemptedRun {
+  ProcessResult stopped, resumed;
+};
+PreemptedRun preempt_and_resume(const std::filesystem::path& config, int step, int ranks = 1);
+
 // Lines in a text file (0 when it does not exist).
 std::size_t count_lines(const std::filesystem::path& path);
 
