@@ -183,6 +183,16 @@ inline std::string cuda_device_name(int device) {
 #endif
 }
 
+// Bytes of memory GPU `device` has; 0 without CUDA LibTorch.
+inline double cuda_total_memory(int device) {
+#if defined(SDXL_TORCH_CUDA)
+  return static_cast<double>(at::cuda::getDeviceProperties(device)->totalGlobalMem);
+#else
+  (void)device;
+  return 0;
+#endif
+}
+
 // Makes GPU `device` this thread's current one for LibTorch and the CUDA runtime, before
 // anything touches CUDA (otherwise every rank of a node creates a context on GPU 0).
 // Nothing to do without CUDA LibTorch.

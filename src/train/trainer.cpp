@@ -11,6 +11,7 @@
 #include "sdxl_dreambooth/train/fault_injection.h"
 #include "sdxl_dreambooth/train/latent_cache.h"
 #include "sdxl_dreambooth/train/lora_outputs.h"
+#include "sdxl_dreambooth/train/memory_preflight.h"
 #include "sdxl_dreambooth/train/preflight.h"
 #include "sdxl_dreambooth/train/run_settings.h"
 #include "sdxl_dreambooth/train/start_point.h"
@@ -235,6 +236,7 @@ TrainSummary run_phases(const config::RunConfig& cfg, RunSettings& settings, con
 
   pipeline::SdxlPipeline pipe = load_base_model(cfg.model, settings, log);
   check_scheduler_fits(cfg.train, pipe.scheduler_config, cfg.model.pretrained);
+  check_step_fits(pipe, cfg.train, settings, comm.host());
   stop_if_preempted(signals, comm.host(), "preemption check after loading the model");
   if (settings.prior) {
     const auto subsets = config::resolve_subsets(cfg.data);

@@ -9,9 +9,9 @@ namespace sdxl::util {
 
 namespace {
 
-// A "Key:   1234 kB" line of /proc/self/status, in bytes.
-std::uint64_t status_bytes(const std::string& key) {
-  std::ifstream in("/proc/self/status");
+// A "Key:   1234 kB" line of /proc/self/status (or another such file), in bytes.
+std::uint64_t status_bytes(const std::string& key, const char* file = "/proc/self/status") {
+  std::ifstream in(file);
   std::string line;
   while (std::getline(in, line)) {
     if (line.rfind(key, 0) == 0) return std::stoull(line.substr(key.size())) * 1024;
@@ -24,6 +24,8 @@ std::uint64_t status_bytes(const std::string& key) {
 std::uint64_t peak_rss_bytes() { return status_bytes("VmHWM:"); }
 
 std::uint64_t rss_bytes() { return status_bytes("VmRSS:"); }
+
+std::uint64_t available_memory_bytes() { return status_bytes("MemAvailable:", "/proc/meminfo"); }
 
 std::uint64_t minor_page_faults() {
   rusage usage{};

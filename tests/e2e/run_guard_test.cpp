@@ -191,6 +191,24 @@ TEST(RunGuard, AnUnwritableTensorBoardFolderIsAConfigError) {
   EXPECT_EQ(off.exit_code, 0) << off.err;
 }
 
+// A micro-batch that cannot fit the device even by a lower bound of its memory is refused
+// before anything is encoded or written (exit 2), not killed by the OOM killer later.
+TEST(RunGuard, AStepThatCannotFitIsRefusedBeforeTraining) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  test::write_file(dir / "run.toml", config(dir / "out", "max_steps = 2\n"));
+  const auto r = test::run_cli({"train", (dir / "run.toml").string(), "--set", "train.batch_size=4096", "--set",
+                                "data.repeats=1000", "--set", "data.resolution=1024"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("train.batch_size = 4096: one micro-batch (4096 UNet rows at 1024 px) needs at least"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("more than this rank's host has"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "out"));
+  // The same at a batch that fits trains.
+  EXPECT_EQ(test::run_cli({"train", (dir / "run.toml").string()}).exit_code, 0);
+}
+
 // SIGUSR1 at the very start (the fault hook at step 0, through the real handler): exit 75 at
 // the first phase boundary, no step, no checkpoint, no LoRA.
 TEST(RunGuard, APreemptionRequestDuringStartUpExits75WithNothingToSave) {

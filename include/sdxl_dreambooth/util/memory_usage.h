@@ -8,6 +8,9 @@ namespace sdxl::util {
 // Peak resident set size of this process (VmHWM in /proc/self/status); 0 where unavailable.
 std::uint64_t peak_rss_bytes();
 
+// Memory the node can give without swapping (MemAvailable in /proc/meminfo); 0 where unavailable.
+std::uint64_t available_memory_bytes();
+
 // Resident set size now (VmRSS); 0 where unavailable.
 std::uint64_t rss_bytes();
 
