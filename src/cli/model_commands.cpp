@@ -5,6 +5,7 @@
 #include "sdxl_dreambooth/model/component_loader.h"
 #include "sdxl_dreambooth/model/scheduler_config.h"
 #include "sdxl_dreambooth/model/model_location.h"
+#include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
 #include "sdxl_dreambooth/text/clip_tokenizer.h"
 #include "sdxl_dreambooth/util/strings.h"
 
@@ -70,6 +71,9 @@ Command make_model_info_command() {
               << scheduler.prediction_type << "\n";
     for (const char* t : {"tokenizer", "tokenizer_2"}) {
       const auto tok = text::ClipTokenizer::load(pipe.component(t));
+      const bool first = std::string(t) == "tokenizer";
+      pipeline::check_tokenizer_fits(tok, pipe.component(t), first ? "text_encoder" : "text_encoder_2",
+                                     (first ? te1 : te2)->config().vocab_size);
       std::cout << "  " << t << ": " << count(static_cast<std::int64_t>(tok.vocab_size())) << " tokens, pad id "
                 << tok.pad_id() << ", max length " << tok.model_max_length() << "\n";
     }

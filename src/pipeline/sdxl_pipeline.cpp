@@ -50,6 +50,16 @@ std::uint64_t image_seed(const GenerationRequest& r, std::size_t prompt_index, s
          static_cast<std::uint64_t>(image_index);
 }
 
+void check_tokenizer_fits(const text::ClipTokenizer& tokenizer, const std::filesystem::path& tokenizer_dir,
+                          const std::string& encoder, std::int64_t vocab_size) {
+  // Ids past a text encoder's embedding would fail deep inside LibTorch ("index out of range").
+  if (tokenizer.max_id() < vocab_size) return;
+  throw Error("'" + (tokenizer_dir / "vocab.json").string() + "': token id " + std::to_string(tokenizer.max_id()) +
+                  " is outside " + encoder + "'s vocabulary of " + std::to_string(vocab_size) +
+                  " (its config.json vocab_size)",
+              "the tokenizer and the text encoder do not belong together");
+}
+
 SdxlPipeline SdxlPipeline::load(const PipelineOptions& o) {
   SdxlPipeline p;
   p.options = o;
@@ -67,19 +77,9 @@ SdxlPipeline SdxlPipeline::load(const PipelineOptions& o) {
   p.text_encoder_2 = model::load_text_encoder(folder.component("text_encoder_2"), lo);
   p.tokenizer.emplace(text::ClipTokenizer::load(folder.component("tokenizer")));
   p.tokenizer_2.emplace(text::ClipTokenizer::load(folder.component("tokenizer_2")));
-  // Ids past a text encoder's embedding would fail deep inside LibTorch ("index out of range").
-  const std::pair<const text::ClipTokenizer*, std::pair<const char*, std::int64_t>> pairs[] = {
-      {&*p.tokenizer, {"text_encoder", p.text_encoder->config().vocab_size}},
-      {&*p.tokenizer_2, {"text_encoder_2", p.text_encoder_2->config().vocab_size}}};
-  for (const auto& [tok, encoder] : pairs) {
-    if (tok->max_id() >= encoder.second) {
-      throw Error("'" + (folder.root / (encoder.first == std::string("text_encoder") ? "tokenizer" : "tokenizer_2") /
-                         "vocab.json").string() + "': token id " + std::to_string(tok->max_id()) +
-                      " is outside " + encoder.first + "'s vocabulary of " + std::to_string(encoder.second) +
-                      " (its config.json vocab_size)",
-                  "the tokenizer and the text encoder do not belong together");
-    }
-  }
+  check_tokenizer_fits(*p.tokenizer, folder.component("tokenizer"), "text_encoder", p.text_encoder->config().vocab_size);
+  check_tokenizer_fits(*p.tokenizer_2, folder.component("tokenizer_2"), "text_encoder_2",
+                       p.text_encoder_2->config().vocab_size);
   p.scheduler_config = model::SchedulerConfig::load(folder.component("scheduler") / "scheduler_config.json");
   std::ifstream in(folder.root / "model_index.json");
   const auto index = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);

@@ -408,6 +408,10 @@ TEST(RunGuard, TokenizerIdsOutsideTheTextEncoderAreNamed) {
     EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
     EXPECT_NE(r.err.find((model / "tokenizer_2" / "vocab.json").string()), std::string::npos) << r.err;
     EXPECT_EQ(r.err.find("internal failure"), std::string::npos) << r.err;
+    // model-info checks the same, rather than listing the folder as fine.
+    const auto info = test::run_cli({"model-info", model.string()});
+    EXPECT_NE(info.exit_code, 0) << info.out;
+    EXPECT_NE(info.err.find(message), std::string::npos) << info.err;
   }
 }
 

@@ -12,6 +12,7 @@
 
 #include <torch/torch.h>
 
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <optional>
@@ -63,6 +64,11 @@ std::uint64_t image_seed(const GenerationRequest& request, std::size_t prompt_in
 // Used when ranks split the images of a request (generate under mpirun, validation).
 std::vector<GeneratedImage> gather_images(std::vector<GeneratedImage> images, dist::HostCollectives& comm,
                                           const GenerationRequest& request);
+
+// A tokenizer whose ids reach past its text encoder's embedding (config.json vocab_size) is an
+// Error naming `tokenizer_dir`/vocab.json.
+void check_tokenizer_fits(const text::ClipTokenizer& tokenizer, const std::filesystem::path& tokenizer_dir,
+                          const std::string& encoder, std::int64_t vocab_size);
 
 class SdxlPipeline {
  public:
