@@ -27,6 +27,20 @@ std::int64_t parameter_count(torch::nn::Module& m) {
   return n;
 }
 
+// The scheduler config as the program reads it, and what it does with a class it has no
+// sampler for (said, not silently accepted).
+void print_scheduler(const model::SchedulerConfig& scheduler) {
+  std::cout << "  scheduler: " << scheduler.class_name << ", " << scheduler.num_train_timesteps
+            << " training timesteps, betas " << util::format_number(scheduler.beta_start) << " to "
+            << util::format_number(scheduler.beta_end) << " (" << scheduler.beta_schedule << "), "
+            << scheduler.prediction_type << "\n";
+  if (!scheduler.edm() && scheduler.class_name != "EulerDiscreteScheduler" && scheduler.class_name != "DDPMScheduler") {
+    std::cout << "    note: " << scheduler.class_name << " is not one of this program's samplers; generate and "
+              << "validation use --scheduler / validation.scheduler, training the schedule of its betas (as "
+              << "diffusers' script, which loads any scheduler folder as DDPMScheduler)\n";
+  }
+}
+
 }  // namespace
 
 Command make_model_info_command() {
@@ -65,10 +79,7 @@ Command make_model_info_command() {
     auto te2 = model::load_text_encoder(pipe.component("text_encoder_2"), opts, &info);
     report("text_encoder_2", *te2, info);
     const auto scheduler = model::SchedulerConfig::load(pipe.component("scheduler") / "scheduler_config.json");
-    std::cout << "  scheduler: " << scheduler.class_name << ", " << scheduler.num_train_timesteps
-              << " training timesteps, betas " << util::format_number(scheduler.beta_start) << " to "
-              << util::format_number(scheduler.beta_end) << " (" << scheduler.beta_schedule << "), "
-              << scheduler.prediction_type << "\n";
+    print_scheduler(scheduler);
     for (const char* t : {"tokenizer", "tokenizer_2"}) {
       const auto tok = text::ClipTokenizer::load(pipe.component(t));
       const bool first = std::string(t) == "tokenizer";
@@ -96,10 +107,7 @@ Command make_tokenize_command() {
     if (args.repeated("--prompt").empty()) throw UsageError("tokenize needs at least one --prompt");
     const model::PipelineFolder pipe = model::open_pipeline(args.positionals()[0], args.option_or("--revision", "main"));
     const auto scheduler = model::SchedulerConfig::load(pipe.component("scheduler") / "scheduler_config.json");
-    std::cout << "  scheduler: " << scheduler.class_name << ", " << scheduler.num_train_timesteps
-              << " training timesteps, betas " << util::format_number(scheduler.beta_start) << " to "
-              << util::format_number(scheduler.beta_end) << " (" << scheduler.beta_schedule << "), "
-              << scheduler.prediction_type << "\n";
+    print_scheduler(scheduler);
     for (const char* t : {"tokenizer", "tokenizer_2"}) {
       const auto tok = text::ClipTokenizer::load(pipe.component(t));
       for (const auto& prompt : args.repeated("--prompt")) {

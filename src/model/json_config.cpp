@@ -133,12 +133,15 @@ std::string range_text(std::int64_t lo, std::int64_t hi) {
 }  // namespace
 
 std::int64_t JsonConfig::int_in(const std::string& key, std::int64_t fallback, std::int64_t lo, std::int64_t hi) const {
+  // A size given as null is no size (diffusers would pass None to the constructor), not the default.
+  if (auto it = json_.find(key); it != json_.end() && it->is_null()) bad(key, "an integer in " + range_text(lo, hi));
   const std::int64_t v = int_or(key, fallback);
   if (v < lo || v > hi) bad(key, "an integer in " + range_text(lo, hi));
   return v;
 }
 
 double JsonConfig::float_in(const std::string& key, double fallback, double lo, double hi, bool lo_exclusive) const {
+  if (auto it = json_.find(key); it != json_.end() && it->is_null()) bad(key, "a number");
   const double v = float_or(key, fallback);
   const bool low = lo_exclusive ? !(v > lo) : !(v >= lo);
   if (low || !(v <= hi)) {

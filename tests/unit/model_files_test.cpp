@@ -228,6 +228,8 @@ TEST(ModelFiles, HostileConfigValuesAreRefusedBeforeAnythingIsBuilt) {
       {"unet", "block_out_channels", "[32, 64, 1000000]", "key 'block_out_channels' must be a list of integers in"},
       {"unet", "cross_attention_dim", "1099511627776", "key 'cross_attention_dim' must be"},
       {"unet", "in_channels", "0", "key 'in_channels' must be an integer in [1, 16384], got 0"},
+      {"unet", "in_channels", "null", "key 'in_channels' must be an integer in [1, 16384], got null"},
+      {"unet", "norm_eps", "null", "key 'norm_eps' must be a number, got null"},
       {"unet", "layers_per_block", "100000", "key 'layers_per_block' must be"},
       {"unet", "transformer_layers_per_block", "[1, 2, 1000000]", "key 'transformer_layers_per_block' must be"},
       {"unet", "norm_eps", "-1", "key 'norm_eps' must be a number in (0.0, 1.0]"},
