@@ -7,6 +7,7 @@
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/io/folder_lock.h"
 #include "sdxl_dreambooth/model/lora_import.h"
+#include "sdxl_dreambooth/model/component_loader.h"
 #include "sdxl_dreambooth/model/model_location.h"
 #include "sdxl_dreambooth/nn/lora_linear.h"
 #include "sdxl_dreambooth/pipeline/comparison_grid.h"
@@ -71,6 +72,19 @@ const char* const kHelp =
       "Under mpirun whole batches are dealt to the ranks in turn (batch j to rank j mod ranks)\n"
       "and rank 0 writes the images; the files are the same as a one-process run's. Use a\n"
       "batch size at most images / ranks to keep every rank busy.\n";
+
+// --variant falls back per component, as diffusers' pipeline does: said for each one.
+void warn_variant_fallbacks(const GenerateOptions& o) {
+  if (!o.model.variant) return;
+  const model::PipelineFolder folder = model::open_pipeline(o.model.pretrained, o.model.revision);
+  const fs::path vae = o.model.vae ? model::resolve_component_dir(*o.model.vae, o.model.revision, "vae")
+                                   : folder.component("vae");
+  for (const auto& w : model::variant_fallback_warnings(
+           {folder.component("unet"), vae, folder.component("text_encoder"), folder.component("text_encoder_2")},
+           o.model.variant)) {
+    std::cerr << "warning: " << w << "\n";
+  }
+}
 
 // This rank's device: its node's own GPU (local rank modulo the GPUs it sees), current before
 // anything touches CUDA; and its share of the node's CPU cores.
@@ -230,6 +244,7 @@ int run_generate(const std::vector<std::string>& argv) {
   const torch::Device device = place_rank(o, mpi, threads);
   // Generation gathers images (host data) only.
   const auto comm = dist::make_mpi_host_collectives(mpi.world(), kGenerateTimeoutS);
+  if (mpi.rank() == 0) warn_variant_fallbacks(o);
   auto pipe = pipeline::SdxlPipeline::load({o.model.pretrained, o.model.vae, o.model.variant, o.model.revision,
                                             o.dtype, std::nullopt, device});
   if (lora) apply_lora_file(pipe, *lora, o);

@@ -11,6 +11,8 @@
 
 #include <iostream>
 
+namespace fs = std::filesystem;
+
 namespace sdxl::cli {
 
 namespace {
@@ -61,6 +63,13 @@ Command make_model_info_command() {
     model::ComponentLoadOptions opts;
     opts.variant = args.option("--variant");
     std::cout << "pipeline: " << pipe.root.string() << "\n";
+    const fs::path vae_dir = args.option("--vae") ? model::resolve_component_dir(*args.option("--vae"), revision, "vae")
+                                                  : pipe.component("vae");
+    for (const auto& w : model::variant_fallback_warnings(
+             {pipe.component("unet"), vae_dir, pipe.component("text_encoder"), pipe.component("text_encoder_2")},
+             opts.variant)) {
+      std::cout << "  warning: " << w << "\n";
+    }
     auto report = [&](const std::string& name, torch::nn::Module& m, const model::ComponentInfo& info) {
       std::cout << "  " << name << ": " << count(parameter_count(m)) << " parameters, " << info.report.loaded
                 << " tensors from " << info.weights;
@@ -70,8 +79,6 @@ Command make_model_info_command() {
     model::ComponentInfo info;
     auto unet = model::load_unet(pipe.component("unet"), opts, &info);
     report("unet", *unet, info);
-    const auto vae_dir = args.option("--vae") ? model::resolve_component_dir(*args.option("--vae"), revision, "vae")
-                                              : pipe.component("vae");
     auto vae = model::load_vae(vae_dir, opts, &info);
     report("vae", *vae, info);
     auto te1 = model::load_text_encoder(pipe.component("text_encoder"), opts, &info);

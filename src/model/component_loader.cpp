@@ -12,6 +12,19 @@ WeightSource open_component_weights(const fs::path& dir, const std::optional<std
   return WeightSource::open_component(dir, std::nullopt);
 }
 
+std::vector<std::string> variant_fallback_warnings(const std::vector<fs::path>& dirs,
+                                                   const std::optional<std::string>& variant) {
+  std::vector<std::string> out;
+  if (!variant) return out;
+  for (const fs::path& dir : dirs) {
+    if (!WeightSource::find_component_file(dir, variant)) {
+      out.push_back("variant '" + *variant + "': '" + dir.string() +
+                    "' has no weights of that variant; its full-precision files are loaded");
+    }
+  }
+  return out;
+}
+
 namespace {
 
 template <typename Module>

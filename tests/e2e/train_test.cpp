@@ -419,6 +419,18 @@ TEST(Train, AVariantMissingFromAComponentIsAConfigError) {
   EXPECT_NE(r.err.find("model.variant = 'fp16': '"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("tiny-sdxl/vae' has no weights of that variant"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir / "out"));
+  // generate and model-info fall back per component, as diffusers' pipeline does, and say so.
+  const std::string model = (test::reference_dir() / "tiny-sdxl").string();
+  const auto g = test::run_cli({"generate", "--model", model, "--variant", "fp16", "--prompt", "sks cat", "--size",
+                                "64x64", "--steps", "1", "--out", (dir / "gen").string()});
+  EXPECT_EQ(g.exit_code, 0) << g.err;
+  EXPECT_NE(g.err.find("warning: variant 'fp16': '"), std::string::npos) << g.err;
+  EXPECT_NE(g.err.find("tiny-sdxl/vae' has no weights of that variant; its full-precision files are loaded"),
+            std::string::npos)
+      << g.err;
+  const auto info = test::run_cli({"model-info", model, "--variant", "fp16"});
+  EXPECT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NE(info.out.find("tiny-sdxl/text_encoder_2' has no weights of that variant"), std::string::npos) << info.out;
 }
 
 // data.shuffle_tags (kohya's --shuffle_caption with --keep_tokens): tag captions are shuffled

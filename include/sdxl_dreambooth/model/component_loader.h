@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace sdxl::model {
 
@@ -27,6 +28,11 @@ struct ComponentInfo {
 // Opens the component's weights; with a variant that this component lacks (a separate
 // VAE often has no fp16 file) the full-precision files are used and `weights` says so.
 WeightSource open_component_weights(const std::filesystem::path& dir, const std::optional<std::string>& variant);
+
+// The warning for each of `dirs` that has no `variant` weights (they load full-precision, as
+// diffusers' pipeline falls back), so the fallback is said, not silent; none without a variant.
+std::vector<std::string> variant_fallback_warnings(const std::vector<std::filesystem::path>& dirs,
+                                                   const std::optional<std::string>& variant);
 
 nn::UNet2DConditionModel load_unet(const std::filesystem::path& dir, const ComponentLoadOptions& options,
                                    ComponentInfo* info = nullptr);
