@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <sstream>
 
@@ -313,6 +314,7 @@ class Loader {
       return;
     }
     for (const toml::node& entry : *tables) {
+      const std::string table = "data.subsets[" + std::to_string(config.subsets().size()) + "]";
       Config::Subset subset;
       subset.origin = location(source, entry);
       for (auto&& [name, value_node] : *entry.as_table()) {
@@ -331,7 +333,7 @@ class Loader {
         auto value = convert(value_node, *spec->data_key);
         const std::string problem = value ? check_value(*value, *spec->data_key) : std::string();
         if (!value || !problem.empty()) {
-          errors.push_back(where + ": data.subsets." + key + ": expected " + spec->data_key->expectation() +
+          errors.push_back(where + ": " + table + "." + key + ": expected " + spec->data_key->expectation() +
                            ", got " + describe(value_node));
           continue;
         }
@@ -382,6 +384,10 @@ class Loader {
     const std::string key = util::trim(arg.substr(0, eq));
     const std::string text = arg.substr(eq + 1);
     const KeySpec* spec = find_key(key);
+    if (key == "data.subsets" || key.rfind("data.subsets.", 0) == 0) {
+      errors.push_back(where + ": [[data.subsets]] tables are given in the config file, not with --set");
+      return;
+    }
     if (!spec) {
       report_unknown_key(key, where);
       return;
@@ -455,6 +461,31 @@ class Loader {
       auto ext = s.values.find("caption_ext");
       if (ext != s.values.end()) check_caption_ext(std::get<std::string>(ext->second), s.origins.at("caption_ext"));
     }
+    if (config.get_bool("prior.enabled")) check_shared_class_dirs();
+  }
+
+  // Two subsets drawing class images into one folder under different prompts would each train
+  // on the other's images as their own class.
+  void check_shared_class_dirs() {
+    std::map<std::string, std::pair<std::string, std::size_t>> prompt_of;  // class_dir -> (prompt, subset)
+    const auto& subsets = config.subsets();
+    for (std::size_t i = 0; i < subsets.size(); ++i) {
+      const auto value = [&](const std::string& key) -> std::string {
+        auto it = subsets[i].values.find(key);
+        if (it != subsets[i].values.end()) return std::get<std::string>(it->second);
+        return config.has("data." + key) ? config.get_string("data." + key) : std::string();
+      };
+      std::filesystem::path normal = std::filesystem::path(value("class_dir")).lexically_normal();
+      if (!normal.has_filename()) normal = normal.parent_path();  // "c/" is "c"
+      const std::string dir = normal.string();
+      const auto [it, added] = prompt_of.emplace(dir, std::make_pair(value("class_prompt"), i));
+      if (!added && it->second.first != value("class_prompt")) {
+        errors.push_back(subsets[i].origin + ": data.subsets[" + std::to_string(i) + "] and data.subsets[" +
+                         std::to_string(it->second.second) + "] share class_dir " + util::quoted(dir) +
+                         " with different class prompts (" + util::quoted(value("class_prompt")) + ", " +
+                         util::quoted(it->second.first) + "); give each its own class_dir");
+      }
+    }
   }
 
   void check_caption_ext(const std::string& ext, const std::string& where) {
@@ -469,6 +500,10 @@ class Loader {
     if (config.get_string("data.caption_separator").empty()) {
       errors.push_back(at("data.caption_separator") + ": data.caption_separator: expected a non-empty separator such "
                        "as \",\"");
+    }
+    if (config.get_string("data.caption_separator") != "," && !config.get_bool("data.shuffle_tags")) {
+      errors.push_back(at("data.caption_separator") + ": data.caption_separator only applies with "
+                       "data.shuffle_tags = true; set that or remove data.caption_separator");
     }
     if (config.get_int("data.keep_tokens") > 0 && !config.get_bool("data.shuffle_tags")) {
       errors.push_back(at("data.keep_tokens") + ": data.keep_tokens = " +

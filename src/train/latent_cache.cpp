@@ -59,10 +59,14 @@ std::string latent_cache_key(const config::RunConfig& cfg, const RunSettings& s,
   return util::sha256_hex(text).substr(0, 32);
 }
 
-LatentCache::LatentCache(fs::path dir, int rank, const Logger& log) : dir_(std::move(dir)), rank_(rank), log_(log) {
+LatentCache::LatentCache(fs::path dir, int rank, const Logger& log, bool report)
+    : dir_(std::move(dir)), rank_(rank), log_(log) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
-  if (ec) throw Error("data.cache_dir: cannot create " + dir_.string() + ": " + ec.message());
+  if (ec || !fs::is_directory(dir_)) {
+    throw UsageError("data.cache_dir: cannot create the folder " + dir_.string() + ": " +
+                     (ec ? ec.message() : std::string("a file of that name is in the way")));
+  }
   for (const auto& e : fs::directory_iterator(dir_, ec)) {
     const std::string name = e.path().filename().string();
     if (name.rfind("shard-", 0) == 0 && e.path().extension() == ".h5") shards_.push_back(e.path());
@@ -80,7 +84,10 @@ LatentCache::LatentCache(fs::path dir, int rank, const Logger& log) : dir_(std::
         for (const auto& key : root.open_group("prompts").children()) prompt_index_[key] = k;
       }
     } catch (const Error& e) {
-      log_.warn("data.cache_dir: ignoring " + shards_[k].string() + " (" + e.what() + "); its entries are encoded again");
+      if (report) {
+        log_.warn("data.cache_dir: ignoring " + shards_[k].string() + " (" + e.what() +
+                  "); entries only it held are encoded again; delete the file to silence this");
+      }
       open_.erase(k);
     }
   }

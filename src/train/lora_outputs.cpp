@@ -54,7 +54,10 @@ Metadata kohya_metadata(const config::RunConfig& cfg, const RunSettings& s, cons
   nlohmann::json dirs = nlohmann::json::object();
   const auto subsets = config::resolve_subsets(cfg.data);
   for (std::size_t k = 0; k < subsets.size(); ++k) {
-    dirs[fs::path(subsets[k].instance_dir).filename().string()] = {
+    // "photos/" names "photos" too.
+    const fs::path dir = fs::path(subsets[k].instance_dir).lexically_normal();
+    const std::string name = (dir.has_filename() ? dir : dir.parent_path()).filename().string();
+    dirs[name] = {
         {"n_repeats", subsets[k].repeats},
         {"img_count", k < facts.subset_images.size() ? facts.subset_images[k] : facts.instance_images}};
   }

@@ -82,6 +82,7 @@ bool ShareEncoder::add_file(const data::ImageFile& file, std::size_t index, int 
   }
   std::optional<data::DecodedImage> decoded;
   for (int v = 0; v < variants; ++v) {
+    if (o_.stopping && o_.stopping()) return true;  // preempted: the run ends at the next check
     const auto k = static_cast<std::size_t>(v);
     if (cached[k]) {
       const auto it = std::find(o_.buckets.begin(), o_.buckets.end(), cached[k]->bucket);
@@ -101,6 +102,12 @@ bool ShareEncoder::add_file(const data::ImageFile& file, std::size_t index, int 
       if (o_.buckets.empty() && std::min(img.width, img.height) < o_.resolution) {
         log_.warn(file.path + " is " + std::to_string(img.width) + "x" + std::to_string(img.height) +
                   ", smaller than the training resolution " + std::to_string(o_.resolution) + "; it is upscaled");
+      } else if (!o_.buckets.empty()) {
+        const data::BucketSize& b = o_.buckets[data::nearest_bucket(o_.buckets, img.width, img.height)];
+        if (img.width < b.width || img.height < b.height) {
+          log_.warn(file.path + " is " + std::to_string(img.width) + "x" + std::to_string(img.height) +
+                    ", smaller than its bucket " + b.name() + "; it is upscaled");
+        }
       }
     }
     encode(decoded->image, index, v, keys[k]);

@@ -212,6 +212,11 @@ LoraFiles export_lora(const TrainedAdapters& adapters, const config::RunConfig& 
 }
 
 void log_done(const TrainSummary& summary, const model::UNetFlops& flops, double run_seconds, const Logger& log) {
+  if (summary.steps == summary.start_step) {
+    log.info("done: nothing was left to train at step " + std::to_string(summary.steps) + "; total " +
+             util::format_duration(run_seconds));
+    return;
+  }
   const auto& t = summary.times;
   const double steps_run = static_cast<double>(std::max<std::int64_t>(summary.steps - summary.start_step, 1));
   auto per_step = [&](double seconds) { return util::format_with("%.3f", seconds / steps_run); };
@@ -250,7 +255,7 @@ TrainSummary run_phases(const config::RunConfig& cfg, RunSettings& settings, con
         maybe_inject_fault(comm.rank(), -1);
         stop_if_preempted(signals, comm.host(), "preemption check between images being encoded");
       },
-      cache_key(cfg, settings, start, pipe, comm.host()));
+      cache_key(cfg, settings, start, pipe, comm.host()), [&] { return signals.requested(); });
   stop_if_preempted(signals, comm.host(), "preemption check after encoding the data");
 
   const StepPlan plan(cfg.train, settings.prior, data.order_groups(), comm.world_size(), settings.seed);

@@ -7,6 +7,7 @@
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/train/data_order.h"
 #include "sdxl_dreambooth/train/share_encoder.h"
+#include "sdxl_dreambooth/util/memory_usage.h"
 #include "sdxl_dreambooth/util/sha256.h"
 #include "sdxl_dreambooth/util/stopwatch.h"
 #include "sdxl_dreambooth/util/strings.h"
@@ -119,6 +120,22 @@ void log_image_set(const ImageSetOptions& o, const EncodedImages& out, std::size
            (world > 1 ? " by " + std::to_string(world) + " ranks" : std::string()) + " in " +
            util::format_with("%.1f", seconds) + " s (" +
            util::format_with("%.0f", static_cast<double>(out.images_used) / std::max(seconds, 1e-9)) + " images/s)");
+}
+
+// Without data.cache_dir every rank holds every example's posterior: refused as a configuration
+// error when that cannot fit the memory the node has now.
+void check_examples_fit(const std::vector<data::ImageFile>& files, const ImageSetOptions& o, std::int64_t channels) {
+  double examples = 0;
+  for (const auto& f : files) examples += static_cast<double>(o.repeats) * f.repeats;
+  const double per_example = 2.0 * static_cast<double>(channels) * (o.resolution / 8.0) * (o.resolution / 8.0) * 4;
+  const double available = static_cast<double>(util::available_memory_bytes());
+  if (available <= 0 || examples * per_example <= available) return;
+  throw UsageError(o.key + ": " + util::format_with("%.0f", examples) + " examples (images x repeats) at " +
+                       std::to_string(o.resolution) + " px hold " +
+                       util::format_with("%.1f", examples * per_example / 1073741824.0) +
+                       " GiB of latents on every rank, more than the node has available (" +
+                       util::format_with("%.1f", available / 1073741824.0) + " GiB)",
+                   "set data.cache_dir (each step then reads its examples from disk) or lower data.repeats");
 }
 
 // How many times each encoded example stands in the dataset: data.repeats × its image's own
@@ -250,6 +267,7 @@ EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, con
     file_prompt.push_back(prompts.add(f.caption ? *f.caption : o.prompt));
     if (f.caption) ++captions;
   }
+  if (!cache) check_examples_fit(files, o, vae->config().latent_channels);
   const util::Stopwatch watch;
   ShareEncoder encoder(o, vae, device, cache, cache_key, log, encode_batch);
   std::int64_t used = 0, skipped = 0;
@@ -262,7 +280,7 @@ EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, con
   for (std::size_t start = 0; start < files.size(); start += kFilesPerCheck) {
     const std::size_t end = std::min(files.size(), start + kFilesPerCheck);
     for (std::size_t i = start; i < end; ++i) {
-      if (i % ranks != static_cast<std::size_t>(rank)) continue;
+      if (i % ranks != static_cast<std::size_t>(rank) || (o.stopping && o.stopping())) continue;
       if (encoder.add_file(files[i], i, random ? o.repeats * files[i].repeats : 1)) {
         ++used;
       } else {
@@ -449,7 +467,8 @@ void append_images(EncodedImages& into, EncodedImages more) {
 
 TrainingData encode_training_data(const config::RunConfig& cfg, const RunSettings& s, pipeline::SdxlPipeline& pipe,
                                   const Logger& log, dist::HostCollectives& comm,
-                                  const std::function<void()>& between_rounds, const std::string& cache_key) {
+                                  const std::function<void()>& between_rounds, const std::string& cache_key,
+                                  const std::function<bool()>& stopping) {
   TrainingData d;
   // Each image set draws its flips and crops from its own stream: instance images of subset k
   // from stream 2k, its class images from 2k + 1.
@@ -469,6 +488,7 @@ TrainingData encode_training_data(const config::RunConfig& cfg, const RunSetting
     const config::ResolvedSubset& sub = subsets[k];
     ImageSetOptions io = instance_options(cfg, sub, s);
     io.augment_seed = derive_seed(augment, 2 * k);
+    io.stopping = stopping;
     EncodedImages images = encode_image_folder(list_images_collective(io, comm, log), io, pipe.vae, d.prompts,
                                                s.device, log, comm, between_rounds, cache ? &*cache : nullptr,
                                                cache_key);
@@ -481,7 +501,13 @@ TrainingData encode_training_data(const config::RunConfig& cfg, const RunSetting
   for (std::size_t k = 0; s.prior && k < subsets.size(); ++k) {
     ImageSetOptions co = class_options(instance_options(cfg, subsets[k], s), subsets[k]);
     co.augment_seed = derive_seed(augment, 2 * k + 1);
-    EncodedImages images = encode_image_folder(list_images_collective(co, comm, log), co, pipe.vae, d.prompts,
+    co.stopping = stopping;
+    // As diffusers' dataset: num_class_images of the folder's images (in name order), not all.
+    std::vector<data::ImageFile> class_files = list_images_collective(co, comm, log);
+    if (class_files.size() > static_cast<std::size_t>(subsets[k].num_class_images)) {
+      class_files.resize(static_cast<std::size_t>(subsets[k].num_class_images));
+    }
+    EncodedImages images = encode_image_folder(class_files, co, pipe.vae, d.prompts,
                                                s.device, log, comm, between_rounds, cache ? &*cache : nullptr,
                                                cache_key);
     d.subsets[k].class_offset = d.klass.size();
@@ -495,7 +521,7 @@ TrainingData encode_training_data(const config::RunConfig& cfg, const RunSetting
   if (cache) {
     // Every rank's shards are written: the steps read from all of them.
     comm.barrier("latent cache written");
-    d.cache = std::make_shared<LatentCache>(fs::path(*cfg.data.cache_dir) / cache_key, comm.rank(), log);
+    d.cache = std::make_shared<LatentCache>(fs::path(*cfg.data.cache_dir) / cache_key, comm.rank(), log, false);
   }
   if (!cfg.lora.train_text_encoder && !cfg.data.shuffle_tags) {
     // Frozen text encoders: validation prompts are embedded now and the encoders freed (with

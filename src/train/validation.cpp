@@ -117,12 +117,18 @@ std::vector<SampleImage> run_validation(pipeline::SdxlPipeline& pipe, const conf
   const util::Stopwatch watch;
   bool cut = false;
   const auto images = draw(pipe, r, signals, comm, cut);
-  if (comm.rank() == 0) {
+  if (comm.rank() == 0 && cut && last) {
+    log.warn("preemption requested during the last validation: its drawing was cut short; the run is complete "
+             "(every step trained), so it ends normally with its LoRA and last checkpoint");
+  }
+  if (comm.rank() == 0 && !images.empty()) {
     const fs::path dir = s.output / "samples" / ("step_" + std::to_string(step));
     write_pngs(dir, images, r, model, std::to_string(step));
     log.info("validation at step " + std::to_string(step) + ": " + std::to_string(images.size()) + " images in " +
              dir.string() + " (" + util::format_with("%.1f", watch.seconds()) + " s)" +
              (cut ? "; cut short by a preemption request" : ""));
+  } else if (comm.rank() == 0) {
+    log.info("validation at step " + std::to_string(step) + ": 0 images, cut short by a preemption request");
   }
   const bool compared = last && v.compare_base && !cut &&
                         draw_base_comparison(pipe, r, images, s, model, step, log, signals, comm);

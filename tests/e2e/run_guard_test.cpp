@@ -205,6 +205,13 @@ TEST(RunGuard, AStepThatCannotFitIsRefusedBeforeTraining) {
       << r.err;
   EXPECT_NE(r.err.find("more than this rank's host has"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir / "out"));
+  // Without data.cache_dir every rank holds every example's latents: refused when they cannot fit.
+  const auto held = test::run_cli({"train", (dir / "run.toml").string(), "--set", "data.repeats=100000", "--set",
+                                   "data.resolution=1024"});
+  EXPECT_EQ(held.exit_code, 2) << held.err;
+  EXPECT_NE(held.err.find("500000 examples (images x repeats) at 1024 px hold"), std::string::npos) << held.err;
+  EXPECT_NE(held.err.find("set data.cache_dir"), std::string::npos) << held.err;
+  EXPECT_FALSE(fs::exists(dir / "out"));
   // The same at a batch that fits trains.
   EXPECT_EQ(test::run_cli({"train", (dir / "run.toml").string()}).exit_code, 0);
 }

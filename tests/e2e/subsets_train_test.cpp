@@ -98,7 +98,10 @@ TEST(Subsets, ASubsetMissingWhatItNeedsIsAConfigError) {
        "unknown key 'repeat' in [[data.subsets]] (did you mean 'repeats'?)"},
       {"[[data.subsets]]\ninstance_dir = \"a\"\ninstance_prompt = \"x\"\nclass_dir = \"c\"\nclass_prompt = \"y\"\n"
        "repeats = 0\n",
-       "data.subsets.repeats: expected an integer in [1, 100000], got the integer 0"},
+       "data.subsets[0].repeats: expected an integer in [1, 100000], got the integer 0"},
+      {"[[data.subsets]]\ninstance_dir = \"a\"\ninstance_prompt = \"x\"\nclass_dir = \"c\"\nclass_prompt = \"y\"\n"
+       "[[data.subsets]]\ninstance_dir = \"b\"\ninstance_prompt = \"z\"\nclass_dir = \"c/\"\nclass_prompt = \"w\"\n",
+       "data.subsets[1] and data.subsets[0] share class_dir 'c' with different class prompts"},
   };
   for (const auto& [subsets, message] : cases) {
     test::write_file(dir / "run.toml", head + subsets);
@@ -107,6 +110,12 @@ TEST(Subsets, ASubsetMissingWhatItNeedsIsAConfigError) {
     EXPECT_NE(r.err.find(message), std::string::npos) << subsets << r.err;
     EXPECT_FALSE(fs::exists(dir / "out"));
   }
+  test::write_file(dir / "run.toml", head + "[[data.subsets]]\ninstance_dir = \"a\"\ninstance_prompt = \"x\"\n"
+                                         "class_dir = \"c\"\nclass_prompt = \"y\"\n");
+  const auto set = test::run_cli({"train", (dir / "run.toml").string(), "--set", "data.subsets=[]"});
+  EXPECT_EQ(set.exit_code, 2);
+  EXPECT_NE(set.err.find("[[data.subsets]] tables are given in the config file, not with --set"), std::string::npos)
+      << set.err;
   test::write_file(dir / "run.toml", head + "[[data.subsets]]\ninstance_dir = \"a\"\n" +
                                          "[data.extra]\n");  // a table where a key belongs
   EXPECT_EQ(test::run_cli({"train", (dir / "run.toml").string()}).exit_code, 2);

@@ -172,6 +172,13 @@ TEST(Train, PriorPreservationGeneratesMissingClassImages) {
   EXPECT_TRUE(fs::exists(dir / "class" / "class-00000.png"));
   EXPECT_TRUE(fs::exists(dir / "class" / "class-00001.png"));
   EXPECT_NE(r.err.find("data.class_dir: 2 images"), std::string::npos) << r.err;
+  // As diffusers' dataset: num_class_images of a fuller folder, not all of it.
+  const auto fewer = test::run_cli({"train", (dir / "run.toml").string(), "--set",
+                                    "data.class_dir=\"" + (dir / "class").string() + "\"", "--set",
+                                    "data.class_prompt=\"a photo of a cat\"", "--set", "data.num_class_images=1", "--set",
+                                    "output.dir=\"" + (dir / "fewer").string() + "\""});
+  EXPECT_EQ(fewer.exit_code, 0) << fewer.err;
+  EXPECT_NE(fewer.err.find("data.class_dir: 1 images"), std::string::npos) << fewer.err;
   EXPECT_EQ(read_losses(dir / "out" / "metrics.csv").size(), 3u);
   const auto fp16 = test::run_cli(
       {"train", (dir / "run.toml").string(), "--set", "data.class_dir=\"" + (dir / "class").string() + "\"", "--set",
@@ -460,6 +467,10 @@ TEST(Train, ShuffledCaptionTagsAreReproducible) {
   }
   EXPECT_EQ(loras[0], loras[1]);
   EXPECT_NE(loras[0], test::read_file(dir / "plain" / "pytorch_lora_weights.safetensors"));
+  const auto separator = test::run_cli({"train", (dir / "run.toml").string(), "--set", "data.caption_separator=\";\""});
+  EXPECT_EQ(separator.exit_code, 2);
+  EXPECT_NE(separator.err.find("data.caption_separator only applies with data.shuffle_tags = true"), std::string::npos)
+      << separator.err;
   const auto keep = test::run_cli({"train", (dir / "run.toml").string(), "--set", "data.keep_tokens=1"});
   EXPECT_EQ(keep.exit_code, 2);
   EXPECT_NE(keep.err.find("data.keep_tokens = 1 only applies with data.shuffle_tags = true"), std::string::npos)

@@ -54,7 +54,9 @@ class LatentCache {
 
   // Opens (creating) `dir` and indexes its shards; a shard that cannot be read is reported and
   // left out (its entries are encoded again).
-  LatentCache(std::filesystem::path dir, int rank, const Logger& log);
+  // `report` false: unreadable shards are left out without a warning (the encoding pass of
+  // the same run already named them).
+  LatentCache(std::filesystem::path dir, int rank, const Logger& log, bool report = true);
   LatentCache(const LatentCache&) = delete;
   LatentCache& operator=(const LatentCache&) = delete;
 

@@ -43,6 +43,9 @@ struct ImageSetOptions {
   int repeats = 1;
   bool skip_bad_images = false;
   std::uint64_t augment_seed = 0;  // the set's flips and random crops (train/share_encoder.h)
+  // True once this rank was asked to stop (preemption): the rest of its share is skipped until
+  // the next collective check ends the run.
+  std::function<bool()> stopping;
   // data.bucketing: each image goes to its nearest bucket (data/buckets.h); empty: every image
   // is cropped to resolution².
   std::vector<data::BucketSize> buckets;
@@ -162,6 +165,6 @@ struct TrainingData {
 TrainingData encode_training_data(const config::RunConfig& cfg, const RunSettings& settings,
                                   pipeline::SdxlPipeline& pipe, const Logger& log, dist::HostCollectives& comm,
                                   const std::function<void()>& between_rounds = {},
-                                  const std::string& cache_key = {});
+                                  const std::string& cache_key = {}, const std::function<bool()>& stopping = {});
 
 }  // namespace sdxl::train
