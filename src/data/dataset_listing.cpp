@@ -153,6 +153,11 @@ DatasetListing list_imagefolder(const std::string& dir, const std::string& key, 
     if (is_metadata_file(it->path())) metadata.push_back(it->path());
   }
   std::sort(metadata.begin(), metadata.end());
+  if (metadata.empty()) {
+    throw UsageError(key + ": " + util::quoted(dir) + " has no metadata.jsonl or metadata.csv (imagefolder layout)",
+                     "add one (a row per image: file_name and " + util::quoted(o.caption_column) +
+                         "), or set data.format = \"folder\" (or \"auto\")");
+  }
   std::map<std::string, std::string> listed;  // normalized path -> where
   std::size_t skipped = 0;
   for (const auto& m : metadata) {

@@ -120,4 +120,9 @@ TEST(DatasetListing, PlainFoldersAndForcedFormats) {
   kohya.format = "kohya";
   EXPECT_NE(listing_error(chelsea, kohya).find("no JPEG, PNG or WebP image"), std::string::npos);
   EXPECT_NE(listing_error(chelsea, kohya).find("(kohya layout)"), std::string::npos);
+  data::DatasetOptions imagefolder;
+  imagefolder.format = "imagefolder";
+  EXPECT_NE(listing_error(chelsea, imagefolder).find("has no metadata.jsonl or metadata.csv (imagefolder layout)"),
+            std::string::npos)
+      << listing_error(chelsea, imagefolder);
 }
