@@ -59,20 +59,31 @@ std::string latent_cache_key(const config::RunConfig& cfg, const RunSettings& s,
   return util::sha256_hex(text).substr(0, 32);
 }
 
-LatentCache::LatentCache(fs::path dir, int rank, const Logger& log, bool report)
-    : dir_(std::move(dir)), rank_(rank), log_(log) {
+LatentCache::LatentCache(fs::path dir, int rank, const Logger& log) : dir_(std::move(dir)), rank_(rank), log_(log) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec || !fs::is_directory(dir_)) {
     throw UsageError("data.cache_dir: cannot create the folder " + dir_.string() + ": " +
                      (ec ? ec.message() : std::string("a file of that name is in the way")));
   }
+  index_new_shards(true);
+}
+
+void LatentCache::refresh() { index_new_shards(false); }
+
+void LatentCache::index_new_shards(bool report) {
+  std::error_code ec;
+  std::vector<fs::path> found;
   for (const auto& e : fs::directory_iterator(dir_, ec)) {
     const std::string name = e.path().filename().string();
-    if (name.rfind("shard-", 0) == 0 && e.path().extension() == ".h5") shards_.push_back(e.path());
+    if (name.rfind("shard-", 0) != 0 || e.path().extension() != ".h5") continue;
+    if (std::find(shards_.begin(), shards_.end(), e.path()) == shards_.end()) found.push_back(e.path());
   }
-  std::sort(shards_.begin(), shards_.end());  // oldest first: a newer copy of an entry wins
-  for (std::size_t k = 0; k < shards_.size(); ++k) {
+  // Oldest first (names start with the time): a newer copy of an entry wins.
+  std::sort(found.begin(), found.end());
+  const std::size_t first = shards_.size();
+  shards_.insert(shards_.end(), found.begin(), found.end());
+  for (std::size_t k = first; k < shards_.size(); ++k) {
     try {
       const io::H5Group& root = shard(k).root();
       if (!root.has_attr("format") || root.attr_string("format") != kFormat) throw Error("not a latent cache shard");

@@ -473,8 +473,8 @@ TrainingData encode_training_data(const config::RunConfig& cfg, const RunSetting
   // Each image set draws its flips and crops from its own stream: instance images of subset k
   // from stream 2k, its class images from 2k + 1.
   const std::uint64_t augment = derive_seed(s.seed, kAugmentStream);
-  std::optional<LatentCache> cache;
-  if (!cache_key.empty()) cache.emplace(fs::path(*cfg.data.cache_dir) / cache_key, comm.rank(), log);
+  std::shared_ptr<LatentCache> cache;
+  if (!cache_key.empty()) cache = std::make_shared<LatentCache>(fs::path(*cfg.data.cache_dir) / cache_key, comm.rank(), log);
   if (cfg.data.bucketing) {
     const auto buckets = training_buckets(cfg.data, s.resolution);
     log.info("data.bucketing: " + std::to_string(buckets.size()) + " buckets of about " +
@@ -490,7 +490,7 @@ TrainingData encode_training_data(const config::RunConfig& cfg, const RunSetting
     io.augment_seed = derive_seed(augment, 2 * k);
     io.stopping = stopping;
     EncodedImages images = encode_image_folder(list_images_collective(io, comm, log), io, pipe.vae, d.prompts,
-                                               s.device, log, comm, between_rounds, cache ? &*cache : nullptr,
+                                               s.device, log, comm, between_rounds, cache.get(),
                                                cache_key);
     d.subsets.push_back({d.instance.size(), images.size(), 0, 0, images.images_used});
     append_images(d.instance, std::move(images));
@@ -508,7 +508,7 @@ TrainingData encode_training_data(const config::RunConfig& cfg, const RunSetting
       class_files.resize(static_cast<std::size_t>(subsets[k].num_class_images));
     }
     EncodedImages images = encode_image_folder(class_files, co, pipe.vae, d.prompts,
-                                               s.device, log, comm, between_rounds, cache ? &*cache : nullptr,
+                                               s.device, log, comm, between_rounds, cache.get(),
                                                cache_key);
     d.subsets[k].class_offset = d.klass.size();
     d.subsets[k].class_count = images.size();
@@ -516,12 +516,13 @@ TrainingData encode_training_data(const config::RunConfig& cfg, const RunSetting
   }
   if (cache) log_cache_use(*cache, comm, log);
   if (cfg.data.caption_dropout > 0) d.empty_prompt = d.prompts.add("");
-  encode_prompts(d.prompts, pipe, s.dtype, log, comm, cache ? &*cache : nullptr, cache_key,
+  encode_prompts(d.prompts, pipe, s.dtype, log, comm, cache.get(), cache_key,
                  cfg.lora.train_text_encoder || cfg.data.shuffle_tags);
   if (cache) {
     // Every rank's shards are written: the steps read from all of them.
     comm.barrier("latent cache written");
-    d.cache = std::make_shared<LatentCache>(fs::path(*cfg.data.cache_dir) / cache_key, comm.rank(), log, false);
+    cache->refresh();
+    d.cache = cache;
   }
   if (!cfg.lora.train_text_encoder && !cfg.data.shuffle_tags) {
     // Frozen text encoders: validation prompts are embedded now and the encoders freed (with

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -54,9 +55,7 @@ class LatentCache {
 
   // Opens (creating) `dir` and indexes its shards; a shard that cannot be read is reported and
   // left out (its entries are encoded again).
-  // `report` false: unreadable shards are left out without a warning (the encoding pass of
-  // the same run already named them).
-  LatentCache(std::filesystem::path dir, int rank, const Logger& log, bool report = true);
+  LatentCache(std::filesystem::path dir, int rank, const Logger& log);
   LatentCache(const LatentCache&) = delete;
   LatentCache& operator=(const LatentCache&) = delete;
 
@@ -72,12 +71,15 @@ class LatentCache {
   CachedPrompt read_prompt(const std::string& key);
   // Writes the pending entries as a new shard.
   void flush();
+  // Indexes the shards written since (by every rank): what the steps then read.
+  void refresh();
 
   std::int64_t hits() const { return hits_; }
   std::int64_t misses() const { return misses_; }
   std::int64_t rejected() const { return rejected_; }
 
  private:
+  void index_new_shards(bool report);
   io::H5File& shard(std::size_t k);
   CachedLatent load(const std::string& key, std::size_t shard, std::int64_t channels);
   CachedPrompt load_prompt(const std::string& key, std::size_t shard);
