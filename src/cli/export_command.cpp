@@ -5,6 +5,7 @@
 #include "sdxl_dreambooth/build_features.h"
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/model/lora_export.h"
+#include "sdxl_dreambooth/model/token_embeddings_file.h"
 #include "sdxl_dreambooth/train/checkpoint_file.h"
 #include "sdxl_dreambooth/util/strings.h"
 
@@ -34,6 +35,22 @@ std::vector<model::ModelLoraWeights> checkpoint_lora(const train::Checkpoint& c)
   return out;
 }
 
+// --embeddings names a new file: not the LoRA's, not the checkpoint, not a folder, not an
+// existing file without --force.
+void check_embeddings_out(const std::string& emb, const std::string& out, const std::string& ckpt, bool force) {
+  std::error_code ec;
+  namespace fs = std::filesystem;
+  if (fs::path(emb).lexically_normal() == fs::path(out).lexically_normal() || fs::equivalent(emb, out, ec) ||
+      fs::equivalent(emb, ckpt, ec)) {
+    throw UsageError("--embeddings " + util::quoted(emb) + " is the same file as --out or the checkpoint",
+                     "name it like the advanced diffusers script: <name>_emb.safetensors");
+  }
+  if (fs::is_directory(emb, ec)) throw UsageError("--embeddings " + util::quoted(emb) + " is a folder");
+  if (fs::exists(emb, ec) && !force) {
+    throw UsageError("--embeddings " + util::quoted(emb) + " already exists", "pass --force to replace it");
+  }
+}
+
 }  // namespace
 
 Command make_export_command() {
@@ -41,7 +58,8 @@ Command make_export_command() {
   c.name = "export";
   c.summary = "write a checkpoint's LoRA for diffusers or ComfyUI/AUTOMATIC1111 (kohya names)";
   c.help =
-      "usage: sdxl-dreambooth export CKPT.h5 --out FILE.safetensors [--format diffusers|kohya] [--force]\n\n"
+      "usage: sdxl-dreambooth export CKPT.h5 --out FILE.safetensors [--format diffusers|kohya]\n"
+      "         [--embeddings EMB.safetensors] [--force]\n\n"
       "diffusers (default): the file StableDiffusionXLPipeline.save_lora_weights writes\n"
       "  (unet.<module>.lora.down/up.weight, text_encoder[_2].<module>.lora_linear_layer.down/up.weight,\n"
       "  alpha/rank folded into up); load it with pipe.load_lora_weights(DIR or FILE).\n"
@@ -49,9 +67,12 @@ Command make_export_command() {
       "  and .alpha, lora_te1_/lora_te2_ for the text encoders), which ComfyUI's LoraLoader and\n"
       "  AUTOMATIC1111 load from their models/loras folder.\n"
       "The file's __metadata__ carries the format, rank, alpha, base model, resolution, steps and\n"
-      "the program version. An existing FILE is kept unless --force.\n";
+      "the program version. An existing FILE is kept unless --force.\n"
+      "--embeddings also writes a pivotal-tuning checkpoint's token embeddings (clip_l, clip_g: the\n"
+      "advanced diffusers script's <name>_emb.safetensors), which `generate --embeddings` and\n"
+      "diffusers' load_textual_inversion read.\n";
   c.run = [](const std::vector<std::string>& argv) {
-    Args args(argv, {"--force"}, {"--out", "--format"});
+    Args args(argv, {"--force"}, {"--out", "--format", "--embeddings"});
     if (args.positionals().size() != 1) throw UsageError("export takes exactly one CKPT.h5");
     const auto out = args.option("--out");
     if (!out) throw UsageError("export: --out FILE.safetensors is required");
@@ -70,6 +91,8 @@ Command make_export_command() {
     if (std::filesystem::exists(*out, ec) && !args.flag("--force")) {
       throw UsageError("--out " + util::quoted(*out) + " already exists", "pass --force to replace it");
     }
+    const auto emb_out = args.option("--embeddings");
+    if (emb_out) check_embeddings_out(*emb_out, *out, path, args.flag("--force"));
     train::ReadOptions ro;
     ro.optimizer = false;
     ro.samples = false;
@@ -89,11 +112,24 @@ Command make_export_command() {
     } catch (const toml::parse_error& e) {
       throw Error(path + ":/config/toml does not parse: " + std::string(e.description()));
     }
+    if (emb_out && !ckpt.tokens) {
+      throw UsageError("--embeddings: " + path + " holds no token embeddings (it was not trained with "
+                       "lora.train_text_encoder_ti)");
+    }
     model::write_lora_file(*out, weights, format, meta);
     std::size_t adapters = 0;
     for (const auto& w : weights) adapters += w.adapters.size();
     std::cout << "wrote " << *out << " (" << model::lora_format_name(format) << ", " << adapters
               << " adapters, rank " << unet.rank << ", step " << ckpt.state.step << ")\n";
+    if (emb_out) {
+      model::TokenEmbeddings e{ckpt.tokens->abstractions, {}, {}};
+      for (const auto& p : ckpt.tokens->params) (p.half == "clip_l" ? e.clip_l : e.clip_g) = p.weight;
+      model::write_token_embeddings(*emb_out, e, meta);
+      std::cout << "wrote " << *emb_out << " (token embeddings " << e.abstractions.describe() << ")\n";
+    } else if (ckpt.tokens) {
+      std::cerr << "note: " << path << " also holds pivotal tuning's token embeddings ("
+                << ckpt.tokens->abstractions.describe() << "), which the LoRA needs; write them with --embeddings FILE\n";
+    }
     return 0;
   };
   return c;

@@ -7,6 +7,7 @@
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/io/folder_lock.h"
 #include "sdxl_dreambooth/model/lora_import.h"
+#include "sdxl_dreambooth/model/token_embeddings_file.h"
 #include "sdxl_dreambooth/model/component_loader.h"
 #include "sdxl_dreambooth/model/model_location.h"
 #include "sdxl_dreambooth/nn/lora_linear.h"
@@ -47,7 +48,8 @@ const char* const kHelp =
       "         [--num-images 1] [--scheduler dpmpp2m|euler|euler_karras] [--vae DIR_OR_HUB_ID]\n"
       "         [--batch-size auto|N] [--memory-budget 8]\n"
       "         [--variant fp16] [--revision main] [--dtype fp32|bf16|fp16] [--device cpu|cuda]\n"
-      "         [--lora FILE [--lora-scale 1] [--lora-mode merge|runtime] [--compare-base]]\n\n"
+      "         [--lora FILE [--lora-scale 1] [--lora-mode merge|runtime] [--compare-base]]\n"
+      "         [--embeddings FILE]\n\n"
       "Writes OUT/<prompt>-<image>-seed<S>.png for every prompt and image. Image k of prompt p\n"
       "uses seed S + p * num-images + k, so the same seed gives the same image on every run.\n"
       "An empty negative prompt gives zero embeddings (SDXL's force_zeros_for_empty_prompt);\n"
@@ -69,6 +71,11 @@ const char* const kHelp =
       "OUT/base/ and OUT/lora/, plus OUT/compare.png: one row per image, base | fine-tuned, with\n"
       "the column and row labels drawn above the images (FreeType, a font found by fontconfig)\n"
       "and in its PNG text chunks.\n\n"
+      "--embeddings loads pivotal tuning's <name>_emb.safetensors (clip_l and clip_g rows, as\n"
+      "diffusers' advanced script writes them): both tokenizers gain its tokens <s0>, <s1>, ...\n"
+      "and, when the file names them (this program's files do), each abstraction such as TOK in\n"
+      "a prompt is replaced by its tokens, as in training. Use it with the LoRA trained beside it.\n"
+      "The base images of --compare-base read the prompts without the new tokens.\n\n"
       "Under mpirun whole batches are dealt to the ranks in turn (batch j to rank j mod ranks)\n"
       "and rank 0 writes the images; the files are the same as a one-process run's. Use a\n"
       "batch size at most images / ranks to keep every rank busy.\n";
@@ -181,8 +188,24 @@ void write_generated(const pipeline::GeneratedImage& img, const fs::path& dir, d
        {"size", std::to_string(req.width) + "x" + std::to_string(req.height)},
        {"model", o.model.pretrained},
        {"lora", o.lora && scale != 0.0 ? *o.lora + " (scale " + util::format_number(scale) + ")" : "none"},
+       {"embeddings", o.embeddings && scale != 0.0 ? *o.embeddings : "none"},
        {"software", "sdxl-dreambooth " + f.program_version + " (" + f.git_commit + ")"}});
   std::cout << path << "\n";
+}
+
+// Pivotal tuning's tokens in both tokenizers and text encoders; said on rank 0.
+void add_embeddings(pipeline::SdxlPipeline& pipe, const model::TokenEmbeddings& e, const std::string& path,
+                    bool report) {
+  try {
+    pipe.add_tokens(e.abstractions, e.clip_l.to(pipe.options.device), e.clip_g.to(pipe.options.device));
+  } catch (const Error& err) {
+    throw Error(path + ": " + err.what(), err.hint());
+  }
+  if (!report) return;
+  const auto tokens = e.abstractions.tokens();
+  const bool named = !e.abstractions.entries().front().first.empty();
+  std::cerr << "embeddings " << path << ": " << tokens.size() << " token(s) "
+            << (named ? e.abstractions.describe() : util::join(tokens, "")) << "\n";
 }
 
 // A progress bar on a terminal (rank 0); nothing in logs.
@@ -208,6 +231,11 @@ void check_inputs_exist(const GenerateOptions& o) {
     throw UsageError(std::string(o.model.vae ? "--model/--vae: " : "--model: ") + e.what(), e.hint());
   }
   std::error_code ec;
+  if (o.embeddings && !fs::is_regular_file(*o.embeddings, ec)) {
+    throw UsageError("--embeddings " + util::quoted(*o.embeddings) +
+                         (fs::exists(*o.embeddings, ec) ? ": not a file" : ": no such file"),
+                     "give pivotal tuning's embeddings, e.g. OUTPUT/<output.name>_emb.safetensors");
+  }
   if (o.lora && !fs::is_regular_file(*o.lora, ec)) {
     throw UsageError("--lora " + util::quoted(*o.lora) +
                      (fs::exists(*o.lora, ec) ? ": not a file" : ": no such file"),
@@ -238,6 +266,8 @@ int run_generate(const std::vector<std::string>& argv) {
   refuse_output_in_model(o);
   std::optional<model::LoraFileContents> lora;
   if (o.lora) lora = model::read_lora_file(*o.lora);  // a bad file fails before the model load
+  std::optional<model::TokenEmbeddings> embeddings;
+  if (o.embeddings) embeddings = model::read_token_embeddings(*o.embeddings);
 
   dist::MpiRuntime mpi(nullptr, nullptr);
   util::CpuThreads threads;
@@ -248,6 +278,7 @@ int run_generate(const std::vector<std::string>& argv) {
   auto pipe = pipeline::SdxlPipeline::load({o.model.pretrained, o.model.vae, o.model.variant, o.model.revision,
                                             o.dtype, std::nullopt, device});
   if (lora) apply_lora_file(pipe, *lora, o);
+  if (embeddings) add_embeddings(pipe, *embeddings, *o.embeddings, mpi.rank() == 0);
   // Created and locked (rank 0 writes the images) only once the model loaded: a bad --model
   // writes nothing, and a second generate into the same folder fails at once.
   std::optional<io::FolderLock> lock;
@@ -273,8 +304,10 @@ int run_generate(const std::vector<std::string>& argv) {
   } else {
     // Same seeds twice: adapters off (base), then on (fine-tuned).
     pipe.set_lora_scale(0.0);
+    pipe.set_added_tokens_enabled(false);
     const auto base = draw();
     pipe.set_lora_scale(o.lora_scale);
+    pipe.set_added_tokens_enabled(true);
     const auto tuned = draw();
     count = base.size() + tuned.size();
     if (comm->rank() != 0) return 0;

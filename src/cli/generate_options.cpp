@@ -61,6 +61,7 @@ void parse_lora(const Args& args, GenerateOptions& o) {
   if (!std::isfinite(o.lora_scale)) {
     throw UsageError("--lora-scale: expected a finite number, got " + util::format_number(o.lora_scale));
   }
+  o.embeddings = args.option("--embeddings");
   o.compare_base = args.flag("--compare-base");
   if (o.compare_base && !o.lora) throw UsageError("--compare-base needs --lora FILE (base vs fine-tuned)");
   if (o.compare_base && args.option("--lora-mode") && *args.option("--lora-mode") == "merge") {
@@ -83,7 +84,7 @@ Args parse_generate_args(const std::vector<std::string>& argv) {
   Args args(argv, {"--compare-base"},
             {"--model", "--out", "--negative", "--steps", "--guidance", "--seed", "--size", "--num-images",
              "--scheduler", "--vae", "--variant", "--revision", "--dtype", "--device", "--lora", "--lora-scale",
-             "--lora-mode", "--batch-size", "--memory-budget"},
+             "--lora-mode", "--batch-size", "--memory-budget", "--embeddings"},
             {"--prompt"});
   if (!args.positionals().empty()) throw UsageError("unexpected argument " + util::quoted(args.positionals()[0]));
   return args;

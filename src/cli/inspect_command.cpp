@@ -57,6 +57,13 @@ nlohmann::json to_json(const std::string& path, const train::Checkpoint& c) {
                     {"bytes", params * 4}});
   }
   j["lora"] = lora;
+  if (c.tokens) {
+    std::vector<std::string> names;
+    for (const auto& e : c.tokens->abstractions.entries()) names.push_back(e.first);
+    std::int64_t params = 0;
+    for (const auto& p : c.tokens->params) params += p.weight.numel();
+    j["embeddings"] = {{"abstractions", names}, {"tokens", c.tokens->abstractions.tokens()}, {"parameters", params}};
+  }
   j["optimizer"] = c.optimizer_type;
   j["lora_parameters"] = c.lora_parameter_count();
   nlohmann::json metrics = {{"steps", c.metrics.size()}};
@@ -149,6 +156,10 @@ Command make_inspect_command() {
                 << (l["dora"].get<bool>() ? " DoRA" : "") << " adapters, rank " << l["rank"].get<std::int64_t>() << ", alpha "
                 << util::format_number(l["alpha"].get<double>()) << ", targets "
                 << util::join(l["targets"].get<std::vector<std::string>>(), ", ") << "\n";
+    }
+    if (ckpt.tokens) {
+      std::cout << "embeddings:  /embeddings: pivotal tuning of " << ckpt.tokens->abstractions.describe() << ", "
+                << j["embeddings"]["parameters"].get<std::int64_t>() << " parameters (clip_l, clip_g)\n";
     }
     std::cout << "optimizer:   " << j["optimizer"].get<std::string>() << "\n";
     const auto& m = j["metrics"];

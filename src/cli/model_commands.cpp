@@ -6,10 +6,12 @@
 #include "sdxl_dreambooth/model/scheduler_config.h"
 #include "sdxl_dreambooth/model/model_location.h"
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
+#include "sdxl_dreambooth/model/token_embeddings_file.h"
 #include "sdxl_dreambooth/text/clip_tokenizer.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <iostream>
+#include <optional>
 
 namespace fs = std::filesystem;
 
@@ -87,8 +89,11 @@ Command make_model_info_command() {
     report("text_encoder_2", *te2, info);
     const auto scheduler = model::SchedulerConfig::load(pipe.component("scheduler") / "scheduler_config.json");
     print_scheduler(scheduler);
+    std::optional<model::TokenEmbeddings> embeddings;
+    if (auto file = args.option("--embeddings")) embeddings = model::read_token_embeddings(*file);
     for (const char* t : {"tokenizer", "tokenizer_2"}) {
-      const auto tok = text::ClipTokenizer::load(pipe.component(t));
+      auto tok = text::ClipTokenizer::load(pipe.component(t));
+      if (embeddings) tok.add_tokens(embeddings->abstractions);
       const bool first = std::string(t) == "tokenizer";
       pipeline::check_tokenizer_fits(tok, pipe.component(t), first ? "text_encoder" : "text_encoder_2",
                                      (first ? te1 : te2)->config().vocab_size);
@@ -105,11 +110,13 @@ Command make_tokenize_command() {
   c.name = "tokenize";
   c.summary = "show the token ids both SDXL tokenizers give a prompt";
   c.help =
-      "usage: sdxl-dreambooth tokenize MODEL --prompt TEXT [--prompt TEXT]... [--revision main]\n\n"
+      "usage: sdxl-dreambooth tokenize MODEL --prompt TEXT [--prompt TEXT]... [--revision main]\n"
+      "         [--embeddings FILE]\n\n"
       "Prints the 77 ids of tokenizer/ and tokenizer_2/ for each prompt, and how many of the 75\n"
-      "content tokens it uses (longer prompts are truncated, as in diffusers).\n";
+      "content tokens it uses (longer prompts are truncated, as in diffusers). --embeddings adds\n"
+      "pivotal tuning's tokens (and abstractions such as TOK) as `generate --embeddings` does.\n";
   c.run = [](const std::vector<std::string>& argv) {
-    Args args(argv, {}, {"--revision"}, {"--prompt"});
+    Args args(argv, {}, {"--revision", "--embeddings"}, {"--prompt"});
     if (args.positionals().size() != 1) throw UsageError("tokenize takes exactly one MODEL");
     if (args.repeated("--prompt").empty()) throw UsageError("tokenize needs at least one --prompt");
     const model::PipelineFolder pipe = model::open_pipeline(args.positionals()[0], args.option_or("--revision", "main"));

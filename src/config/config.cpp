@@ -2,6 +2,7 @@
 
 #include "sdxl_dreambooth/config/schema.h"
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/text/token_abstractions.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <toml++/toml.h>
@@ -549,6 +550,28 @@ class Loader {
     }
   }
 
+  // Pivotal tuning (lora.train_text_encoder_ti): its abstractions parse, and it trains the text
+  // encoders' input embeddings, which LoRA on them would also move (diffusers forbids both).
+  void check_pivotal() {
+    if (!config.get_bool("lora.train_text_encoder_ti")) return;
+    auto at = [&](const std::string& key) { return config.origin(key); };
+    try {
+      text::TokenAbstractions::parse(config.get_string("lora.token_abstraction"),
+                                     config.get_int("lora.num_new_tokens_per_abstraction"));
+    } catch (const Error& e) {
+      errors.push_back(at("lora.token_abstraction") + ": lora.token_abstraction: " + e.what());
+    }
+    if (config.get_bool("lora.train_text_encoder")) {
+      errors.push_back(at("lora.train_text_encoder_ti") + ": lora.train_text_encoder_ti and lora.train_text_encoder (" +
+                       at("lora.train_text_encoder") + ") both train the text encoders; set one of them (pivotal "
+                       "tuning or text-encoder LoRA, as diffusers' advanced script)");
+    }
+    if (config.get_bool("train.cuda_graphs")) {
+      errors.push_back(at("lora.train_text_encoder_ti") + ": pivotal tuning runs the text encoders in every step, "
+                       "which a captured CUDA graph (" + at("train.cuda_graphs") + ") does not hold; turn one off");
+    }
+  }
+
   void check_consistency() {
     auto at = [&](const std::string& key) { return config.origin(key); };
     if (config.get_bool("prior.enabled") && config.subsets().empty()) {
@@ -655,6 +678,7 @@ Config load(const std::string& text, const std::string& source, const std::vecto
   for (const auto& arg : overrides) loader.apply_override(arg);
   loader.check_required(source);
   if (loader.errors.empty()) loader.check_consistency();
+  if (loader.errors.empty()) loader.check_pivotal();
   if (loader.errors.empty()) loader.check_buckets();
   if (loader.errors.empty()) loader.check_tags();
   if (loader.errors.empty()) loader.check_subsets();

@@ -195,6 +195,20 @@ std::vector<KeySpec> build_schema() {
       range(positive(key(KEY(lora, text_encoder_lr), 5e-6,
                    "Peak learning rate of the text-encoder adapters (diffusers' --text_encoder_lr); same schedule")),
             0.0, 1e30),
+      key(KEY(lora, train_text_encoder_ti), false,
+          "Pivotal tuning (the advanced diffusers script's --train_text_encoder_ti): each lora.token_abstraction "
+          "becomes new tokens whose embeddings both text encoders learn next to the UNet's LoRA (learning rate "
+          "lora.text_encoder_lr); saved as <output.name>_emb.safetensors"),
+      key(KEY(lora, token_abstraction), std::string("TOK"),
+          "The stand-in word(s) of the subject in prompts and captions, comma-separated (\"TOK\" or \"TOK,TOK2\"); "
+          "with lora.train_text_encoder_ti each is replaced by its new tokens <s0><s1>..."),
+      range(key(KEY(lora, num_new_tokens_per_abstraction), std::int64_t{2},
+                "New tokens per abstraction (diffusers' --num_new_tokens_per_abstraction): TOK -> <s0><s1>"),
+            1, 32),
+      range(positive(key(KEY(lora, train_text_encoder_ti_frac), 0.5,
+                         "Share of the steps during which the new embeddings train (diffusers' "
+                         "--train_text_encoder_ti_frac); frozen afterwards")),
+            0.0, 1.0),
       // train
       range(key(KEY(train, batch_size), std::int64_t{4}, "Images per rank per step"), 1, 4096),
       range(key(KEY(train, grad_accum), std::int64_t{1}, "Gradient accumulation steps"), 1, 4096),

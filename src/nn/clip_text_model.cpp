@@ -55,7 +55,26 @@ ClipTextEmbeddingsImpl::ClipTextEmbeddingsImpl(const model::ClipTextConfig& c) {
 
 torch::Tensor ClipTextEmbeddingsImpl::forward(const torch::Tensor& ids) {
   const auto positions = torch::arange(ids.size(1), torch::TensorOptions().dtype(torch::kLong).device(ids.device()));
-  return token_embedding(ids) + position_embedding(positions).unsqueeze(0);
+  return token_embeddings(ids) + position_embedding(positions).unsqueeze(0);
+}
+
+torch::Tensor ClipTextEmbeddingsImpl::token_embeddings(const torch::Tensor& ids) {
+  if (!added_rows_.defined()) return token_embedding(ids);
+  const torch::Tensor added = ids >= first_added_id_;
+  const torch::Tensor base = token_embedding(ids.masked_fill(added, 0));
+  // The gradient reaches only the rows the ids select (pivotal tuning trains nothing else).
+  const torch::Tensor rows = torch::nn::functional::embedding(
+      (ids - first_added_id_).clamp(0, added_rows_.size(0) - 1), added_rows_.to(base.scalar_type()));
+  return torch::where(added.unsqueeze(-1), rows, base);
+}
+
+void ClipTextEmbeddingsImpl::set_added_tokens(std::int64_t first_id, torch::Tensor rows) {
+  if (rows.defined() && (rows.dim() != 2 || rows.size(1) != token_embedding->weight.size(1))) {
+    throw Error("token embeddings of shape " + c10::str(rows.sizes()) + " do not fit this text encoder's hidden size " +
+                std::to_string(token_embedding->weight.size(1)));
+  }
+  first_added_id_ = first_id;
+  added_rows_ = std::move(rows);
 }
 
 ClipEncoderImpl::ClipEncoderImpl(const model::ClipTextConfig& c) {

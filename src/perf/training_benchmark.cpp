@@ -173,11 +173,12 @@ void summarise(const MeasuredSteps& m, dist::Collectives& comm, const BenchmarkO
 
 TrainingBenchmark run_training_benchmark(const config::RunConfig& cfg, const BenchmarkOptions& o, const Logger& log,
                                          dist::Collectives& comm, int local_rank) {
-  if (cfg.lora.train_text_encoder) {
-    throw UsageError(
-        "bench times UNet LoRA steps on synthetic text embeddings; lora.train_text_encoder = true is not "
-        "supported there",
-        "add --set lora.train_text_encoder=false");
+  for (const auto& [on, key] : {std::pair<bool, const char*>{cfg.lora.train_text_encoder, "lora.train_text_encoder"},
+                                 {cfg.lora.train_text_encoder_ti, "lora.train_text_encoder_ti"}}) {
+    if (!on) continue;
+    throw UsageError(std::string("bench times UNet LoRA steps on synthetic text embeddings; ") + key +
+                         " = true is not supported there",
+                     std::string("add --set ") + key + "=false");
   }
   const torch::Device device = train::training_device(cfg.train, local_rank);
   train::configure_cuda_math(cfg.train);

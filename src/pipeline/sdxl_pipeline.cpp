@@ -102,6 +102,35 @@ nn::PromptEmbeddings SdxlPipeline::encode(const std::string& prompt) {
   return nn::encode_prompt(text_encoder, text_encoder_2, ids(*tokenizer), ids(*tokenizer_2));
 }
 
+void SdxlPipeline::add_tokens(const text::TokenAbstractions& abstractions, torch::Tensor clip_l,
+                              torch::Tensor clip_g) {
+  if (!text_encoder || !text_encoder_2) throw Error("internal: add_tokens after the text encoders were released");
+  const auto n = static_cast<std::int64_t>(abstractions.tokens().size());
+  const auto check = [&](const torch::Tensor& rows, const nn::ClipTextModel& encoder, const char* name,
+                         const char* key) {
+    const std::int64_t hidden = encoder->config().hidden_size;
+    if (rows.dim() != 2 || rows.size(0) != n || rows.size(1) != hidden) {
+      throw Error(std::string("token embeddings \"") + key + "\" have shape " + util::shape_string(rows.sizes().vec()) +
+                      "; " + name + " needs [" + std::to_string(n) + ", " + std::to_string(hidden) + "]",
+                  "were they trained for another base model?");
+    }
+  };
+  check(clip_l, text_encoder, "text_encoder", "clip_l");
+  check(clip_g, text_encoder_2, "text_encoder_2", "clip_g");
+  const std::int64_t first = tokenizer->add_tokens(abstractions);
+  const std::int64_t first_2 = tokenizer_2->add_tokens(abstractions);
+  text_encoder->text_model->embeddings->set_added_tokens(first, std::move(clip_l));
+  text_encoder_2->text_model->embeddings->set_added_tokens(first_2, std::move(clip_g));
+  prompt_cache.clear();
+}
+
+void SdxlPipeline::set_added_tokens_enabled(bool enabled) {
+  if (!tokenizer || tokenizer->abstractions().empty()) return;
+  tokenizer->set_added_tokens_enabled(enabled);
+  tokenizer_2->set_added_tokens_enabled(enabled);
+  prompt_cache.clear();
+}
+
 void SdxlPipeline::cache_prompts(const std::vector<std::string>& prompts) {
   for (const auto& prompt : prompts) {
     if (!prompt_cache.count(prompt)) prompt_cache.emplace(prompt, encode(prompt));

@@ -275,7 +275,7 @@ ClipTokenizer::ClipTokenizer(std::unordered_map<std::string, std::int64_t> vocab
 
 ClipTokenizer::ClipTokenizer(const ClipTokenizer& o)
     : vocab_(o.vocab_), ranks_(o.ranks_), bos_(o.bos_), eos_(o.eos_), pad_(o.pad_), max_length_(o.max_length_),
-      source_(o.source_) {
+      source_(o.source_), abstractions_(o.abstractions_), added_(o.added_), added_enabled_(o.added_enabled_) {
   for (int b = 0; b < 256; ++b) byte_to_unicode_[b] = o.byte_to_unicode_[b];
 }
 
@@ -329,11 +329,61 @@ std::vector<std::string> ClipTokenizer::bpe(const std::string& token) const {
   return word;
 }
 
-std::vector<std::int64_t> ClipTokenizer::encode(const std::string& text) const {
-  std::vector<std::int64_t> ids;
+std::int64_t ClipTokenizer::add_tokens(const TokenAbstractions& abstractions) {
+  if (!added_.empty()) throw Error("internal: tokenizer '" + source_ + "' already has added tokens");
+  const std::int64_t first = max_id() + 1;
+  std::int64_t id = first;
+  for (const std::string& token : abstractions.tokens()) {
+    if (token.empty()) throw Error("tokenizer '" + source_ + "': an added token is empty");
+    for (const auto& a : added_) {
+      if (a.first == token) throw Error("tokenizer '" + source_ + "': the new token " + util::quoted(token) + " is listed twice");
+    }
+    if (vocab_.count(token)) {
+      throw Error("tokenizer '" + source_ + "': the new token " + util::quoted(token) + " is already in vocab.json");
+    }
+    added_.emplace_back(token, id++);
+  }
+  // Longest first, so the match at a position is the longest one (transformers' trie).
+  std::stable_sort(added_.begin(), added_.end(),
+                   [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  abstractions_ = abstractions;
+  return first;
+}
+
+void ClipTokenizer::encode_plain(const std::string& text, std::vector<std::int64_t>& ids) const {
   for (const std::string& tok : pre_tokenize(clean(text))) {
     for (const std::string& piece : bpe(tok)) ids.push_back(id_of(piece));
   }
+}
+
+std::vector<std::int64_t> ClipTokenizer::encode(const std::string& text_in) const {
+  std::vector<std::int64_t> ids;
+  if (added_.empty() || !added_enabled_) {
+    encode_plain(text_in, ids);
+    return ids;
+  }
+  // ref: transformers PreTrainedTokenizer.tokenize: the text is split at the added tokens
+  // first; each piece between them is cleaned and BPE-encoded on its own.
+  const std::string text = abstractions_.apply(text_in);
+  std::size_t piece_start = 0;
+  for (std::size_t i = 0; i < text.size();) {
+    const std::pair<std::string, std::int64_t>* hit = nullptr;
+    for (const auto& a : added_) {
+      if (text.compare(i, a.first.size(), a.first) == 0) {
+        hit = &a;
+        break;
+      }
+    }
+    if (!hit) {
+      ++i;
+      continue;
+    }
+    encode_plain(text.substr(piece_start, i - piece_start), ids);
+    ids.push_back(hit->second);
+    i += hit->first.size();
+    piece_start = i;
+  }
+  encode_plain(text.substr(piece_start), ids);
   return ids;
 }
 

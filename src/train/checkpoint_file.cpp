@@ -164,6 +164,27 @@ void write_adapters(H5Group& root, const Checkpoint& c) {
   for (const auto& a : c.adapters) write_model_adapters(lora, optimizer, a, c.optimizer_state);
 }
 
+// /embeddings/clip_l|clip_g and /optimizer/embeddings/clip_l|clip_g/<state name>.
+void write_tokens(H5Group& root, const TrainedTokens& t, const std::vector<std::string>& state_names) {
+  H5Group e = root.create_group("embeddings");
+  std::vector<std::string> names;
+  for (const auto& entry : t.abstractions.entries()) names.push_back(entry.first);
+  e.set_attr("abstractions", names);
+  e.set_attr("tokens", t.abstractions.tokens());
+  H5Group optimizer = root.open_group("optimizer");
+  H5Group oe = optimizer.create_group("embeddings");
+  oe.set_attr("step", t.optimizer_steps);
+  oe.set_attr("peak_lr", t.peak_lr);
+  for (const auto& p : t.params) {
+    write_tensor(e, p.half, p.weight);
+    H5Group half = oe.create_group(p.half);
+    for (const auto& name : state_names) {
+      const auto it = p.state.find(name);
+      write_tensor(half, name, it != p.state.end() ? it->second : torch::zeros_like(p.weight));
+    }
+  }
+}
+
 void write_metrics(H5Group& root, const std::vector<MetricsRow>& rows) {
   H5Group metrics = root.create_group("metrics");
   std::vector<std::int64_t> steps;
@@ -345,6 +366,56 @@ void read_adapters(const H5Group& root, const std::string& path, bool with_optim
   if (c.adapters.empty()) throw Error(path + ":/lora: no adapters (attribute models is empty)");
 }
 
+TrainedTokens read_tokens(const H5Group& root, bool with_optimizer, const std::vector<std::string>& state_names,
+                          Integrity& integrity) {
+  const H5Group e = root.open_group("embeddings");
+  const auto names = e.attr_strings("abstractions");
+  const auto tokens = e.attr_strings("tokens");
+  if (names.empty() || tokens.empty() || tokens.size() % names.size() != 0) {
+    throw Error(e.where() + ": " + std::to_string(tokens.size()) + " tokens do not divide among " +
+                std::to_string(names.size()) + " abstractions");
+  }
+  const std::size_t per = tokens.size() / names.size();
+  std::vector<text::TokenAbstractions::Entry> entries;
+  for (std::size_t k = 0; k < names.size(); ++k) {
+    entries.emplace_back(names[k], std::vector<std::string>(tokens.begin() + static_cast<std::ptrdiff_t>(k * per),
+                                                            tokens.begin() + static_cast<std::ptrdiff_t>((k + 1) * per)));
+  }
+  TrainedTokens t;
+  t.abstractions = text::TokenAbstractions(std::move(entries));
+  std::unique_ptr<H5Group> oe;
+  if (with_optimizer) {
+    oe = std::make_unique<H5Group>(root.open_group("optimizer").open_group("embeddings"));
+    t.optimizer_steps = oe->attr_int("step");
+    t.peak_lr = oe->attr_double("peak_lr");
+  }
+  for (const char* half : {"clip_l", "clip_g"}) {
+    AdapterParam p;
+    p.module = "token_embeddings";
+    p.half = half;
+    p.weight = read_tensor(e, half, H5Type::kFloat32, integrity);
+    require_finite(p.weight, e.where() + "/" + half);
+    if (p.weight.dim() != 2 || p.weight.size(0) != static_cast<std::int64_t>(tokens.size())) {
+      throw Error(e.where() + "/" + half + ": shape " + util::shape_string(p.weight.sizes().vec()) + ", expected [" +
+                  std::to_string(tokens.size()) + ", hidden size] for the tokens of attribute tokens");
+    }
+    if (oe) {
+      const H5Group h = oe->open_group(half);
+      for (const auto& name : state_names) {
+        torch::Tensor s = read_tensor(h, name, H5Type::kFloat32, integrity);
+        require_finite(s, h.where() + "/" + name);
+        if (!s.sizes().equals(p.weight.sizes())) {
+          throw Error(h.where() + "/" + name + ": shape " + util::shape_string(s.sizes().vec()) + ", not that of " +
+                      e.where() + "/" + half);
+        }
+        p.state[name] = std::move(s);
+      }
+    }
+    t.params.push_back(std::move(p));
+  }
+  return t;
+}
+
 std::vector<MetricsRow> read_metrics(const H5Group& root) {
   const H5Group metrics = root.open_group("metrics");
   const io::H5Array steps = metrics.read_array("step");
@@ -407,6 +478,7 @@ void write_checkpoint_file(const std::string& path, const Checkpoint& c) {
     write_config(root, c);
     write_state(root, c.state);
     write_adapters(root, c);
+    if (c.tokens) write_tokens(root, *c.tokens, c.optimizer_state);
     write_metrics(root, c.metrics);
     write_samples(root, c.samples, c.progress_grid);
   }
@@ -428,6 +500,7 @@ Checkpoint read_checkpoint_file(const std::string& path, const ReadOptions& opti
     read_config(root, path, c);
     c.state = read_state(root, path);
     read_adapters(root, path, options.optimizer, c);
+    if (root.has("embeddings")) c.tokens = read_tokens(root, options.optimizer, c.optimizer_state, c.integrity);
     c.metrics = read_metrics(root);
     c.samples = read_samples(root, options.samples, c.integrity);
     if (options.samples && root.open_group("samples").has("progress")) {

@@ -48,6 +48,7 @@ Checkpoint CheckpointWriter::capture(const RunProgress& p) const {
   st.loss_scale_good_steps = p.scaler->good_steps();
   st.skipped_steps = p.skipped_steps;
   c.adapters = capture_adapters(adapters_.models());
+  c.tokens = capture_tokens(adapters_.models());
   c.optimizer = adapters_.optimizer_options();
   const Optimizer& optimizer = adapters_.optimizer();
   c.optimizer_type = optimizer.kind();

@@ -98,9 +98,9 @@ std::uint64_t weights_hash(const std::vector<torch::Tensor>& params) {
   return static_cast<std::uint64_t>(h[0]) * 0x9E3779B97F4A7C15ull ^ static_cast<std::uint64_t>(h[1]);
 }
 
-void check_weights_agree(const nn::LoraNetwork& lora, dist::HostCollectives& comm, std::int64_t step) {
-  if (!comm.all_equal(weights_hash(lora.parameters()), "LoRA weight check")) {
-    throw Error("rank " + std::to_string(comm.rank()) + ": the ranks' LoRA weights differ at step " +
+void check_weights_agree(const std::vector<torch::Tensor>& params, dist::HostCollectives& comm, std::int64_t step) {
+  if (!comm.all_equal(weights_hash(params), "weight check")) {
+    throw Error("rank " + std::to_string(comm.rank()) + ": the ranks' trained weights differ at step " +
                     std::to_string(step) + " (they must be identical after every step)",
                 "a rank ran different code or data; check that every rank uses the same binary and config");
   }

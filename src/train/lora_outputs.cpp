@@ -107,12 +107,19 @@ LoraFiles write_lora_outputs(const TrainedAdapters& adapters, const config::RunC
   LoraFiles files;
   std::vector<model::ModelLoraWeights> weights;
   for (const auto& m : adapters.models()) {
-    weights.push_back(model::lora_weights(*m.network, m.model, m.layers_per_block));
+    if (m.network) weights.push_back(model::lora_weights(*m.network, m.model, m.layers_per_block));
   }
   const Metadata common = common_metadata(adapters, cfg, s, facts);
   files.diffusers = (s.output / "pytorch_lora_weights.safetensors").string();
   model::write_lora_file(files.diffusers, weights, model::LoraFormat::kDiffusers, common);
   log.info("wrote " + files.diffusers + " (diffusers)");
+  if (const PivotalTuning* pivotal = adapters.pivotal()) {
+    // ref: the advanced script's <output_dir name>_emb.safetensors; the LoRA needs it.
+    files.embeddings = (s.output / (run_name(cfg.output) + "_emb.safetensors")).string();
+    model::write_token_embeddings(*files.embeddings, pivotal->embeddings(), common);
+    log.info("wrote " + *files.embeddings + " (pivotal tuning's embeddings: " + pivotal->abstractions().describe() +
+             "; load them with the LoRA)");
+  }
   if (!cfg.output.kohya) return files;
   if (weights.front().layers_per_block <= 0) {
     log.warn("no kohya LoRA file: this UNet's levels have different numbers of blocks, so its modules have no "

@@ -4,6 +4,7 @@
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/io/durable_file.h"
 #include "sdxl_dreambooth/io/png_writer.h"
+#include "sdxl_dreambooth/text/token_abstractions.h"
 #include "sdxl_dreambooth/train/lora_outputs.h"
 #include "sdxl_dreambooth/util/strings.h"
 
@@ -66,7 +67,10 @@ std::string settings_table(const config::RunConfig& cfg, const RunSettings& s, c
     << "| optimizer | " << (cfg.optimizer.kind == "prodigy" ? "Prodigy" : "AdamW") << " |\n"
     << "| " << (cfg.lora.use_dora ? "DoRA" : "LoRA") << " rank, alpha | " << cfg.lora.rank << ", "
     << util::format_number(cfg.lora.alpha.value_or(static_cast<double>(cfg.lora.rank))) << " |\n"
-    << "| text encoders trained | " << (cfg.lora.train_text_encoder ? "yes" : "no") << " |\n"
+    << "| text encoders trained | "
+    << (cfg.lora.train_text_encoder ? "yes (LoRA)"
+                                    : cfg.lora.train_text_encoder_ti ? "pivotal tuning (new token embeddings)" : "no")
+    << " |\n"
     << "| prior preservation | " << (cfg.prior.enabled ? "yes" : "no") << " |\n"
     << "| precision | " << (s.mixed_precision == "no" ? std::string("fp32") : s.mixed_precision) << " |\n"
     << "| seed | " << s.seed << " |\n";
@@ -78,19 +82,43 @@ std::string settings_table(const config::RunConfig& cfg, const RunSettings& s, c
 
 std::string model_card_text(const config::RunConfig& cfg, const RunSettings& s, const ModelCardFacts& facts) {
   const std::string name = run_name(cfg.output);
+  const text::TokenAbstractions tokens =
+      cfg.lora.train_text_encoder_ti
+          ? text::TokenAbstractions::parse(cfg.lora.token_abstraction, cfg.lora.num_new_tokens_per_abstraction)
+          : text::TokenAbstractions();
   std::ostringstream md;
   md << front_matter(cfg, facts) << "\n# SDXL LoRA DreamBooth - " << name << "\n\n<Gallery />\n\n"
      << "## Model description\n\nLoRA adaption weights for `" << cfg.model.pretrained
      << "`, trained with [DreamBooth](https://dreambooth.github.io/) by sdxl-dreambooth.\n\n"
-     << "## Trigger words\n\nYou should use " << trigger_list(cfg.data) << " to trigger the image generation.\n\n"
-     << "## Use it\n\nWith diffusers:\n\n```py\nfrom diffusers import AutoPipelineForText2Image\nimport torch\n\n"
+     << "## Trigger words\n\nYou should use " << trigger_list(cfg.data) << " to trigger the image generation.\n\n";
+  if (!tokens.empty()) {
+    md << "Pivotal tuning trained new tokens: write them where the abstraction stood (" << tokens.describe()
+       << "); `" << name << "_emb.safetensors` holds their embeddings, which the LoRA needs.\n\n";
+  }
+  md << "## Use it\n\nWith diffusers:\n\n```py\nfrom diffusers import AutoPipelineForText2Image\nimport torch\n"
+     << (tokens.empty() ? "" : "from safetensors.torch import load_file\n") << "\n"
      << "pipeline = AutoPipelineForText2Image.from_pretrained('stabilityai/stable-diffusion-xl-base-1.0', "
      << "torch_dtype=torch.float16).to('cuda')\n"
-     << "pipeline.load_lora_weights('.', weight_name='pytorch_lora_weights.safetensors')\n"
-     << "image = pipeline(" << yaml_quoted(config::instance_prompts(cfg.data).front()) << ").images[0]\n```\n\n";
+     << "pipeline.load_lora_weights('.', weight_name='pytorch_lora_weights.safetensors')\n";
+  if (!tokens.empty()) {
+    // ref: the advanced diffusers script's model card.
+    std::string list;
+    for (const auto& t : tokens.tokens()) list += (list.empty() ? "" : ", ") + yaml_quoted(t);
+    md << "state_dict = load_file('" << name << "_emb.safetensors')\n"
+       << "pipeline.load_textual_inversion(state_dict['clip_l'], token=[" << list
+       << "], text_encoder=pipeline.text_encoder, tokenizer=pipeline.tokenizer)\n"
+       << "pipeline.load_textual_inversion(state_dict['clip_g'], token=[" << list
+       << "], text_encoder=pipeline.text_encoder_2, tokenizer=pipeline.tokenizer_2)\n";
+  }
+  md << "image = pipeline(" << yaml_quoted(tokens.apply(config::instance_prompts(cfg.data).front()))
+     << ").images[0]\n```\n\n";
   if (cfg.output.kohya) {
     md << "In ComfyUI or AUTOMATIC1111: put `" << name << ".safetensors` into `models/loras` (ComfyUI, then a *Load "
        << "LoRA* node) or `models/Lora` (AUTOMATIC1111, then `<lora:" << name << ":1>` in the prompt).\n\n";
+    if (!tokens.empty()) {
+      md << "Put `" << name << "_emb.safetensors` into `models/embeddings` too and write its name where the "
+         << "new tokens go (the whole embedding stands for them).\n\n";
+    }
     if (cfg.lora.use_dora) {
       md << "This is a DoRA: its `dora_scale` tensors hold one magnitude per output feature (LyCORIS's "
          << "`wd_on_out` layout), which ComfyUI applies; AUTOMATIC1111 reads `dora_scale` on the input axis "

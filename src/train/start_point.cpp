@@ -31,7 +31,11 @@ void find_start_checkpoint(const config::RunConfig& cfg, const RunSettings& s, c
                      "resume with the model.pretrained (and model.variant) of the run that wrote it");
   }
   check_resume_compatible(start.checkpoint->checkpoint, path, adapter_settings(cfg.lora),
-                          optimizer_type(cfg.optimizer));
+                          optimizer_type(cfg.optimizer),
+                          cfg.lora.train_text_encoder_ti
+                              ? text::TokenAbstractions::parse(cfg.lora.token_abstraction,
+                                                               cfg.lora.num_new_tokens_per_abstraction)
+                              : text::TokenAbstractions());
 }
 
 }  // namespace

@@ -26,10 +26,14 @@ nn::LoraNetwork inject_text_encoder(Encoder& encoder, const config::LoraConfig& 
   return nn::LoraNetwork::inject(*encoder, spec, init, name);
 }
 
-std::vector<torch::Tensor> concatenated(std::initializer_list<const nn::LoraNetwork*> networks) {
+std::vector<torch::Tensor> concatenated(std::initializer_list<const nn::LoraNetwork*> networks,
+                                        const PivotalTuning* pivotal) {
   std::vector<torch::Tensor> out;
   for (const auto* n : networks) {
     for (const auto& p : n->parameters()) out.push_back(p);
+  }
+  if (pivotal) {
+    for (const auto& p : pivotal->parameters()) out.push_back(p);
   }
   return out;
 }
@@ -37,14 +41,15 @@ std::vector<torch::Tensor> concatenated(std::initializer_list<const nn::LoraNetw
 }  // namespace
 
 TrainedAdapters::TrainedAdapters(const config::RunConfig& cfg, double learning_rate, pipeline::SdxlPipeline& pipe,
-                                 at::Generator& init)
+                                 at::Generator& init, PivotalTuning* pivotal)
     : spec_(lora_spec(cfg.lora)),
       train_te_(cfg.lora.train_text_encoder),
       unet_(nn::LoraNetwork::inject(*pipe.unet, spec_, init, "UNet")),
       te_(inject_text_encoder(pipe.text_encoder, cfg.lora, spec_, init, "text_encoder")),
       te2_(inject_text_encoder(pipe.text_encoder_2, cfg.lora, spec_, init, "text_encoder_2")),
+      pivotal_(pivotal),
       // Taken before the optimizer flattens them (flat_parameters.h): the same tensors either way.
-      params_(concatenated({&unet_, &te_, &te2_})),
+      params_(concatenated({&unet_, &te_, &te2_}, pivotal)),
       options_(adamw_options(cfg.optimizer)) {
   std::vector<ParamGroup> groups{{unet_.parameters(), 1.0, cfg.optimizer.weight_decay}};
   models_.push_back({"unet", &unet_, nullptr, 0, learning_rate, uniform_layers_per_block(pipe.unet->config())});
@@ -56,6 +61,15 @@ TrainedAdapters::TrainedAdapters(const config::RunConfig& cfg, double learning_r
                          cfg.lora.text_encoder_lr, 0});
     }
   }
+  if (pivotal_) {
+    // ref: the advanced script puts the embeddings in the text encoders' groups (text_encoder_lr,
+    // their weight decay); one group for both encoders steps them the same way.
+    groups.push_back({pivotal_->parameters(), cfg.lora.text_encoder_lr / learning_rate,
+                      cfg.optimizer.text_encoder_weight_decay});
+    TrainedModel m{"embeddings", nullptr, nullptr, models_.size(), cfg.lora.text_encoder_lr, 0};
+    m.tokens = pivotal_;
+    models_.push_back(m);
+  }
   optimizer_ = make_optimizer(cfg.optimizer, std::move(groups));
   for (auto& m : models_) m.optimizer = optimizer_.get();
 }
@@ -65,7 +79,9 @@ std::string TrainedAdapters::describe() const {
          std::to_string(unet_.size()) + " UNet projections" +
          (train_te_ ? " and " + std::to_string(te_.size() + te2_.size()) + " text-encoder projections"
                     : std::string()) +
-         ": " + std::to_string(unet_.num_parameters() + te_.num_parameters() + te2_.num_parameters()) +
+         (pivotal_ ? ", pivotal tuning of " + pivotal_->abstractions().describe() : std::string()) + ": " +
+         std::to_string(unet_.num_parameters() + te_.num_parameters() + te2_.num_parameters() +
+                        (pivotal_ ? pivotal_->num_parameters() : 0)) +
          " trainable parameters";
 }
 
@@ -78,11 +94,7 @@ void TrainedAdapters::set_training(pipeline::SdxlPipeline& pipe, bool training) 
 }
 
 void TrainedAdapters::check_weights_agree(dist::HostCollectives& comm, std::int64_t step) const {
-  train::check_weights_agree(unet_, comm, step);
-  if (train_te_) {
-    train::check_weights_agree(te_, comm, step);
-    train::check_weights_agree(te2_, comm, step);
-  }
+  train::check_weights_agree(params_, comm, step);
 }
 
 }  // namespace sdxl::train

@@ -249,6 +249,10 @@ TrainSummary run_phases(const config::RunConfig& cfg, RunSettings& settings, con
       ensure_class_images(pipe, cfg, subsets[k], k, settings, log, comm.host(), signals);
     }
   }
+  // Before the prompts are tokenized: they read TOK as the new tokens.
+  auto token_init = at::detail::createCPUGenerator(derive_seed(settings.seed, kTokenInitStream));
+  const std::unique_ptr<PivotalTuning> pivotal = PivotalTuning::start(cfg.lora, pipe, token_init);
+  if (pivotal) log.info("pivotal tuning: " + pivotal->abstractions().describe() + " in both tokenizers");
   const TrainingData data = encode_training_data(
       cfg, settings, pipe, log, comm.host(),
       [&] {
@@ -260,7 +264,7 @@ TrainSummary run_phases(const config::RunConfig& cfg, RunSettings& settings, con
 
   const StepPlan plan(cfg.train, settings.prior, data.order_groups(), comm.world_size(), settings.seed);
   auto init = at::detail::createCPUGenerator(derive_seed(settings.seed, kLoraInitStream));
-  TrainedAdapters adapters(cfg, plan.learning_rate, pipe, init);
+  TrainedAdapters adapters(cfg, plan.learning_rate, pipe, init, pivotal.get());
   configure_unet(pipe.unet, cfg.train, settings.device);
   log.info(adapters.describe());
   log_optimizer(cfg, plan, log);

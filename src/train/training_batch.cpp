@@ -35,7 +35,7 @@ namespace {
 void shuffle_caption_tags(const TrainingData& data, const std::vector<std::int64_t>& prompt_rows,
                           std::size_t instance_rows, at::Generator& gen, const BatchOptions& o, torch::Tensor& ids_1,
                           torch::Tensor& ids_2) {
-  const pipeline::SdxlPipeline& pipe = *o.shuffle_tags;
+  const pipeline::SdxlPipeline& pipe = *o.text_encoders;
   const auto permutation = [&](std::int64_t n) {
     const torch::Tensor p = at::randperm(n, gen, torch::TensorOptions().dtype(torch::kLong));
     return std::vector<std::int64_t>(p.data_ptr<std::int64_t>(), p.data_ptr<std::int64_t>() + n);
@@ -113,15 +113,15 @@ DiffusionBatch assemble_batch(const TrainingData& data, const std::vector<std::i
   }
   const PromptTable& prompts = data.prompts;
   const auto pr = util::to_device_async(torch::tensor(prompt_rows, torch::kLong), prompts.device);
-  if (o.train_text_encoders || o.shuffle_tags) {
+  if (o.text_encoders) {
     torch::Tensor ids_1 = prompts.ids_1.index_select(0, pr), ids_2 = prompts.ids_2.index_select(0, pr);
     if (o.shuffle_tags) shuffle_caption_tags(data, prompt_rows, rows_i.size(), gen, o, ids_1, ids_2);
-    pipeline::SdxlPipeline& pipe = o.train_text_encoders ? *o.train_text_encoders : *o.shuffle_tags;
+    pipeline::SdxlPipeline& pipe = *o.text_encoders;
     std::optional<torch::NoGradGuard> frozen;
-    if (!o.train_text_encoders) frozen.emplace();
+    if (!o.text_encoder_grad) frozen.emplace();
     const auto e = nn::encode_prompt(pipe.text_encoder, pipe.text_encoder_2, ids_1, ids_2);
-    b.prompt_embeds = o.train_text_encoders ? e.prompt_embeds : e.prompt_embeds.to(prompts.dtype);
-    b.text_embeds = o.train_text_encoders ? e.pooled_prompt_embeds : e.pooled_prompt_embeds.to(prompts.dtype);
+    b.prompt_embeds = o.text_encoder_grad ? e.prompt_embeds : e.prompt_embeds.to(prompts.dtype);
+    b.text_embeds = o.text_encoder_grad ? e.pooled_prompt_embeds : e.pooled_prompt_embeds.to(prompts.dtype);
   } else {
     std::tie(b.prompt_embeds, b.text_embeds) = prompts.embeddings(prompt_rows, pr, data.cache.get());
   }

@@ -2,6 +2,7 @@
 
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/train/checkpoint_dir.h"
+#include "sdxl_dreambooth/train/pivotal_tuning.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <map>
@@ -21,7 +22,76 @@ std::pair<std::string, std::string> split_param_name(const std::string& name) {
 
 std::string list_text(const std::vector<std::string>& v) { return "[" + util::join(v, ", ") + "]"; }
 
+// What a checkpoint holds for `m`: its tensors, update count and HDF5 group; null params when absent.
+struct StoredModel {
+  const std::vector<AdapterParam>* params = nullptr;
+  std::int64_t optimizer_steps = 0;
+  std::string group;
+};
+
+StoredModel stored_model(const Checkpoint& c, const TrainedModel& m) {
+  if (m.tokens) {
+    if (!c.tokens) return {nullptr, 0, "/embeddings"};
+    return {&c.tokens->params, c.tokens->optimizer_steps, "/embeddings"};
+  }
+  const ModelAdapters* a = c.find(m.model);
+  if (!a) return {nullptr, 0, "/lora/" + m.model};
+  return {&a->params, a->optimizer_steps, "/lora/" + m.model};
+}
+
+// Per stored tensor: the weight, then each optimizer state tensor, appended to `flat` from `offset`.
+void pack_stored(const Checkpoint& c, const std::string& path, const TrainedModel& m,
+                 const std::vector<std::string>& state_names, torch::Tensor& flat, std::int64_t& offset,
+                 double& steps) {
+  const StoredModel stored = stored_model(c, m);
+  if (!stored.params) throw UsageError(path + ": no " + stored.group + (m.tokens ? " (token embeddings)" : " adapters"));
+  std::map<std::pair<std::string, std::string>, const AdapterParam*> by_name;
+  for (const auto& p : *stored.params) by_name[{p.module, p.half}] = &p;
+  const auto named = m.named_parameters();
+  if (by_name.size() != named.size()) {
+    const std::size_t per_module = m.network ? m.network->params_per_module() : 1;
+    throw UsageError(path + ": " + stored.group + " has " + std::to_string(by_name.size() / per_module) +
+                         (m.network ? " adapters, this run's " : " tensors, this run's ") + m.model + " has " +
+                         std::to_string(named.size() / per_module),
+                     "was the checkpoint written for another base model or other lora.targets?");
+  }
+  for (const auto& [name, tensor] : named) {
+    const auto key = split_param_name(name);
+    auto it = by_name.find(key);
+    if (it == by_name.end()) {
+      throw UsageError(path + ": no " + stored.group + "/" + (m.tokens ? "" : key.first + "/") + key.second +
+                       ", which this run's " + m.model + " has");
+    }
+    const AdapterParam& p = *it->second;
+    if (!p.weight.sizes().equals(tensor.sizes())) {
+      throw UsageError(path + ": " + stored.group + "/" + (m.tokens ? "" : key.first + "/") + key.second +
+                           " has shape " + util::shape_string(p.weight.sizes().vec()) + ", the model needs " +
+                           util::shape_string(tensor.sizes().vec()),
+                       "was the checkpoint written for another base model?");
+    }
+    std::vector<const torch::Tensor*> values{&p.weight};
+    for (const auto& state : state_names) {
+      const auto s = p.state.find(state);
+      if (s == p.state.end()) throw Error("internal: " + path + " read without optimizer state " + state);
+      values.push_back(&s->second);
+    }
+    for (const torch::Tensor* t : values) {
+      flat.narrow(0, offset, t->numel()).copy_(t->reshape({-1}));
+      offset += t->numel();
+    }
+  }
+  steps = static_cast<double>(stored.optimizer_steps);
+}
+
 }  // namespace
+
+std::vector<std::pair<std::string, torch::Tensor>> TrainedModel::named_parameters() const {
+  return network ? network->named_parameters() : tokens->named_parameters();
+}
+
+std::vector<torch::Tensor> TrainedModel::parameters() const {
+  return network ? network->parameters() : tokens->parameters();
+}
 
 std::optional<ResumePoint> find_resume_checkpoint(const std::string& setting, const fs::path& dir, bool requeued,
                                                   const Logger& log) {
@@ -63,7 +133,19 @@ std::optional<ResumePoint> find_resume_checkpoint(const std::string& setting, co
 }
 
 void check_resume_compatible(const Checkpoint& c, const std::string& path, const std::vector<AdapterSettings>& wanted,
-                             const std::string& optimizer_type) {
+                             const std::string& optimizer_type, const text::TokenAbstractions& tokens) {
+  if (c.tokens.has_value() != !tokens.empty()) {
+    throw UsageError(path + (c.tokens ? " holds pivotal tuning's token embeddings (/embeddings), this run does not "
+                                        "train any"
+                                      : " holds no token embeddings, this run trains them"),
+                     "lora.train_text_encoder_ti must be as in the run that wrote the checkpoint");
+  }
+  if (c.tokens && c.tokens->abstractions.describe() != tokens.describe()) {
+    throw UsageError(path + ": /embeddings holds " + c.tokens->abstractions.describe() + ", the config asks for " +
+                         tokens.describe(),
+                     "lora.token_abstraction and lora.num_new_tokens_per_abstraction must be as in the run that "
+                     "wrote the checkpoint");
+  }
   if (c.optimizer_type != optimizer_type) {
     throw UsageError(path + " was written by a run with the " + c.optimizer_type + " optimizer, this run uses " +
                          optimizer_type,
@@ -97,9 +179,43 @@ void check_resume_compatible(const Checkpoint& c, const std::string& path, const
   }
 }
 
+namespace {
+
+// The tensors of `m` with their optimizer state, copied to the CPU.
+std::vector<AdapterParam> capture_params(const TrainedModel& m) {
+  std::vector<AdapterParam> out;
+  const auto named = m.named_parameters();
+  const auto cpu = [](const torch::Tensor& t) { return t.detach().to(torch::kCPU, torch::kFloat).clone(); };
+  for (std::size_t i = 0; i < named.size(); ++i) {
+    AdapterParam p;
+    std::tie(p.module, p.half) = split_param_name(named[i].first);
+    p.weight = cpu(named[i].second);
+    const auto& names = m.optimizer->state_names();
+    for (std::size_t k = 0; k < names.size(); ++k) p.state[names[k]] = cpu(m.optimizer->state(m.group, i, k));
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+}  // namespace
+
+std::optional<TrainedTokens> capture_tokens(const std::vector<TrainedModel>& models) {
+  for (const auto& m : models) {
+    if (!m.tokens) continue;
+    TrainedTokens t;
+    t.abstractions = m.tokens->abstractions();
+    t.params = capture_params(m);
+    t.optimizer_steps = m.optimizer->steps_taken(m.group);
+    t.peak_lr = m.peak_lr;
+    return t;
+  }
+  return std::nullopt;
+}
+
 std::vector<ModelAdapters> capture_adapters(const std::vector<TrainedModel>& models) {
   std::vector<ModelAdapters> out;
   for (const auto& m : models) {
+    if (!m.network) continue;
     ModelAdapters a;
     a.model = m.model;
     a.rank = m.network->spec().rank;
@@ -109,16 +225,7 @@ std::vector<ModelAdapters> capture_adapters(const std::vector<TrainedModel>& mod
     a.layers_per_block = m.layers_per_block;
     a.optimizer_steps = m.optimizer->steps_taken(m.group);
     a.peak_lr = m.peak_lr;
-    const auto named = m.network->named_parameters();
-    for (std::size_t i = 0; i < named.size(); ++i) {
-      AdapterParam p;
-      std::tie(p.module, p.half) = split_param_name(named[i].first);
-      const auto cpu = [](const torch::Tensor& t) { return t.detach().to(torch::kCPU, torch::kFloat).clone(); };
-      p.weight = cpu(named[i].second);
-      const auto& names = m.optimizer->state_names();
-      for (std::size_t k = 0; k < names.size(); ++k) p.state[names[k]] = cpu(m.optimizer->state(m.group, i, k));
-      a.params.push_back(std::move(p));
-    }
+    a.params = capture_params(m);
     out.push_back(std::move(a));
   }
   return out;
@@ -131,7 +238,7 @@ void restore_adapters(const Checkpoint* c, const std::string& path, const std::v
   const auto per_param = static_cast<std::int64_t>(1 + state_names.size());
   std::int64_t total = 0;
   for (const auto& m : models) {
-    for (const auto& p : m.network->parameters()) total += per_param * p.numel();
+    for (const auto& p : m.parameters()) total += per_param * p.numel();
   }
   torch::Tensor flat = torch::zeros({total}, torch::kFloat);
   // The step counts, then the optimizer's scalars (Prodigy's d, d_max, d_numerator) in name order.
@@ -146,44 +253,9 @@ void restore_adapters(const Checkpoint* c, const std::string& path, const std::v
     }
     std::int64_t offset = 0;
     for (std::size_t mi = 0; mi < models.size(); ++mi) {
-      const auto& m = models[mi];
-      const ModelAdapters* a = c->find(m.model);
-      if (!a) throw UsageError(path + ": no /lora/" + m.model + " adapters");
-      std::map<std::pair<std::string, std::string>, const AdapterParam*> by_name;
-      for (const auto& p : a->params) by_name[{p.module, p.half}] = &p;
-      const auto named = m.network->named_parameters();
-      if (by_name.size() != named.size()) {
-        const std::size_t per_module = m.network->params_per_module();
-        throw UsageError(path + ": /lora/" + m.model + " has " + std::to_string(by_name.size() / per_module) +
-                             " adapters, this run's " + m.model + " has " + std::to_string(named.size() / per_module),
-                         "was the checkpoint written for another base model or other lora.targets?");
-      }
-      for (const auto& [name, tensor] : named) {
-        const auto key = split_param_name(name);
-        auto it = by_name.find(key);
-        if (it == by_name.end()) {
-          throw UsageError(path + ": no adapter /lora/" + m.model + "/" + key.first + "/" + key.second +
-                           ", which this run's " + m.model + " has");
-        }
-        const AdapterParam& p = *it->second;
-        if (!p.weight.sizes().equals(tensor.sizes())) {
-          throw UsageError(path + ": /lora/" + m.model + "/" + key.first + "/" + key.second + " has shape " +
-                               util::shape_string(p.weight.sizes().vec()) + ", the model needs " +
-                               util::shape_string(tensor.sizes().vec()),
-                           "was the checkpoint written for another base model?");
-        }
-        std::vector<const torch::Tensor*> values{&p.weight};
-        for (const auto& name : state_names) {
-          const auto it = p.state.find(name);
-          if (it == p.state.end()) throw Error("internal: " + path + " read without optimizer state " + name);
-          values.push_back(&it->second);
-        }
-        for (const torch::Tensor* t : values) {
-          flat.narrow(0, offset, t->numel()).copy_(t->reshape({-1}));
-          offset += t->numel();
-        }
-      }
-      steps[static_cast<std::int64_t>(mi)] = static_cast<double>(a->optimizer_steps);
+      double model_steps = 0;
+      pack_stored(*c, path, models[mi], state_names, flat, offset, model_steps);
+      steps[static_cast<std::int64_t>(mi)] = model_steps;
     }
   }
   // Model data: through the device collectives (NCCL moves it GPU to GPU). The steps are host
@@ -201,7 +273,7 @@ void restore_adapters(const Checkpoint* c, const std::string& path, const std::v
   std::int64_t offset = 0;
   for (std::size_t mi = 0; mi < models.size(); ++mi) {
     const auto& m = models[mi];
-    const auto params = m.network->parameters();
+    const auto params = m.parameters();
     for (std::size_t i = 0; i < params.size(); ++i) {
       std::vector<torch::Tensor> targets{params[i]};
       for (std::size_t k = 0; k < state_names.size(); ++k) targets.push_back(m.optimizer->state(m.group, i, k));

@@ -330,9 +330,12 @@ void encode_prompts(PromptTable& prompts, pipeline::SdxlPipeline& pipe, torch::D
       log.warn("prompt " + util::quoted(p.size() > 80 ? p.substr(0, 77) + "..." : p) + " is " +
                std::to_string(tokens) + " CLIP tokens; only the first " + std::to_string(room) + " are used");
     }
-    if (token_ids || !cache) {
+    if (token_ids) {
+      // The text encoders encode each step's prompts: no embedding is computed now, and none is
+      // cached (with pivotal tuning's untrained tokens it would be wrong for any other run).
       ids_1.push_back(torch::tensor(pipe.tokenizer->tokenize(p), torch::kLong));
       ids_2.push_back(torch::tensor(pipe.tokenizer_2->tokenize(p), torch::kLong));
+      continue;
     }
     if (cache) {
       // Shared by the ranks; each stores what it encoded, the steps read what they need.
@@ -351,7 +354,10 @@ void encode_prompts(PromptTable& prompts, pipeline::SdxlPipeline& pipe, torch::D
   }
   prompts.dtype = dtype;
   prompts.device = pipe.options.device;
-  if (cache) {
+  if (token_ids) {
+    log.info("prompts: " + std::to_string(prompts.prompts.size()) + " tokenized; the text encoders encode them in "
+             "every step");
+  } else if (cache) {
     cache->flush();
     encoded = static_cast<std::int64_t>(std::llround(comm.all_reduce_sum(static_cast<double>(encoded), "prompts encoded")));
     log.info("prompt embeddings: " + std::to_string(prompts.prompts.size()) + " prompts, " + std::to_string(encoded) +
@@ -465,6 +471,10 @@ void append_images(EncodedImages& into, EncodedImages more) {
 
 }  // namespace
 
+bool text_encoders_run_each_step(const config::RunConfig& cfg) {
+  return cfg.lora.train_text_encoder || cfg.lora.train_text_encoder_ti || cfg.data.shuffle_tags;
+}
+
 TrainingData encode_training_data(const config::RunConfig& cfg, const RunSettings& s, pipeline::SdxlPipeline& pipe,
                                   const Logger& log, dist::HostCollectives& comm,
                                   const std::function<void()>& between_rounds, const std::string& cache_key,
@@ -516,15 +526,14 @@ TrainingData encode_training_data(const config::RunConfig& cfg, const RunSetting
   }
   if (cache) log_cache_use(*cache, comm, log);
   if (cfg.data.caption_dropout > 0) d.empty_prompt = d.prompts.add("");
-  encode_prompts(d.prompts, pipe, s.dtype, log, comm, cache.get(), cache_key,
-                 cfg.lora.train_text_encoder || cfg.data.shuffle_tags);
+  encode_prompts(d.prompts, pipe, s.dtype, log, comm, cache.get(), cache_key, text_encoders_run_each_step(cfg));
   if (cache) {
     // Every rank's shards are written: the steps read from all of them.
     comm.barrier("latent cache written");
     cache->refresh();
     d.cache = cache;
   }
-  if (!cfg.lora.train_text_encoder && !cfg.data.shuffle_tags) {
+  if (!text_encoders_run_each_step(cfg)) {
     // Frozen text encoders: validation prompts are embedded now and the encoders freed (with
     // data.shuffle_tags they encode each step's shuffled captions).
     std::vector<std::string> validation_prompts = cfg.validation.prompts;

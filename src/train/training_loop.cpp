@@ -54,8 +54,9 @@ TrainingLoop::TrainingLoop(const LoopParts& parts, LoopStart start, TrainSummary
     batch_options_.latents_std = stats(*vae.latents_std);
   }
   batch_options_.device = p_.settings.device;
-  batch_options_.train_text_encoders = p_.adapters.trains_text_encoders() ? &p_.pipe : nullptr;
-  batch_options_.shuffle_tags = p_.cfg.data.shuffle_tags ? &p_.pipe : nullptr;
+  batch_options_.text_encoders = text_encoders_run_each_step(p_.cfg) ? &p_.pipe : nullptr;
+  batch_options_.text_encoder_grad = p_.adapters.trains_text_encoders() || p_.adapters.pivotal();
+  batch_options_.shuffle_tags = p_.cfg.data.shuffle_tags;
   batch_options_.keep_tokens = p_.cfg.data.keep_tokens;
   batch_options_.caption_separator = p_.cfg.data.caption_separator;
   parts_ = step_parts();
@@ -133,10 +134,23 @@ StepResult TrainingLoop::train_step(std::int64_t step) {
   }
   const double lr = p_.plan.lr.lr(step);
   const double scale_before = scaler_.scale();
+  PivotalTuning* pivotal = p_.adapters.pivotal();
+  if (pivotal) {
+    const std::int64_t pivot = PivotalTuning::pivot_step(p_.cfg.lora.train_text_encoder_ti_frac, p_.plan.max_steps);
+    // After the pivot the embeddings get no gradient, so the optimizer leaves them alone.
+    batch_options_.text_encoder_grad = step < pivot;
+    if (step == pivot || (step == start_step_ && step > pivot)) {
+      p_.log.info("step " + std::to_string(step + 1) + ": pivotal tuning's embeddings are frozen from here on "
+                  "(lora.train_text_encoder_ti_frac = " + util::format_number(p_.cfg.lora.train_text_encoder_ti_frac) +
+                  " of " + std::to_string(p_.plan.max_steps) + " steps)");
+    }
+  }
   const StepResult r = run_train_step(parts_, step, lr, [&](std::int64_t micro) {
     return assemble_batch(p_.data, p_.plan.rows(step, micro, p_.comm.rank()), noise_gen, batch_options_);
   }, summary_.times);
   if (r.abandoned) return r;
+  // ref: the advanced script retracts the embeddings after every optimizer.step(), pivot or not.
+  if (pivotal) pivotal->renormalize();
   if (r.skipped) {
     ++summary_.skipped_steps;
     p_.log.warn("step " + std::to_string(step + 1) + ": non-finite fp16 gradients, step skipped; loss scale " +

@@ -69,7 +69,7 @@ void write_pngs(const fs::path& dir, const std::vector<pipeline::GeneratedImage>
   }
 }
 
-// The same prompts and seeds with every adapter at scale 0 (the base model) into
+// The same prompts and seeds with every adapter at scale 0 and no new tokens (the base model) into
 // samples/base/, and OUTPUT/compare.png: a row per image, base | fine-tuned. False when a
 // preemption request stopped it.
 bool draw_base_comparison(pipeline::SdxlPipeline& pipe, const pipeline::GenerationRequest& r,
@@ -78,15 +78,22 @@ bool draw_base_comparison(pipeline::SdxlPipeline& pipe, const pipeline::Generati
                           const PreemptionSignals& signals, dist::HostCollectives& comm) {
   const util::Stopwatch watch;
   bool cut = false;
+  // The base model reads the prompts without pivotal tuning's tokens, as `generate` without
+  // --embeddings does.
+  const auto fine_tuned = [&] {
+    pipe.set_lora_scale(1.0);
+    pipe.set_added_tokens_enabled(true);
+  };
   pipe.set_lora_scale(0.0);
+  pipe.set_added_tokens_enabled(false);
   std::vector<pipeline::GeneratedImage> base;
   try {
     base = draw(pipe, r, signals, comm, cut);
   } catch (...) {
-    pipe.set_lora_scale(1.0);
+    fine_tuned();
     throw;
   }
-  pipe.set_lora_scale(1.0);
+  fine_tuned();
   if (cut) {
     if (comm.rank() == 0) log.warn("base model vs fine-tuned: left out, a preemption request stopped the drawing");
     return false;

@@ -94,7 +94,7 @@ TEST(SyncedLoraStep, TwoRanksOfBatchOneEqualOneProcessOfBatchTwo) {
     if (util::starts_with(name, "init.")) init[name.substr(5)] = ref.tensor(name);
   }
   lora.load(init, "init");
-  train::check_weights_agree(lora, comm->host(), 0);
+  train::check_weights_agree(lora.parameters(), comm->host(), 0);
   const auto params = lora.parameters();
   train::AdamWGroups opt({{params, 1.0, 1e-4}}, {0.9, 0.999, 1e-8, 1e-4});
   train::DynamicLossScaler no_scaling(false);
@@ -116,7 +116,7 @@ TEST(SyncedLoraStep, TwoRanksOfBatchOneEqualOneProcessOfBatchTwo) {
     const double expected = ref.tensor("step" + std::to_string(step) + ".loss").item<double>();
     EXPECT_NEAR(result.loss.item<double>(), expected, 1e-5 * expected);
     EXPECT_FALSE(result.skipped);
-    train::check_weights_agree(lora, comm->host(), step + 1);
+    train::check_weights_agree(lora.parameters(), comm->host(), step + 1);
   }
   // Within 1e-5 of the single-process batch-2 weights (≥ 99.5 % of elements, as the README's
   // tolerance for Adam's sign flips on near-zero gradients; all within 2·lr).

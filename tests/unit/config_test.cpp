@@ -249,3 +249,20 @@ TEST(Config, SdxlDogReproducesTheRayTrainRun) {
   EXPECT_EQ(cfg.get_int("validation.every_epochs"), 25);
   EXPECT_EQ(cfg.get_list("validation.prompts"), (sdxl::config::StringList{"sks dog at the beach"}));
 }
+
+TEST(Config, PivotalTuningKeysAreChecked) {
+  const std::string both = error_of(kMinimal, {"lora.train_text_encoder_ti=true", "lora.train_text_encoder=true"});
+  EXPECT_NE(both.find("lora.train_text_encoder_ti and lora.train_text_encoder"), std::string::npos) << both;
+  const std::string empty = error_of(kMinimal, {"lora.train_text_encoder_ti=true", "lora.token_abstraction=\"TOK,,X\""});
+  EXPECT_NE(empty.find("lora.token_abstraction: 'TOK,,X' has an empty abstraction"), std::string::npos) << empty;
+  const std::string twice = error_of(kMinimal, {"lora.train_text_encoder_ti=true", "lora.token_abstraction=\"A, A\""});
+  EXPECT_NE(twice.find("'A' is listed twice"), std::string::npos) << twice;
+  const std::string angle = error_of(kMinimal, {"lora.train_text_encoder_ti=true", "lora.token_abstraction=\"<s0>\""});
+  EXPECT_NE(angle.find("contains '<' or '>'"), std::string::npos) << angle;
+  const std::string frac = error_of(kMinimal, {"lora.train_text_encoder_ti_frac=0"});
+  EXPECT_NE(frac.find("lora.train_text_encoder_ti_frac"), std::string::npos) << frac;
+  const std::string graphs = error_of(kMinimal, {"lora.train_text_encoder_ti=true", "train.cuda_graphs=true"});
+  EXPECT_NE(graphs.find("captured CUDA graph"), std::string::npos) << graphs;
+  // Without pivotal tuning the abstraction is not read.
+  EXPECT_NO_THROW(load_config_text(kMinimal, "cfg.toml", {"lora.token_abstraction=\"TOK,,X\""}));
+}

@@ -25,6 +25,7 @@ struct GenerateOptions {
   double lora_scale = 1;
   bool merge_lora = true;         // --lora-mode merge (default) or runtime
   bool compare_base = false;      // --compare-base: base and fine-tuned images side by side
+  std::optional<std::string> embeddings;  // --embeddings FILE: pivotal tuning's <name>_emb.safetensors
 };
 
 // Every flag `generate` accepts, as Args wants them.

@@ -78,6 +78,10 @@ struct LoraConfig {
   bool train_text_encoder = false;
   StringList text_encoder_targets;
   double text_encoder_lr = 0;
+  bool train_text_encoder_ti = false;
+  std::string token_abstraction;
+  std::int64_t num_new_tokens_per_abstraction = 0;
+  double train_text_encoder_ti_frac = 0;
 };
 
 struct TrainConfig {

@@ -57,7 +57,19 @@ class ClipTextEmbeddingsImpl : public torch::nn::Module {
  public:
   explicit ClipTextEmbeddingsImpl(const model::ClipTextConfig& c);
   torch::Tensor forward(const torch::Tensor& ids);
+  // Pivotal tuning: ids from `first_id` on read the rows of `rows` [n, hidden] (trained or
+  // loaded) instead of token_embedding, which stays untouched; rows kept outside the module's
+  // parameters, so its state dict keeps the checkpoint's keys. An undefined `rows` removes them.
+  void set_added_tokens(std::int64_t first_id, torch::Tensor rows);
+  const torch::Tensor& added_rows() const { return added_rows_; }
+
   torch::nn::Embedding token_embedding{nullptr}, position_embedding{nullptr};
+
+ private:
+  torch::Tensor token_embeddings(const torch::Tensor& ids);
+
+  std::int64_t first_added_id_ = 0;
+  torch::Tensor added_rows_;
 };
 TORCH_MODULE(ClipTextEmbeddings);
 

@@ -90,6 +90,12 @@ class SdxlPipeline {
   void release_text_encoders();
   // The run-time scale of every adapter in the UNet and the text encoders (0 = the base model).
   void set_lora_scale(double scale);
+  // Pivotal tuning: both tokenizers gain the abstractions' tokens, both text encoders read
+  // their rows from `clip_l` / `clip_g` [tokens, hidden] (kept as given: trained tensors stay
+  // shared). An Error when the shapes do not fit this model's text encoders.
+  void add_tokens(const text::TokenAbstractions& abstractions, torch::Tensor clip_l, torch::Tensor clip_g);
+  // While false, prompts are read as by the base model (no rewrite, no new tokens).
+  void set_added_tokens_enabled(bool enabled);
 
   nn::UNet2DConditionModel unet{nullptr};
   nn::AutoencoderKL vae{nullptr};

@@ -3,6 +3,8 @@
 // "</w>" word ends, then 77 ids = BOS, up to 75 tokens, EOS, padding.
 #pragma once
 
+#include "sdxl_dreambooth/text/token_abstractions.h"
+
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -23,6 +25,15 @@ class ClipTokenizer {
                 std::vector<std::pair<std::string, std::string>> merges, const std::string& pad_token,
                 std::size_t model_max_length = 77, std::string source = "tokenizer");
   ClipTokenizer(const ClipTokenizer& other);
+
+  // Pivotal tuning: the abstractions' new tokens get the ids after vocab.json's (as
+  // transformers' add_special_tokens gives them) and are matched whole and case-sensitive in
+  // the text before the rest is cleaned and split; every text is first rewritten with
+  // `abstractions` (TOK -> <s0><s1>). Returns the first new id.
+  std::int64_t add_tokens(const TokenAbstractions& abstractions);
+  const TokenAbstractions& abstractions() const { return abstractions_; }
+  // While false, encode() ignores the added tokens and the rewrite: the base model's reading.
+  void set_added_tokens_enabled(bool enabled) { added_enabled_ = enabled; }
 
   // The BPE token ids of `text` without BOS/EOS. Throws sdxl::Error on invalid UTF-8.
   std::vector<std::int64_t> encode(const std::string& text) const;
@@ -45,6 +56,7 @@ class ClipTokenizer {
 
  private:
   std::vector<std::string> bpe(const std::string& token) const;
+  void encode_plain(const std::string& text, std::vector<std::int64_t>& ids) const;
   std::int64_t id_of(const std::string& piece) const;
 
   std::unordered_map<std::string, std::int64_t> vocab_;
@@ -52,6 +64,9 @@ class ClipTokenizer {
   std::int64_t bos_ = 0, eos_ = 0, pad_ = 0;
   std::size_t max_length_ = 77;
   std::string source_;
+  TokenAbstractions abstractions_;
+  std::vector<std::pair<std::string, std::int64_t>> added_;  // token -> id
+  bool added_enabled_ = true;
   std::string byte_to_unicode_[256];
   mutable std::mutex cache_mutex_;
   mutable std::unordered_map<std::string, std::vector<std::string>> cache_;  // word -> BPE pieces

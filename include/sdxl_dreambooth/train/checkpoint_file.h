@@ -5,6 +5,7 @@
 #pragma once
 
 #include "sdxl_dreambooth/model/model_fingerprint.h"
+#include "sdxl_dreambooth/text/token_abstractions.h"
 #include "sdxl_dreambooth/train/adamw.h"
 
 #include <torch/torch.h>
@@ -12,6 +13,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,6 +43,15 @@ struct ModelAdapters {
   std::vector<AdapterParam> params;   // per module: lora_A, lora_B (, lora_magnitude_vector)
   std::int64_t optimizer_steps = 0;   // the optimizer's update count for this model (AdamW: bias correction)
   double peak_lr = 0;                 // this model's learning rate before the schedule
+};
+
+// Pivotal tuning's trained token embeddings: /embeddings/clip_l and /embeddings/clip_g
+// ([tokens, hidden] of text_encoder and text_encoder_2) with their optimizer state.
+struct TrainedTokens {
+  text::TokenAbstractions abstractions;  // attributes "abstractions" and "tokens"
+  std::vector<AdapterParam> params;      // module "token_embeddings", half "clip_l" / "clip_g"
+  std::int64_t optimizer_steps = 0;
+  double peak_lr = 0;
 };
 
 struct TrainingState {
@@ -82,6 +93,7 @@ struct Checkpoint {
   std::int64_t format_version = kCheckpointFormatVersion;
   TrainingState state;
   std::vector<ModelAdapters> adapters;
+  std::optional<TrainedTokens> tokens;  // pivotal tuning only
   AdamWOptions optimizer;  // betas, eps, the UNet's weight decay
   std::string optimizer_type = "AdamW";  // or "Prodigy"
   std::vector<std::string> optimizer_state{"exp_avg", "exp_avg_sq"};  // per-parameter state names

@@ -46,6 +46,6 @@ std::uint64_t weights_hash(const std::vector<torch::Tensor>& params);
 
 // Compares weights_hash across ranks (one host all-reduce); throws an Error naming `step` when
 // they differ.
-void check_weights_agree(const nn::LoraNetwork& lora, dist::HostCollectives& comm, std::int64_t step);
+void check_weights_agree(const std::vector<torch::Tensor>& params, dist::HostCollectives& comm, std::int64_t step);
 
 }  // namespace sdxl::train

@@ -2,7 +2,8 @@
 // pytorch_lora_weights.safetensors with diffusers' keys (what pipe.load_lora_weights reads),
 // and with output.kohya <output.name>.safetensors with kohya's names and ss_* metadata (what
 // ComfyUI, AUTOMATIC1111 and kohya's scripts load: diffusers' keys load in neither). Both
-// carry the run's provenance in their metadata.
+// carry the run's provenance in their metadata. Pivotal tuning adds <output.name>_emb.safetensors
+// (model/token_embeddings_file.h).
 #pragma once
 
 #include "sdxl_dreambooth/config/run_config.h"
@@ -34,6 +35,7 @@ struct RunFacts {
 struct LoraFiles {
   std::string diffusers;
   std::optional<std::string> kohya;  // unset without output.kohya, or for a UNet with no SGM names
+  std::optional<std::string> embeddings;  // pivotal tuning: <output.name>_emb.safetensors
 };
 
 // output.name, else the name of the output.dir folder ("lora" when it has none).

@@ -19,6 +19,7 @@ enum RandomStream : std::uint64_t {
   kNoiseStream = 4,
   kClassImageStream = 5,
   kDropoutStream = 6,  // lora.dropout's masks, per (rank, step), through LibTorch's default generators
+  kTokenInitStream = 7,  // pivotal tuning: the new tokens' initial embeddings
 };
 
 struct RunSettings {

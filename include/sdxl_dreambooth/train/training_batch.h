@@ -31,13 +31,14 @@ struct BatchOptions {
   // undefined for SDXL, whose latents are only scaled.
   torch::Tensor latents_mean, latents_std;
   torch::Device device = torch::kCPU;
-  // Text-encoder LoRA: the prompt embeddings depend on trained weights, so this pipeline's
-  // encoders compute them per step; nullptr uses the cached ones.
-  pipeline::SdxlPipeline* train_text_encoders = nullptr;
+  // Text-encoder LoRA, pivotal tuning or shuffled tags: this pipeline's text encoders encode
+  // each step's prompts (from their token ids); nullptr uses the cached embeddings.
+  pipeline::SdxlPipeline* text_encoders = nullptr;
+  // Gradients flow into the text encoders: their LoRA, or pivotal tuning's embeddings until the pivot.
+  bool text_encoder_grad = false;
   // data.shuffle_tags: each instance caption's tags after the first keep_tokens are shuffled
-  // (one permutation per example, drawn after the caption dropout) and the captions encoded
-  // per step by this pipeline's tokenizers and (frozen or trained) text encoders.
-  pipeline::SdxlPipeline* shuffle_tags = nullptr;
+  // (one permutation per example, drawn after the caption dropout) before text_encoders encode them.
+  bool shuffle_tags = false;
   std::int64_t keep_tokens = 0;
   std::string caption_separator = ",";
 };

@@ -17,14 +17,20 @@
 
 namespace sdxl::train {
 
-// One trained model's live objects.
+class PivotalTuning;
+
+// One trained model's live objects: a LoRA network, or pivotal tuning's embeddings.
 struct TrainedModel {
-  std::string model;  // "unet", "text_encoder", "text_encoder_2"
+  std::string model;  // "unet", "text_encoder", "text_encoder_2", "embeddings"
   const nn::LoraNetwork* network = nullptr;
   Optimizer* optimizer = nullptr;  // shared by the models
   std::size_t group = 0;           // this model's parameter group in it
   double peak_lr = 0;
   int layers_per_block = 0;
+  const PivotalTuning* tokens = nullptr;  // "embeddings" (network is null)
+
+  std::vector<std::pair<std::string, torch::Tensor>> named_parameters() const;
+  std::vector<torch::Tensor> parameters() const;
 };
 
 struct ResumePoint {
@@ -39,8 +45,9 @@ struct ResumePoint {
 std::optional<ResumePoint> find_resume_checkpoint(const std::string& setting, const std::filesystem::path& dir,
                                                   bool requeued, const Logger& log);
 
-// What must match to continue a run: per model the rank, alpha and targets, and which models
-// train. Throws UsageError naming the first difference.
+// What must match to continue a run: per model the rank, alpha and targets, which models
+// train, and pivotal tuning's tokens (`tokens` empty: none). Throws UsageError naming the first
+// difference.
 struct AdapterSettings {
   std::string model;
   std::int64_t rank = 0;
@@ -49,10 +56,13 @@ struct AdapterSettings {
   bool dora = false;
 };
 void check_resume_compatible(const Checkpoint& checkpoint, const std::string& path,
-                             const std::vector<AdapterSettings>& wanted, const std::string& optimizer_type);
+                             const std::vector<AdapterSettings>& wanted, const std::string& optimizer_type,
+                             const text::TokenAbstractions& tokens = {});
 
 // The adapters and AdamW state of `models` (tensors copied to the CPU).
 std::vector<ModelAdapters> capture_adapters(const std::vector<TrainedModel>& models);
+// Pivotal tuning's embeddings and their optimizer state, when `models` train them.
+std::optional<TrainedTokens> capture_tokens(const std::vector<TrainedModel>& models);
 
 // Copies the checkpoint's weights, moments and AdamW step counts into `models` on every rank:
 // rank 0 passes the checkpoint (its module set and shapes are checked against the networks),

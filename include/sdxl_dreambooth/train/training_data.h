@@ -118,11 +118,10 @@ EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, con
 
 // Fills prompts.prompt_embeds/pooled through the pipeline's text encoders; warns about each
 // prompt longer than CLIP reads. With a `cache` the ranks share the encoding (prompt i on rank
-// i mod world, only those missing from the cache), store it there and keep only the keys;
-// `token_ids` keeps both tokenizers' ids for per-step encoding.
+// i mod world, only those missing from the cache), store it there and keep only the keys.
+// `token_ids` instead keeps only both tokenizers' ids, for per-step encoding.
 void encode_prompts(PromptTable& prompts, pipeline::SdxlPipeline& pipe, torch::Dtype dtype, const Logger& log,
-                    dist::HostCollectives& comm, LatentCache* cache = nullptr, const std::string& cache_key = {},
-                    bool token_ids = true);
+                    dist::HostCollectives& comm, LatentCache* cache, const std::string& cache_key, bool token_ids);
 
 // What the steps draw from: the instance examples, the class examples (prior preservation)
 // and the embeddings of their prompts.
@@ -155,6 +154,10 @@ struct TrainingData {
     return klass.size() ? std::vector<std::int64_t>{dataset_size()} : instance.group_sizes();
   }
 };
+
+// Whether the text encoders encode every step's prompts (their LoRA or pivotal tuning trains,
+// or data.shuffle_tags reorders captions), so they stay loaded and prompts keep their token ids.
+bool text_encoders_run_each_step(const config::RunConfig& cfg);
 
 // Encodes every subset's instance images (and class images with prior.enabled) and every
 // prompt — with a `cache_key` (data.cache_dir; train/latent_cache.h) through the latent cache
