@@ -64,7 +64,8 @@ const char* const kHelp =
       "--lora applies a LoRA safetensors file: this program's or diffusers' pytorch_lora_weights\n"
       "(unet.<module>.lora.down/up.weight), peft names (lora_A/lora_B) or kohya names\n"
       "(lora_unet_input_blocks_4_1_... as sd-scripts writes them, or diffusers paths; with\n"
-      ".alpha), e.g. from `export --format kohya`. merge folds scale * B A into the\n"
+      ".alpha), e.g. from `export --format kohya`; LoCon's 4-D convolution adapters too. merge\n"
+      "folds scale * B A into the\n"
       "weights (no cost per step); runtime keeps the adapters beside them. The number of\n"
       "applied and unused adapters is reported; a file whose adapters match nothing is an error.\n"
       "--compare-base draws every image twice with the same seed, without and with the LoRA, into\n"
@@ -204,8 +205,9 @@ void add_embeddings(pipeline::SdxlPipeline& pipe, const model::TokenEmbeddings& 
   if (!report) return;
   const auto tokens = e.abstractions.tokens();
   const bool named = !e.abstractions.entries().front().first.empty();
-  std::cerr << "embeddings " << path << ": " << tokens.size() << " token(s) "
-            << (named ? e.abstractions.describe() : util::join(tokens, "")) << "\n";
+  std::string what = named ? e.abstractions.describe() : util::join(tokens, "");
+  if (what.size() > 200) what = what.substr(0, 200) + "...";
+  std::cerr << "embeddings " << path << ": " << tokens.size() << " token(s) " << what << "\n";
 }
 
 // A progress bar on a terminal (rank 0); nothing in logs.

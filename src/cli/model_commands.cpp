@@ -89,11 +89,8 @@ Command make_model_info_command() {
     report("text_encoder_2", *te2, info);
     const auto scheduler = model::SchedulerConfig::load(pipe.component("scheduler") / "scheduler_config.json");
     print_scheduler(scheduler);
-    std::optional<model::TokenEmbeddings> embeddings;
-    if (auto file = args.option("--embeddings")) embeddings = model::read_token_embeddings(*file);
     for (const char* t : {"tokenizer", "tokenizer_2"}) {
-      auto tok = text::ClipTokenizer::load(pipe.component(t));
-      if (embeddings) tok.add_tokens(embeddings->abstractions);
+      const auto tok = text::ClipTokenizer::load(pipe.component(t));
       const bool first = std::string(t) == "tokenizer";
       pipeline::check_tokenizer_fits(tok, pipe.component(t), first ? "text_encoder" : "text_encoder_2",
                                      (first ? te1 : te2)->config().vocab_size);
@@ -122,8 +119,11 @@ Command make_tokenize_command() {
     const model::PipelineFolder pipe = model::open_pipeline(args.positionals()[0], args.option_or("--revision", "main"));
     const auto scheduler = model::SchedulerConfig::load(pipe.component("scheduler") / "scheduler_config.json");
     print_scheduler(scheduler);
+    std::optional<model::TokenEmbeddings> embeddings;
+    if (auto file = args.option("--embeddings")) embeddings = model::read_token_embeddings(*file);
     for (const char* t : {"tokenizer", "tokenizer_2"}) {
-      const auto tok = text::ClipTokenizer::load(pipe.component(t));
+      auto tok = text::ClipTokenizer::load(pipe.component(t));
+      if (embeddings) tok.add_tokens(embeddings->abstractions);
       for (const auto& prompt : args.repeated("--prompt")) {
         const auto used = tok.encode(prompt).size();
         std::cout << t << " " << util::quoted(prompt) << " (" << used << " tokens"

@@ -13,8 +13,7 @@ namespace fs = std::filesystem;
 namespace sdxl::data {
 
 bool has_image_extension(const std::string& path) {
-  std::string ext = fs::path(path).extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  const std::string ext = util::to_lower(fs::path(path).extension().string());
   return ext == ".jpg" || ext == ".jpeg" || ext == ".png" || ext == ".webp";
 }
 

@@ -23,8 +23,7 @@ std::string dtype_name(c10::ScalarType type) {
 
 DistributedDebug parse_distributed_debug(const char* value) {
   if (!value) return DistributedDebug::kOff;
-  std::string v(value);
-  std::transform(v.begin(), v.end(), v.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  const std::string v = util::to_lower(value);
   if (v.empty() || v == "off") return DistributedDebug::kOff;
   if (v == "detail") return DistributedDebug::kDetail;
   throw UsageError("SDXL_DISTRIBUTED_DEBUG=" + util::quoted(value) + ": expected off or detail",

@@ -1,6 +1,7 @@
 #include "sdxl_dreambooth/io/safetensors.h"
 
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/util/json_error.h"
 
 #include <nlohmann/json.hpp>
 
@@ -102,7 +103,7 @@ nlohmann::json parse_header(const std::string& path, const char* header, std::ui
   try {
     root = nlohmann::json::parse(header, header + header_len, on_event);
   } catch (const nlohmann::json::exception& e) {
-    corrupt(path, std::string("malformed JSON header: ") + e.what());
+    corrupt(path, std::string("malformed JSON header: ") + util::json_problem(e));
   }
   if (!duplicate.empty()) corrupt(path, "tensor '" + duplicate + "' appears twice in the header");
   if (!root.is_object()) corrupt(path, "the JSON header is not an object");

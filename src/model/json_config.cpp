@@ -1,6 +1,7 @@
 #include "sdxl_dreambooth/model/json_config.h"
 
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/util/json_error.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <cmath>
@@ -14,7 +15,7 @@ JsonConfig JsonConfig::load(const std::filesystem::path& path) {
   try {
     return JsonConfig(nlohmann::json::parse(in), path.string());
   } catch (const nlohmann::json::exception& e) {
-    throw Error("'" + path.string() + "' is not valid JSON: " + e.what());
+    throw Error("'" + path.string() + "' is not valid JSON: " + util::json_problem(e));
   }
 }
 

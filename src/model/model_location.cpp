@@ -1,6 +1,7 @@
 #include "sdxl_dreambooth/model/model_location.h"
 
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/util/json_error.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <nlohmann/json.hpp>
@@ -94,7 +95,7 @@ PipelineFolder open_pipeline(const std::string& spec, const std::string& revisio
     std::ifstream in(index);
     j = nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception& e) {
-    throw Error("'" + index.string() + "' is not valid JSON: " + e.what());
+    throw Error("'" + index.string() + "' is not valid JSON: " + util::json_problem(e));
   }
   const std::string cls = j.value("_class_name", "");
   if (cls != "StableDiffusionXLPipeline" && cls != "StableDiffusionXLImg2ImgPipeline") {

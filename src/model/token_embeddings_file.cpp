@@ -6,6 +6,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstring>
+#include <fstream>
 #include <optional>
 
 namespace sdxl::model {
@@ -27,19 +29,25 @@ std::optional<text::TokenAbstractions> read_abstractions(const io::SafetensorsFi
   std::vector<text::TokenAbstractions::Entry> entries;
   bool ok = j.is_object() && !j.empty();
   for (auto e = j.begin(); ok && e != j.end(); ++e) {
-    ok = e.value().is_array() && !e.value().empty();
+    ok = e.value().is_array();
     std::vector<std::string> tokens;
     for (const auto& t : e.value()) {
-      ok = ok && t.is_string() && !t.get<std::string>().empty();
+      ok = ok && t.is_string();
       if (ok) tokens.push_back(t.get<std::string>());
     }
     entries.emplace_back(e.key(), std::move(tokens));
   }
+  const std::string hint = "was the file edited? Without that entry the tokens are <s0>, <s1>, ...";
   if (!ok) {
-    throw Error("'" + f.path() + "': metadata " + kAbstractionsKey + " is not an object of abstraction -> token list",
-                "was the file edited? Without that entry the tokens are <s0>, <s1>, ...");
+    throw Error("'" + f.path() + "': metadata " + kAbstractionsKey +
+                    " is not a JSON object of abstraction -> list of token strings",
+                hint);
   }
-  return text::TokenAbstractions(std::move(entries));
+  try {
+    return text::TokenAbstractions::checked(std::move(entries));
+  } catch (const Error& e) {
+    throw Error("'" + f.path() + "': metadata " + kAbstractionsKey + ": " + e.what(), hint);
+  }
 }
 
 torch::Tensor rows(const std::shared_ptr<const io::SafetensorsFile>& f, const char* name) {
@@ -48,6 +56,11 @@ torch::Tensor rows(const std::shared_ptr<const io::SafetensorsFile>& f, const ch
     throw Error("'" + f->path() + "' has no tensor \"" + name + "\"",
                 "expected pivotal tuning's embeddings: \"clip_l\" for text_encoder and \"clip_g\" for text_encoder_2");
   }
+  if (info->dtype != io::DType::kF32 && info->dtype != io::DType::kF16 && info->dtype != io::DType::kBF16 &&
+      info->dtype != io::DType::kF64) {
+    throw Error("'" + f->path() + "': \"" + name + "\" is " + io::dtype_name(info->dtype) +
+                "; embeddings are floating point (F32, F16, BF16 or F64)");
+  }
   torch::Tensor t = io::tensor_view(f, *info).to(torch::kFloat).clone();
   if (t.dim() != 2 || t.size(0) < 1) {
     throw Error("'" + f->path() + "': \"" + name + "\" has shape " + util::shape_string(t.sizes().vec()) +
@@ -55,6 +68,18 @@ torch::Tensor rows(const std::shared_ptr<const io::SafetensorsFile>& f, const ch
   }
   if (!torch::isfinite(t).all().item<bool>()) throw Error("'" + f->path() + "': \"" + name + "\" has non-finite values");
   return t;
+}
+
+// An HDF5 checkpoint given where an embeddings file belongs: say how to get one from it.
+void refuse_checkpoint(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[8] = {};
+  if (!in.read(magic, sizeof magic)) return;  // too short or unreadable: the safetensors reader says why
+  if (std::memcmp(magic, "\x89HDF\r\n\x1a\n", 8) == 0) {
+    throw Error("'" + path + "' is an HDF5 checkpoint, not an embeddings file",
+                     "write its embeddings with: sdxl-dreambooth export " + path +
+                         " --out LORA.safetensors --embeddings EMB.safetensors");
+  }
 }
 
 }  // namespace
@@ -69,6 +94,7 @@ void write_token_embeddings(const std::string& path, const TokenEmbeddings& e,
 }
 
 TokenEmbeddings read_token_embeddings(const std::string& path) {
+  refuse_checkpoint(path);
   const auto f = io::SafetensorsFile::open(path);
   TokenEmbeddings e;
   e.clip_l = rows(f, "clip_l");

@@ -2,6 +2,7 @@
 
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/io/safetensors_torch.h"
+#include "sdxl_dreambooth/util/json_error.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <nlohmann/json.hpp>
@@ -21,7 +22,7 @@ nlohmann::json read_json(const fs::path& path) {
   try {
     return nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception& e) {
-    throw Error("'" + path.string() + "' is not valid JSON: " + e.what());
+    throw Error("'" + path.string() + "' is not valid JSON: " + util::json_problem(e));
   }
 }
 

@@ -1,6 +1,7 @@
 #include "sdxl_dreambooth/text/clip_tokenizer.h"
 
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/util/json_error.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <nlohmann/json.hpp>
@@ -210,7 +211,7 @@ ClipTokenizer ClipTokenizer::load(const fs::path& dir) {
       vocab[it.key()] = id;
     }
   } catch (const nlohmann::json::exception& e) {
-    throw Error("'" + vocab_path.string() + "' is not valid JSON: " + e.what());
+    throw Error("'" + vocab_path.string() + "' is not valid JSON: " + util::json_problem(e));
   }
   std::ifstream min(merges_path);
   if (!min) throw_errno("open", merges_path.string());
@@ -246,7 +247,7 @@ ClipTokenizer ClipTokenizer::load(const fs::path& dir) {
         max_len = j["model_max_length"].get<std::size_t>();
       }
     } catch (const nlohmann::json::exception& e) {
-      throw Error("'" + (dir / name).string() + "' is not valid JSON: " + e.what());
+      throw Error("'" + (dir / name).string() + "' is not valid JSON: " + util::json_problem(e));
     }
   }
   if (max_len < 2 || max_len > 4096) throw Error("'" + dir.string() + "': model_max_length must be in [2, 4096]");

@@ -267,6 +267,10 @@ TrainSummary run_phases(const config::RunConfig& cfg, RunSettings& settings, con
   TrainedAdapters adapters(cfg, plan.learning_rate, pipe, init, pivotal.get());
   configure_unet(pipe.unet, cfg.train, settings.device);
   log.info(adapters.describe());
+  if (pivotal && PivotalTuning::pivot_step(cfg.lora.train_text_encoder_ti_frac, plan.max_steps) == 0) {
+    log.warn("lora.train_text_encoder_ti_frac = " + util::format_number(cfg.lora.train_text_encoder_ti_frac) +
+             " of " + std::to_string(plan.max_steps) + " steps leaves no step in which the new embeddings train");
+  }
   log_optimizer(cfg, plan, log);
   LoopStart loop_start = restore_progress(start, adapters, comm, log);
   const model::UNetFlops flops = model::unet_flops(pipe.unet->config(), settings.resolution, settings.resolution);

@@ -436,6 +436,28 @@ ImageSetOptions class_options(const ImageSetOptions& instance, const config::Res
   return co;
 }
 
+// Pivotal tuning whose abstractions no prompt or caption contains trains nothing but the
+// UNet's LoRA: said loudly, with the near miss when a prompt has one in other letter case.
+void warn_if_abstractions_unused(const PromptTable& prompts, const text::TokenAbstractions& abstractions,
+                                 const Logger& log) {
+  if (abstractions.empty()) return;
+  for (const auto& p : prompts.prompts) {
+    if (abstractions.apply(p) != p) return;
+  }
+  std::string near;
+  for (const auto& [name, tokens] : abstractions.entries()) {
+    for (const auto& p : prompts.prompts) {
+      if (near.empty() && util::to_lower(p).find(util::to_lower(name)) != std::string::npos) {
+        near = " (" + util::quoted(p) + " has " + util::quoted(name) + " in other letter case; the match is "
+               "case-sensitive)";
+      }
+    }
+  }
+  log.warn("lora.train_text_encoder_ti: no instance prompt or caption contains " + abstractions.describe() +
+           ", so the new tokens' embeddings will not train" + near +
+           "; write the abstraction into data.instance_prompt or the captions");
+}
+
 // What the latent cache gave and took, over all ranks.
 void log_cache_use(const LatentCache& cache, dist::HostCollectives& comm, const Logger& log) {
   const auto sum = [&](std::int64_t v, const char* what) {
@@ -525,6 +547,7 @@ TrainingData encode_training_data(const config::RunConfig& cfg, const RunSetting
     append_images(d.klass, std::move(images));
   }
   if (cache) log_cache_use(*cache, comm, log);
+  if (comm.rank() == 0) warn_if_abstractions_unused(d.prompts, pipe.tokenizer->abstractions(), log);
   if (cfg.data.caption_dropout > 0) d.empty_prompt = d.prompts.add("");
   encode_prompts(d.prompts, pipe, s.dtype, log, comm, cache.get(), cache_key, text_encoders_run_each_step(cfg));
   if (cache) {

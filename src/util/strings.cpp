@@ -1,6 +1,7 @@
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <sstream>
@@ -34,6 +35,12 @@ std::vector<std::string> split(const std::string& s, char sep) {
     }
   }
   out.push_back(cur);
+  return out;
+}
+
+std::string to_lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
 }
 

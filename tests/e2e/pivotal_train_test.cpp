@@ -138,6 +138,21 @@ TEST(PivotalTraining, EmbeddingsFileResumeAndGenerate) {
   const auto again = test::run_cli({"export", ckpt6, "--out", (dir / "x.safetensors").string(), "--embeddings", exported});
   EXPECT_EQ(again.exit_code, 2);
   EXPECT_NE(again.err.find("already exists"), std::string::npos) << again.err;
+  // A path that cannot be written is found before anything is written.
+  const auto nowhere = test::run_cli({"export", ckpt6, "--out", (dir / "y.safetensors").string(), "--embeddings",
+                                      (dir / "no" / "such" / "e.safetensors").string()});
+  EXPECT_EQ(nowhere.exit_code, 2);
+  EXPECT_NE(nowhere.err.find("does not exist"), std::string::npos) << nowhere.err;
+  EXPECT_FALSE(fs::exists(dir / "y.safetensors"));
+  const auto device = test::run_cli({"export", ckpt6, "--out", "/dev/null", "--force"});
+  EXPECT_EQ(device.exit_code, 2);
+  EXPECT_NE(device.err.find("is not a regular file"), std::string::npos) << device.err;
+  // tokenize reads TOK as the new tokens with the file.
+  const auto tok = test::run_cli({"tokenize", (test::reference_dir() / "tiny-sdxl").string(), "--prompt", "a TOK cat",
+                                  "--embeddings", emb});
+  ASSERT_EQ(tok.exit_code, 0) << tok.err;
+  EXPECT_NE(tok.out.find("tokenizer 'a TOK cat' (4 tokens): 49406 320 49408 49409 2368 49407"), std::string::npos)
+      << tok.out;
 
   // The LoRA with its embeddings draws the last validation image; without them TOK is just text.
   const std::string lora = (dir / "out" / "pytorch_lora_weights.safetensors").string();
@@ -166,4 +181,22 @@ TEST(PivotalTraining, TwoRanksKeepTheSameEmbeddings) {
                                       "logging.every_steps=1", "--set", "validation.every_steps=4"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(fs::exists(dir / "out" / "out_emb.safetensors"));
+}
+
+// A run whose prompts never name the abstraction, or whose share of steps rounds to none, says so.
+TEST(PivotalTraining, UselessSettingsAreSaid) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  test::write_file(dir / "run.toml", pivotal_run_config(dir / "out"));
+  const auto r = test::run_cli({"train", (dir / "run.toml").string(), "--set", "train.max_steps=1", "--set",
+                                "data.instance_prompt=\"a photo of tok cat\"", "--set", "validation.prompts=[]"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("no instance prompt or caption contains TOK -> <s0><s1>, so the new tokens' embeddings will "
+                       "not train ('a photo of tok cat' has 'TOK' in other letter case"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("lora.train_text_encoder_ti_frac = 0.5 of 1 steps leaves no step in which the new embeddings "
+                       "train"),
+            std::string::npos)
+      << r.err;
 }

@@ -3,10 +3,13 @@
 // gradient while every weight of the text encoders stays put, and the renormalisation after
 // each step is the advanced diffusers script's formula.
 #include "parity_support.h"
+#include "sdxl_dreambooth/io/safetensors_torch.h"
+#include "sdxl_dreambooth/model/token_embeddings_file.h"
 #include "sdxl_dreambooth/nn/prompt_encoding.h"
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
 #include "sdxl_dreambooth/text/clip_tokenizer.h"
 #include "sdxl_dreambooth/train/pivotal_tuning.h"
+#include "support/process.h"
 
 using namespace sdxl;
 
@@ -121,4 +124,41 @@ TEST(PivotalTuning, RenormalizeIsTheAdvancedScriptsRetraction) {
   pivotal->renormalize();
   EXPECT_NEAR(rows[1][31].item<double>(), 6.3 * factor, 1e-5);
   EXPECT_NEAR(rows[0][1].item<double>(), 0.1 * factor, 1e-6);
+}
+
+TEST(PivotalTuning, EmbeddingsFilesAreCheckedWhenRead) {
+  test::TempDir dir;
+  const auto rows = torch::randn({2, 8});
+  const auto expect_error = [&](const std::string& name, const std::string& message) {
+    try {
+      model::read_token_embeddings((dir / name).string());
+      ADD_FAILURE() << name << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE((std::string(e.what()) + " " + e.hint()).find(message), std::string::npos) << e.what();
+    }
+  };
+  // Ours round-trips; the advanced script's (no metadata) gets <s0>, <s1> and no abstraction.
+  model::write_token_embeddings((dir / "ok.safetensors").string(),
+                                {text::TokenAbstractions::parse("TOK", 2), rows, rows * 2});
+  const auto ok = model::read_token_embeddings((dir / "ok.safetensors").string());
+  EXPECT_EQ(ok.abstractions.describe(), "TOK -> <s0><s1>");
+  EXPECT_TRUE(torch::equal(ok.clip_g, rows * 2));
+  io::write_safetensors((dir / "plain.safetensors").string(), {{"clip_l", rows}, {"clip_g", rows}});
+  EXPECT_EQ(model::read_token_embeddings((dir / "plain.safetensors").string()).abstractions.tokens(),
+            (std::vector<std::string>{"<s0>", "<s1>"}));
+
+  io::write_safetensors((dir / "int.safetensors").string(),
+                        {{"clip_l", rows.to(torch::kInt)}, {"clip_g", rows}});
+  expect_error("int.safetensors", "\"clip_l\" is I32; embeddings are floating point");
+  io::write_safetensors((dir / "empty-name.safetensors").string(), {{"clip_l", rows}, {"clip_g", rows}},
+                        {{"sdxl_dreambooth.token_abstractions", R"({"":["<s0>","<s1>"]})"}});
+  expect_error("empty-name.safetensors", "'' is empty");
+  io::write_safetensors((dir / "angle.safetensors").string(), {{"clip_l", rows}, {"clip_g", rows}},
+                        {{"sdxl_dreambooth.token_abstractions", R"({"<s0>":["<s0>","<s1>"]})"}});
+  expect_error("angle.safetensors", "contains '<' or '>'");
+  io::write_safetensors((dir / "blank-token.safetensors").string(), {{"clip_l", rows}, {"clip_g", rows}},
+                        {{"sdxl_dreambooth.token_abstractions", R"({"TOK":["",""]})"}});
+  expect_error("blank-token.safetensors", "the token '' of 'TOK' is empty");
+  test::write_file(dir / "ckpt.h5", std::string("\x89HDF\r\n\x1a\n", 8) + std::string(64, '\0'));
+  expect_error("ckpt.h5", "export");
 }

@@ -263,6 +263,14 @@ TEST(Config, PivotalTuningKeysAreChecked) {
   EXPECT_NE(frac.find("lora.train_text_encoder_ti_frac"), std::string::npos) << frac;
   const std::string graphs = error_of(kMinimal, {"lora.train_text_encoder_ti=true", "train.cuda_graphs=true"});
   EXPECT_NE(graphs.find("captured CUDA graph"), std::string::npos) << graphs;
+  const std::string spaced =
+      error_of(kMinimal, {"lora.train_text_encoder_ti=true", "lora.token_abstraction=\"my dog\""});
+  EXPECT_NE(spaced.find("'my dog' contains whitespace or a control character; an abstraction is one word"),
+            std::string::npos)
+      << spaced;
+  // A list where one string is expected is an error, not the list's text.
+  const std::string list = error_of(kMinimal, {"lora.token_abstraction=[\"TOK\", \"X\"]"});
+  EXPECT_NE(list.find("lora.token_abstraction: expected a string"), std::string::npos) << list;
   // Without pivotal tuning the abstraction is not read.
   EXPECT_NO_THROW(load_config_text(kMinimal, "cfg.toml", {"lora.token_abstraction=\"TOK,,X\""}));
 }

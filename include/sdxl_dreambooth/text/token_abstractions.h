@@ -18,10 +18,13 @@ class TokenAbstractions {
   TokenAbstractions() = default;
   explicit TokenAbstractions(std::vector<Entry> entries);
 
-  // "TOK,TOK2" (whitespace removed, as diffusers does) with `per_abstraction` tokens each:
-  // TOK -> <s0><s1>, TOK2 -> <s2><s3>. Throws Error naming what is wrong (an empty or repeated
-  // abstraction, one that contains '<' or '>').
+  // "TOK,TOK2" (spaces around the commas ignored) with `per_abstraction` tokens each:
+  // TOK -> <s0><s1>, TOK2 -> <s2><s3>. Throws Error naming what is wrong (see checked).
   static TokenAbstractions parse(const std::string& list, std::int64_t per_abstraction);
+  // `entries` read from a file: every abstraction one word (no whitespace, control characters,
+  // '<' or '>'; diffusers would squeeze "my dog" to "mydog", which never matches), every token
+  // non-empty without whitespace or control characters, none repeated. Throws Error otherwise.
+  static TokenAbstractions checked(std::vector<Entry> entries);
 
   bool empty() const { return entries_.empty(); }
   const std::vector<Entry>& entries() const { return entries_; }

@@ -11,6 +11,8 @@ namespace sdxl::util {
 std::string join(const std::vector<std::string>& parts, const std::string& sep);
 std::vector<std::string> split(const std::string& s, char sep);
 std::string trim(std::string_view s);
+// ASCII letters lower-cased; other bytes (UTF-8 included) unchanged.
+std::string to_lower(std::string_view s);
 bool starts_with(std::string_view s, std::string_view prefix);
 bool ends_with(std::string_view s, std::string_view suffix);
 
