@@ -29,14 +29,37 @@ std::vector<model::ModelLoraWeights> checkpoint_lora(const train::Checkpoint& c)
       if (w.adapters.empty() || w.adapters.back().module != p.module) w.adapters.push_back({p.module, {}, {}, {}});
       model::AdapterWeights& adapter = w.adapters.back();
       (p.half == "lora_A" ? adapter.down : p.half == "lora_B" ? adapter.up : adapter.magnitude) = p.weight;
+      if (p.half == "lora_A" && p.weight.dim() == 4 && p.weight.size(2) > 1) adapter.alpha = a.conv_alpha;
     }
     out.push_back(std::move(w));
   }
   return out;
 }
 
-// --embeddings names a new file: not the LoRA's, not the checkpoint, not a folder, not an
-// existing file without --force.
+// A file `flag` may write: a path in an existing folder, not a folder, device or pipe, and not
+// an existing file without --force. Checked before anything is written.
+void check_output_file(const std::string& flag, const std::string& path, bool force) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (path.empty()) throw UsageError(flag + ": expected a file path, got ''");
+  const fs::path parent = fs::path(path).parent_path();
+  if (!parent.empty() && !fs::is_directory(parent, ec)) {
+    throw UsageError(flag + " " + util::quoted(path) + ": the folder " + util::quoted(parent.string()) +
+                     " does not exist");
+  }
+  const fs::file_status st = fs::status(path, ec);
+  if (fs::is_directory(st)) {
+    throw UsageError(flag + " " + util::quoted(path) + " is a folder", "give the file to write, e.g. " + path +
+                                                                          "/pytorch_lora_weights.safetensors");
+  }
+  if (fs::exists(st) && !fs::is_regular_file(st)) {
+    throw UsageError(flag + " " + util::quoted(path) + " is not a regular file (a device, pipe or socket)",
+                     "write to a file");
+  }
+  if (fs::exists(st) && !force) throw UsageError(flag + " " + util::quoted(path) + " already exists", "pass --force to replace it");
+}
+
+// --embeddings names a new file: not the LoRA's, not the checkpoint.
 void check_embeddings_out(const std::string& emb, const std::string& out, const std::string& ckpt, bool force) {
   std::error_code ec;
   namespace fs = std::filesystem;
@@ -45,10 +68,7 @@ void check_embeddings_out(const std::string& emb, const std::string& out, const 
     throw UsageError("--embeddings " + util::quoted(emb) + " is the same file as --out or the checkpoint",
                      "name it like the advanced diffusers script: <name>_emb.safetensors");
   }
-  if (fs::is_directory(emb, ec)) throw UsageError("--embeddings " + util::quoted(emb) + " is a folder");
-  if (fs::exists(emb, ec) && !force) {
-    throw UsageError("--embeddings " + util::quoted(emb) + " already exists", "pass --force to replace it");
-  }
+  check_output_file("--embeddings", emb, force);
 }
 
 }  // namespace
@@ -84,13 +104,7 @@ Command make_export_command() {
       throw UsageError("--out " + util::quoted(*out) + " is the checkpoint being read (" + util::quoted(path) + ")",
                        "write the LoRA to another file, e.g. --out pytorch_lora_weights.safetensors");
     }
-    if (std::filesystem::is_directory(*out, ec)) {
-      throw UsageError("--out " + util::quoted(*out) + " is a folder", "give the file to write, e.g. " + *out +
-                                                                            "/pytorch_lora_weights.safetensors");
-    }
-    if (std::filesystem::exists(*out, ec) && !args.flag("--force")) {
-      throw UsageError("--out " + util::quoted(*out) + " already exists", "pass --force to replace it");
-    }
+    check_output_file("--out", *out, args.flag("--force"));
     const auto emb_out = args.option("--embeddings");
     if (emb_out) check_embeddings_out(*emb_out, *out, path, args.flag("--force"));
     train::ReadOptions ro;

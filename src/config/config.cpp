@@ -400,11 +400,14 @@ class Loader {
       return;
     }
     std::optional<Value> value;
-    bool parsed_ok = false;
+    bool parsed_ok = false, structured = false;
     try {
       toml::table parsed = toml::parse("v = " + text, std::string_view("--set"));
       parsed_ok = true;
-      if (const toml::node* node = parsed.get("v")) value = convert(*node, *spec);
+      if (const toml::node* node = parsed.get("v")) {
+        value = convert(*node, *spec);
+        structured = node->is_array() || node->is_table();
+      }
     } catch (const toml::parse_error&) {
     }
     // A bare word is a string, but a quoted value that is not valid TOML (an unterminated
@@ -416,7 +419,9 @@ class Loader {
                        "quote or bracket?); expected " + spec->expectation());
       return;
     }
-    if (!value && spec->type == ValueType::kString) value = Value(text);
+    // An array or table given for a string key is a mistake (a list of abstractions for
+    // lora.token_abstraction, say), not text.
+    if (!value && spec->type == ValueType::kString && !structured) value = Value(text);
     if (!value) {
       errors.push_back(where + ": " + key + ": expected " + spec->expectation() + ", got " + util::quoted(text));
       return;
@@ -610,6 +615,12 @@ class Loader {
     if (auto max = config.get_optional_int("train.max_timestep"); max && *max <= config.get_int("train.min_timestep")) {
       errors.push_back(at("train.max_timestep") + ": train.max_timestep = " + std::to_string(*max) +
                        " must be above train.min_timestep = " + std::to_string(config.get_int("train.min_timestep")));
+    }
+    if (config.get_bool("lora.use_dora") && config.has("lora.preset") &&
+        config.get_string("lora.preset") == "kohya_conv") {
+      errors.push_back(at("lora.use_dora") + ": lora.use_dora with lora.preset = \"kohya_conv\" (" +
+                       at("lora.preset") + "): DoRA on convolutions is not supported; use the \"kohya\" preset "
+                       "for DoRA, or LoCon without DoRA");
     }
     if (config.has("lora.preset") && config.origin("lora.targets") != "default") {
       errors.push_back(at("lora.preset") + ": lora.preset and lora.targets (" + at("lora.targets") +

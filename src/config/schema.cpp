@@ -176,9 +176,17 @@ std::vector<KeySpec> build_schema() {
                    "to_out.0 (every attn1/attn2), proj_in, proj_out, ff.net.0.proj, ff.net.2")),
       choices(optional(KEY(lora, preset), "lora.targets",
                        "A named set of UNet targets instead of lora.targets: attention (to_q, to_k, to_v, to_out.0; "
-                       "diffusers) or kohya (also proj_in, proj_out, ff.net.0.proj, ff.net.2: every linear layer "
-                       "of the transformer blocks, as kohya's networks.lora)"),
-              {"attention", "kohya"}),
+                       "diffusers), kohya (also proj_in, proj_out, ff.net.0.proj, ff.net.2: every linear layer "
+                       "of the transformer blocks, as kohya's networks.lora) or kohya_conv (kohya's LoCon, "
+                       "--network_args conv_dim: also the resnets' conv1, conv2, conv_shortcut, time_emb_proj and "
+                       "the down/upsamplers' convolutions)"),
+              {"attention", "kohya", "kohya_conv"}),
+      range(optional(KEY(lora, conv_rank), "= lora.rank",
+                     "Rank of the adapters on 3x3 convolutions (kohya's conv_dim); 1x1 convolutions and linear "
+                     "layers take lora.rank"),
+            1, 1024),
+      positive(optional(KEY(lora, conv_alpha), "= lora.conv_rank",
+                        "Alpha of the 3x3 convolutions' adapters (kohya's conv_alpha)")),
       optional(KEY(lora, blocks), "the whole UNet",
                "Train only adapters inside these UNet blocks, as module-path prefixes such as "
                "up_blocks.0.attentions.0 (the advanced script's --lora_unet_blocks; B-LoRA)"),

@@ -31,11 +31,16 @@ ModelLoraWeights lora_weights(const nn::LoraNetwork& network, const std::string&
   w.rank = network.spec().rank;
   w.alpha = network.spec().alpha;
   w.layers_per_block = layers_per_block;
-  for (std::size_t i = 0; i < network.size(); ++i) {
+  const auto cpu = [](const torch::Tensor& t) { return t.detach().to(torch::kCPU, torch::kFloat).contiguous(); };
+  for (std::size_t i = 0; i < network.modules().size(); ++i) {
     const auto& m = network.modules()[i];
-    const auto cpu = [](const torch::Tensor& t) { return t.detach().to(torch::kCPU, torch::kFloat); };
     w.adapters.push_back({network.module_paths()[i], cpu(m->lora_A->weight), cpu(m->lora_B->weight),
-                          m->has_dora() ? cpu(m->lora_magnitude) : torch::Tensor()});
+                          m->has_dora() ? cpu(m->lora_magnitude) : torch::Tensor(), std::nullopt});
+  }
+  for (std::size_t i = 0; i < network.conv_modules().size(); ++i) {
+    const auto& m = network.conv_modules()[i];
+    w.adapters.push_back({network.conv_paths()[i], cpu(m->lora_A->weight), cpu(m->lora_B->weight), torch::Tensor(),
+                          m->lora_alpha()});
   }
   return w;
 }
@@ -46,10 +51,10 @@ std::vector<std::pair<std::string, torch::Tensor>> lora_file_tensors(const std::
   for (const auto& m : models) {
     const bool unet = m.model == "unet";
     if (format == LoraFormat::kDiffusers) {
-      const double scale = m.alpha / static_cast<double>(m.rank);
       const std::string down = unet ? ".lora.down.weight" : ".lora_linear_layer.down.weight";
       const std::string up = unet ? ".lora.up.weight" : ".lora_linear_layer.up.weight";
       for (const auto& a : m.adapters) {
+        const double scale = a.alpha.value_or(m.alpha) / static_cast<double>(a.down.size(0));
         torch::Tensor u = a.up.to(torch::kFloat);
         if (scale != 1.0) u = u * scale;
         out.emplace_back(m.model + "." + a.module + down, a.down.to(torch::kFloat).contiguous());
@@ -75,7 +80,7 @@ std::vector<std::pair<std::string, torch::Tensor>> lora_file_tensors(const std::
       const std::string key = prefix + underscored(path);
       out.emplace_back(key + ".lora_down.weight", a.down.to(torch::kFloat).contiguous());
       out.emplace_back(key + ".lora_up.weight", a.up.to(torch::kFloat).contiguous());
-      out.emplace_back(key + ".alpha", torch::tensor(static_cast<float>(m.alpha)));
+      out.emplace_back(key + ".alpha", torch::tensor(static_cast<float>(a.alpha.value_or(m.alpha))));
       // LyCORIS's output-axis layout (wd_on_out, its default since 3.2), which ComfyUI reads
       // by its shape: [out, 1].
       if (a.magnitude.defined()) out.emplace_back(key + ".dora_scale", a.magnitude.reshape({-1, 1}).contiguous());
@@ -97,6 +102,13 @@ void write_lora_file(const std::string& path, const std::vector<ModelLoraWeights
       if (dora) metadata["ss_network_args"] = R"({"algo": "lora", "dora_wd": "True", "wd_on_out": "True"})";
       metadata["ss_network_dim"] = std::to_string(m.rank);
       metadata["ss_network_alpha"] = util::format_number(m.alpha);
+      // LoCon: kohya records conv_dim / conv_alpha in ss_network_args.
+      for (const auto& a : m.adapters) {
+        if (a.down.dim() != 4 || a.down.size(2) == 1 || dora) continue;
+        metadata["ss_network_args"] = "{\"conv_dim\": \"" + std::to_string(a.down.size(0)) + "\", \"conv_alpha\": \"" +
+                                      util::format_number(a.alpha.value_or(m.alpha)) + "\"}";
+        break;
+      }
       metadata["ss_base_model_version"] = "sdxl_base_v1-0";
     }
   }

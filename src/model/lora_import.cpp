@@ -3,6 +3,7 @@
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/io/safetensors_torch.h"
 #include "sdxl_dreambooth/model/sgm_unet_names.h"
+#include "sdxl_dreambooth/nn/lora_conv.h"
 #include "sdxl_dreambooth/nn/lora_linear.h"
 #include "sdxl_dreambooth/util/strings.h"
 
@@ -90,9 +91,11 @@ LoraFileContents read_lora_file(const std::string& path) {
       pair.magnitude = dora_magnitude(t, path, name);
       continue;
     }
-    if (t.dim() != 2) {
+    const bool conv_up_ok = split->second->part == Part::kDown || (t.dim() == 4 && t.size(2) == 1 && t.size(3) == 1);
+    if (t.dim() != 2 && !(t.dim() == 4 && t.size(2) == t.size(3) && conv_up_ok)) {
       throw Error(path + ": tensor \"" + name + "\" has shape " + util::shape_string(t.sizes().vec()) +
-                  "; only linear-layer LoRA (2-D) is supported");
+                  "; expected a linear layer's LoRA (2-D) or a convolution's (LoCon: down [rank, in, k, k], "
+                  "up [out, rank, 1, 1])");
     }
     (split->second->part == Part::kDown ? pair.down : pair.up) = t;
   }
@@ -101,6 +104,10 @@ LoraFileContents read_lora_file(const std::string& path) {
       if (!pair.down.defined() || !pair.up.defined()) {
         const char* has = pair.down.defined() ? "its down matrix" : pair.up.defined() ? "its up matrix" : "a DoRA magnitude";
         throw Error(path + ": LoRA of \"" + module + "\" has only " + has, "a LoRA needs both its down and up matrix");
+      }
+      if (pair.magnitude.defined() && pair.down.dim() == 4 && pair.down.size(2) > 1) {
+        throw Error(path + ": \"" + module + "\" is a convolution's LoRA with a DoRA magnitude",
+                    "DoRA on convolutions is not supported");
       }
       if (pair.down.size(0) != pair.up.size(1)) {
         throw Error(path + ": LoRA of \"" + module + "\": down " + util::shape_string(pair.down.sizes().vec()) +
@@ -119,32 +126,105 @@ LoraFileContents read_lora_file(const std::string& path) {
   return c;
 }
 
-LoraApplyReport apply_lora(torch::nn::Module& unet, const std::map<std::string, LoraPair>& adapters,
-                           const std::string& source, double scale, bool merge) {
-  // Each projection under its diffusers path, that path with '_' (kohya keys), and for the
-  // UNet its SGM path both ways (kohya sd-scripts / A1111 / ComfyUI keys).
-  std::vector<std::pair<std::string, std::shared_ptr<nn::LoraCompatibleLinearImpl>>> projections;
+namespace {
+
+// A linear layer or a convolution that can take an adapter, under every name a file may use.
+struct Target {
+  std::shared_ptr<nn::LoraCompatibleLinearImpl> linear;
+  std::shared_ptr<nn::LoraCompatibleConvImpl> conv;
+};
+
+// Each layer under its diffusers path, that path with '_' (kohya keys), and for the UNet its
+// SGM path both ways (kohya sd-scripts / A1111 / ComfyUI keys).
+std::map<std::string, Target> adapter_targets(torch::nn::Module& model) {
+  std::vector<std::pair<std::string, Target>> layers;
   std::vector<std::string> paths;
-  for (const auto& item : unet.named_modules("", false)) {
-    if (auto lin = std::dynamic_pointer_cast<nn::LoraCompatibleLinearImpl>(item.value())) {
-      projections.emplace_back(item.key(), lin);
-      paths.push_back(item.key());
-    }
+  for (const auto& item : model.named_modules("", false)) {
+    paths.push_back(item.key());
+    Target t{std::dynamic_pointer_cast<nn::LoraCompatibleLinearImpl>(item.value()),
+             std::dynamic_pointer_cast<nn::LoraCompatibleConvImpl>(item.value())};
+    if (t.linear || t.conv) layers.emplace_back(item.key(), t);
   }
-  std::map<std::string, std::shared_ptr<nn::LoraCompatibleLinearImpl>> by_name;
-  const auto add_name = [&](const std::string& name, const auto& lin) {
-    by_name[name] = lin;
+  std::map<std::string, Target> by_name;
+  const auto add_name = [&](const std::string& name, const Target& t) {
+    by_name[name] = t;
     std::string underscored = name;
     std::replace(underscored.begin(), underscored.end(), '.', '_');
-    by_name[underscored] = lin;
+    by_name[underscored] = t;
   };
   const std::optional<int> layers_per_block = layers_per_block_from_paths(paths);
-  for (const auto& [path, lin] : projections) {
-    add_name(path, lin);
+  const std::vector<int> plain_up = plain_up_blocks_from_paths(paths);
+  for (const auto& [path, t] : layers) {
+    add_name(path, t);
     if (layers_per_block) {
-      if (auto sgm = diffusers_to_sgm_unet_path(path, *layers_per_block)) add_name(*sgm, lin);
+      if (auto sgm = diffusers_to_sgm_unet_path(path, *layers_per_block, plain_up)) add_name(*sgm, t);
     }
   }
+  return by_name;
+}
+
+void apply_to_linear(nn::LoraCompatibleLinearImpl& lin, const LoraPair& pair, const std::string& module,
+                     const std::string& source, double scale, bool merge, at::Generator& gen) {
+  // A 1x1 kernel (kohya's SD 1.x proj_in) is a matrix.
+  const torch::Tensor down = pair.down.dim() == 4 ? pair.down.flatten(1) : pair.down;
+  const torch::Tensor up = pair.up.dim() == 4 ? pair.up.flatten(1) : pair.up;
+  const std::int64_t rank = down.size(0);
+  if (down.size(1) != lin.in_features() || up.size(0) != lin.out_features()) {
+    throw Error(source + ": LoRA of \"" + module + "\" is " + std::to_string(down.size(1)) + " -> " +
+                    std::to_string(up.size(0)) + ", but the model's projection is " +
+                    std::to_string(lin.in_features()) + " -> " + std::to_string(lin.out_features()),
+                "was this LoRA trained for another base model?");
+  }
+  // kohya stores alpha (scale alpha / rank); diffusers and peft files are scale 1.
+  lin.add_lora(rank, pair.alpha.value_or(static_cast<double>(rank)), gen);
+  lin.lora_A->weight.copy_(down);
+  lin.lora_B->weight.copy_(up);
+  if (pair.magnitude.defined()) {
+    lin.add_dora();
+    lin.lora_magnitude.copy_(pair.magnitude);
+  }
+  if (merge) {
+    lin.merge_lora(scale);
+    return;
+  }
+  lin.lora_scale = scale;
+  lin.lora_A->weight.set_requires_grad(false);
+  lin.lora_B->weight.set_requires_grad(false);
+  if (lin.has_dora()) lin.lora_magnitude.set_requires_grad(false);
+}
+
+void apply_to_conv(nn::LoraCompatibleConvImpl& conv, const LoraPair& pair, const std::string& module,
+                   const std::string& source, double scale, bool merge, at::Generator& gen) {
+  const nn::ConvShape& s = conv.shape();
+  // A matrix on a 1x1 convolution is its 1x1 kernel.
+  const torch::Tensor down = pair.down.dim() == 2 ? pair.down.view({pair.down.size(0), pair.down.size(1), 1, 1}) : pair.down;
+  const torch::Tensor up = pair.up.dim() == 2 ? pair.up.view({pair.up.size(0), pair.up.size(1), 1, 1}) : pair.up;
+  if (down.size(1) != s.in || up.size(0) != s.out || down.size(2) != s.kernel || down.size(3) != s.kernel) {
+    throw Error(source + ": LoRA of \"" + module + "\" has down " + util::shape_string(pair.down.sizes().vec()) +
+                    " and up " + util::shape_string(pair.up.sizes().vec()) + ", but the model's convolution is " +
+                    std::to_string(s.in) + " -> " + std::to_string(s.out) + " with a " + std::to_string(s.kernel) +
+                    "x" + std::to_string(s.kernel) + " kernel",
+                "was this LoRA trained for another base model?");
+  }
+  if (pair.magnitude.defined()) throw Error(source + ": \"" + module + "\": DoRA on a convolution is not supported");
+  const std::int64_t rank = down.size(0);
+  conv.add_lora(rank, pair.alpha.value_or(static_cast<double>(rank)), gen);
+  conv.lora_A->weight.copy_(down);
+  conv.lora_B->weight.copy_(up);
+  if (merge) {
+    conv.merge_lora(scale);
+    return;
+  }
+  conv.lora_scale = scale;
+  conv.lora_A->weight.set_requires_grad(false);
+  conv.lora_B->weight.set_requires_grad(false);
+}
+
+}  // namespace
+
+LoraApplyReport apply_lora(torch::nn::Module& model, const std::map<std::string, LoraPair>& adapters,
+                           const std::string& source, double scale, bool merge) {
+  const std::map<std::string, Target> by_name = adapter_targets(model);
   LoraApplyReport report;
   auto gen = at::detail::createCPUGenerator(0);
   torch::NoGradGuard no_grad;
@@ -154,30 +234,11 @@ LoraApplyReport apply_lora(torch::nn::Module& unet, const std::map<std::string, 
       report.unused.push_back(module);
       continue;
     }
-    auto& lin = it->second;
-    const std::int64_t rank = pair.down.size(0);
-    if (pair.down.size(1) != lin->in_features() || pair.up.size(0) != lin->out_features()) {
-      throw Error(source + ": LoRA of \"" + module + "\" is " + std::to_string(pair.down.size(1)) + " -> " +
-                      std::to_string(pair.up.size(0)) + ", but the model's projection is " +
-                      std::to_string(lin->in_features()) + " -> " + std::to_string(lin->out_features()),
-                  "was this LoRA trained for another base model?");
-    }
-    // kohya stores alpha (scale alpha / rank); diffusers and peft files are scale 1.
-    const double alpha = pair.alpha.value_or(static_cast<double>(rank));
-    lin->add_lora(rank, alpha, gen);
-    lin->lora_A->weight.copy_(pair.down);
-    lin->lora_B->weight.copy_(pair.up);
-    if (pair.magnitude.defined()) {
-      lin->add_dora();
-      lin->lora_magnitude.copy_(pair.magnitude);
-    }
-    if (merge) {
-      lin->merge_lora(scale);
+    const Target& t = it->second;
+    if (t.conv) {
+      apply_to_conv(*t.conv, pair, module, source, scale, merge, gen);
     } else {
-      lin->lora_scale = scale;
-      lin->lora_A->weight.set_requires_grad(false);
-      lin->lora_B->weight.set_requires_grad(false);
-      if (lin->has_dora()) lin->lora_magnitude.set_requires_grad(false);
+      apply_to_linear(*t.linear, pair, module, source, scale, merge, gen);
     }
     ++report.applied;
   }

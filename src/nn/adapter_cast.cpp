@@ -75,10 +75,21 @@ AdapterCast::AdapterCast(const LoraNetwork& network, torch::ScalarType dtype) {
     modules_[i]->cast_A = cast[per_module * i];
     modules_[i]->cast_B = cast[per_module * i + 1];
   }
+  // LoCon's convolutions follow the linear layers, two tensors each.
+  conv_modules_ = network.conv_modules();
+  const std::size_t first_conv = per_module * modules_.size();
+  for (std::size_t i = 0; i < conv_modules_.size(); ++i) {
+    conv_modules_[i]->cast_A = cast[first_conv + 2 * i];
+    conv_modules_[i]->cast_B = cast[first_conv + 2 * i + 1];
+  }
 }
 
 AdapterCast::~AdapterCast() {
   for (auto& m : modules_) {
+    m->cast_A = torch::Tensor();
+    m->cast_B = torch::Tensor();
+  }
+  for (auto& m : conv_modules_) {
     m->cast_A = torch::Tensor();
     m->cast_B = torch::Tensor();
   }

@@ -26,7 +26,8 @@ LoraNetwork LoraNetwork::inject(torch::nn::Module& root, const LoraSpec& spec, a
   std::set<std::string> matched, matched_blocks;
   for (const auto& item : root.named_modules("", /*include_self=*/false)) {
     auto linear = std::dynamic_pointer_cast<LoraCompatibleLinearImpl>(item.value());
-    if (!linear) continue;
+    auto conv = std::dynamic_pointer_cast<LoraCompatibleConvImpl>(item.value());
+    if (!linear && !conv) continue;
     if (!spec.blocks.empty()) {
       const auto in_block = std::find_if(spec.blocks.begin(), spec.blocks.end(), [&](const std::string& b) {
         return util::starts_with(item.key(), b + ".");
@@ -36,12 +37,16 @@ LoraNetwork LoraNetwork::inject(torch::nn::Module& root, const LoraSpec& spec, a
     }
     for (const auto& target : spec.targets) {
       if (!ends_with_component(item.key(), target)) continue;
+      matched.insert(target);
+      if (conv) {
+        net.add_conv(item.key(), conv, generator);
+        break;
+      }
       linear->add_lora(spec.rank, spec.alpha, generator);
       if (spec.dora) linear->add_dora();
       linear->lora_dropout = spec.dropout;
       net.paths_.push_back(item.key());
       net.modules_.emplace_back(linear);
-      matched.insert(target);
       break;
     }
   }
@@ -53,22 +58,39 @@ LoraNetwork LoraNetwork::inject(torch::nn::Module& root, const LoraSpec& spec, a
   }
   for (const auto& target : spec.targets) {
     if (!matched.count(target)) {
-      throw UsageError("LoRA target \"" + target + "\" matches no linear layer of the " + what +
+      throw UsageError("LoRA target \"" + target + "\" matches no layer of the " + what +
                            (spec.blocks.empty() ? std::string() : " inside lora.blocks"),
                        "the " + what + " has layers named to_q, to_k, to_v, to_out.0, proj_in, proj_out, "
-                       "ff.net.0.proj, ff.net.2 (UNet) or q_proj, k_proj, v_proj, out_proj (text encoders)");
+                       "ff.net.0.proj, ff.net.2, conv1, conv2, conv_shortcut, time_emb_proj, downsamplers.0.conv, "
+                       "upsamplers.0.conv (UNet) or q_proj, k_proj, v_proj, out_proj (text encoders)");
     }
   }
   return net;
 }
 
+void LoraNetwork::add_conv(const std::string& path, LoraCompatibleConv conv, at::Generator& generator) {
+  if (spec_.dora) {
+    throw UsageError("lora.use_dora: DoRA on a convolution (" + path + ") is not supported",
+                     "train DoRA on the linear layers (lora.preset = \"attention\" or \"kohya\"), or LoCon without DoRA");
+  }
+  const bool wide = conv->shape().kernel > 1;
+  conv->add_lora(wide ? spec_.conv_rank : spec_.rank, wide ? spec_.conv_alpha : spec_.alpha, generator);
+  conv->lora_dropout = spec_.dropout;
+  conv_paths_.push_back(path);
+  conv_modules_.push_back(conv);
+}
+
 std::vector<std::pair<std::string, torch::Tensor>> LoraNetwork::named_parameters() const {
   std::vector<std::pair<std::string, torch::Tensor>> out;
-  out.reserve(params_per_module() * modules_.size());
+  out.reserve(params_per_module() * modules_.size() + 2 * conv_modules_.size());
   for (std::size_t i = 0; i < modules_.size(); ++i) {
     out.emplace_back(paths_[i] + ".lora_A.weight", modules_[i]->lora_A->weight);
     out.emplace_back(paths_[i] + ".lora_B.weight", modules_[i]->lora_B->weight);
     if (spec_.dora) out.emplace_back(paths_[i] + ".lora_magnitude_vector", modules_[i]->lora_magnitude);
+  }
+  for (std::size_t i = 0; i < conv_modules_.size(); ++i) {
+    out.emplace_back(conv_paths_[i] + ".lora_A.weight", conv_modules_[i]->lora_A->weight);
+    out.emplace_back(conv_paths_[i] + ".lora_B.weight", conv_modules_[i]->lora_B->weight);
   }
   return out;
 }
@@ -107,6 +129,7 @@ void LoraNetwork::load(const std::map<std::string, torch::Tensor>& tensors, cons
 
 void LoraNetwork::set_scale(double scale) {
   for (auto& m : modules_) m->lora_scale = scale;
+  for (auto& m : conv_modules_) m->lora_scale = scale;
 }
 
 }  // namespace sdxl::nn

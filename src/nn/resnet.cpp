@@ -10,12 +10,12 @@ ResnetBlock2DImpl::ResnetBlock2DImpl(const ResnetConfig& c) : config_(c) {
   const std::int64_t out = c.out_channels > 0 ? c.out_channels : c.in_channels;
   config_.out_channels = out;
   norm1 = register_module("norm1", torch::nn::GroupNorm(torch::nn::GroupNormOptions(c.groups, c.in_channels).eps(c.eps)));
-  conv1 = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(c.in_channels, out, 3).padding(1)));
-  if (c.temb_channels > 0) time_emb_proj = register_module("time_emb_proj", torch::nn::Linear(c.temb_channels, out));
+  conv1 = register_module("conv1", LoraCompatibleConv(ConvShape{c.in_channels, out, 3, 1, 1}));
+  if (c.temb_channels > 0) time_emb_proj = register_module("time_emb_proj", LoraCompatibleLinear(c.temb_channels, out));
   norm2 = register_module("norm2", torch::nn::GroupNorm(torch::nn::GroupNormOptions(c.groups, out).eps(c.eps)));
-  conv2 = register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(out, out, 3).padding(1)));
+  conv2 = register_module("conv2", LoraCompatibleConv(ConvShape{out, out, 3, 1, 1}));
   if (c.in_channels != out) {
-    conv_shortcut = register_module("conv_shortcut", torch::nn::Conv2d(torch::nn::Conv2dOptions(c.in_channels, out, 1)));
+    conv_shortcut = register_module("conv_shortcut", LoraCompatibleConv(ConvShape{c.in_channels, out, 1, 1, 0}));
   }
 }
 
@@ -32,8 +32,7 @@ torch::Tensor ResnetBlock2DImpl::forward(const torch::Tensor& x, const torch::Te
 }
 
 Downsample2DImpl::Downsample2DImpl(std::int64_t channels, std::int64_t padding) : padding_(padding) {
-  conv = register_module("conv",
-                         torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, channels, 3).stride(2).padding(padding)));
+  conv = register_module("conv", LoraCompatibleConv(ConvShape{channels, channels, 3, 2, padding}));
 }
 
 torch::Tensor Downsample2DImpl::forward(const torch::Tensor& x) {
@@ -42,7 +41,7 @@ torch::Tensor Downsample2DImpl::forward(const torch::Tensor& x) {
 }
 
 Upsample2DImpl::Upsample2DImpl(std::int64_t channels) {
-  conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(channels, channels, 3).padding(1)));
+  conv = register_module("conv", LoraCompatibleConv(ConvShape{channels, channels, 3, 1, 1}));
 }
 
 torch::Tensor Upsample2DImpl::forward(const torch::Tensor& x, const std::optional<std::vector<std::int64_t>>& size) {

@@ -71,8 +71,11 @@ UNet2DConditionModelImpl::UNet2DConditionModelImpl(const model::UNetConfig& c) :
 void UNet2DConditionModelImpl::set_channels_last(bool enabled) {
   const auto format = enabled ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   torch::NoGradGuard no_grad;
-  for (auto& p : parameters()) {
-    if (p.dim() == 4) p.set_data(p.data().contiguous(format));
+  for (auto& item : named_parameters()) {
+    // Not LoCon's adapters: the optimizer holds them as views of one flat buffer.
+    if (item.value().dim() == 4 && item.key().find("lora_") == std::string::npos) {
+      item.value().set_data(item.value().data().contiguous(format));
+    }
   }
   channels_last_ = enabled;
 }

@@ -120,6 +120,10 @@ void write_model_adapters(H5Group& lora, H5Group& optimizer, const ModelAdapters
   m.set_attr("alpha", a.alpha);
   m.set_attr("targets", a.targets);
   if (a.dora) m.set_attr("dora", std::int64_t{1});
+  if (a.conv_rank > 0) {
+    m.set_attr("conv_rank", a.conv_rank);
+    m.set_attr("conv_alpha", a.conv_alpha);
+  }
   if (a.layers_per_block > 0) m.set_attr("layers_per_block", a.layers_per_block);
   H5Group om = optimizer.create_group(a.model);
   om.set_attr("step", a.optimizer_steps);
@@ -286,7 +290,7 @@ void read_module(const H5Group& m, const std::string& module, const H5Group* om,
   const H5Group g = m.open_group(module);
   std::vector<std::string> halves{"lora_A", "lora_B"};
   if (a.dora) halves.emplace_back("lora_magnitude_vector");
-  std::int64_t out_features = 0;
+  std::int64_t out_features = 0, rank = a.rank;
   for (const std::string& half : halves) {
     AdapterParam p;
     p.module = module;
@@ -296,15 +300,21 @@ void read_module(const H5Group& m, const std::string& module, const H5Group* om,
     bool ok = false;
     if (half == "lora_magnitude_vector") {
       ok = p.weight.dim() == 1 && p.weight.size(0) == out_features;
+    } else if (half == "lora_A") {
+      // A LoCon kernel larger than 1x1 has the conv rank; linear layers and 1x1 convolutions a.rank.
+      const bool wide = p.weight.dim() == 4 && p.weight.size(2) > 1;
+      rank = wide ? a.conv_rank : a.rank;
+      ok = (p.weight.dim() == 2 || p.weight.dim() == 4) && p.weight.size(0) == rank;
     } else {
-      ok = p.weight.dim() == 2 && p.weight.size(half == "lora_A" ? 0 : 1) == a.rank;
-      if (half == "lora_B" && ok) out_features = p.weight.size(0);
+      ok = (p.weight.dim() == 2 || (p.weight.dim() == 4 && p.weight.size(2) == 1 && p.weight.size(3) == 1)) &&
+           p.weight.size(1) == rank;
+      if (ok) out_features = p.weight.size(0);
     }
     if (!ok) {
       throw Error(g.where() + "/" + half + ": shape " + util::shape_string(p.weight.sizes().vec()) +
                   (half == "lora_magnitude_vector" ? " does not fit lora_B's " + std::to_string(out_features) +
                                                          " output features"
-                                                   : " does not fit rank " + std::to_string(a.rank)));
+                                                   : " does not fit rank " + std::to_string(rank)));
     }
     if (om) {
       const H5Group h = om->open_group(module).open_group(half);
@@ -333,6 +343,10 @@ ModelAdapters read_model_adapters(const H5Group& lora, const H5Group& optimizer,
   a.targets = m.attr_strings("targets");
   a.dora = m.has_attr("dora") && m.attr_int("dora") != 0;
   if (m.has_attr("layers_per_block")) a.layers_per_block = m.attr_int("layers_per_block");
+  if (m.has_attr("conv_rank")) {
+    a.conv_rank = m.attr_int("conv_rank");
+    a.conv_alpha = m.attr_double("conv_alpha");
+  }
   std::unique_ptr<H5Group> om;
   if (with_optimizer) {
     om = std::make_unique<H5Group>(optimizer.open_group(model));
@@ -382,7 +396,11 @@ TrainedTokens read_tokens(const H5Group& root, bool with_optimizer, const std::v
                                                             tokens.begin() + static_cast<std::ptrdiff_t>((k + 1) * per)));
   }
   TrainedTokens t;
-  t.abstractions = text::TokenAbstractions(std::move(entries));
+  try {
+    t.abstractions = text::TokenAbstractions::checked(std::move(entries));
+  } catch (const Error& err) {
+    throw Error(e.where() + ": attributes abstractions/tokens: " + err.what());
+  }
   std::unique_ptr<H5Group> oe;
   if (with_optimizer) {
     oe = std::make_unique<H5Group>(root.open_group("optimizer").open_group("embeddings"));

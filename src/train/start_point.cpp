@@ -42,7 +42,7 @@ void find_start_checkpoint(const config::RunConfig& cfg, const RunSettings& s, c
 
 std::vector<AdapterSettings> adapter_settings(const config::LoraConfig& lora) {
   const nn::LoraSpec spec = lora_spec(lora);
-  std::vector<AdapterSettings> out{{"unet", spec.rank, spec.alpha, spec.targets, spec.dora}};
+  std::vector<AdapterSettings> out{{"unet", spec.rank, spec.alpha, spec.targets, spec.dora, spec.conv_rank, spec.conv_alpha}};
   if (lora.train_text_encoder) {
     for (const char* m : {"text_encoder", "text_encoder_2"}) {
       out.push_back({m, spec.rank, spec.alpha, lora.text_encoder_targets, spec.dora});

@@ -76,7 +76,9 @@ TrainedAdapters::TrainedAdapters(const config::RunConfig& cfg, double learning_r
 
 std::string TrainedAdapters::describe() const {
   return std::string(spec_.dora ? "DoRA" : "LoRA") + " rank " + std::to_string(spec_.rank) + ", alpha " + util::format_number(spec_.alpha) + " on " +
-         std::to_string(unet_.size()) + " UNet projections" +
+         std::to_string(unet_.modules().size()) + " UNet projections" +
+         (unet_.conv_modules().empty() ? std::string()
+                                       : " and " + std::to_string(unet_.conv_modules().size()) + " convolutions") +
          (train_te_ ? " and " + std::to_string(te_.size() + te2_.size()) + " text-encoder projections"
                     : std::string()) +
          (pivotal_ ? ", pivotal tuning of " + pivotal_->abstractions().describe() : std::string()) + ": " +

@@ -93,10 +93,20 @@ nn::LoraSpec lora_spec(const config::LoraConfig& lora) {
   spec.alpha = lora.alpha.value_or(static_cast<double>(spec.rank));
   spec.targets = lora.targets;
   if (lora.preset) {
-    // kohya's networks.lora: every Linear inside SDXL's transformer blocks.
     spec.targets = {"to_q", "to_k", "to_v", "to_out.0"};
-    if (*lora.preset == "kohya") spec.targets.insert(spec.targets.end(), {"proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"});
+    // kohya's networks.lora: every Linear inside SDXL's transformer blocks.
+    if (*lora.preset != "attention") {
+      spec.targets.insert(spec.targets.end(), {"proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"});
+    }
+    // ... with conv_dim (LoCon): every Conv2d and Linear of the ResnetBlock2D, Downsample2D and
+    // Upsample2D modules too.
+    if (*lora.preset == "kohya_conv") {
+      spec.targets.insert(spec.targets.end(), {"conv1", "conv2", "conv_shortcut", "time_emb_proj",
+                                               "downsamplers.0.conv", "upsamplers.0.conv"});
+    }
   }
+  spec.conv_rank = lora.conv_rank.value_or(spec.rank);
+  spec.conv_alpha = lora.conv_alpha.value_or(static_cast<double>(spec.conv_rank));
   spec.blocks = lora.blocks.value_or(std::vector<std::string>{});
   spec.dora = lora.use_dora;
   spec.dropout = lora.dropout;

@@ -333,7 +333,18 @@ TEST(SgmNames, MapDiffusersAttentionBlocksLikeKohya) {
   EXPECT_EQ(diffusers_to_sgm_unet_path("up_blocks.0.attentions.2.transformer_blocks.0.attn1.to_v", 2),
             "output_blocks.2.1.transformer_blocks.0.attn1.to_v");
   EXPECT_EQ(diffusers_to_sgm_unet_path("up_blocks.1.attentions.0.proj_in", 2), "output_blocks.3.1.proj_in");
-  EXPECT_FALSE(diffusers_to_sgm_unet_path("down_blocks.0.resnets.0.conv1", 2));
+  // LoCon's layers (kohya's names for ResnetBlock2D / Downsample2D / Upsample2D).
+  EXPECT_EQ(diffusers_to_sgm_unet_path("down_blocks.0.resnets.0.conv1", 2), "input_blocks.1.0.in_layers.2");
+  EXPECT_EQ(diffusers_to_sgm_unet_path("down_blocks.1.resnets.0.conv_shortcut", 2), "input_blocks.4.0.skip_connection");
+  EXPECT_EQ(diffusers_to_sgm_unet_path("mid_block.resnets.1.conv2", 2), "middle_block.2.out_layers.3");
+  EXPECT_EQ(diffusers_to_sgm_unet_path("up_blocks.2.resnets.2.time_emb_proj", 2), "output_blocks.8.0.emb_layers.1");
+  EXPECT_EQ(diffusers_to_sgm_unet_path("down_blocks.1.downsamplers.0.conv", 2), "input_blocks.6.0.op");
+  EXPECT_EQ(diffusers_to_sgm_unet_path("up_blocks.1.upsamplers.0.conv", 2), "output_blocks.5.2.conv");
+  EXPECT_EQ(diffusers_to_sgm_unet_path("up_blocks.0.upsamplers.0.conv", 2, {0}), "output_blocks.2.1.conv");
+  EXPECT_FALSE(diffusers_to_sgm_unet_path("down_blocks.0.resnets.0.norm1", 2));
+  EXPECT_EQ(model::plain_up_blocks_from_paths({"up_blocks.0.attentions.0.proj_in", "up_blocks.0.resnets.0.conv1",
+                                                "up_blocks.2.resnets.0.conv1"}),
+            std::vector<int>{2});
   EXPECT_EQ(model::layers_per_block_from_paths({"down_blocks.1.attentions.1.x", "up_blocks.0.attentions.2.x"}), 2);
 }
 

@@ -133,3 +133,58 @@ TEST(FullSizeShapes, LoraPresetsAndTheirFileNames) {
     EXPECT_TRUE(report.unused.empty());
   }
 }
+
+// lora.preset = "kohya_conv" (kohya's LoCon) on SDXL base 1.0: the 722 layers of "kohya" plus,
+// in the 17 ResnetBlock2Ds, conv1 and conv2 (3x3), time_emb_proj (linear) and the 11
+// conv_shortcuts (1x1), and the 2 downsamplers' and 2 upsamplers' 3x3 convolutions: 788 modules,
+// 739 linear and 49 convolutions. Both files name them as kohya does and load back onto all.
+TEST(FullSizeShapes, LoconPresetAndItsFileNames) {
+  SDXL_REQUIRE_REFERENCE();
+  HalfDefault half;
+  const auto cfg = model::UNetConfig::load(test::reference_dir() / "sdxl-base-1.0-manifest" / "unet.config.json");
+  nn::UNet2DConditionModel unet(cfg);
+  auto gen = at::detail::createCPUGenerator(0);
+  nn::LoraSpec spec{4, 4.0, {"to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
+                             "conv1", "conv2", "conv_shortcut", "time_emb_proj", "downsamplers.0.conv",
+                             "upsamplers.0.conv"}};
+  spec.conv_rank = 2;
+  spec.conv_alpha = 1.0;
+  const auto net = nn::LoraNetwork::inject(*unet, spec, gen, "UNet");
+  EXPECT_EQ(net.size(), 788u);
+  EXPECT_EQ(net.modules().size(), 739u);
+  ASSERT_EQ(net.conv_modules().size(), 49u);
+  std::size_t shortcuts = 0;
+  for (std::size_t i = 0; i < net.conv_paths().size(); ++i) {
+    const bool one_by_one = net.conv_modules()[i]->shape().kernel == 1;
+    shortcuts += one_by_one;
+    // 1x1 convolutions take lora.rank, 3x3 ones lora.conv_rank (kohya's conv_dim).
+    EXPECT_EQ(net.conv_modules()[i]->lora_rank(), one_by_one ? 4 : 2) << net.conv_paths()[i];
+  }
+  EXPECT_EQ(shortcuts, 11u);
+
+  test::TempDir dir;
+  const auto weights = model::lora_weights(net, "unet", 2);
+  for (const auto format : {model::LoraFormat::kKohya, model::LoraFormat::kDiffusers}) {
+    SCOPED_TRACE(model::lora_format_name(format));
+    const std::string path = (dir / (std::string(model::lora_format_name(format)) + ".safetensors")).string();
+    model::write_lora_file(path, {weights}, format, {});
+    const auto file = model::read_lora_file(path);
+    EXPECT_EQ(file.unet.size(), 788u);
+    if (format == model::LoraFormat::kKohya) {
+      for (const char* name : {"input_blocks_1_0_in_layers_2", "input_blocks_1_0_out_layers_3",
+                               "input_blocks_1_0_emb_layers_1", "input_blocks_4_0_skip_connection",
+                               "input_blocks_3_0_op", "input_blocks_6_0_op", "middle_block_0_in_layers_2",
+                               "middle_block_2_out_layers_3", "output_blocks_0_0_skip_connection",
+                               "output_blocks_2_2_conv", "output_blocks_5_2_conv", "output_blocks_8_0_in_layers_2"}) {
+        EXPECT_EQ(file.unet.count(name), 1u) << name;
+      }
+      const auto& conv = file.unet.at("input_blocks_1_0_in_layers_2");
+      EXPECT_EQ(conv.down.sizes(), (std::vector<std::int64_t>{2, 320, 3, 3}));
+      EXPECT_EQ(conv.up.sizes(), (std::vector<std::int64_t>{320, 2, 1, 1}));
+      EXPECT_EQ(conv.alpha, 1.0);
+    }
+    const auto report = model::apply_lora(*unet, file.unet, path, 1.0, /*merge=*/false);
+    EXPECT_EQ(report.applied, 788u);
+    EXPECT_TRUE(report.unused.empty());
+  }
+}

@@ -72,6 +72,8 @@ struct LoraConfig {
   std::optional<double> alpha;
   StringList targets;
   std::optional<std::string> preset;
+  std::optional<std::int64_t> conv_rank;
+  std::optional<double> conv_alpha;
   std::optional<StringList> blocks;
   bool use_dora = false;
   double dropout = 0;

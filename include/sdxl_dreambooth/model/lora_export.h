@@ -8,6 +8,9 @@
 //    `lora_unet_<SGM module path with _>.lora_down.weight` / `.lora_up.weight` / `.alpha`
 //    (e.g. lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q), `lora_te1_` /
 //    `lora_te2_` + the text encoders' paths; A and B unscaled, alpha stored.
+// LoCon's convolution adapters are 4-D in both (down [rank, in, k, k], up [out, rank, 1, 1]), under
+// the resnet and sampler names of sgm_unet_names.h (kohya: lora_unet_input_blocks_1_0_in_layers_2;
+// every upsampling block of SDXL has attentions, so its upsampler is output_blocks.N.2.conv).
 #pragma once
 
 #include "sdxl_dreambooth/nn/lora_network.h"
@@ -15,6 +18,7 @@
 #include <torch/torch.h>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,9 +30,10 @@ const char* lora_format_name(LoraFormat format);
 
 struct AdapterWeights {
   std::string module;  // diffusers module path inside its model
-  torch::Tensor down;  // A: rank x in
-  torch::Tensor up;    // B: out x rank
+  torch::Tensor down;  // A: rank x in (LoCon: rank x in x k x k)
+  torch::Tensor up;    // B: out x rank (LoCon: out x rank x 1 x 1)
   torch::Tensor magnitude;  // DoRA's m: out; undefined for plain LoRA
+  std::optional<double> alpha;  // this adapter's, when not the model's (LoCon's 3x3 convolutions)
 };
 
 // The adapters of one model: "unet", "text_encoder" or "text_encoder_2".

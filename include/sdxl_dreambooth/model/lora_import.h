@@ -3,7 +3,7 @@
 // kohya's naming (`lora_unet_<module with _>.lora_down.weight`, `.lora_up.weight`, `.alpha`,
 // with SGM paths such as input_blocks_4_1_... as sd-scripts writes them, or diffusers paths;
 // what ComfyUI and AUTOMATIC1111 load), and applying it to a model's LoraCompatibleLinear
-// projections.
+// projections and (LoCon's 4-D adapters) LoraCompatibleConv convolutions.
 #pragma once
 
 #include <torch/torch.h>

@@ -33,10 +33,11 @@ class AdapterCast {
   AdapterCast(const AdapterCast&) = delete;
   AdapterCast& operator=(const AdapterCast&) = delete;
 
-  bool active() const { return !modules_.empty(); }
+  bool active() const { return !modules_.empty() || !conv_modules_.empty(); }
 
  private:
   std::vector<LoraCompatibleLinear> modules_;
+  std::vector<LoraCompatibleConv> conv_modules_;
 };
 
 }  // namespace sdxl::nn

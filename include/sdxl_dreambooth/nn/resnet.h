@@ -1,6 +1,9 @@
 // ResnetBlock2D, Downsample2D and Upsample2D of diffusers/models/{resnet,downsampling,upsampling}.py.
 #pragma once
 
+#include "sdxl_dreambooth/nn/lora_conv.h"
+#include "sdxl_dreambooth/nn/lora_linear.h"
+
 #include <torch/torch.h>
 
 #include <optional>
@@ -23,8 +26,9 @@ class ResnetBlock2DImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& temb = {});
 
   torch::nn::GroupNorm norm1{nullptr}, norm2{nullptr};
-  torch::nn::Conv2d conv1{nullptr}, conv2{nullptr}, conv_shortcut{nullptr};
-  torch::nn::Linear time_emb_proj{nullptr};
+  // LoRA-capable (kohya's LoCon trains them); the registered names are diffusers'.
+  LoraCompatibleConv conv1{nullptr}, conv2{nullptr}, conv_shortcut{nullptr};
+  LoraCompatibleLinear time_emb_proj{nullptr};
 
  private:
   ResnetConfig config_;
@@ -36,7 +40,7 @@ class Downsample2DImpl : public torch::nn::Module {
  public:
   Downsample2DImpl(std::int64_t channels, std::int64_t padding);
   torch::Tensor forward(const torch::Tensor& x);
-  torch::nn::Conv2d conv{nullptr};
+  LoraCompatibleConv conv{nullptr};
 
  private:
   std::int64_t padding_;
@@ -48,7 +52,7 @@ class Upsample2DImpl : public torch::nn::Module {
  public:
   explicit Upsample2DImpl(std::int64_t channels);
   torch::Tensor forward(const torch::Tensor& x, const std::optional<std::vector<std::int64_t>>& size = std::nullopt);
-  torch::nn::Conv2d conv{nullptr};
+  LoraCompatibleConv conv{nullptr};
 };
 TORCH_MODULE(Upsample2D);
 

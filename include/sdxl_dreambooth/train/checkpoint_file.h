@@ -25,7 +25,8 @@ inline constexpr std::int64_t kCheckpointFormatVersion = 1;
 // One trained tensor of one adapter with its optimizer state.
 struct AdapterParam {
   std::string module;  // module path, e.g. "down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q"
-  std::string half;    // "lora_A" (rank x in), "lora_B" (out x rank) or DoRA's "lora_magnitude_vector" (out)
+  std::string half;    // "lora_A" (rank x in), "lora_B" (out x rank) or DoRA's "lora_magnitude_vector" (out);
+                       // LoCon's convolutions: rank x in x k x k and out x rank x 1 x 1
   torch::Tensor weight;                // float32, CPU
   // Per-parameter optimizer state by name (Checkpoint::optimizer_state: AdamW's exp_avg and
   // exp_avg_sq; Prodigy adds s and p0), float32, CPU; empty when not read.
@@ -39,6 +40,8 @@ struct ModelAdapters {
   double alpha = 0;
   std::vector<std::string> targets;
   bool dora = false;                  // DoRA adapters: each module also has lora_magnitude_vector
+  std::int64_t conv_rank = 0;         // LoCon's 3x3 convolutions (attributes only when there are any)
+  double conv_alpha = 0;
   std::int64_t layers_per_block = 0;  // UNet only (kohya/SGM export names); 0 elsewhere
   std::vector<AdapterParam> params;   // per module: lora_A, lora_B (, lora_magnitude_vector)
   std::int64_t optimizer_steps = 0;   // the optimizer's update count for this model (AdamW: bias correction)

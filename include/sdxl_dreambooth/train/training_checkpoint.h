@@ -54,6 +54,8 @@ struct AdapterSettings {
   double alpha = 0;
   std::vector<std::string> targets;
   bool dora = false;
+  std::int64_t conv_rank = 0;  // compared when the checkpoint has convolution adapters
+  double conv_alpha = 0;
 };
 void check_resume_compatible(const Checkpoint& checkpoint, const std::string& path,
                              const std::vector<AdapterSettings>& wanted, const std::string& optimizer_type,
