@@ -468,6 +468,36 @@ class Loader {
       if (ext != s.values.end()) check_caption_ext(std::get<std::string>(ext->second), s.origins.at("caption_ext"));
     }
     if (config.get_bool("prior.enabled")) check_shared_class_dirs();
+    check_repeated_subsets();
+  }
+
+  // Two subsets with the same folder and the same prompt or caption source train every image
+  // twice under one prompt: what repeats is for. The same folder under other captions or
+  // prompts is a deliberate second concept and stays allowed.
+  void check_repeated_subsets() {
+    std::map<std::string, std::size_t> first_of;  // folder + caption source -> subset
+    const auto& subsets = config.subsets();
+    for (std::size_t i = 0; i < subsets.size(); ++i) {
+      const auto value = [&](const std::string& key) -> std::string {
+        auto it = subsets[i].values.find(key);
+        if (it != subsets[i].values.end()) {
+          if (const auto* s = std::get_if<std::string>(&it->second)) return *s;
+          return "";
+        }
+        return config.has("data." + key) ? config.get_string("data." + key) : std::string();
+      };
+      std::filesystem::path dir = std::filesystem::path(value("instance_dir")).lexically_normal();
+      if (!dir.has_filename()) dir = dir.parent_path();
+      const std::string key = dir.string() + '\0' + value("instance_prompt") + '\0' + value("format") + '\0' +
+                              value("caption_ext") + '\0' + value("caption_column");
+      const auto [it, added] = first_of.emplace(key, i);
+      if (!added) {
+        errors.push_back(subsets[i].origin + ": data.subsets[" + std::to_string(i) + "] repeats data.subsets[" +
+                         std::to_string(it->second) + "] (the same instance_dir " + util::quoted(dir.string()) +
+                         " with the same prompt and captions): every image would train twice; raise that subset's "
+                         "repeats instead");
+      }
+    }
   }
 
   // Two subsets drawing class images into one folder under different prompts would each train

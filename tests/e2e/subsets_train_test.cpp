@@ -102,6 +102,10 @@ TEST(Subsets, ASubsetMissingWhatItNeedsIsAConfigError) {
       {"[[data.subsets]]\ninstance_dir = \"a\"\ninstance_prompt = \"x\"\nclass_dir = \"c\"\nclass_prompt = \"y\"\n"
        "[[data.subsets]]\ninstance_dir = \"b\"\ninstance_prompt = \"z\"\nclass_dir = \"c/\"\nclass_prompt = \"w\"\n",
        "data.subsets[1] and data.subsets[0] share class_dir 'c' with different class prompts"},
+      {"[[data.subsets]]\ninstance_dir = \"a\"\ninstance_prompt = \"x\"\nclass_dir = \"c\"\nclass_prompt = \"y\"\n"
+       "[[data.subsets]]\ninstance_dir = \"./a/\"\ninstance_prompt = \"x\"\nclass_dir = \"c\"\nclass_prompt = \"y\"\n",
+       "data.subsets[1] repeats data.subsets[0] (the same instance_dir 'a' with the same prompt and captions): every "
+       "image would train twice; raise that subset's repeats instead"},
   };
   for (const auto& [subsets, message] : cases) {
     test::write_file(dir / "run.toml", head + subsets);
