@@ -56,7 +56,9 @@ void check_output_file(const std::string& flag, const std::string& path, bool fo
     throw UsageError(flag + " " + util::quoted(path) + " is not a regular file (a device, pipe or socket)",
                      "write to a file");
   }
-  if (fs::exists(st) && !force) throw UsageError(flag + " " + util::quoted(path) + " already exists", "pass --force to replace it");
+  if (fs::exists(st) && !force) {
+    throw UsageError(flag + " " + util::quoted(path) + " already exists", "pass --force to replace it");
+  }
 }
 
 // --embeddings names a new file: not the LoRA's, not the checkpoint.
@@ -142,7 +144,8 @@ Command make_export_command() {
       std::cout << "wrote " << *emb_out << " (token embeddings " << e.abstractions.describe() << ")\n";
     } else if (ckpt.tokens) {
       std::cerr << "note: " << path << " also holds pivotal tuning's token embeddings ("
-                << ckpt.tokens->abstractions.describe() << "), which the LoRA needs; write them with --embeddings FILE\n";
+                << ckpt.tokens->abstractions.describe()
+                << "), which the LoRA needs; write them with --embeddings FILE\n";
     }
     return 0;
   };

@@ -197,8 +197,8 @@ void apply_to_conv(nn::LoraCompatibleConvImpl& conv, const LoraPair& pair, const
                    const std::string& source, double scale, bool merge, at::Generator& gen) {
   const nn::ConvShape& s = conv.shape();
   // A matrix on a 1x1 convolution is its 1x1 kernel.
-  const torch::Tensor down = pair.down.dim() == 2 ? pair.down.view({pair.down.size(0), pair.down.size(1), 1, 1}) : pair.down;
-  const torch::Tensor up = pair.up.dim() == 2 ? pair.up.view({pair.up.size(0), pair.up.size(1), 1, 1}) : pair.up;
+  const auto as_kernel = [](const torch::Tensor& t) { return t.dim() == 2 ? t.view({t.size(0), t.size(1), 1, 1}) : t; };
+  const torch::Tensor down = as_kernel(pair.down), up = as_kernel(pair.up);
   if (down.size(1) != s.in || up.size(0) != s.out || down.size(2) != s.kernel || down.size(3) != s.kernel) {
     throw Error(source + ": LoRA of \"" + module + "\" has down " + util::shape_string(pair.down.sizes().vec()) +
                     " and up " + util::shape_string(pair.up.sizes().vec()) + ", but the model's convolution is " +

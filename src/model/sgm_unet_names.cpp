@@ -86,7 +86,8 @@ std::vector<int> plain_up_blocks_from_paths(const std::vector<std::string>& path
   return out;
 }
 
-std::optional<std::string> diffusers_to_sgm_unet_path(const std::string& path, int n, const std::vector<int>& plain_up) {
+std::optional<std::string> diffusers_to_sgm_unet_path(const std::string& path, int n,
+                                                      const std::vector<int>& plain_up) {
   int i = 0, j = 0;
   std::string rest;
   if (auto r = resnet_or_sampler_path(path, n, plain_up)) return r;

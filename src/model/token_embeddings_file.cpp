@@ -66,7 +66,9 @@ torch::Tensor rows(const std::shared_ptr<const io::SafetensorsFile>& f, const ch
     throw Error("'" + f->path() + "': \"" + name + "\" has shape " + util::shape_string(t.sizes().vec()) +
                 "; expected [tokens, hidden size]");
   }
-  if (!torch::isfinite(t).all().item<bool>()) throw Error("'" + f->path() + "': \"" + name + "\" has non-finite values");
+  if (!torch::isfinite(t).all().item<bool>()) {
+    throw Error("'" + f->path() + "': \"" + name + "\" has non-finite values");
+  }
   return t;
 }
 

@@ -71,7 +71,8 @@ LoraNetwork LoraNetwork::inject(torch::nn::Module& root, const LoraSpec& spec, a
 void LoraNetwork::add_conv(const std::string& path, LoraCompatibleConv conv, at::Generator& generator) {
   if (spec_.dora) {
     throw UsageError("lora.use_dora: DoRA on a convolution (" + path + ") is not supported",
-                     "train DoRA on the linear layers (lora.preset = \"attention\" or \"kohya\"), or LoCon without DoRA");
+                     "train DoRA on the linear layers (lora.preset = \"attention\" or \"kohya\"), or LoCon "
+                     "without DoRA");
   }
   const bool wide = conv->shape().kernel > 1;
   conv->add_lora(wide ? spec_.conv_rank : spec_.rank, wide ? spec_.conv_alpha : spec_.alpha, generator);

@@ -4,6 +4,7 @@
 // checkpoint of one kind does not resume a run of the other.
 #include "sdxl_dreambooth/io/png_writer.h"
 #include "sdxl_dreambooth/io/safetensors.h"
+#include "support/generated_pixels.h"
 #include "support/process.h"
 #include "support/reference.h"
 
@@ -34,22 +35,6 @@ std::map<std::string, std::vector<std::int64_t>> names_and_shapes(const std::str
   const auto file = io::SafetensorsFile::open(path);
   for (const auto& t : file->tensors()) out[t.name] = t.shape;
   return out;
-}
-
-std::vector<std::uint8_t> generated_pixels(const fs::path& dir, const std::vector<std::string>& extra) {
-  std::vector<std::string> args{"generate", "--model", (test::reference_dir() / "tiny-sdxl").string(), "--prompt",
-                                "sks cat",  "--size",  "64x64", "--steps", "3", "--seed", "3", "--out", dir.string()};
-  args.insert(args.end(), extra.begin(), extra.end());
-  const auto g = test::run_cli(args);
-  EXPECT_EQ(g.exit_code, 0) << g.err;
-  return io::read_png((dir / "0-0-seed3.png").string()).rgb;
-}
-
-double mean_abs_pixel_diff(const std::vector<std::uint8_t>& a, const std::vector<std::uint8_t>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double s = 0;
-  for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) s += std::abs(int(a[i]) - int(b[i]));
-  return s / static_cast<double>(std::max<std::size_t>(a.size(), 1));
 }
 
 }  // namespace
@@ -90,12 +75,14 @@ TEST(DoraTraining, FilesResumeAndGenerate) {
       << plain.err;
 
   // Both files give the same picture, merged or applied at run time, and not the base model's.
-  const auto base = generated_pixels(dir / "base", {});
-  const auto merged = generated_pixels(dir / "merged", {"--lora", diffusers_file});
-  const auto merged_kohya = generated_pixels(dir / "merged-kohya", {"--lora", kohya_file});
-  const auto runtime = generated_pixels(dir / "runtime", {"--lora", kohya_file, "--lora-mode", "runtime"});
-  EXPECT_GT(mean_abs_pixel_diff(base, merged), 0.5);
-  EXPECT_LT(mean_abs_pixel_diff(merged, merged_kohya), 0.05);
-  EXPECT_LT(mean_abs_pixel_diff(merged, runtime), 0.05);
-  EXPECT_EQ(generated_pixels(dir / "zero", {"--lora", diffusers_file, "--lora-scale", "0"}), base);
+  const auto base = test::tiny_generated_pixels(dir / "base", "sks cat", 3);
+  const auto merged = test::tiny_generated_pixels(dir / "merged", "sks cat", 3, {"--lora", diffusers_file});
+  const auto merged_kohya = test::tiny_generated_pixels(dir / "merged-kohya", "sks cat", 3, {"--lora", kohya_file});
+  const auto runtime =
+      test::tiny_generated_pixels(dir / "runtime", "sks cat", 3, {"--lora", kohya_file, "--lora-mode", "runtime"});
+  EXPECT_GT(test::mean_abs_pixel_diff(base, merged), 0.5);
+  EXPECT_LT(test::mean_abs_pixel_diff(merged, merged_kohya), 0.05);
+  EXPECT_LT(test::mean_abs_pixel_diff(merged, runtime), 0.05);
+  EXPECT_EQ(test::tiny_generated_pixels(dir / "zero", "sks cat", 3, {"--lora", diffusers_file, "--lora-scale", "0"}),
+            base);
 }

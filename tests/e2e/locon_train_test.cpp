@@ -2,8 +2,8 @@
 // the resnets' and samplers' convolutions in both files under kohya's names, a preempted run
 // resuming to the same bits, `export` from a checkpoint writing the same tensors, and both files
 // drawing the same picture merged or at run time.
-#include "sdxl_dreambooth/io/png_writer.h"
 #include "sdxl_dreambooth/io/safetensors.h"
+#include "support/generated_pixels.h"
 #include "support/process.h"
 #include "support/reference.h"
 
@@ -26,22 +26,6 @@ std::string locon_run_config(const fs::path& out) {
     << "[checkpoint]\nevery_steps = 3\n"
     << "[output]\ndir = \"" << out.string() << "\"\n";
   return s.str();
-}
-
-std::vector<std::uint8_t> locon_pixels(const fs::path& dir, const std::vector<std::string>& extra) {
-  std::vector<std::string> args{"generate", "--model", (test::reference_dir() / "tiny-sdxl").string(), "--prompt",
-                                "sks cat",  "--size",  "64x64", "--steps", "3", "--seed", "3", "--out", dir.string()};
-  args.insert(args.end(), extra.begin(), extra.end());
-  const auto g = test::run_cli(args);
-  EXPECT_EQ(g.exit_code, 0) << g.err;
-  return io::read_png((dir / "0-0-seed3.png").string()).rgb;
-}
-
-double mean_abs_diff(const std::vector<std::uint8_t>& a, const std::vector<std::uint8_t>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double s = 0;
-  for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) s += std::abs(int(a[i]) - int(b[i]));
-  return s / static_cast<double>(std::max<std::size_t>(a.size(), 1));
 }
 
 std::vector<std::uint8_t> tensor_bytes(const io::SafetensorsFile& f, const std::string& name) {
@@ -106,13 +90,14 @@ TEST(LoconTraining, FilesResumeExportAndGenerate) {
   }
 
   // Both files give the same picture, merged or applied at run time, and not the base model's.
-  const auto base = locon_pixels(dir / "base", {});
-  const auto merged = locon_pixels(dir / "merged", {"--lora", diffusers_file});
-  const auto merged_kohya = locon_pixels(dir / "merged-kohya", {"--lora", kohya_file});
-  const auto runtime = locon_pixels(dir / "runtime", {"--lora", kohya_file, "--lora-mode", "runtime"});
-  EXPECT_GT(mean_abs_diff(base, merged), 0.5);
-  EXPECT_LT(mean_abs_diff(merged, merged_kohya), 0.05);
-  EXPECT_LT(mean_abs_diff(merged, runtime), 0.05);
+  const auto base = test::tiny_generated_pixels(dir / "base", "sks cat", 3);
+  const auto merged = test::tiny_generated_pixels(dir / "merged", "sks cat", 3, {"--lora", diffusers_file});
+  const auto merged_kohya = test::tiny_generated_pixels(dir / "merged-kohya", "sks cat", 3, {"--lora", kohya_file});
+  const auto runtime =
+      test::tiny_generated_pixels(dir / "runtime", "sks cat", 3, {"--lora", kohya_file, "--lora-mode", "runtime"});
+  EXPECT_GT(test::mean_abs_pixel_diff(base, merged), 0.5);
+  EXPECT_LT(test::mean_abs_pixel_diff(merged, merged_kohya), 0.05);
+  EXPECT_LT(test::mean_abs_pixel_diff(merged, runtime), 0.05);
 
   // DoRA has no convolution form here: a configuration error before anything is written.
   const auto dora = test::run_cli({"train", (dir / "straight.toml").string(), "--set", "lora.use_dora=true", "--set",

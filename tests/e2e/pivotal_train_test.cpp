@@ -5,6 +5,7 @@
 #include "sdxl_dreambooth/io/png_writer.h"
 #include "sdxl_dreambooth/io/safetensors.h"
 #include "sdxl_dreambooth/train/checkpoint_file.h"
+#include "support/generated_pixels.h"
 #include "support/process.h"
 #include "support/reference.h"
 
@@ -36,16 +37,6 @@ const train::AdapterParam& token_rows(const train::Checkpoint& c, const std::str
     if (p.half == half) return p;
   }
   throw std::runtime_error("no " + half);
-}
-
-std::vector<std::uint8_t> pivotal_pixels(const fs::path& dir, const std::vector<std::string>& extra) {
-  std::vector<std::string> args{"generate", "--model", (test::reference_dir() / "tiny-sdxl").string(),
-                                "--prompt", "TOK cat on a sofa", "--size", "64x64", "--steps", "3",
-                                "--seed", "0", "--out", dir.string()};
-  args.insert(args.end(), extra.begin(), extra.end());
-  const auto g = test::run_cli(args);
-  EXPECT_EQ(g.exit_code, 0) << g.err;
-  return io::read_png((dir / "0-0-seed0.png").string()).rgb;
 }
 
 }  // namespace
@@ -135,7 +126,8 @@ TEST(PivotalTraining, EmbeddingsFileResumeAndGenerate) {
     EXPECT_EQ(std::vector<std::uint8_t>(ours->data(*a), ours->data(*a) + (a->end - a->begin)),
               std::vector<std::uint8_t>(theirs->data(*b), theirs->data(*b) + (b->end - b->begin)));
   }
-  const auto again = test::run_cli({"export", ckpt6, "--out", (dir / "x.safetensors").string(), "--embeddings", exported});
+  const auto again =
+      test::run_cli({"export", ckpt6, "--out", (dir / "x.safetensors").string(), "--embeddings", exported});
   EXPECT_EQ(again.exit_code, 2);
   EXPECT_NE(again.err.find("already exists"), std::string::npos) << again.err;
   // A path that cannot be written is found before anything is written.
@@ -157,11 +149,15 @@ TEST(PivotalTraining, EmbeddingsFileResumeAndGenerate) {
   // The LoRA with its embeddings draws the last validation image; without them TOK is just text.
   const std::string lora = (dir / "out" / "pytorch_lora_weights.safetensors").string();
   const auto validation = io::read_png((dir / "out" / "samples" / "step_6" / "0-0.png").string()).rgb;
-  const auto with = pivotal_pixels(dir / "with", {"--lora", lora, "--embeddings", emb, "--lora-mode", "runtime"});
+  const std::string prompt = "TOK cat on a sofa";
+  const auto with =
+      test::tiny_generated_pixels(dir / "with", prompt, 0, {"--lora", lora, "--embeddings", emb, "--lora-mode", "runtime"});
   EXPECT_EQ(with, validation);
-  EXPECT_NE(pivotal_pixels(dir / "without", {"--lora", lora, "--lora-mode", "runtime"}), validation);
+  EXPECT_NE(test::tiny_generated_pixels(dir / "without", prompt, 0, {"--lora", lora, "--lora-mode", "runtime"}),
+            validation);
   // The model card's base column reads the prompt as the base model does.
-  EXPECT_EQ(pivotal_pixels(dir / "base", {}), io::read_png((dir / "out" / "samples" / "base" / "0-0.png").string()).rgb);
+  EXPECT_EQ(test::tiny_generated_pixels(dir / "base", prompt, 0),
+            io::read_png((dir / "out" / "samples" / "base" / "0-0.png").string()).rgb);
 
   // A file whose rows do not fit this model's encoders is one clear error.
   const auto bad = test::run_cli({"generate", "--model", (test::reference_dir() / "tiny-sdxl").string(), "--prompt",
