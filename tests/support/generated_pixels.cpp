@@ -31,4 +31,17 @@ double mean_abs_pixel_diff(const std::vector<std::uint8_t>& a, const std::vector
   return s / static_cast<double>(std::max<std::size_t>(a.size(), 1));
 }
 
+std::vector<std::uint8_t> expect_files_draw_alike(const std::filesystem::path& dir, const std::string& diffusers_file,
+                                                  const std::string& kohya_file) {
+  const auto base = tiny_generated_pixels(dir / "base", "sks cat", 3);
+  const auto merged = tiny_generated_pixels(dir / "merged", "sks cat", 3, {"--lora", diffusers_file});
+  const auto merged_kohya = tiny_generated_pixels(dir / "merged-kohya", "sks cat", 3, {"--lora", kohya_file});
+  const auto runtime =
+      tiny_generated_pixels(dir / "runtime", "sks cat", 3, {"--lora", kohya_file, "--lora-mode", "runtime"});
+  EXPECT_GT(mean_abs_pixel_diff(base, merged), 0.5);
+  EXPECT_LT(mean_abs_pixel_diff(merged, merged_kohya), 0.05);
+  EXPECT_LT(mean_abs_pixel_diff(merged, runtime), 0.05);
+  return base;
+}
+
 }  // namespace sdxl::test

@@ -16,4 +16,10 @@ std::vector<std::uint8_t> tiny_generated_pixels(const std::filesystem::path& dir
 // Mean absolute difference of two equally sized RGB byte arrays, in pixel levels.
 double mean_abs_pixel_diff(const std::vector<std::uint8_t>& a, const std::vector<std::uint8_t>& b);
 
+// A run's diffusers and kohya LoRA files draw the same "sks cat" (seed 3) merged or applied at
+// run time, within rounding, and not the base model's picture, which it returns. Pictures go to
+// DIR/base, DIR/merged, DIR/merged-kohya and DIR/runtime.
+std::vector<std::uint8_t> expect_files_draw_alike(const std::filesystem::path& dir, const std::string& diffusers_file,
+                                                  const std::string& kohya_file);
+
 }  // namespace sdxl::test

@@ -95,6 +95,24 @@ TEST(FullSizeShapes, TextEncoders) {
   expect_same(shapes(*nn::ClipTextModel(te2)), want2);
 }
 
+// Writes `net` in both formats, reads each file back, hands it to `check`, and applies it to
+// `unet`: every adapter lands on a module, none is left over.
+template <typename Check>
+void for_both_files(const nn::LoraNetwork& net, nn::UNet2DConditionModel& unet, const Check& check) {
+  test::TempDir dir;
+  const auto weights = model::lora_weights(net, "unet", 2);
+  for (const auto format : {model::LoraFormat::kKohya, model::LoraFormat::kDiffusers}) {
+    SCOPED_TRACE(model::lora_format_name(format));
+    const std::string path = (dir / (std::string(model::lora_format_name(format)) + ".safetensors")).string();
+    model::write_lora_file(path, {weights}, format, {});
+    const auto file = model::read_lora_file(path);
+    check(format, file);
+    const auto report = model::apply_lora(*unet, file.unet, path, 1.0, /*merge=*/false);
+    EXPECT_EQ(report.applied, net.size());
+    EXPECT_TRUE(report.unused.empty());
+  }
+}
+
 // lora.preset on SDXL base 1.0: "attention" wraps the manifest's 560 projections, "kohya" 722
 // layers (+ 70 transformer blocks × ff.net.0.proj, ff.net.2 and 11 Transformer2DModels ×
 // proj_in, proj_out), kohya's count. The kohya file of the 722 names every module as kohya
@@ -115,23 +133,14 @@ TEST(FullSizeShapes, LoraPresetsAndTheirFileNames) {
   EXPECT_EQ(attention, 560u);
   EXPECT_EQ(targets.size(), 560u);
 
-  test::TempDir dir;
-  const auto weights = model::lora_weights(net, "unet", 2);
-  for (const auto format : {model::LoraFormat::kKohya, model::LoraFormat::kDiffusers}) {
-    SCOPED_TRACE(model::lora_format_name(format));
-    const std::string path = (dir / (std::string(model::lora_format_name(format)) + ".safetensors")).string();
-    model::write_lora_file(path, {weights}, format, {});
-    const auto file = model::read_lora_file(path);
+  for_both_files(net, unet, [](model::LoraFormat format, const model::LoraFileContents& file) {
     EXPECT_EQ(file.unet.size(), 722u);
     if (format == model::LoraFormat::kKohya) {
       EXPECT_EQ(file.unet.count("input_blocks_4_1_proj_in"), 1u);
       EXPECT_EQ(file.unet.count("output_blocks_2_1_transformer_blocks_9_ff_net_0_proj"), 1u);
       EXPECT_EQ(file.unet.count("middle_block_1_transformer_blocks_0_ff_net_2"), 1u);
     }
-    const auto report = model::apply_lora(*unet, file.unet, path, 1.0, /*merge=*/false);
-    EXPECT_EQ(report.applied, 722u);
-    EXPECT_TRUE(report.unused.empty());
-  }
+  });
 }
 
 // lora.preset = "kohya_conv" (kohya's LoCon) on SDXL base 1.0: the 722 layers of "kohya" plus,
@@ -162,13 +171,7 @@ TEST(FullSizeShapes, LoconPresetAndItsFileNames) {
   }
   EXPECT_EQ(shortcuts, 11u);
 
-  test::TempDir dir;
-  const auto weights = model::lora_weights(net, "unet", 2);
-  for (const auto format : {model::LoraFormat::kKohya, model::LoraFormat::kDiffusers}) {
-    SCOPED_TRACE(model::lora_format_name(format));
-    const std::string path = (dir / (std::string(model::lora_format_name(format)) + ".safetensors")).string();
-    model::write_lora_file(path, {weights}, format, {});
-    const auto file = model::read_lora_file(path);
+  for_both_files(net, unet, [](model::LoraFormat format, const model::LoraFileContents& file) {
     EXPECT_EQ(file.unet.size(), 788u);
     if (format == model::LoraFormat::kKohya) {
       for (const char* name : {"input_blocks_1_0_in_layers_2", "input_blocks_1_0_out_layers_3",
@@ -183,8 +186,5 @@ TEST(FullSizeShapes, LoconPresetAndItsFileNames) {
       EXPECT_EQ(conv.up.sizes(), (std::vector<std::int64_t>{320, 2, 1, 1}));
       EXPECT_EQ(conv.alpha, 1.0);
     }
-    const auto report = model::apply_lora(*unet, file.unet, path, 1.0, /*merge=*/false);
-    EXPECT_EQ(report.applied, 788u);
-    EXPECT_TRUE(report.unused.empty());
-  }
+  });
 }
