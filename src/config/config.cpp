@@ -466,6 +466,9 @@ class Loader {
       }
       auto ext = s.values.find("caption_ext");
       if (ext != s.values.end()) check_caption_ext(std::get<std::string>(ext->second), s.origins.at("caption_ext"));
+      if (auto res = s.values.find("resolution"); res != s.values.end()) {
+        check_subset_resolution(std::get<std::int64_t>(res->second), s.origins.at("resolution") + ": " + name);
+      }
     }
     if (config.get_bool("prior.enabled")) check_shared_class_dirs();
     check_repeated_subsets();
@@ -497,6 +500,22 @@ class Loader {
                          " with the same prompt and captions): every image would train twice; raise that subset's "
                          "repeats instead");
       }
+    }
+  }
+
+  // A subset's own resolution: a multiple of 8, and not where every step must share one size.
+  void check_subset_resolution(std::int64_t resolution, const std::string& where) {
+    if (resolution % 8 != 0) {
+      errors.push_back(where + ".resolution: expected a multiple of 8, got " + std::to_string(resolution));
+    }
+    if (resolution == config.get_int("data.resolution")) return;
+    if (config.get_bool("prior.enabled")) {
+      errors.push_back(where + ".resolution = " + std::to_string(resolution) + " differs from data.resolution, which "
+                       "prior preservation does not support (class and instance rows of a step share one size)");
+    }
+    if (config.get_bool("train.cuda_graphs")) {
+      errors.push_back(where + ".resolution = " + std::to_string(resolution) + " changes the latent size from step to "
+                       "step, which a captured CUDA graph (train.cuda_graphs) cannot");
     }
   }
 

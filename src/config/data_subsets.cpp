@@ -8,7 +8,7 @@ std::vector<ResolvedSubset> resolve_subsets(const DataConfig& d) {
   std::vector<ResolvedSubset> out;
   if (d.subsets.empty()) {
     out.push_back({"data", d.instance_dir, d.instance_prompt, d.format, d.caption_ext, d.caption_column, d.repeats,
-                   d.class_dir, d.class_prompt, d.num_class_images});
+                   d.class_dir, d.class_prompt, d.num_class_images, d.resolution});
     return out;
   }
   for (std::size_t i = 0; i < d.subsets.size(); ++i) {
@@ -24,6 +24,7 @@ std::vector<ResolvedSubset> resolve_subsets(const DataConfig& d) {
     r.class_dir = s.class_dir ? s.class_dir : d.class_dir;
     r.class_prompt = s.class_prompt ? s.class_prompt : d.class_prompt;
     r.num_class_images = s.num_class_images.value_or(d.num_class_images);
+    r.resolution = s.resolution.value_or(d.resolution);
     out.push_back(std::move(r));
   }
   return out;

@@ -56,7 +56,8 @@ std::string ShareEncoder::entry_key(const std::string& content, std::size_t inde
   const std::string draws = random ? std::to_string(o_.augment_seed) + ":" + std::to_string(index) + ":" +
                                          std::to_string(variant)
                                    : "-";
-  return util::sha256_hex(cache_key_ + "|" + content + "|" + draws);
+  const std::string variant_text = o_.cache_variant.empty() ? std::string() : "|" + o_.cache_variant;
+  return util::sha256_hex(cache_key_ + "|" + content + "|" + draws + variant_text);
 }
 
 std::size_t ShareEncoder::slot(std::size_t bucket, std::size_t file) {

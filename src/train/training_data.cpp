@@ -414,12 +414,14 @@ ImageSetOptions instance_options(const config::RunConfig& cfg, const config::Res
   io.caption_ext = sub.caption_ext;
   io.format = sub.format;
   io.caption_column = sub.caption_column;
-  io.resolution = s.resolution;
+  io.resolution = static_cast<int>(sub.resolution);
   io.center_crop = cfg.data.center_crop;
   io.random_flip = cfg.data.random_flip;
   io.repeats = static_cast<int>(sub.repeats);
   io.skip_bad_images = cfg.data.skip_bad_images;
-  if (cfg.data.bucketing) io.buckets = training_buckets(cfg.data, s.resolution);
+  if (cfg.data.bucketing) io.buckets = training_buckets(cfg.data, io.resolution);
+  // The cache key covers data.resolution; a subset at its own size keys its entries apart.
+  if (io.resolution != s.resolution) io.cache_variant = "resolution " + std::to_string(io.resolution);
   return io;
 }
 

@@ -103,6 +103,12 @@ TEST(Subsets, ASubsetMissingWhatItNeedsIsAConfigError) {
        "[[data.subsets]]\ninstance_dir = \"b\"\ninstance_prompt = \"z\"\nclass_dir = \"c/\"\nclass_prompt = \"w\"\n",
        "data.subsets[1] and data.subsets[0] share class_dir 'c' with different class prompts"},
       {"[[data.subsets]]\ninstance_dir = \"a\"\ninstance_prompt = \"x\"\nclass_dir = \"c\"\nclass_prompt = \"y\"\n"
+       "resolution = 36\n",
+       "data.subsets[0].resolution: expected a multiple of 8, got 36"},
+      {"[[data.subsets]]\ninstance_dir = \"a\"\ninstance_prompt = \"x\"\nclass_dir = \"c\"\nclass_prompt = \"y\"\n"
+       "resolution = 32\n",
+       "data.subsets[0].resolution = 32 differs from data.resolution, which prior preservation does not support"},
+      {"[[data.subsets]]\ninstance_dir = \"a\"\ninstance_prompt = \"x\"\nclass_dir = \"c\"\nclass_prompt = \"y\"\n"
        "[[data.subsets]]\ninstance_dir = \"./a/\"\ninstance_prompt = \"x\"\nclass_dir = \"c\"\nclass_prompt = \"y\"\n",
        "data.subsets[1] repeats data.subsets[0] (the same instance_dir 'a' with the same prompt and captions): every "
        "image would train twice; raise that subset's repeats instead"},
@@ -123,4 +129,33 @@ TEST(Subsets, ASubsetMissingWhatItNeedsIsAConfigError) {
   test::write_file(dir / "run.toml", head + "[[data.subsets]]\ninstance_dir = \"a\"\n" +
                                          "[data.extra]\n");  // a table where a key belongs
   EXPECT_EQ(test::run_cli({"train", (dir / "run.toml").string()}).exit_code, 2);
+}
+
+// A subset at its own resolution: its images train at that size, every global batch from one
+// size (as buckets), and a preempted run resumes to the same bits.
+TEST(Subsets, ASubsetTrainsAtItsOwnResolution) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  const auto config = [&](const fs::path& out) {
+    return "[model]\npretrained = " + subset_q(test::reference_dir() / "tiny-sdxl") +
+           "\n[data]\nresolution = 64\ncenter_crop = true\n[train]\nseed = 0\nbatch_size = 2\nmax_steps = 4\n"
+           "[checkpoint]\nevery_steps = 2\n[logging]\ntensorboard = false\n[output]\ndir = " +
+           subset_q(out) + "\n[[data.subsets]]\ninstance_dir = " + subset_q(test::subjects_dir() / "chelsea") +
+           "\ninstance_prompt = \"a photo of sks cat\"\n[[data.subsets]]\ninstance_dir = " +
+           subset_q(test::subjects_dir() / "chelsea") + "\ninstance_prompt = \"a small photo of sks cat\"\n"
+           "resolution = 32\n";
+  };
+  test::write_file(dir / "straight.toml", config(dir / "out"));
+  test::write_file(dir / "stopped.toml", config(dir / "out2"));
+  const auto straight = test::run_cli({"train", (dir / "straight.toml").string()});
+  ASSERT_EQ(straight.exit_code, 0) << straight.err;
+  for (const char* line : {"data.subsets[1].instance_dir: 5 images, 5 examples encoded at 32 px",
+                           "bucket 64x64: 5 examples", "bucket 32x32: 5 examples"}) {
+    EXPECT_NE(straight.err.find(line), std::string::npos) << line << "\n" << straight.err;
+  }
+  const auto [stopped, resumed] = test::preempt_and_resume(dir / "stopped.toml", 3);
+  ASSERT_EQ(stopped.exit_code, 75) << stopped.err;
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_EQ(test::read_file(dir / "out" / "pytorch_lora_weights.safetensors"),
+            test::read_file(dir / "out2" / "pytorch_lora_weights.safetensors"));
 }

@@ -23,6 +23,7 @@ struct ResolvedSubset {
   std::optional<std::string> class_dir;
   std::optional<std::string> class_prompt;
   std::int64_t num_class_images = 0;
+  std::int64_t resolution = 1024;  // the subset's own, else data.resolution
 };
 
 std::vector<ResolvedSubset> resolve_subsets(const DataConfig& data);

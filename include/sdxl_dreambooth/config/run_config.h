@@ -31,6 +31,7 @@ struct DataSubset {
   std::optional<std::string> class_dir;
   std::optional<std::string> class_prompt;
   std::optional<std::int64_t> num_class_images;
+  std::optional<std::int64_t> resolution;
 };
 
 struct DataConfig {

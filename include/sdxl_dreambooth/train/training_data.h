@@ -49,6 +49,9 @@ struct ImageSetOptions {
   // data.bucketing: each image goes to its nearest bucket (data/buckets.h); empty: every image
   // is cropped to resolution².
   std::vector<data::BucketSize> buckets;
+  // Added to the latent cache's entry keys when this set is encoded unlike the run's key says
+  // (a subset's own resolution); empty otherwise, so existing entries keep their keys.
+  std::string cache_variant;
 };
 
 // Encoded examples of one size (one aspect-ratio bucket). Rows of mean/std/time_ids are examples.
