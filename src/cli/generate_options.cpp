@@ -58,8 +58,9 @@ pipeline::GenerationRequest parse_request(const Args& args) {
 void parse_lora(const Args& args, GenerateOptions& o) {
   o.lora = args.option("--lora");
   o.lora_scale = args.float_option("--lora-scale").value_or(1.0);
-  if (!std::isfinite(o.lora_scale)) {
-    throw UsageError("--lora-scale: expected a finite number, got " + util::format_number(o.lora_scale));
+  // Beyond a few hundred the weights overflow to a black picture.
+  if (!std::isfinite(o.lora_scale) || std::abs(o.lora_scale) > 100) {
+    throw UsageError("--lora-scale: expected a number from -100 to 100, got " + util::format_number(o.lora_scale));
   }
   o.embeddings = args.option("--embeddings");
   o.compare_base = args.flag("--compare-base");

@@ -671,6 +671,18 @@ class Loader {
                        at("lora.preset") + "): DoRA on convolutions is not supported; use the \"kohya\" preset "
                        "for DoRA, or LoCon without DoRA");
     }
+    if (config.has("lora.conv_rank") || config.has("lora.conv_alpha")) {
+      const bool preset_conv = config.has("lora.preset") && config.get_string("lora.preset") == "kohya_conv";
+      const auto& targets = config.get_list("lora.targets");
+      const bool listed = std::any_of(targets.begin(), targets.end(), [](const std::string& t) {
+        return t == "conv1" || t == "conv2" || t == "conv" || util::ends_with(t, ".conv");
+      });
+      if (!preset_conv && !(listed && !config.has("lora.preset"))) {
+        const std::string key = config.has("lora.conv_rank") ? "lora.conv_rank" : "lora.conv_alpha";
+        errors.push_back(at(key) + ": " + key + " applies to 3x3 convolutions, which no LoRA target names; set "
+                         "lora.preset = \"kohya_conv\" (kohya's LoCon) or list conv1/conv2 in lora.targets");
+      }
+    }
     if (config.has("lora.preset") && config.origin("lora.targets") != "default") {
       errors.push_back(at("lora.preset") + ": lora.preset and lora.targets (" + at("lora.targets") +
                        ") both choose the UNet's targets; set one of them");

@@ -8,6 +8,7 @@
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 namespace sdxl::model {
@@ -79,7 +80,13 @@ LoraFileContents read_lora_file(const std::string& path) {
                   "names");
     }
     if (util::ends_with(rest, ".alpha")) {
-      alphas[model][rest.substr(0, rest.size() - 6)] = io::tensor_view(file, info).to(torch::kDouble).item<double>();
+      const torch::Tensor a = io::tensor_view(file, info).to(torch::kDouble);
+      const double alpha = a.numel() == 1 ? a.reshape({-1})[0].item<double>() : 0.0;
+      if (a.numel() != 1 || !std::isfinite(alpha) || alpha < 0) {
+        throw Error(path + ": \"" + name + "\" must be one finite alpha >= 0, got " +
+                    (a.numel() == 1 ? util::format_number(alpha) : "a tensor of shape " + util::shape_string(a.sizes().vec())));
+      }
+      alphas[model][rest.substr(0, rest.size() - 6)] = alpha;
       continue;
     }
     const auto split = split_suffix(rest);
@@ -87,6 +94,11 @@ LoraFileContents read_lora_file(const std::string& path) {
     if (c.format.empty()) c.format = split->second->format;
     LoraPair& pair = (*parts[model])[split->first];
     const torch::Tensor t = io::tensor_view(file, info).to(torch::kFloat).clone();
+    if (!torch::isfinite(t).all().item<bool>()) {
+      throw Error(path + ": tensor \"" + name + "\" has non-finite values (NaN or infinity)",
+                  "the file is damaged, or came from a run that diverged");
+    }
+    if (t.numel() == 0) throw Error(path + ": tensor \"" + name + "\" is empty (shape " + util::shape_string(t.sizes().vec()) + ")");
     if (split->second->part == Part::kMagnitude) {
       pair.magnitude = dora_magnitude(t, path, name);
       continue;
@@ -108,6 +120,11 @@ LoraFileContents read_lora_file(const std::string& path) {
       if (pair.magnitude.defined() && pair.down.dim() == 4 && pair.down.size(2) > 1) {
         throw Error(path + ": \"" + module + "\" is a convolution's LoRA with a DoRA magnitude",
                     "DoRA on convolutions is not supported");
+      }
+      if (pair.down.dim() != pair.up.dim()) {
+        throw Error(path + ": LoRA of \"" + module + "\": down " + util::shape_string(pair.down.sizes().vec()) +
+                    " and up " + util::shape_string(pair.up.sizes().vec()) +
+                    " are not both matrices (a linear layer's) or both kernels (a convolution's)");
       }
       if (pair.down.size(0) != pair.up.size(1)) {
         throw Error(path + ": LoRA of \"" + module + "\": down " + util::shape_string(pair.down.sizes().vec()) +

@@ -57,7 +57,7 @@ LoraNetwork LoraNetwork::inject(torch::nn::Module& root, const LoraSpec& spec, a
     }
   }
   for (const auto& target : spec.targets) {
-    if (!matched.count(target)) {
+    if (!matched.count(target) && !(spec.preset && !spec.blocks.empty())) {
       throw UsageError("LoRA target \"" + target + "\" matches no layer of the " + what +
                            (spec.blocks.empty() ? std::string() : " inside lora.blocks"),
                        "the " + what + " has layers named to_q, to_k, to_v, to_out.0, proj_in, proj_out, "

@@ -6,6 +6,7 @@
 #include "sdxl_dreambooth/train/checkpoint_dir.h"
 #include "sdxl_dreambooth/util/strings.h"
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -290,7 +291,7 @@ void read_module(const H5Group& m, const std::string& module, const H5Group* om,
   const H5Group g = m.open_group(module);
   std::vector<std::string> halves{"lora_A", "lora_B"};
   if (a.dora) halves.emplace_back("lora_magnitude_vector");
-  std::int64_t out_features = 0, rank = a.rank;
+  std::int64_t out_features = 0, rank = a.rank, a_dim = 2;
   for (const std::string& half : halves) {
     AdapterParam p;
     p.module = module;
@@ -303,10 +304,15 @@ void read_module(const H5Group& m, const std::string& module, const H5Group* om,
     } else if (half == "lora_A") {
       // A LoCon kernel larger than 1x1 has the conv rank; linear layers and 1x1 convolutions a.rank.
       const bool wide = p.weight.dim() == 4 && p.weight.size(2) > 1;
+      if (wide && a.conv_rank == 0) {
+        throw Error(g.where() + "/lora_A: a convolution's adapter, but " + m.where() + " has no conv_rank attribute");
+      }
       rank = wide ? a.conv_rank : a.rank;
+      a_dim = p.weight.dim();
       ok = (p.weight.dim() == 2 || p.weight.dim() == 4) && p.weight.size(0) == rank;
     } else {
-      ok = (p.weight.dim() == 2 || (p.weight.dim() == 4 && p.weight.size(2) == 1 && p.weight.size(3) == 1)) &&
+      // B is a matrix after a matrix A, a 1x1 kernel after a kernel A.
+      ok = (a_dim == 2 ? p.weight.dim() == 2 : (p.weight.dim() == 4 && p.weight.size(2) == 1 && p.weight.size(3) == 1)) &&
            p.weight.size(1) == rank;
       if (ok) out_features = p.weight.size(0);
     }
@@ -340,12 +346,20 @@ ModelAdapters read_model_adapters(const H5Group& lora, const H5Group& optimizer,
   a.model = model;
   a.rank = m.attr_int("rank");
   a.alpha = m.attr_double("alpha");
+  if (a.rank < 1 || !std::isfinite(a.alpha) || a.alpha <= 0) {
+    throw Error(m.where() + ": attributes rank " + std::to_string(a.rank) + ", alpha " + util::format_number(a.alpha) +
+                "; expected a rank >= 1 and a finite alpha > 0");
+  }
   a.targets = m.attr_strings("targets");
   a.dora = m.has_attr("dora") && m.attr_int("dora") != 0;
   if (m.has_attr("layers_per_block")) a.layers_per_block = m.attr_int("layers_per_block");
   if (m.has_attr("conv_rank")) {
     a.conv_rank = m.attr_int("conv_rank");
     a.conv_alpha = m.attr_double("conv_alpha");
+    if (a.conv_rank < 1 || !std::isfinite(a.conv_alpha) || a.conv_alpha <= 0) {
+      throw Error(m.where() + ": attributes conv_rank " + std::to_string(a.conv_rank) + ", conv_alpha " +
+                  util::format_number(a.conv_alpha) + "; expected a rank >= 1 and a finite alpha > 0");
+    }
   }
   std::unique_ptr<H5Group> om;
   if (with_optimizer) {

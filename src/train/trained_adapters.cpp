@@ -75,7 +75,12 @@ TrainedAdapters::TrainedAdapters(const config::RunConfig& cfg, double learning_r
 }
 
 std::string TrainedAdapters::describe() const {
-  return std::string(spec_.dora ? "DoRA" : "LoRA") + " rank " + std::to_string(spec_.rank) + ", alpha " + util::format_number(spec_.alpha) + " on " +
+  const std::string conv = unet_.conv_modules().empty()
+                               ? std::string()
+                               : " (3x3 convolutions: rank " + std::to_string(spec_.conv_rank) + ", alpha " +
+                                     util::format_number(spec_.conv_alpha) + ")";
+  return std::string(spec_.dora ? "DoRA" : "LoRA") + " rank " + std::to_string(spec_.rank) + ", alpha " +
+         util::format_number(spec_.alpha) + conv + " on " +
          std::to_string(unet_.modules().size()) + " UNet projections" +
          (unet_.conv_modules().empty() ? std::string()
                                        : " and " + std::to_string(unet_.conv_modules().size()) + " convolutions") +

@@ -172,15 +172,15 @@ void check_resume_compatible(const Checkpoint& c, const std::string& path, const
       throw UsageError(path + ": /lora/" + w.model + (a.dora ? " holds DoRA" : " holds plain LoRA") +
                        " adapters, the config asks for lora.use_dora = " + (w.dora ? "true" : "false"));
     }
+    if (a.targets != w.targets) {
+      throw UsageError(path + ": /lora/" + w.model + " targets " + list_text(a.targets) + ", the config asks for " +
+                       list_text(w.targets));
+    }
     if (a.conv_rank > 0 && (a.conv_rank != w.conv_rank || a.conv_alpha != w.conv_alpha)) {
       throw UsageError(path + ": /lora/" + w.model + " has convolution adapters of rank " +
                        std::to_string(a.conv_rank) + ", alpha " + util::format_number(a.conv_alpha) +
                        ", the config asks for lora.conv_rank = " + std::to_string(w.conv_rank) +
                        ", lora.conv_alpha = " + util::format_number(w.conv_alpha));
-    }
-    if (a.targets != w.targets) {
-      throw UsageError(path + ": /lora/" + w.model + " targets " + list_text(a.targets) + ", the config asks for " +
-                       list_text(w.targets));
     }
   }
 }

@@ -105,6 +105,7 @@ nn::LoraSpec lora_spec(const config::LoraConfig& lora) {
                                                "downsamplers.0.conv", "upsamplers.0.conv"});
     }
   }
+  spec.preset = lora.preset.has_value();
   spec.conv_rank = lora.conv_rank.value_or(spec.rank);
   spec.conv_alpha = lora.conv_alpha.value_or(static_cast<double>(spec.conv_rank));
   spec.blocks = lora.blocks.value_or(std::vector<std::string>{});

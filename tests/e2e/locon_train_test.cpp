@@ -92,6 +92,13 @@ TEST(LoconTraining, FilesResumeExportAndGenerate) {
   // Both files give the same picture, merged or applied at run time, and not the base model's.
   test::expect_files_draw_alike(dir.path(), diffusers_file, kohya_file);
 
+  // A preset inside lora.blocks adapts what each block has (an up block: no downsampler).
+  const auto block = test::run_cli({"train", (dir / "straight.toml").string(), "--set", "lora.blocks=[\"up_blocks.0\"]",
+                                    "--set", "train.max_steps=1", "--set",
+                                    "output.dir=\"" + (dir / "block").string() + "\""});
+  EXPECT_EQ(block.exit_code, 0) << block.err;
+  EXPECT_NE(block.err.find("(3x3 convolutions: rank 2, alpha 1.0) on "), std::string::npos) << block.err;
+
   // DoRA has no convolution form here: a configuration error before anything is written.
   const auto dora = test::run_cli({"train", (dir / "straight.toml").string(), "--set", "lora.use_dora=true", "--set",
                                    "output.dir=\"" + (dir / "dora").string() + "\""});

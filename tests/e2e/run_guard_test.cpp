@@ -472,7 +472,8 @@ TEST(RunGuard, MisplacedPathsAndDevicesAreUsageErrors) {
   EXPECT_FALSE(fs::exists(model / "run"));
   for (const std::vector<std::string>& bad : {std::vector<std::string>{"--steps", "100000000"},
                                               std::vector<std::string>{"--size", "100000x100000"},
-                                              std::vector<std::string>{"--lora-scale", "nan", "--lora", "x.safetensors"}}) {
+                                              std::vector<std::string>{"--lora-scale", "nan", "--lora", "x.safetensors"},
+                                              std::vector<std::string>{"--lora-scale", "1e30", "--lora", "x.safetensors"}}) {
     std::vector<std::string> args{"generate", "--model", model.string(), "--prompt", "a cat", "--out",
                                   (dir / "gen").string()};
     args.insert(args.end(), bad.begin(), bad.end());

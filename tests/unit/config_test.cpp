@@ -274,3 +274,11 @@ TEST(Config, PivotalTuningKeysAreChecked) {
   // Without pivotal tuning the abstraction is not read.
   EXPECT_NO_THROW(load_config_text(kMinimal, "cfg.toml", {"lora.token_abstraction=\"TOK,,X\""}));
 }
+
+TEST(Config, ConvRankNeedsConvolutionTargets) {
+  const std::string e = error_of(kMinimal, {"lora.conv_rank=2"});
+  EXPECT_NE(e.find("lora.conv_rank applies to 3x3 convolutions, which no LoRA target names"), std::string::npos) << e;
+  EXPECT_FALSE(error_of(kMinimal, {"lora.preset=\"kohya\"", "lora.conv_alpha=2"}).empty());
+  EXPECT_NO_THROW(load_config_text(kMinimal, "cfg.toml", {"lora.preset=\"kohya_conv\"", "lora.conv_rank=2"}));
+  EXPECT_NO_THROW(load_config_text(kMinimal, "cfg.toml", {"lora.targets=[\"to_q\", \"conv1\"]", "lora.conv_rank=2"}));
+}

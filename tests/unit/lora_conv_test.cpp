@@ -1,8 +1,16 @@
 // LoCon's convolution adapter: y = conv(x, W, b) + (alpha / rank) · conv1x1(conv(x, A), B) with A
-// at the layer's stride and padding; merging folds B·A into W and gives the same output.
+// at the layer's stride and padding; merging folds B·A into W and gives the same output; files
+// with broken adapters are refused when read.
+#include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/io/safetensors_torch.h"
+#include "sdxl_dreambooth/model/lora_import.h"
 #include "sdxl_dreambooth/nn/lora_conv.h"
+#include "support/process.h"
 
 #include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
 
 using namespace sdxl;
 namespace F = torch::nn::functional;
@@ -63,4 +71,38 @@ TEST(LoraConv, OnlyTheAdapterTakesAGradient) {
   EXPECT_GT(conv->lora_A->weight.grad().abs().sum().item<double>(), 0.0);
   EXPECT_GT(conv->lora_B->weight.grad().abs().sum().item<double>(), 0.0);
   EXPECT_FALSE(conv->weight.grad().defined());
+}
+
+// A LoRA file's numbers are checked when it is read: one finite alpha per module, finite weights,
+// down and up both matrices or both kernels.
+TEST(LoraConv, BrokenFilesAreRefusedWithTheirTensorNamed) {
+  test::TempDir dir;
+  const auto down = torch::randn({2, 4, 3, 3}), up = torch::randn({4, 2, 1, 1});
+  const std::string key = "lora_unet_input_blocks_1_0_in_layers_2";
+  const auto refused = [&](const std::string& name, std::vector<std::pair<std::string, torch::Tensor>> tensors,
+                           const std::string& message) {
+    const std::string path = (dir / (name + ".safetensors")).string();
+    io::write_safetensors(path, tensors);
+    try {
+      model::read_lora_file(path);
+      ADD_FAILURE() << name << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(message), std::string::npos) << e.what();
+    }
+  };
+  refused("alpha-vector",
+          {{key + ".lora_down.weight", down}, {key + ".lora_up.weight", up}, {key + ".alpha", torch::ones({2})}},
+          "\"" + key + ".alpha\" must be one finite alpha >= 0, got a tensor of shape [2]");
+  refused("alpha-nan",
+          {{key + ".lora_down.weight", down}, {key + ".lora_up.weight", up},
+           {key + ".alpha", torch::tensor(std::nanf(""))}},
+          "must be one finite alpha >= 0, got nan");
+  auto bad = down.clone();
+  bad[0][0][0][0] = std::numeric_limits<float>::infinity();
+  refused("inf-down", {{key + ".lora_down.weight", bad}, {key + ".lora_up.weight", up}},
+          "\"" + key + ".lora_down.weight\" has non-finite values");
+  refused("mixed", {{key + ".lora_down.weight", down}, {key + ".lora_up.weight", up.flatten(1)}},
+          "are not both matrices (a linear layer's) or both kernels (a convolution's)");
+  refused("rank-zero", {{key + ".lora_down.weight", torch::zeros({0, 4, 3, 3})}, {key + ".lora_up.weight", up}},
+          "is empty");
 }

@@ -31,6 +31,9 @@ struct LoraSpec {
   // 1x1 convolutions take rank and alpha, as kohya's networks.lora.
   std::int64_t conv_rank = 4;
   double conv_alpha = 4.0;
+  // The targets come from a preset (lora.preset): inside lora.blocks those a block lacks (the
+  // samplers of an attention block) are simply not there; each block must still hold one.
+  bool preset = false;
 };
 
 class LoraNetwork {
