@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -125,6 +126,12 @@ void FolderLock::lock_with_flock() {
   if (fd_ < 0) throw_errno("create the lock file of " + key_, file_.string());
   if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) {
     previous_holder_ = read_holder(file_);  // put back if this run is refused (abandon)
+    struct stat st {};
+    if (!created_file_ && ::fstat(fd_, &st) == 0) {
+      previous_times_[0] = st.st_atim;
+      previous_times_[1] = st.st_mtim;
+      have_previous_times_ = true;
+    }
     write_holder(fd_, file_);
     return;
   }
@@ -179,6 +186,8 @@ void FolderLock::abandon() noexcept {
     } else if (::ftruncate(fd_, 0) == 0) {
       // The flock file of an earlier run: its line as it was.
       [[maybe_unused]] const ssize_t n = ::pwrite(fd_, previous_holder_.data(), previous_holder_.size(), 0);
+      // ... and its times, so a refused run leaves the folder as it found it.
+      if (have_previous_times_) ::futimens(fd_, previous_times_);
     }
     ::close(fd_);
     fd_ = -1;

@@ -39,7 +39,11 @@ std::map<std::string, std::string> snapshot(const fs::path& dir) {
   std::map<std::string, std::string> files;
   if (!fs::exists(dir)) return files;
   for (const auto& e : fs::recursive_directory_iterator(dir)) {
-    if (e.is_regular_file()) files[fs::relative(e.path(), dir).string()] = test::read_file(e.path());
+    // Contents and modification times: a refused run touches neither.
+    if (e.is_regular_file()) {
+      files[fs::relative(e.path(), dir).string()] =
+          test::read_file(e.path()) + "\nmtime " + std::to_string(fs::last_write_time(e.path()).time_since_epoch().count());
+    }
   }
   return files;
 }

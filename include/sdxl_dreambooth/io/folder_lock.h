@@ -11,6 +11,7 @@
 // is gone. SDXL_TEST_LOCK=exclusive-file forces this mode (tests).
 #pragma once
 
+#include <ctime>
 #include <filesystem>
 #include <string>
 
@@ -43,6 +44,8 @@ class FolderLock {
   std::filesystem::path file_;
   std::filesystem::path first_created_;  // outermost folder created for the lock, if any
   std::string previous_holder_;          // an existing flock file's line, restored by abandon()
+  struct timespec previous_times_[2] = {};  // ... and its access and modification times
+  bool have_previous_times_ = false;
   int fd_ = -1;
   bool created_file_ = false;
   bool exclusive_file_ = false;  // the O_EXCL fallback (file removed on release)
