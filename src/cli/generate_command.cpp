@@ -127,9 +127,10 @@ void apply_lora_file(pipeline::SdxlPipeline& pipe, const model::LoraFileContents
     unused.insert(unused.end(), report.unused.begin(), report.unused.end());
   }
   if (applied == 0) {
-    throw Error(*o.lora + ": none of its " + std::to_string(in_file) + " adapters matches a projection of " +
-                    o.model.pretrained,
-                "is it a LoRA for SDXL, with diffusers module names?");
+    throw Error(*o.lora + ": none of its " + std::to_string(in_file) + " adapters matches a layer of " +
+                    o.model.pretrained + " (first: " + util::quoted(unused.front()) + ")",
+                "is it a LoRA for SDXL? Names this program reads: diffusers/peft module paths "
+                "(unet.down_blocks.1...to_q) or kohya's (lora_unet_input_blocks_4_1_..., LoCon's ..._in_layers_2)");
   }
   std::cerr << "LoRA " << *o.lora << " (" << lora.format << "): " << applied << " adapters "
             << (o.merge_lora ? "merged" : "applied at run time") << " with scale " << util::format_number(o.lora_scale)

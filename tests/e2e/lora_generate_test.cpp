@@ -113,4 +113,18 @@ TEST(GenerateLora, UnusableFilesAreOneErrorNamingTheFile) {
     EXPECT_NE(r.err.find((dir / name).string()), std::string::npos) << r.err;
     EXPECT_FALSE(fs::exists(dir / "out")) << "nothing is written for a bad --lora";
   }
+  // A LoRA whose modules this model lacks (kohya's name of conv_in, which no LoRA here trains).
+  const std::string stray =
+      R"({"lora_unet_input_blocks_0_0.lora_down.weight":{"dtype":"F32","shape":[1,4],"data_offsets":[0,16]},)"
+      R"("lora_unet_input_blocks_0_0.lora_up.weight":{"dtype":"F32","shape":[4,1],"data_offsets":[16,32]}})";
+  std::string stray_bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) stray_bytes[i] = static_cast<char>((stray.size() >> (8 * i)) & 0xff);
+  test::write_file(dir / "stray.safetensors", stray_bytes + stray + std::string(32, '\0'));
+  auto args = generate_args(dir / "out");
+  args.insert(args.end(), {"--lora", (dir / "stray.safetensors").string()});
+  const auto r = test::run_cli(args);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("none of its 1 adapters matches a layer of"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("(first: 'input_blocks_0_0')"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir / "out"));
 }
