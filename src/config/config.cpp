@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <map>
 #include <fstream>
+#include <functional>
 #include <sstream>
 
 namespace sdxl::config {
@@ -466,9 +467,6 @@ class Loader {
       }
       auto ext = s.values.find("caption_ext");
       if (ext != s.values.end()) check_caption_ext(std::get<std::string>(ext->second), s.origins.at("caption_ext"));
-      if (auto res = s.values.find("resolution"); res != s.values.end()) {
-        check_subset_resolution(std::get<std::int64_t>(res->second), s.origins.at("resolution") + ": " + name);
-      }
     }
     if (config.get_bool("prior.enabled")) check_shared_class_dirs();
     check_repeated_subsets();
@@ -500,22 +498,6 @@ class Loader {
                          " with the same prompt and captions): every image would train twice; raise that subset's "
                          "repeats instead");
       }
-    }
-  }
-
-  // A subset's own resolution: a multiple of 8, and not where every step must share one size.
-  void check_subset_resolution(std::int64_t resolution, const std::string& where) {
-    if (resolution % 8 != 0) {
-      errors.push_back(where + ".resolution: expected a multiple of 8, got " + std::to_string(resolution));
-    }
-    if (resolution == config.get_int("data.resolution")) return;
-    if (config.get_bool("prior.enabled")) {
-      errors.push_back(where + ".resolution = " + std::to_string(resolution) + " differs from data.resolution, which "
-                       "prior preservation does not support (class and instance rows of a step share one size)");
-    }
-    if (config.get_bool("train.cuda_graphs")) {
-      errors.push_back(where + ".resolution = " + std::to_string(resolution) + " changes the latent size from step to "
-                       "step, which a captured CUDA graph (train.cuda_graphs) cannot");
     }
   }
 
@@ -567,40 +549,86 @@ class Loader {
     }
   }
 
-  // data.bucketing's sizes, and what it cannot be combined with yet.
-  void check_buckets() {
-    auto at = [&](const std::string& key) { return config.origin(key); };
-    const std::int64_t step = config.get_int("data.bucket_step");
+  // The bucket and size keys one image set reads: [data]'s, or a subset's own with what it
+  // inherits from [data]. `name` is how a message names a key, `origin` where it was set.
+  struct SizeKeys {
+    std::function<std::optional<Value>(const std::string&)> value;
+    std::function<std::string(const std::string&)> name, origin;
+  };
+
+  SizeKeys data_size_keys() {
+    return {[&](const std::string& k) -> std::optional<Value> {
+              if (!config.has("data." + k)) return std::nullopt;
+              return config.value("data." + k);
+            },
+            [](const std::string& k) { return "data." + k; },
+            [&](const std::string& k) { return config.origin("data." + k); }};
+  }
+
+  SizeKeys subset_size_keys(std::size_t i) {
+    const Config::Subset& s = config.subsets()[i];
+    const SizeKeys data = data_size_keys();
+    const std::string prefix = "data.subsets[" + std::to_string(i) + "].";
+    return {[&s, data](const std::string& k) { return s.values.count(k) ? s.values.at(k) : data.value(k); },
+            [&s, data, prefix](const std::string& k) { return s.values.count(k) ? prefix + k : data.name(k); },
+            [&s, data](const std::string& k) { return s.values.count(k) ? s.origins.at(k) : data.origin(k); }};
+  }
+
+  // An image set's resolution and buckets: sizes that fit together (multiples of 8 and of the
+  // bucket step, min <= resolution <= max), and a size that changes from step to step only
+  // where nothing captured holds one size.
+  void check_sizes(const SizeKeys& k) {
+    const auto get_int = [&](const std::string& key) -> std::optional<std::int64_t> {
+      const auto v = k.value(key);
+      if (!v) return std::nullopt;
+      return std::get<std::int64_t>(*v);
+    };
+    const std::int64_t resolution = get_int("resolution").value_or(1024);
+    const auto say = [&](const std::string& key, const std::string& what) {
+      errors.push_back(k.origin(key) + ": " + k.name(key) + what);
+    };
+    if (resolution % 8 != 0) say("resolution", ": expected a multiple of 8, got " + std::to_string(resolution));
+    const std::int64_t step = get_int("bucket_step").value_or(64);
     if (step % 8 != 0) {
-      errors.push_back(at("data.bucket_step") + ": data.bucket_step: expected a multiple of 8 (the VAE's factor), got " +
-                       std::to_string(step));
+      say("bucket_step", ": expected a multiple of 8 (the VAE's factor), got " + std::to_string(step));
       return;
     }
-    for (const char* key : {"data.min_bucket_resolution", "data.max_bucket_resolution"}) {
-      if (auto v = config.get_optional_int(key); v && *v % step != 0) {
-        errors.push_back(at(key) + ": " + key + ": expected a multiple of data.bucket_step = " + std::to_string(step) +
-                         ", got " + std::to_string(*v));
+    for (const char* key : {"min_bucket_resolution", "max_bucket_resolution"}) {
+      if (auto v = get_int(key); v && *v % step != 0) {
+        say(key, ": expected a multiple of " + k.name("bucket_step") + " = " + std::to_string(step) + ", got " +
+                     std::to_string(*v));
       }
     }
-    const auto min = config.get_optional_int("data.min_bucket_resolution");
-    const auto max = config.get_optional_int("data.max_bucket_resolution");
-    const std::int64_t resolution = config.get_int("data.resolution");
+    const auto min = get_int("min_bucket_resolution"), max = get_int("max_bucket_resolution");
     if (min && *min > resolution) {
-      errors.push_back(at("data.min_bucket_resolution") + ": data.min_bucket_resolution = " + std::to_string(*min) +
-                       " is above data.resolution = " + std::to_string(resolution));
+      say("min_bucket_resolution", " = " + std::to_string(*min) + " is above " + k.name("resolution") + " = " +
+                                       std::to_string(resolution));
     }
     if (max && *max < resolution) {
-      errors.push_back(at("data.max_bucket_resolution") + ": data.max_bucket_resolution = " + std::to_string(*max) +
-                       " is below data.resolution = " + std::to_string(resolution));
+      say("max_bucket_resolution", " = " + std::to_string(*max) + " is below " + k.name("resolution") + " = " +
+                                       std::to_string(resolution));
     }
-    if (!config.get_bool("data.bucketing")) return;
-    if (config.get_bool("prior.enabled")) {
-      errors.push_back(at("data.bucketing") + ": data.bucketing with prior preservation (" + at("prior.enabled") +
-                       ") is not supported: class and instance rows of a step must share one size; turn one off");
+    const auto bucketing = k.value("bucketing");
+    const bool buckets = bucketing && std::get<bool>(*bucketing);
+    const bool own_size = resolution != config.get_int("data.resolution");
+    if ((buckets || own_size) && config.get_bool("train.cuda_graphs")) {
+      const std::string key = buckets ? "bucketing" : "resolution";
+      say(key, std::string(buckets ? " = true" : " = " + std::to_string(resolution) + " (not data.resolution)") +
+                   " changes the latent size from step to step, which a captured CUDA graph (" +
+                   config.origin("train.cuda_graphs") + ": train.cuda_graphs) cannot; turn one off");
     }
-    if (config.get_bool("train.cuda_graphs")) {
-      errors.push_back(at("data.bucketing") + ": data.bucketing changes the latent size from step to step, which a "
-                       "captured CUDA graph (" + at("train.cuda_graphs") + ") cannot; turn one off");
+  }
+
+  // [data]'s sizes, and each subset's that sets any of its own.
+  void check_buckets() {
+    check_sizes(data_size_keys());
+    static const char* const kSizeKeys[] = {"resolution", "bucketing", "min_bucket_resolution",
+                                            "max_bucket_resolution", "bucket_step"};
+    for (std::size_t i = 0; i < config.subsets().size(); ++i) {
+      const auto& values = config.subsets()[i].values;
+      if (std::any_of(std::begin(kSizeKeys), std::end(kSizeKeys), [&](const char* key) { return values.count(key); })) {
+        check_sizes(subset_size_keys(i));
+      }
     }
   }
 
@@ -634,10 +662,6 @@ class Loader {
           errors.push_back(at("prior.enabled") + ": prior.enabled = true needs " + needed + " to be set");
         }
       }
-    }
-    if (config.get_int("data.resolution") % 8 != 0) {
-      errors.push_back(at("data.resolution") + ": data.resolution: expected a multiple of 8, got " +
-                       std::to_string(config.get_int("data.resolution")));
     }
     if (auto r = config.get_optional_int("validation.resolution"); r && *r % 8 != 0) {
       errors.push_back(at("validation.resolution") + ": validation.resolution: expected a multiple of 8, got " +

@@ -8,7 +8,8 @@ std::vector<ResolvedSubset> resolve_subsets(const DataConfig& d) {
   std::vector<ResolvedSubset> out;
   if (d.subsets.empty()) {
     out.push_back({"data", d.instance_dir, d.instance_prompt, d.format, d.caption_ext, d.caption_column, d.repeats,
-                   d.class_dir, d.class_prompt, d.num_class_images, d.resolution});
+                   d.class_dir, d.class_prompt, d.num_class_images, d.resolution, d.bucketing, d.min_bucket_resolution,
+                   d.max_bucket_resolution, d.bucket_step});
     return out;
   }
   for (std::size_t i = 0; i < d.subsets.size(); ++i) {
@@ -25,9 +26,20 @@ std::vector<ResolvedSubset> resolve_subsets(const DataConfig& d) {
     r.class_prompt = s.class_prompt ? s.class_prompt : d.class_prompt;
     r.num_class_images = s.num_class_images.value_or(d.num_class_images);
     r.resolution = s.resolution.value_or(d.resolution);
+    r.bucketing = s.bucketing.value_or(d.bucketing);
+    r.min_bucket_resolution = s.min_bucket_resolution ? s.min_bucket_resolution : d.min_bucket_resolution;
+    r.max_bucket_resolution = s.max_bucket_resolution ? s.max_bucket_resolution : d.max_bucket_resolution;
+    r.bucket_step = s.bucket_step.value_or(d.bucket_step);
     out.push_back(std::move(r));
   }
   return out;
+}
+
+bool several_sizes(const DataConfig& data) {
+  for (const ResolvedSubset& s : resolve_subsets(data)) {
+    if (s.bucketing || s.resolution != data.resolution) return true;
+  }
+  return false;
 }
 
 std::vector<std::string> instance_prompts(const DataConfig& data) {

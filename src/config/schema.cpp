@@ -450,7 +450,8 @@ const std::vector<SubsetKeySpec>& subset_schema() {
   static const std::vector<SubsetKeySpec> kKeys{
       SUBSET_KEY(instance_dir), SUBSET_KEY(instance_prompt), SUBSET_KEY(format),     SUBSET_KEY(caption_ext),
       SUBSET_KEY(caption_column), SUBSET_KEY(repeats),       SUBSET_KEY(class_dir),  SUBSET_KEY(class_prompt),
-      SUBSET_KEY(num_class_images), SUBSET_KEY(resolution)};
+      SUBSET_KEY(num_class_images), SUBSET_KEY(resolution),   SUBSET_KEY(bucketing),  SUBSET_KEY(min_bucket_resolution),
+      SUBSET_KEY(max_bucket_resolution), SUBSET_KEY(bucket_step)};
   return kKeys;
 }
 

@@ -72,7 +72,8 @@ void ensure_class_images(pipeline::SdxlPipeline& pipe, const config::RunConfig& 
   // Subset 0 draws what a run without subsets draws; the others their own seeds.
   const std::uint64_t seed = derive_seed(s.seed, kClassImageStream);
   r.seed = (subset_index == 0 ? seed : derive_seed(seed, subset_index)) & 0xffffffffu;
-  r.width = r.height = s.resolution;
+  // At the subset's size: its class images train beside its instance images.
+  r.width = r.height = static_cast<int>(subset.resolution);
   r.images_per_prompt = missing;
   r.scheduler = cfg.validation.scheduler;
   r.batch_size = cfg.prior.sample_batch_size;

@@ -22,7 +22,43 @@ torch::Tensor example_losses(const torch::Tensor& pred, const torch::Tensor& tar
   return pseudo_huber(pred, target, c, o.loss).mean(example_dims(pred));
 }
 
+// Mixed prior preservation: `losses` [B] of instance rows (the first `instance_rows`, with any
+// weighting already applied) then class rows; each part summed over B / 2, so a half-and-half
+// batch gives the means diffusers' pairs give, and a batch of one kind weighs its rows the same.
+LossResult mixed_prior_loss(const torch::Tensor& losses, std::int64_t instance_rows, double prior_loss_weight) {
+  const std::int64_t n = losses.size(0);
+  if (n % 2 != 0 || instance_rows < 0 || instance_rows > n) {
+    throw Error("internal: a mixed prior-preservation batch of " + std::to_string(n) + " rows with " +
+                std::to_string(instance_rows) + " instance rows");
+  }
+  const double half = static_cast<double>(n / 2);
+  LossResult r;
+  const torch::Tensor instance = losses.narrow(0, 0, instance_rows).sum() / half;
+  const torch::Tensor prior = losses.narrow(0, instance_rows, n - instance_rows).sum() / half;
+  r.loss = instance + prior_loss_weight * prior;
+  r.instance_loss = instance.detach();
+  r.prior_loss = prior.detach();
+  return r;
+}
+
+// Weights for rows [instance…; class…] whose instance rows take `instance_weights` and class
+// rows 1 (diffusers weighs only the instance loss by SNR).
+torch::Tensor instance_only(const torch::Tensor& instance_weights, std::int64_t instance_rows) {
+  const std::int64_t n = instance_weights.size(0);
+  return torch::cat({instance_weights.narrow(0, 0, instance_rows),
+                     torch::ones({n - instance_rows}, instance_weights.options())});
+}
+
 }  // namespace
+
+torch::Tensor min_snr_weights(const sampling::NoiseSchedule& schedule, const torch::Tensor& timesteps,
+                              const LossOptions& o) {
+  // Min-SNR-γ (arXiv 2303.09556 §3.4), for ε prediction: min(SNR, γ) / SNR; v: + 1.
+  const torch::Tensor snr = schedule.snr(timesteps).to(timesteps.device());
+  torch::Tensor weights = torch::clamp_max(snr, *o.snr_gamma) / snr;
+  if (o.prediction_type == "v_prediction") weights = weights + 1.0;
+  return weights;
+}
 
 torch::Tensor huber_c(const sampling::NoiseSchedule& schedule, const torch::Tensor& timesteps, const LossOptions& o) {
   // ref: kohya sd-scripts train_util.get_timesteps_and_huber_c, per example.
@@ -68,6 +104,11 @@ LossResult diffusion_loss(nn::UNet2DConditionModel& unet, const sampling::NoiseS
   const bool huber = o.loss != "l2";
   torch::Tensor c = huber ? huber_c(schedule, b.timesteps, o) : torch::Tensor();
 
+  if (o.with_prior && b.instance_rows) {
+    torch::Tensor losses = example_losses(pred, target, c, o);
+    if (o.snr_gamma) losses = losses * instance_only(min_snr_weights(schedule, timesteps, o), *b.instance_rows);
+    return mixed_prior_loss(losses, *b.instance_rows, o.prior_loss_weight);
+  }
   LossResult r;
   if (o.with_prior) {
     const std::int64_t n = pred.size(0);
@@ -88,11 +129,7 @@ LossResult diffusion_loss(nn::UNet2DConditionModel& unet, const sampling::NoiseS
   } else if (!o.snr_gamma) {
     loss = example_losses(pred, target, c, o).mean();
   } else {
-    // Min-SNR-γ (arXiv 2303.09556 §3.4), for ε prediction: min(SNR, γ) / SNR; v: + 1.
-    const torch::Tensor snr = schedule.snr(timesteps).to(pred.device());
-    torch::Tensor weights = torch::clamp_max(snr, *o.snr_gamma) / snr;
-    if (o.prediction_type == "v_prediction") weights = weights + 1.0;
-    loss = (example_losses(pred, target, c, o) * weights).mean();
+    loss = (example_losses(pred, target, c, o) * min_snr_weights(schedule, timesteps, o)).mean();
   }
   r.instance_loss = loss.detach();
   if (o.with_prior) loss = loss + o.prior_loss_weight * r.prior_loss;
@@ -127,6 +164,11 @@ LossResult edm_diffusion_loss(nn::UNet2DConditionModel& unet, const sampling::Ed
   torch::Tensor target = b.latents.to(torch::kFloat);
   torch::Tensor weighting = schedule.loss_weighting(sigma);
 
+  if (o.with_prior && b.instance_rows) {
+    torch::Tensor d = (pred - target).pow(2);
+    if (weighting.defined()) d = weighting * d;
+    return mixed_prior_loss(d.reshape({target.size(0), -1}).mean(1), *b.instance_rows, o.prior_loss_weight);
+  }
   LossResult r;
   if (o.with_prior) {
     if (pred.size(0) % 2 != 0) {

@@ -149,19 +149,29 @@ LoopStart restore_progress(StartPoint& start, const TrainedAdapters& adapters, d
 
 void log_plan(const StepPlan& plan, const TrainingData& data, const std::string& prediction_type,
               const model::UNetFlops& flops, int resolution, const Logger& log) {
+  const bool mixed = !data.mix.empty();
+  const std::string batch = mixed ? std::to_string(2 * plan.batch_size) + " (instance and class examples mixed)"
+                                  : std::to_string(plan.batch_size) + (plan.prior ? " (+ as many class images)" : "");
   log.info("training " + std::to_string(plan.max_steps) + " steps: " + std::to_string(data.dataset_size()) +
-           " examples, batch " + std::to_string(plan.batch_size) + (plan.prior ? " (+ as many class images)" : "") +
-           " x " + std::to_string(plan.grad_accum) + " accumulation, " + std::to_string(plan.steps_per_epoch) +
-           " steps per epoch, prediction " + prediction_type);
+           " examples, batch " + batch + " x " + std::to_string(plan.grad_accum) + " accumulation, " +
+           std::to_string(plan.steps_per_epoch) + " steps per epoch, prediction " + prediction_type);
   // The bucket table: which sizes the steps train at and how often.
   const auto& groups = data.instance.groups;
-  const bool bucketed = groups.size() > 1 || groups[0].bucket.width != resolution || groups[0].bucket.height != resolution;
-  for (std::size_t k = 0; bucketed && k < groups.size(); ++k) {
+  const bool bucketed =
+      mixed || groups.size() > 1 || groups[0].bucket.width != resolution || groups[0].bucket.height != resolution;
+  const std::vector<std::int64_t> sizes = data.order_groups();
+  const std::int64_t global = plan.batch_size * plan.world_size * (mixed ? 2 : 1);
+  for (std::size_t k = 0; bucketed && k < sizes.size(); ++k) {
     const std::int64_t batches = plan.order.group_batches(k);
-    log.info("bucket " + groups[k].bucket.name() + ": " + std::to_string(groups[k].size()) +
-             (groups[k].size() == 1 ? " example, " : " examples, ") +
-             std::to_string(batches) + (batches == 1 ? " global batch" : " global batches") + " per epoch" +
-             (groups[k].size() < plan.batch_size * plan.world_size ? " (filled up by repeating its examples)" : ""));
+    const std::string name = mixed ? data.mix.group_size(k).name() : groups[k].bucket.name();
+    std::string kinds;
+    if (mixed) {
+      const std::int64_t cls = data.mix.class_examples(k);
+      kinds = " (" + std::to_string(sizes[k] - cls) + " instance, " + std::to_string(cls) + " class)";
+    }
+    log.info("bucket " + name + ": " + std::to_string(sizes[k]) + (sizes[k] == 1 ? " example" : " examples") + kinds +
+             ", " + std::to_string(batches) + (batches == 1 ? " global batch" : " global batches") + " per epoch" +
+             (sizes[k] < global ? " (filled up by repeating its examples)" : ""));
   }
   // Analytic model FLOPs, the yardstick for MFU (docs/benchmarks.md).
   log.info("UNet model FLOPs per image at " + std::to_string(resolution) + " px: forward " +
@@ -262,7 +272,8 @@ TrainSummary run_phases(const config::RunConfig& cfg, RunSettings& settings, con
       cache_key(cfg, settings, start, pipe, comm.host()), [&] { return signals.requested(); });
   stop_if_preempted(signals, comm.host(), "preemption check after encoding the data");
 
-  const StepPlan plan(cfg.train, settings.prior, data.order_groups(), comm.world_size(), settings.seed);
+  const StepPlan plan(cfg.train, settings.prior, data.order_groups(), comm.world_size(), settings.seed,
+                      !data.mix.empty());
   auto init = at::detail::createCPUGenerator(derive_seed(settings.seed, kLoraInitStream));
   TrainedAdapters adapters(cfg, plan.learning_rate, pipe, init, pivotal.get());
   configure_unet(pipe.unet, cfg.train, settings.device);

@@ -53,42 +53,77 @@ void shuffle_caption_tags(const TrainingData& data, const std::vector<std::int64
 
 }  // namespace
 
+namespace {
+
+// A micro-batch's rows: its instance rows, then its class rows, each part from one group of
+// one size, and every row's prompt.
+struct BatchRows {
+  const LatentGroup* instance = nullptr;
+  const LatentGroup* klass = nullptr;
+  std::vector<std::int64_t> instance_rows, class_rows, prompt_rows;
+  void add(const LatentGroup& g, bool is_class, std::int64_t row) {
+    const LatentGroup*& part = is_class ? klass : instance;
+    if (part && part != &g) throw Error("internal: a micro-batch mixes aspect-ratio buckets");
+    part = &g;
+    (is_class ? class_rows : instance_rows).push_back(row);
+  }
+  void add_prompts(const LatentGroup* g, const std::vector<std::int64_t>& rows) {
+    for (auto r : rows) prompt_rows.push_back(static_cast<std::int64_t>(g->prompt_index[static_cast<std::size_t>(r)]));
+  }
+};
+
+// Dataset indices `idx` as rows: instance rows of one bucket each paired with a class row of
+// its subset (DataOrder draws a global batch from one bucket; class examples are one group),
+// or, mixed (train/prior_mix.h), whichever instance and class examples the indices name.
+BatchRows batch_rows(const TrainingData& data, const std::vector<std::int64_t>& idx, bool prior) {
+  BatchRows r;
+  if (!data.mix.empty()) {
+    for (auto i : idx) {
+      const ExampleRef& e = data.mix.example(i % data.mix.size());
+      r.add((e.klass ? data.klass : data.instance).groups.at(e.group), e.klass, e.row);
+    }
+    if (r.instance && r.klass && !(r.instance->bucket == r.klass->bucket)) {
+      throw Error("internal: a micro-batch mixes instance and class examples of two sizes");
+    }
+  } else {
+    for (auto i : idx) {
+      const auto [group, row] = data.instance.locate(i % data.instance.size());
+      r.add(data.instance.groups[group], false, row);
+    }
+    for (std::size_t k = 0; prior && k < idx.size(); ++k) r.add(data.klass.groups.at(0), true, data.class_row(idx[k]));
+  }
+  if (r.instance) r.add_prompts(r.instance, r.instance_rows);
+  if (r.klass) r.add_prompts(r.klass, r.class_rows);
+  return r;
+}
+
+// Rows `rows` of a per-example tensor on its device.
+torch::Tensor take_rows(const torch::Tensor& t, const std::vector<std::int64_t>& rows) {
+  // Uploaded without a stream sync (util/to_device.h): nothing in a step waits for the device.
+  return t.index_select(0, util::to_device_async(torch::tensor(rows, torch::kLong), t.device()));
+}
+
+torch::Tensor joined(const std::vector<torch::Tensor>& parts) { return parts.size() == 1 ? parts[0] : torch::cat(parts); }
+
+}  // namespace
+
 DiffusionBatch assemble_batch(const TrainingData& data, const std::vector<std::int64_t>& idx, at::Generator& gen,
                               const BatchOptions& o) {
-  // Every row of a micro-batch comes from one group (DataOrder draws a global batch from one
-  // bucket); class examples are one group (bucketing with prior preservation is refused).
-  const LatentGroup* inst = nullptr;
-  const LatentGroup* cls = o.prior ? &data.klass.groups.at(0) : nullptr;
-  std::vector<std::int64_t> rows_i, rows_c, prompt_rows;
-  for (auto i : idx) {
-    const auto [group, row] = data.instance.locate(i % data.instance.size());
-    const LatentGroup* g = &data.instance.groups[group];
-    if (inst && g != inst) throw Error("internal: a micro-batch mixes aspect-ratio buckets");
-    inst = g;
-    rows_i.push_back(row);
-    prompt_rows.push_back(static_cast<std::int64_t>(inst->prompt_index[static_cast<std::size_t>(row)]));
+  BatchRows rows = batch_rows(data, idx, o.prior);
+  std::vector<std::int64_t>& prompt_rows = rows.prompt_rows;
+  std::vector<torch::Tensor> means, stds, ids;
+  for (const auto& [group, part] : {std::make_pair(rows.instance, &rows.instance_rows),
+                                    std::make_pair(rows.klass, &rows.class_rows)}) {
+    if (!group) continue;
+    auto [m, sd] = group->posterior(*part, data.cache.get(), o.device);
+    means.push_back(m);
+    stds.push_back(sd);
+    ids.push_back(take_rows(group->time_ids, *part));
   }
-  if (cls) {
-    for (auto i : idx) {
-      rows_c.push_back(data.class_row(i));
-      prompt_rows.push_back(static_cast<std::int64_t>(cls->prompt_index[static_cast<std::size_t>(rows_c.back())]));
-    }
-  }
-  auto take = [&](const torch::Tensor& a, const torch::Tensor* b) {
-    // Uploaded without a stream sync (util/to_device.h): nothing in a step waits for the device.
-    const auto ri = util::to_device_async(torch::tensor(rows_i, torch::kLong), a.device());
-    torch::Tensor t = a.index_select(0, ri);
-    if (b) t = torch::cat({t, b->index_select(0, util::to_device_async(torch::tensor(rows_c, torch::kLong), b->device()))});
-    return t;
-  };
-  auto [mean, std] = inst->posterior(rows_i, data.cache.get(), o.device);
-  if (cls) {
-    const auto [class_mean, class_std] = cls->posterior(rows_c, data.cache.get(), o.device);
-    mean = torch::cat({mean, class_mean});
-    std = torch::cat({std, class_std});
-  }
+  const torch::Tensor mean = joined(means), std = joined(stds);
   DiffusionBatch b;
-  b.time_ids = take(inst->time_ids, cls ? &cls->time_ids : nullptr);
+  b.time_ids = joined(ids);
+  if (!data.mix.empty()) b.instance_rows = static_cast<std::int64_t>(rows.instance_rows.size());
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat);
   const std::int64_t B = mean.size(0), C = mean.size(1);
   const torch::Tensor sample = util::to_device_async(at::randn(mean.sizes(), gen, f32), o.device);
@@ -104,8 +139,8 @@ DiffusionBatch assemble_batch(const TrainingData& data, const std::vector<std::i
       at::randint(o.min_timestep, o.max_timestep, {B}, gen, torch::TensorOptions().dtype(torch::kLong)), o.device);
   if (o.caption_dropout > 0) {
     if (!data.empty_prompt) throw Error("internal: data.caption_dropout without the empty prompt encoded");
-    const torch::Tensor u = at::rand({static_cast<std::int64_t>(rows_i.size())}, gen, f32);
-    for (std::size_t k = 0; k < rows_i.size(); ++k) {
+    const torch::Tensor u = at::rand({static_cast<std::int64_t>(rows.instance_rows.size())}, gen, f32);
+    for (std::size_t k = 0; k < rows.instance_rows.size(); ++k) {
       if (u[static_cast<std::int64_t>(k)].item<double>() < o.caption_dropout) {
         prompt_rows[k] = static_cast<std::int64_t>(*data.empty_prompt);
       }
@@ -115,7 +150,7 @@ DiffusionBatch assemble_batch(const TrainingData& data, const std::vector<std::i
   const auto pr = util::to_device_async(torch::tensor(prompt_rows, torch::kLong), prompts.device);
   if (o.text_encoders) {
     torch::Tensor ids_1 = prompts.ids_1.index_select(0, pr), ids_2 = prompts.ids_2.index_select(0, pr);
-    if (o.shuffle_tags) shuffle_caption_tags(data, prompt_rows, rows_i.size(), gen, o, ids_1, ids_2);
+    if (o.shuffle_tags) shuffle_caption_tags(data, prompt_rows, rows.instance_rows.size(), gen, o, ids_1, ids_2);
     pipeline::SdxlPipeline& pipe = *o.text_encoders;
     std::optional<torch::NoGradGuard> frozen;
     if (!o.text_encoder_grad) frozen.emplace();

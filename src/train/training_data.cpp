@@ -217,11 +217,26 @@ LatentGroup gather_group(LocalShare* mine, const data::BucketSize& size, std::in
 
 }  // namespace
 
-std::vector<data::BucketSize> training_buckets(const config::DataConfig& d, int resolution) {
-  const int step = static_cast<int>(d.bucket_step);
-  const int min = static_cast<int>(d.min_bucket_resolution.value_or(std::max(step, resolution / 4 / step * step)));
-  const int max = static_cast<int>(d.max_bucket_resolution.value_or(std::max(min, 2 * resolution / step * step)));
+namespace {
+
+std::vector<data::BucketSize> bucket_sizes(std::optional<std::int64_t> min_side, std::optional<std::int64_t> max_side,
+                                           std::int64_t bucket_step, int resolution) {
+  const int step = static_cast<int>(bucket_step);
+  const int min = static_cast<int>(min_side.value_or(std::max(step, resolution / 4 / step * step)));
+  const int max = static_cast<int>(max_side.value_or(std::max(min, 2 * resolution / step * step)));
   return data::bucket_sizes(resolution, min, max, step);
+}
+
+}  // namespace
+
+std::vector<data::BucketSize> training_buckets(const config::DataConfig& d, int resolution) {
+  return bucket_sizes(d.min_bucket_resolution, d.max_bucket_resolution, d.bucket_step, resolution);
+}
+
+std::vector<data::BucketSize> subset_buckets(const config::ResolvedSubset& sub) {
+  if (!sub.bucketing) return {};
+  return bucket_sizes(sub.min_bucket_resolution, sub.max_bucket_resolution, sub.bucket_step,
+                      static_cast<int>(sub.resolution));
 }
 
 std::int64_t TrainingData::class_row(std::int64_t i) const {
@@ -419,13 +434,21 @@ ImageSetOptions instance_options(const config::RunConfig& cfg, const config::Res
   io.random_flip = cfg.data.random_flip;
   io.repeats = static_cast<int>(sub.repeats);
   io.skip_bad_images = cfg.data.skip_bad_images;
-  if (cfg.data.bucketing) io.buckets = training_buckets(cfg.data, io.resolution);
-  // The cache key covers data.resolution; a subset at its own size keys its entries apart.
+  io.buckets = subset_buckets(sub);
+  // The cache key covers data.resolution and [data]'s buckets; a subset preprocessed otherwise
+  // (its own size or bucket settings) keys its entries apart.
   if (io.resolution != s.resolution) io.cache_variant = "resolution " + std::to_string(io.resolution);
+  const auto run_buckets = cfg.data.bucketing ? training_buckets(cfg.data, io.resolution) : std::vector<data::BucketSize>{};
+  if (io.buckets != run_buckets) {
+    std::string names = io.buckets.empty() ? " none" : "";
+    for (const auto& b : io.buckets) names += " " + b.name();
+    io.cache_variant += (io.cache_variant.empty() ? "buckets" : " buckets") + names;
+  }
   return io;
 }
 
-// A subset's class images: a plain folder, one prompt, square crops, no repeats.
+// A subset's class images: a plain folder, one prompt, no repeats, at the subset's size (in
+// its buckets when it buckets: kohya buckets regularization images too).
 ImageSetOptions class_options(const ImageSetOptions& instance, const config::ResolvedSubset& sub) {
   ImageSetOptions co = instance;
   co.dir = *sub.class_dir;
@@ -434,7 +457,6 @@ ImageSetOptions class_options(const ImageSetOptions& instance, const config::Res
   co.caption_ext.reset();
   co.format = "folder";
   co.repeats = 1;
-  co.buckets.clear();
   return co;
 }
 
@@ -472,13 +494,17 @@ void log_cache_use(const LatentCache& cache, dist::HostCollectives& comm, const 
            (rejected ? " (" + std::to_string(rejected) + " of them replacing damaged entries)" : std::string()));
 }
 
-// `more`'s examples after `into`'s, each in the group of its size.
-void append_images(EncodedImages& into, EncodedImages more) {
+// `more`'s examples after `into`'s, each in the group of its size; where each of them went.
+std::vector<ExampleRef> append_images(EncodedImages& into, EncodedImages more, bool klass) {
   into.images_used += more.images_used;
   into.images_skipped += more.images_skipped;
+  std::vector<ExampleRef> placed;
   for (LatentGroup& g : more.groups) {
     auto same = std::find_if(into.groups.begin(), into.groups.end(),
                              [&](const LatentGroup& h) { return h.bucket == g.bucket; });
+    const auto group = static_cast<std::size_t>(same - into.groups.begin());
+    const std::int64_t first = same == into.groups.end() ? 0 : same->size();
+    for (std::int64_t r = 0; r < g.size(); ++r) placed.push_back({klass, group, first + r});
     if (same == into.groups.end()) {
       into.groups.push_back(std::move(g));
       continue;
@@ -491,6 +517,13 @@ void append_images(EncodedImages& into, EncodedImages more) {
     same->time_ids = torch::cat({same->time_ids, g.time_ids});
     same->prompt_index.insert(same->prompt_index.end(), g.prompt_index.begin(), g.prompt_index.end());
   }
+  return placed;
+}
+
+std::vector<data::BucketSize> group_sizes_of(const EncodedImages& images) {
+  std::vector<data::BucketSize> out;
+  for (const LatentGroup& g : images.groups) out.push_back(g.bucket);
+  return out;
 }
 
 }  // namespace
@@ -509,25 +542,25 @@ TrainingData encode_training_data(const config::RunConfig& cfg, const RunSetting
   const std::uint64_t augment = derive_seed(s.seed, kAugmentStream);
   std::shared_ptr<LatentCache> cache;
   if (!cache_key.empty()) cache = std::make_shared<LatentCache>(fs::path(*cfg.data.cache_dir) / cache_key, comm.rank(), log);
-  if (cfg.data.bucketing) {
-    const auto buckets = training_buckets(cfg.data, s.resolution);
-    log.info("data.bucketing: " + std::to_string(buckets.size()) + " buckets of about " +
-             std::to_string(s.resolution) + "^2 px, sides " + std::to_string(buckets.front().width) + " to " +
-             std::to_string(buckets.back().width) + " in steps of " + std::to_string(cfg.data.bucket_step));
-  }
   // Every subset's instance images, then (prior preservation) every subset's class images, so
   // that one subset draws its augmentations as runs did before subsets.
   const std::vector<config::ResolvedSubset> subsets = config::resolve_subsets(cfg.data);
+  std::vector<SubsetExamples> examples;  // where each subset's examples went
   for (std::size_t k = 0; k < subsets.size(); ++k) {
     const config::ResolvedSubset& sub = subsets[k];
     ImageSetOptions io = instance_options(cfg, sub, s);
+    if (!io.buckets.empty()) {
+      log.info(sub.key + ".bucketing: " + std::to_string(io.buckets.size()) + " buckets of about " +
+               std::to_string(io.resolution) + "^2 px, sides " + std::to_string(io.buckets.front().width) + " to " +
+               std::to_string(io.buckets.back().width) + " in steps of " + std::to_string(sub.bucket_step));
+    }
     io.augment_seed = derive_seed(augment, 2 * k);
     io.stopping = stopping;
     EncodedImages images = encode_image_folder(list_images_collective(io, comm, log), io, pipe.vae, d.prompts,
                                                s.device, log, comm, between_rounds, cache.get(),
                                                cache_key);
     d.subsets.push_back({d.instance.size(), images.size(), 0, 0, images.images_used});
-    append_images(d.instance, std::move(images));
+    examples.push_back({append_images(d.instance, std::move(images), false), {}});
     if (util::trim(sub.instance_prompt).empty()) {
       log.warn(sub.key + ".instance_prompt is empty: images without a caption train on an empty prompt");
     }
@@ -546,7 +579,10 @@ TrainingData encode_training_data(const config::RunConfig& cfg, const RunSetting
                                                cache_key);
     d.subsets[k].class_offset = d.klass.size();
     d.subsets[k].class_count = images.size();
-    append_images(d.klass, std::move(images));
+    examples[k].klass = append_images(d.klass, std::move(images), true);
+  }
+  if (s.prior && config::several_sizes(cfg.data)) {
+    d.mix = PriorMix(examples, group_sizes_of(d.instance), group_sizes_of(d.klass));
   }
   if (cache) log_cache_use(*cache, comm, log);
   if (comm.rank() == 0) warn_if_abstractions_unused(d.prompts, pipe.tokenizer->abstractions(), log);

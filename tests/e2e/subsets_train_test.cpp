@@ -106,8 +106,11 @@ TEST(Subsets, ASubsetMissingWhatItNeedsIsAConfigError) {
        "resolution = 36\n",
        "data.subsets[0].resolution: expected a multiple of 8, got 36"},
       {"[[data.subsets]]\ninstance_dir = \"a\"\ninstance_prompt = \"x\"\nclass_dir = \"c\"\nclass_prompt = \"y\"\n"
-       "resolution = 32\n",
-       "data.subsets[0].resolution = 32 differs from data.resolution, which prior preservation does not support"},
+       "bucketing = true\nmin_bucket_resolution = 128\n",
+       "data.subsets[0].min_bucket_resolution = 128 is above data.resolution = 64"},
+      {"[[data.subsets]]\ninstance_dir = \"a\"\ninstance_prompt = \"x\"\nclass_dir = \"c\"\nclass_prompt = \"y\"\n"
+       "resolution = 128\nbucket_step = 48\nmax_bucket_resolution = 96\n",
+       "data.subsets[0].max_bucket_resolution = 96 is below data.subsets[0].resolution = 128"},
       {"[[data.subsets]]\ninstance_dir = \"a\"\ninstance_prompt = \"x\"\nclass_dir = \"c\"\nclass_prompt = \"y\"\n"
        "[[data.subsets]]\ninstance_dir = \"./a/\"\ninstance_prompt = \"x\"\nclass_dir = \"c\"\nclass_prompt = \"y\"\n",
        "data.subsets[1] repeats data.subsets[0] (the same instance_dir 'a' with the same prompt and captions): every "
@@ -153,6 +156,47 @@ TEST(Subsets, ASubsetTrainsAtItsOwnResolution) {
                            "bucket 64x64: 5 examples", "bucket 32x32: 5 examples"}) {
     EXPECT_NE(straight.err.find(line), std::string::npos) << line << "\n" << straight.err;
   }
+  const auto [stopped, resumed] = test::preempt_and_resume(dir / "stopped.toml", 3);
+  ASSERT_EQ(stopped.exit_code, 75) << stopped.err;
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_EQ(test::read_file(dir / "out" / "pytorch_lora_weights.safetensors"),
+            test::read_file(dir / "out2" / "pytorch_lora_weights.safetensors"));
+}
+
+// Each subset its own size and bucket settings, with prior preservation: subset 0 buckets its
+// photos at 64 px, subset 1 trains them square at 32 px; each subset's class images are drawn
+// at its size and train in that size's bucket; a preempted run resumes to the same bits.
+TEST(Subsets, EachSubsetHasItsOwnSizeAndBucketsWithPriorPreservation) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  const auto config = [&](const fs::path& out) {
+    return "[model]\npretrained = " + subset_q(test::reference_dir() / "tiny-sdxl") +
+           "\n[data]\nresolution = 64\ncenter_crop = true\n[prior]\nenabled = true\nsample_steps = 2\n"
+           "[train]\nseed = 0\nbatch_size = 2\nmax_steps = 4\n[checkpoint]\nevery_steps = 2\n"
+           "[logging]\ntensorboard = false\n[output]\ndir = " + subset_q(out) +
+           "\n[[data.subsets]]\ninstance_dir = " + subset_q(test::subjects_dir() / "chelsea") +
+           "\ninstance_prompt = \"a photo of sks cat\"\nbucketing = true\nbucket_step = 16\nclass_dir = " +
+           subset_q(dir / "class-a") + "\nclass_prompt = \"a photo of a cat\"\nnum_class_images = 2\n"
+           "[[data.subsets]]\ninstance_dir = " + subset_q(test::subjects_dir() / "chelsea") +
+           "\ninstance_prompt = \"a small photo of sks cat\"\nresolution = 32\nclass_dir = " +
+           subset_q(dir / "class-b") + "\nclass_prompt = \"a small photo of a cat\"\nnum_class_images = 1\n";
+  };
+  test::write_file(dir / "straight.toml", config(dir / "out"));
+  test::write_file(dir / "stopped.toml", config(dir / "out2"));
+  const auto straight = test::run_cli({"train", (dir / "straight.toml").string()});
+  ASSERT_EQ(straight.exit_code, 0) << straight.err;
+  for (const char* line : {"data.subsets[0].bucketing: 11 buckets of about 64^2 px",
+                           "bucket 64x64: 8 examples (3 instance, 5 class)",
+                           "bucket 32x32: 10 examples (5 instance, 5 class)"}) {
+    EXPECT_NE(straight.err.find(line), std::string::npos) << line << "\n" << straight.err;
+  }
+  EXPECT_EQ(straight.err.find("data.subsets[1].bucketing"), std::string::npos) << straight.err;
+  // PNG width and height (IHDR, big-endian at bytes 16 and 20): subset 1's class image is 32 px.
+  const std::string png = test::read_file(dir / "class-b" / "class-00000.png");
+  ASSERT_GT(png.size(), 24u);
+  EXPECT_EQ(static_cast<unsigned char>(png[19]), 32);
+  EXPECT_EQ(static_cast<unsigned char>(png[23]), 32);
+  EXPECT_EQ(static_cast<unsigned char>(test::read_file(dir / "class-a" / "class-00000.png")[19]), 64);
   const auto [stopped, resumed] = test::preempt_and_resume(dir / "stopped.toml", 3);
   ASSERT_EQ(stopped.exit_code, 75) << stopped.err;
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;

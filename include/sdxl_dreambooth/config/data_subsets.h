@@ -24,9 +24,16 @@ struct ResolvedSubset {
   std::optional<std::string> class_prompt;
   std::int64_t num_class_images = 0;
   std::int64_t resolution = 1024;  // the subset's own, else data.resolution
+  bool bucketing = false;
+  std::optional<std::int64_t> min_bucket_resolution, max_bucket_resolution;
+  std::int64_t bucket_step = 64;
 };
 
 std::vector<ResolvedSubset> resolve_subsets(const DataConfig& data);
+
+// Whether a run's examples come in more than one size: a subset buckets by aspect ratio or
+// trains at a resolution other than data.resolution.
+bool several_sizes(const DataConfig& data);
 
 // Each subset's instance prompt, without repeats, in subset order (the trigger words).
 std::vector<std::string> instance_prompts(const DataConfig& data);

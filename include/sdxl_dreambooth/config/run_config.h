@@ -32,6 +32,10 @@ struct DataSubset {
   std::optional<std::string> class_prompt;
   std::optional<std::int64_t> num_class_images;
   std::optional<std::int64_t> resolution;
+  std::optional<bool> bucketing;
+  std::optional<std::int64_t> min_bucket_resolution;
+  std::optional<std::int64_t> max_bucket_resolution;
+  std::optional<std::int64_t> bucket_step;
 };
 
 struct DataConfig {

@@ -1,6 +1,8 @@
 // The DreamBooth LoRA training objective of diffusers' train_dreambooth_lora_sdxl.py (0.27):
 // noisy latents from DDPM add_noise, the UNet's prediction against ε or v, MSE with optional
-// min-SNR-γ weighting, plus the prior-preservation loss on the class half of the batch.
+// min-SNR-γ weighting, plus the prior-preservation loss on the class half of the batch. A mixed
+// batch (kohya's regularization images) sums each part's example losses over half the rows:
+// the same value as diffusers' two means for a half-and-half batch.
 #pragma once
 
 #include "sdxl_dreambooth/nn/unet_2d_condition.h"
@@ -14,7 +16,8 @@
 
 namespace sdxl::train {
 
-// One micro-batch. With prior preservation the rows are [instance…; class…], two equal halves.
+// One micro-batch. With prior preservation the rows are [instance…; class…]: two equal halves,
+// or, mixed (train/prior_mix.h), `instance_rows` instance rows and the rest class rows.
 struct DiffusionBatch {
   torch::Tensor latents;        // [B, 4, h, w], already × the VAE scaling factor
   torch::Tensor noise;          // [B, 4, h, w]
@@ -22,6 +25,7 @@ struct DiffusionBatch {
   torch::Tensor prompt_embeds;  // [B, 77, D]
   torch::Tensor text_embeds;    // [B, P] pooled
   torch::Tensor time_ids;       // [B, 6]
+  std::optional<std::int64_t> instance_rows;  // mixed prior preservation only
 };
 
 struct LossOptions {
@@ -46,6 +50,9 @@ struct LossResult {
 LossResult diffusion_loss(nn::UNet2DConditionModel& unet, const sampling::NoiseSchedule& schedule,
                           const DiffusionBatch& batch, const LossOptions& options);
 
+// Min-SNR-γ weights at `timesteps` ([B] float32; train.snr_gamma must be set).
+torch::Tensor min_snr_weights(const sampling::NoiseSchedule& schedule, const torch::Tensor& timesteps,
+                              const LossOptions& options);
 // The pseudo-Huber threshold of each example at `timesteps` ([B] float32, on their device).
 torch::Tensor huber_c(const sampling::NoiseSchedule& schedule, const torch::Tensor& timesteps, const LossOptions& options);
 // The loss of each element for train.loss = huber / smooth_l1 with c of each example ([B]).

@@ -15,8 +15,10 @@ namespace sdxl::train {
 
 struct StepPlan {
   // `groups`: examples per group of the data order (one, or one per aspect-ratio bucket).
+  // `mixed_prior`: class examples are in those groups (train/prior_mix.h), and a micro-batch
+  // draws 2 × batch_size of them, as many rows as instance + paired class rows.
   StepPlan(const config::TrainConfig& train, bool prior, std::vector<std::int64_t> groups, int world_size,
-           std::uint64_t seed);
+           std::uint64_t seed, bool mixed_prior = false);
 
   std::int64_t batch_size;  // examples per rank per micro-batch
   std::int64_t grad_accum;

@@ -13,6 +13,7 @@
 #include "sdxl_dreambooth/nn/autoencoder_kl.h"
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
 #include "sdxl_dreambooth/train/latent_cache.h"
+#include "sdxl_dreambooth/train/prior_mix.h"
 #include "sdxl_dreambooth/train/run_settings.h"
 #include "sdxl_dreambooth/util/logger.h"
 
@@ -96,6 +97,9 @@ struct PromptTable {
 // data.bucketing's bucket sizes at `resolution` (data.min/max_bucket_resolution default to a
 // quarter and twice the resolution, in multiples of data.bucket_step).
 std::vector<data::BucketSize> training_buckets(const config::DataConfig& data, int resolution);
+// A subset's buckets at its resolution with its (or the inherited) bucket settings; empty when
+// it does not bucket.
+std::vector<data::BucketSize> subset_buckets(const config::ResolvedSubset& subset);
 
 // How a subset's instance images are listed (data/dataset_listing.h).
 data::DatasetOptions dataset_options(const config::ResolvedSubset& subset, bool skip_bad_images);
@@ -137,7 +141,7 @@ struct TrainingData {
   std::optional<std::size_t> empty_prompt;
   // data.cache_dir: where the steps read their examples' latents and prompt embeddings.
   std::shared_ptr<LatentCache> cache;
-  // Where each subset's examples are (one subset without [[data.subsets]]). With prior
+  // Where each subset's examples are (one subset without [[data.subsets]]). With paired prior
   // preservation instance examples are one group, subset after subset, and an instance row
   // is paired with a class row of its own subset.
   struct SubsetRows {
@@ -149,11 +153,18 @@ struct TrainingData {
   // The class row paired with dataset index `i` (its instance row is i mod the instance count):
   // a class example of the same subset, cycling through them as diffusers' dataset does.
   std::int64_t class_row(std::int64_t i) const;
-  // diffusers: the dataset has max(instance, class) examples; class rows wrap around.
-  std::int64_t dataset_size() const { return std::max(instance.size(), klass.size()); }
-  // Examples per group the data order draws each global batch from: the instance buckets, or
-  // the whole dataset in one group (no bucketing, or prior preservation).
+  // Prior preservation with examples of several sizes: instance and class examples mixed in
+  // groups by size (train/prior_mix.h); empty otherwise (class rows pair with instance rows).
+  PriorMix mix;
+  // diffusers: the dataset has max(instance, class) examples; class rows wrap around. Mixed:
+  // every instance and class example.
+  std::int64_t dataset_size() const {
+    return mix.empty() ? std::max(instance.size(), klass.size()) : mix.size();
+  }
+  // Examples per group the data order draws each global batch from: the instance buckets, the
+  // mixed groups, or the whole dataset in one group (paired prior preservation).
   std::vector<std::int64_t> order_groups() const {
+    if (!mix.empty()) return mix.group_sizes();
     return klass.size() ? std::vector<std::int64_t>{dataset_size()} : instance.group_sizes();
   }
 };
