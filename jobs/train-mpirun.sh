@@ -13,7 +13,9 @@
 #   MPIRUN_ARGS   extra mpirun arguments, e.g. "--oversubscribe" or "-x NCCL_DEBUG"
 # Site switches, as in train.sbatch: export HDF5_USE_FILE_LOCKING=FALSE on Lustre/GPFS.
 # SIGUSR1/SIGTERM sent to this script reach every rank through mpirun: they checkpoint at
-# the next step and exit with 75.
+# the next step and exit with 75; after SIGTERM (or Ctrl-C) the script exits with 75 too.
+#   SDXL_STATUS_DIR  where the run's status file goes (default: this checkout; with HOSTFILE a
+#                    folder every host sees)
 set -uo pipefail
 
 if [ $# -lt 1 ]; then
@@ -35,9 +37,22 @@ args+=(${MPIRUN_ARGS:-})
 # CPU threads: OMP_NUM_THREADS when set; otherwise the program divides each rank's affinity
 # mask among the ranks that share it (mpirun binds each of 2 ranks to a core, more to a socket).
 
+# mpirun exits 1 when it was signalled itself, whatever the ranks did; the program's first rank
+# writes "started", then "exit N" to SDXL_STATUS_FILE (a folder every host sees: SDXL_STATUS_DIR,
+# default this checkout), so the loop acts on the program's own exit code.
+export SDXL_STATUS_FILE=${SDXL_STATUS_DIR:-$root}/.sdxl-dreambooth-mpirun-$$.status
+if ! : > "$SDXL_STATUS_FILE" 2>/dev/null; then
+  echo "train-mpirun.sh: cannot write $SDXL_STATUS_FILE; set SDXL_STATUS_DIR to a writable folder" \
+       "that every host sees" >&2
+  exit 2
+fi
+trap 'rm -f "$SDXL_STATUS_FILE"' EXIT
+args+=(-x SDXL_STATUS_FILE)
+
 restarts=0
 extra=()
 while :; do
+  : > "$SDXL_STATUS_FILE"
   mpirun "${args[@]}" "$bin" train "$@" "${extra[@]}" &
   pid=$!
   trap 'kill -USR1 $pid 2>/dev/null' USR1
@@ -48,6 +63,17 @@ while :; do
     rc=$?
     kill -0 $pid 2>/dev/null || break
   done
+  status=$(cat "$SDXL_STATUS_FILE" 2>/dev/null)
+  case "$status" in
+    "exit "*) rc=${status#exit } ;;
+    "")
+      # Stopped by TERM or USR1 (128 + 15 or 10) before the program started: nothing ran.
+      if [ $stop = 1 ] || [ $rc -eq 143 ] || [ $rc -eq 138 ]; then
+        echo "train-mpirun.sh: asked to stop before sdxl-dreambooth started (mpirun exit code $rc):" \
+             "nothing to save, treated as a preemption" >&2
+        rc=75
+      fi ;;
+  esac
   if [ $rc -ne 75 ] || [ $stop = 1 ] || [ $restarts -ge "${MAX_RESTARTS:-3}" ]; then
     exit $rc
   fi

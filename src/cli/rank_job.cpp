@@ -1,5 +1,6 @@
 #include "sdxl_dreambooth/cli/rank_job.h"
 
+#include "sdxl_dreambooth/cli/status_file.h"
 #include "sdxl_dreambooth/dist/mpi_wait.h"
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/torch_compat.h"
@@ -68,6 +69,9 @@ int run_rank_job(const std::string& config_path, const std::vector<std::string>&
     auto comm = dist::make_collectives(mpi.world(), co);
     RankJob job{mpi, cfg, log, *comm};
     const int rc = body(job);
+    // The outcome before MPI_Finalize: an mpirun that was signalled itself kills the ranks
+    // while they finalize, and a job script reads the program's exit code from here.
+    if (const auto status = StatusFile::from_environment()) status->finished(rc);
     if (debug == dist::DistributedDebug::kDetail) {
       log.trace(std::to_string(comm->calls()) + " collectives issued by this rank (" + backend + " device collectives)");
     }
@@ -79,7 +83,9 @@ int run_rank_job(const std::string& config_path, const std::vector<std::string>&
               << "\n";
     if (err && !err->hint().empty()) std::cerr << "hint: " << err->hint() << "\n";
     std::cerr.flush();
-    MPI_Abort(mpi.world(), dynamic_cast<const UsageError*>(&e) ? kExitUsage : kExitFailure);
+    const int code = dynamic_cast<const UsageError*>(&e) ? kExitUsage : kExitFailure;
+    if (const auto status = StatusFile::from_environment()) status->finished(code);
+    MPI_Abort(mpi.world(), code);
     return static_cast<int>(kExitFailure);
   }
 }

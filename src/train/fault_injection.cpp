@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <thread>
 
@@ -23,6 +24,12 @@ void maybe_inject_fault(int rank, std::int64_t step) {
   if (std::string(kind) == "signal") std::raise(SIGUSR1);
   if (std::string(kind) == "stall") {
     for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+}
+
+void maybe_signal_at_load(char** envp) noexcept {
+  for (char** e = envp; e && *e; ++e) {
+    if (std::strcmp(*e, "SDXL_TEST_FAULT=signal:load") == 0) std::raise(SIGUSR1);
   }
 }
 

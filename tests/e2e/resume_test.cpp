@@ -352,3 +352,31 @@ TEST(Jobs, TrainMpirunResumesAPreemptedRun) {
   expect_same_training_state(dir / "a" / "checkpoints" / "checkpoint-8.h5",
                              dir / "b" / "checkpoints" / "checkpoint-8.h5");
 }
+
+// SIGTERM to jobs/train-mpirun.sh (a scheduler's stop, or Ctrl-C): the ranks checkpoint and
+// exit 75; mpirun itself then exits 1, but the script reports the program's 75 (read from its
+// status file) so an outer scheduler requeues, and leaves no status file behind.
+TEST(Jobs, TrainMpirunReportsThePreemptionExitWhenTerminated) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  test::write_file(dir / "run.toml", config(dir / "out", "batch_size = 1\nmax_steps = 100000\n"));
+  const std::string script = std::string(SDXL_SOURCE_DIR) + "/jobs/train-mpirun.sh";
+  // Started in the background, signalled once two steps are logged.
+  const auto r = test::run_process(
+      {"bash", "-c",
+       "bash \"$0\" \"$1\" & p=$!; for i in $(seq 1200); do [ -f \"$2\" ] && [ \"$(wc -l < \"$2\")\" -ge 3 ] && "
+       "break; sleep 0.1; done; kill -TERM $p; wait $p",
+       script, (dir / "run.toml").string(), (dir / "out" / "metrics.csv").string()},
+      {{"NP", "2"}, {"SDXL_BIN", SDXL_BINARY}, {"MPIRUN_ARGS", "--oversubscribe"},
+       {"SDXL_STATUS_DIR", dir.path().string()}});
+  const std::string log = r.out + r.err;
+  EXPECT_EQ(r.exit_code, 75) << log;
+  EXPECT_NE(log.find("preemption requested (Terminated): checkpointing step"), std::string::npos) << log;
+  EXPECT_EQ(log.find("resuming (restart"), std::string::npos) << log;  // a stop, not a restart
+  std::size_t checkpoints = 0;
+  for (const auto& e : fs::directory_iterator(dir / "out" / "checkpoints")) checkpoints += e.path().extension() == ".h5";
+  EXPECT_EQ(checkpoints, 1u);
+  for (const auto& e : fs::directory_iterator(dir.path())) {
+    EXPECT_EQ(e.path().filename().string().find(".sdxl-dreambooth-mpirun-"), std::string::npos) << e.path();
+  }
+}

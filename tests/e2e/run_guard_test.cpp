@@ -7,7 +7,7 @@
 #include "support/reference.h"
 
 #include <gtest/gtest.h>
-
+#include <pthread.h>
 #include <signal.h>
 
 #include <chrono>
@@ -230,6 +230,27 @@ TEST(RunGuard, APreemptionRequestDuringStartUpExits75WithNothingToSave) {
   EXPECT_EQ(r.exit_code, 75) << r.err;
   EXPECT_NE(r.err.find("before the first step"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir / "out" / "checkpoints"));
+  EXPECT_FALSE(fs::exists(dir / "out" / "pytorch_lora_weights.safetensors"));
+
+  // Earlier still: while the libraries initialize, before main (the preinit hook's handler).
+  const auto loading = test::run_cli({"train", (dir / "run.toml").string()}, {{"SDXL_TEST_FAULT", "signal:load"}});
+  EXPECT_EQ(loading.exit_code, 75) << loading.err;
+  EXPECT_NE(loading.err.find("preemption requested (User defined signal 1) before the first step"), std::string::npos)
+      << loading.err;
+  EXPECT_FALSE(fs::exists(dir / "out" / "checkpoints"));
+
+  // A SIGTERM already pending when the program starts, from a launcher that blocked it: the
+  // program unblocks its preemption signals and hears it (blocked, it would train to the end).
+  sigset_t term, previous;
+  sigemptyset(&term);
+  sigaddset(&term, SIGTERM);
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &term, &previous), 0);
+  const auto pending = test::run_process(
+      {"/bin/sh", "-c", "kill -TERM $$; exec \"$0\" train \"$1\"", SDXL_BINARY, (dir / "run.toml").string()});
+  ASSERT_EQ(pthread_sigmask(SIG_SETMASK, &previous, nullptr), 0);
+  EXPECT_EQ(pending.exit_code, 75) << pending.err;
+  EXPECT_NE(pending.err.find("preemption requested (Terminated) before the first step"), std::string::npos)
+      << pending.err;
   EXPECT_FALSE(fs::exists(dir / "out" / "pytorch_lora_weights.safetensors"));
 }
 

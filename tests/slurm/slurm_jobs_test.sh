@@ -4,7 +4,8 @@
 # --mpi=pmix). 1) a job runs to the end: checkpoint with every group, both ranks in the log;
 # 2) the same job signalled mid-run (scancel --signal=USR1) checkpoints, exits 75, is
 # requeued by the script, resumes by itself and ends with LoRA weights bitwise equal to 1);
-# 3) SDXL_LAUNCH=mpirun inside the allocation; 4) generate.sbatch; 5) an array of two configs.
+# 3) SDXL_LAUNCH=mpirun inside the allocation; 4) generate.sbatch; 5) an array of two configs;
+# 6) launches that never start the program; 7) a stop before the program started: requeued.
 # Needs root. SDXL_BIN: the binary under test. KEEP=1 keeps the work folder.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -167,6 +168,34 @@ if (cd "$root" && sbatch --parsable --wait --ntasks=1 --gpus-per-task=0 --cpus-p
 fi
 grep -q "sdxl-dreambooth did not finish (srun exit code 0)" "$work/gen-e.log" ||
   fail "generate.sbatch did not say that the program never ran"
+# 7. A stop in the first moments of a launch, before the program could catch it (the dynamic
+# loader still mapping its libraries): the wrapper's first launch of each task waits where the
+# program would be loading, and scancel --signal=USR1 kills it. train.sbatch treats that as a
+# preemption: requeued, and the requeued job trains the run to the end.
+cat > "$work/slow-start" <<WRAPPER
+#!/bin/bash
+[ -e "$work/slow.\$SLURM_PROCID" ] || { touch "$work/slow.\$SLURM_PROCID"; exec sleep 120; }
+exec "$bin" "\$@"
+WRAPPER
+chmod +x "$work/slow-start"
+sed -e "s#^max_steps = .*#max_steps = 5#" "$work/tiny.toml" > "$work/short.toml"
+jid=$(cd "$root" && sbatch --parsable --ntasks=2 --ntasks-per-node=2 --gpus-per-task=0 --cpus-per-task=1 \
+        --output="$work/f.log" --export="ALL,SDXL_BIN=$work/slow-start,OMP_NUM_THREADS=1" jobs/train.sbatch \
+        "$work/short.toml" --set "output.dir=\"$work/f\"")
+wait_for 120 test -e "$work/slow.1" || fail "job 7 did not launch its tasks"
+sleep 1
+scancel --signal=USR1 "$jid"
+wait_for 120 requeued_and_pending "$jid" || fail "job 7 was not requeued (state $(job_state "$jid"))"
+grep -q "asked to stop before sdxl-dreambooth started (srun exit code 138): nothing to save, treated as a preemption" \
+  "$work/f.log" || fail "train.sbatch did not treat the early stop as a preemption"
+wait_for 60 node_idle || fail "the node did not become idle after the requeue"
+sleep 2
+scontrol update JobId="$jid" StartTime=now
+wait_for 300 job_done "$jid" || fail "job 7 did not finish (state $(job_state "$jid"))"
+[ "$(job_state "$jid")" = COMPLETED ] || fail "job 7 ended $(job_state "$jid")"
+[ -f "$work/f/pytorch_lora_weights.safetensors" ] || fail "job 7 exported no LoRA"
+echo "a stop before the program started: requeued, then trained to the end"
+
 leftover=$(find "$root" -maxdepth 1 -name '.sdxl-dreambooth-*.status')
 [ -z "$leftover" ] || fail "status files left behind: $leftover"
 echo "launches that never started the program: relaunched, or the job failed"

@@ -3,7 +3,8 @@
 // "signal:R:S" sends it SIGUSR1 there (a preemption at a known step, through the real handler).
 // Step 0 is the start of run_training, before anything is loaded; step -1 is after the first
 // round of training images is encoded (a preemption while the data is being encoded); step -2
-// is each sampler step of a validation.
+// is each sampler step of a validation. "signal:load" sends SIGUSR1 before main, while the
+// libraries initialize (maybe_signal_at_load, from main's preinit hook).
 #pragma once
 
 #include <cstdint>
@@ -11,5 +12,7 @@
 namespace sdxl::train {
 
 void maybe_inject_fault(int rank, std::int64_t step);
+// Reads the environment block itself: it runs before the C library has set up getenv.
+void maybe_signal_at_load(char** envp) noexcept;
 
 }  // namespace sdxl::train

@@ -8,9 +8,16 @@
 
 namespace sdxl::train {
 
+// Sets the same flag-setting handlers at once, before anything else of the process runs (main's
+// preinit hook for `train`): LibTorch's static initializers take about half a second before
+// main, in which Slurm's SIGTERM would otherwise kill the run instead of asking it to stop.
+// Async-signal-safe and without allocation; the flag it sets is the one PreemptionSignals reads.
+void catch_preemption_signals_early() noexcept;
+
 class PreemptionSignals {
  public:
-  // Installs the handlers; the destructor restores the previous ones.
+  // Installs the handlers (a signal caught early stays requested); the destructor restores the
+  // previous ones.
   PreemptionSignals();
   ~PreemptionSignals();
   PreemptionSignals(const PreemptionSignals&) = delete;
