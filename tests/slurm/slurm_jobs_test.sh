@@ -168,6 +168,8 @@ if (cd "$root" && sbatch --parsable --wait --ntasks=1 --gpus-per-task=0 --cpus-p
 fi
 grep -q "sdxl-dreambooth did not finish (srun exit code 0)" "$work/gen-e.log" ||
   fail "generate.sbatch did not say that the program never ran"
+echo "launches that never started the program: relaunched, or the job failed"
+
 # 7. A stop in the first moments of a launch, before the program could catch it (the dynamic
 # loader still mapping its libraries): the wrapper's first launch of each task waits where the
 # program would be loading, and scancel --signal=USR1 kills it. train.sbatch treats that as a
@@ -198,4 +200,3 @@ echo "a stop before the program started: requeued, then trained to the end"
 
 leftover=$(find "$root" -maxdepth 1 -name '.sdxl-dreambooth-*.status')
 [ -z "$leftover" ] || fail "status files left behind: $leftover"
-echo "launches that never started the program: relaunched, or the job failed"
