@@ -585,7 +585,9 @@ class Loader {
     };
     const std::int64_t resolution = get_int("resolution").value_or(1024);
     const auto say = [&](const std::string& key, const std::string& what) {
-      errors.push_back(k.origin(key) + ": " + k.name(key) + what);
+      // A subset's check repeats what [data]'s said about the values it inherits: once is enough.
+      const std::string e = k.origin(key) + ": " + k.name(key) + what;
+      if (std::find(errors.begin(), errors.end(), e) == errors.end()) errors.push_back(e);
     };
     if (resolution % 8 != 0) say("resolution", ": expected a multiple of 8, got " + std::to_string(resolution));
     const std::int64_t step = get_int("bucket_step").value_or(64);
