@@ -49,7 +49,8 @@ TOML
     start=$(date +%s.%N)
     # Each rank's peak RSS from time(1); the log's clock gives the start-up (first line to the
     # "training N steps" line).
-    mpirun --allow-run-as-root --oversubscribe -np 2 /usr/bin/time -f "peak RSS of a rank: %M KB" \
+    mpirun --allow-run-as-root --oversubscribe -np 2 \
+      sh -c '/usr/bin/time -f "peak RSS of a rank ($OMPI_COMM_WORLD_RANK): %M KB" "$0" "$@"' \
       "$build/sdxl-dreambooth" train "$work/run-$n.toml" --set "output.dir=\"$out\"" > "$out.log" 2>&1
     end=$(date +%s.%N)
     echo "== $n images, $run run: $(echo "$end - $start" | bc) s in all"
