@@ -574,9 +574,10 @@ class Loader {
             [&s, data](const std::string& k) { return s.values.count(k) ? s.origins.at(k) : data.origin(k); }};
   }
 
-  // An image set's resolution and buckets: sizes that fit together (multiples of 8 and of the
-  // bucket step, min <= resolution <= max), and a size that changes from step to step only
-  // where nothing captured holds one size.
+  // An image set's resolution and, when it buckets, its buckets: sizes that fit together
+  // (multiples of 8, the resolution and the bucket sides multiples of the bucket step,
+  // min <= resolution <= max), and a size that changes from step to step only where nothing
+  // captured holds one size.
   void check_sizes(const SizeKeys& k) {
     const auto get_int = [&](const std::string& key) -> std::optional<std::int64_t> {
       const auto v = k.value(key);
@@ -585,14 +586,32 @@ class Loader {
     };
     const std::int64_t resolution = get_int("resolution").value_or(1024);
     const auto say = [&](const std::string& key, const std::string& what) {
-      // A subset's check repeats what [data]'s said about the values it inherits: once is enough.
+      // Two subsets inheriting the same [data] value would say the same: once is enough.
       const std::string e = k.origin(key) + ": " + k.name(key) + what;
       if (std::find(errors.begin(), errors.end(), e) == errors.end()) errors.push_back(e);
     };
     if (resolution % 8 != 0) say("resolution", ": expected a multiple of 8, got " + std::to_string(resolution));
+    const auto bucketing = k.value("bucketing");
+    const bool buckets = bucketing && std::get<bool>(*bucketing);
+    const bool own_size = resolution != config.get_int("data.resolution");
+    if ((buckets || own_size) && config.get_bool("train.cuda_graphs")) {
+      const std::string key = buckets ? "bucketing" : "resolution";
+      say(key, std::string(buckets ? " = true" : " = " + std::to_string(resolution) + " (not data.resolution)") +
+                   " changes the latent size from step to step, which a captured CUDA graph (" +
+                   config.origin("train.cuda_graphs") + ": train.cuda_graphs) cannot; turn one off");
+    }
+    if (!buckets) return;  // the bucket keys are not read
     const std::int64_t step = get_int("bucket_step").value_or(64);
     if (step % 8 != 0) {
       say("bucket_step", ": expected a multiple of 8 (the VAE's factor), got " + std::to_string(step));
+      return;
+    }
+    // kohya's buckets hold at most resolution² pixels in sides of whole steps: a resolution
+    // between steps would train every square image at the step below, without a word.
+    if (resolution % step != 0) {
+      say("bucket_step", " = " + std::to_string(step) + ": " + k.name("resolution") + " = " +
+                             std::to_string(resolution) + " is not a multiple of it (bucketing trains at sides that "
+                             "are); choose a bucket step that divides the resolution, such as 64 or 32");
       return;
     }
     for (const char* key : {"min_bucket_resolution", "max_bucket_resolution"}) {
@@ -610,28 +629,21 @@ class Loader {
       say("max_bucket_resolution", " = " + std::to_string(*max) + " is below " + k.name("resolution") + " = " +
                                        std::to_string(resolution));
     }
-    const auto bucketing = k.value("bucketing");
-    const bool buckets = bucketing && std::get<bool>(*bucketing);
-    const bool own_size = resolution != config.get_int("data.resolution");
-    if ((buckets || own_size) && config.get_bool("train.cuda_graphs")) {
-      const std::string key = buckets ? "bucketing" : "resolution";
-      say(key, std::string(buckets ? " = true" : " = " + std::to_string(resolution) + " (not data.resolution)") +
-                   " changes the latent size from step to step, which a captured CUDA graph (" +
-                   config.origin("train.cuda_graphs") + ": train.cuda_graphs) cannot; turn one off");
-    }
   }
 
-  // [data]'s sizes, and each subset's that sets any of its own.
+  // Each image set's sizes as it resolves them: [data] without subsets, else every subset
+  // (with what it inherits; [data]'s own values only matter through them), and
+  // data.resolution itself, which validation images default to.
   void check_buckets() {
-    check_sizes(data_size_keys());
-    static const char* const kSizeKeys[] = {"resolution", "bucketing", "min_bucket_resolution",
-                                            "max_bucket_resolution", "bucket_step"};
-    for (std::size_t i = 0; i < config.subsets().size(); ++i) {
-      const auto& values = config.subsets()[i].values;
-      if (std::any_of(std::begin(kSizeKeys), std::end(kSizeKeys), [&](const char* key) { return values.count(key); })) {
-        check_sizes(subset_size_keys(i));
-      }
+    if (config.subsets().empty()) {
+      check_sizes(data_size_keys());
+      return;
     }
+    if (config.get_int("data.resolution") % 8 != 0) {
+      errors.push_back(config.origin("data.resolution") + ": data.resolution: expected a multiple of 8, got " +
+                       std::to_string(config.get_int("data.resolution")));
+    }
+    for (std::size_t i = 0; i < config.subsets().size(); ++i) check_sizes(subset_size_keys(i));
   }
 
   // Pivotal tuning (lora.train_text_encoder_ti): its abstractions parse, and it trains the text

@@ -8,9 +8,11 @@
 #include "sdxl_dreambooth/train/training_setup.h"
 #include "sdxl_dreambooth/util/strings.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <optional>
+#include <sstream>
 
 namespace fs = std::filesystem;
 
@@ -18,22 +20,65 @@ namespace sdxl::train {
 
 namespace {
 
+std::string class_image_name(std::int64_t number) {
+  char name[32];
+  std::snprintf(name, sizeof name, "class-%05lld.png", static_cast<long long>(number));
+  return name;
+}
+
+// The numbers of the images to draw: the first `missing` whose class-NNNNN.png the folder does
+// not hold. A user's own class-00001.png is never overwritten, and a top-up (more
+// num_class_images) or a run stopped during generation continues the numbering and with it the
+// seeds (image N is drawn from seed + N), so no image repeats another.
+std::vector<std::int64_t> free_numbers(const std::string& dir, std::int64_t missing) {
+  std::vector<std::int64_t> out;
+  for (std::int64_t n = 0; static_cast<std::int64_t>(out.size()) < missing; ++n) {
+    std::error_code ec;
+    if (!fs::exists(fs::path(dir) / class_image_name(n), ec)) out.push_back(n);
+  }
+  return out;
+}
+
+// Rank 0's free numbers on every rank (a shared folder may look different on other nodes for a while).
+std::vector<std::int64_t> agreed_free_numbers(const std::string& dir, std::int64_t missing,
+                                              dist::HostCollectives& comm) {
+  std::string text;
+  if (comm.rank() == 0) {
+    for (std::int64_t n : free_numbers(dir, missing)) text += std::to_string(n) + " ";
+  }
+  comm.broadcast(text, 0, "class image numbers");
+  std::vector<std::int64_t> out;
+  std::istringstream in(text);
+  for (std::int64_t n; in >> n;) out.push_back(n);
+  return out;
+}
+
 // One batch drawn and each image written at once (an interrupted run keeps them).
 void write_batch(pipeline::SdxlPipeline& pipe, const pipeline::GenerationRequest& r,
-                 const std::vector<pipeline::ImageRef>& batch, std::int64_t existing, std::int64_t missing,
+                 const std::vector<pipeline::ImageRef>& batch, const std::vector<std::int64_t>& numbers,
                  const std::string& model, const std::string& dir, const Logger& log) {
   for (const auto& img : pipe.generate(r, batch)) {
-    const std::int64_t k = img.image_index;
-    char name[32];
-    std::snprintf(name, sizeof name, "class-%05lld.png", static_cast<long long>(existing + k));
-    const fs::path path = fs::path(dir) / name;
+    const fs::path path = fs::path(dir) / class_image_name(img.image_index);
     pipeline::write_image_png(path.string(), img,
                               {{"prompt", r.prompts.front()}, {"seed", std::to_string(img.seed)},
                                {"steps", std::to_string(r.steps)}, {"model", model},
                                {"software", "sdxl-dreambooth class image"}});
-    log.info_all_ranks("class image " + std::to_string(k + 1) + "/" + std::to_string(missing) + ": " +
+    const auto nth = std::find(numbers.begin(), numbers.end(), img.image_index) - numbers.begin() + 1;
+    log.info_all_ranks("class image " + std::to_string(nth) + "/" + std::to_string(numbers.size()) + ": " +
                        path.string());
   }
+}
+
+// The image numbers in batches of `batch_size`, in order: for a folder without class images,
+// the batches plan_batches would make.
+std::vector<std::vector<pipeline::ImageRef>> numbered_batches(const std::vector<std::int64_t>& numbers,
+                                                              std::int64_t batch_size) {
+  std::vector<std::vector<pipeline::ImageRef>> batches;
+  for (std::int64_t n : numbers) {
+    if (batches.empty() || static_cast<std::int64_t>(batches.back().size()) == batch_size) batches.emplace_back();
+    batches.back().emplace_back(0, n);
+  }
+  return batches;
 }
 
 }  // namespace
@@ -74,14 +119,15 @@ void ensure_class_images(pipeline::SdxlPipeline& pipe, const config::RunConfig& 
   r.seed = (subset_index == 0 ? seed : derive_seed(seed, subset_index)) & 0xffffffffu;
   // At the subset's size: its class images train beside its instance images.
   r.width = r.height = static_cast<int>(subset.resolution);
-  r.images_per_prompt = missing;
+  const std::vector<std::int64_t> numbers = agreed_free_numbers(dir, missing, comm);
+  r.images_per_prompt = numbers.back() + 1;  // image N draws from r.seed + N
   r.scheduler = cfg.validation.scheduler;
   r.batch_size = cfg.prior.sample_batch_size;
-  const auto batches = pipeline::plan_batches(r);
+  const auto batches = numbered_batches(numbers, r.batch_size);
   const auto world = static_cast<std::size_t>(comm.world_size());
   for (std::size_t round = 0; round * world < batches.size(); ++round) {
     const std::size_t j = round * world + static_cast<std::size_t>(comm.rank());
-    if (j < batches.size()) write_batch(drawer, r, batches[j], existing, missing, cfg.model.pretrained, dir, log);
+    if (j < batches.size()) write_batch(drawer, r, batches[j], numbers, cfg.model.pretrained, dir, log);
     if (comm.all_reduce_max(signals.requested() ? 1.0 : 0.0, "preemption check between class-image batches") > 0) {
       throw PreemptedBeforeTraining{};
     }

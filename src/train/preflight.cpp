@@ -89,6 +89,12 @@ void check_subset(const config::ResolvedSubset& sub, const config::DataConfig& d
   std::error_code ec;
   if (fs::exists(*sub.class_dir, ec)) {
     if (!fs::is_directory(*sub.class_dir, ec)) throw UsageError(key + ": " + util::quoted(*sub.class_dir) + " is not a folder");
+    // Class images drawn into the instance folder would train as the subject, and the
+    // subject's photos as the class.
+    if (fs::equivalent(*sub.class_dir, sub.instance_dir, ec)) {
+      throw UsageError(key + ": " + util::quoted(*sub.class_dir) + " is " + sub.key + ".instance_dir",
+                       "give the class images a folder of their own (diffusers' --class_data_dir)");
+    }
   } else {
     check_writable_folder(*sub.class_dir, key);
   }

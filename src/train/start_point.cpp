@@ -1,5 +1,7 @@
 #include "sdxl_dreambooth/train/start_point.h"
 
+#include "sdxl_dreambooth/config/config.h"
+#include "sdxl_dreambooth/config/resume_changes.h"
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/train/training_setup.h"
 #include "sdxl_dreambooth/util/stopwatch.h"
@@ -9,6 +11,23 @@
 
 namespace sdxl::train {
 namespace {
+
+// Settings the checkpoint's run trained with that this run changes: allowed (a lower rate, a
+// larger batch), but the result is then no longer what the uninterrupted run would give.
+void warn_about_changed_settings(const std::string& config_toml, const config::RunConfig& cfg,
+                                 const std::string& path, const Logger& log) {
+  std::vector<std::string> changes;
+  try {
+    changes = config::resume_changes(config::load_config_text(config_toml, path + " /config").typed(), cfg);
+  } catch (const Error& e) {
+    log.warn(path + ": the configuration saved in it does not load here, so changed settings are not checked (" +
+             std::string(e.what()).substr(0, 200) + ")");
+    return;
+  }
+  if (changes.empty()) return;
+  log.warn("resuming " + path + " with settings other than its run's: " + util::join(changes, ", ") +
+           "; training continues, but not as that run would have (not bitwise reproducible)");
+}
 
 // Rank 0: the base model's fingerprint and the checkpoint to resume, checked against both.
 void find_start_checkpoint(const config::RunConfig& cfg, const RunSettings& s, const Logger& log, StartPoint& start) {
@@ -36,6 +55,7 @@ void find_start_checkpoint(const config::RunConfig& cfg, const RunSettings& s, c
                               ? text::TokenAbstractions::parse(cfg.lora.token_abstraction,
                                                                cfg.lora.num_new_tokens_per_abstraction)
                               : text::TokenAbstractions());
+  warn_about_changed_settings(start.checkpoint->checkpoint.config_toml, cfg, path, log);
 }
 
 }  // namespace

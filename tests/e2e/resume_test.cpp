@@ -323,6 +323,19 @@ TEST(DistributedResume, SignalledTwoRankRunResumesBitwise) {
   ASSERT_EQ(one.exit_code, 0) << one.err;
   EXPECT_NE(one.err.find("written by 2 rank(s), this job has 1"), std::string::npos) << one.err;
   EXPECT_TRUE(fs::exists(dir / "c" / "checkpoints" / "checkpoint-12.h5"));
+  // Another output folder is no change of what a step computes; a new learning rate and
+  // resolution are, and are named.
+  EXPECT_EQ(one.err.find("settings other than"), std::string::npos) << one.err;
+  fs::copy(dir / "b", dir / "d", fs::copy_options::recursive);
+  const auto changed = test::run_cli({"train", (dir / "b.toml").string(), "--set", "checkpoint.resume=\"latest\"",
+                                      "--set", "output.dir=\"" + (dir / "d").string() + "\"", "--set",
+                                      "train.learning_rate=2e-3", "--set", "data.resolution=32"});
+  ASSERT_EQ(changed.exit_code, 0) << changed.err;
+  EXPECT_NE(changed.err.find("with settings other than its run's: data.resolution (64 → 32), "
+                             "train.learning_rate (0.001 → 0.002); training continues, but not as that run would "
+                             "have (not bitwise reproducible)"),
+            std::string::npos)
+      << changed.err;
 }
 
 // jobs/train-mpirun.sh (clusters without Slurm): a preemption on one rank ends the run with 75,

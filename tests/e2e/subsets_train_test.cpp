@@ -109,8 +109,14 @@ TEST(Subsets, ASubsetMissingWhatItNeedsIsAConfigError) {
        "bucketing = true\nmin_bucket_resolution = 128\n",
        "data.subsets[0].min_bucket_resolution = 128 is above data.resolution = 64"},
       {"[[data.subsets]]\ninstance_dir = \"a\"\ninstance_prompt = \"x\"\nclass_dir = \"c\"\nclass_prompt = \"y\"\n"
-       "resolution = 128\nbucket_step = 48\nmax_bucket_resolution = 96\n",
+       "resolution = 128\nbucketing = true\nbucket_step = 32\nmax_bucket_resolution = 96\n",
        "data.subsets[0].max_bucket_resolution = 96 is below data.subsets[0].resolution = 128"},
+      {"[[data.subsets]]\ninstance_dir = \"a\"\ninstance_prompt = \"x\"\nclass_dir = \"c\"\nclass_prompt = \"y\"\n"
+       "bucketing = true\nbucket_step = 48\n",
+       "data.subsets[0].bucket_step = 48: data.resolution = 64 is not a multiple of it"},
+      {"[[data.subsets]]\ninstance_dir = \"a\"\ninstance_prompt = \"x\"\nclass_dir = \"c\"\nclass_prompt = \"y\"\n"
+       "bucketing = true\nbucket_step = 128\n",
+       "data.subsets[0].bucket_step = 128: data.resolution = 64 is not a multiple of it"},
       {"[[data.subsets]]\ninstance_dir = \"a\"\ninstance_prompt = \"x\"\nclass_dir = \"c\"\nclass_prompt = \"y\"\n"
        "[[data.subsets]]\ninstance_dir = \"./a/\"\ninstance_prompt = \"x\"\nclass_dir = \"c\"\nclass_prompt = \"y\"\n",
        "data.subsets[1] repeats data.subsets[0] (the same instance_dir 'a' with the same prompt and captions): every "
@@ -123,6 +129,14 @@ TEST(Subsets, ASubsetMissingWhatItNeedsIsAConfigError) {
     EXPECT_NE(r.err.find(message), std::string::npos) << subsets << r.err;
     EXPECT_FALSE(fs::exists(dir / "out"));
   }
+  // [data]'s bucket settings matter only through the subsets that bucket: a subset that does
+  // not is not held to them.
+  test::write_file(dir / "run.toml",
+                   "[model]\npretrained = \"m\"\n[data]\nresolution = 64\nbucketing = true\nmin_bucket_resolution = 48\n"
+                   "[output]\ndir = " + subset_q(dir / "out") + "\n[[data.subsets]]\ninstance_dir = \"a\"\n"
+                   "instance_prompt = \"x\"\nbucketing = false\nresolution = 32\n");
+  const auto inherited = test::run_cli({"check-config", (dir / "run.toml").string()});
+  EXPECT_EQ(inherited.exit_code, 0) << inherited.err;
   test::write_file(dir / "run.toml", head + "[[data.subsets]]\ninstance_dir = \"a\"\ninstance_prompt = \"x\"\n"
                                          "class_dir = \"c\"\nclass_prompt = \"y\"\n");
   const auto set = test::run_cli({"train", (dir / "run.toml").string(), "--set", "data.subsets=[]"});
