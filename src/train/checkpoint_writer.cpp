@@ -39,7 +39,7 @@ Checkpoint CheckpointWriter::capture(const RunProgress& p) const {
   st.max_steps = plan_.max_steps;
   st.data_position = p.step * plan_.grad_accum;
   st.epoch = st.data_position / plan_.order.batches_per_epoch();
-  st.samples_seen = p.step * plan_.batch_size * plan_.grad_accum * plan_.world_size;
+  st.samples_seen = p.step * plan_.examples_per_step();
   st.world_size = plan_.world_size;
   st.seed = settings_.seed;
   st.lr_scheduler = plan_.lr.options().kind;

@@ -45,13 +45,14 @@ std::int64_t checked_batch_size(const config::TrainConfig& train, std::int64_t d
 }  // namespace
 
 StepPlan::StepPlan(const config::TrainConfig& train, bool with_prior, std::vector<std::int64_t> groups, int world,
-                   std::uint64_t seed, bool mixed_prior)
+                   std::uint64_t seed, bool mixed)
     : batch_size(checked_batch_size(train, std::accumulate(groups.begin(), groups.end(), std::int64_t{0}) /
-                                               (mixed_prior ? 2 : 1))),
+                                               (mixed ? 2 : 1))),
       grad_accum(train.grad_accum),
       prior(with_prior),
+      mixed_prior(mixed),
       world_size(world),
-      order(std::move(groups), batch_size * (mixed_prior ? 2 : 1), world, seed),
+      order(std::move(groups), batch_size * (mixed ? 2 : 1), world, seed),
       steps_per_epoch(count_steps_per_epoch(order, grad_accum)),
       max_steps(train.max_steps.value_or(train.epochs * steps_per_epoch)),
       learning_rate(peak_learning_rate(train, world)),

@@ -119,6 +119,10 @@ TEST(BucketTraining, ClassImagesTrainInTheirOwnBucketWithPriorPreservation) {
     EXPECT_NE(straight.err.find(line), std::string::npos) << line << "\n" << straight.err;
   }
   EXPECT_EQ(straight.err.find("generating"), std::string::npos) << straight.err;  // the folder had enough
+  // 6 steps of 2 ranks x 4 rows, every row an example of the epoch's 12.
+  const auto inspected = test::run_cli({"inspect", (dir / "out" / "checkpoints" / "checkpoint-6.h5").string()});
+  ASSERT_EQ(inspected.exit_code, 0) << inspected.err;
+  EXPECT_NE(inspected.out.find("48 examples seen"), std::string::npos) << inspected.out;
   const auto [stopped, resumed] = test::preempt_and_resume(dir / "stopped.toml", 3, 2);
   ASSERT_EQ(stopped.exit_code, 75) << stopped.err;
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;

@@ -61,7 +61,7 @@ struct TrainingState {
   std::int64_t step = 0;       // optimizer steps done
   std::int64_t max_steps = 0;  // of the run that wrote it
   std::int64_t epoch = 0;
-  std::int64_t samples_seen = 0;  // instance examples, all ranks
+  std::int64_t samples_seen = 0;  // examples drawn by all ranks (StepPlan::examples_per_step)
   std::int64_t world_size = 1;
   std::int64_t data_position = 0;  // micro-batches consumed per rank (step x grad_accum)
   std::uint64_t seed = 0;          // every random stream derives from (seed, stream, rank, step)

@@ -23,6 +23,7 @@ struct StepPlan {
   std::int64_t batch_size;  // examples per rank per micro-batch
   std::int64_t grad_accum;
   bool prior;
+  bool mixed_prior;  // class examples in the data order (train/prior_mix.h)
   int world_size;
   DataOrder order;
   std::int64_t steps_per_epoch;
@@ -30,6 +31,9 @@ struct StepPlan {
   double learning_rate;    // the UNet's peak rate: train.learning_rate, scaled by train.scale_lr
   LrSchedule lr;
 
+  // Examples the data order gives per optimizer step over all ranks: instance examples, or
+  // with mixed prior preservation instance and class examples.
+  std::int64_t examples_per_step() const { return batch_size * grad_accum * world_size * (mixed_prior ? 2 : 1); }
   // UNet rows per optimizer step over all ranks (class rows included).
   std::int64_t images_per_step() const { return batch_size * grad_accum * world_size * (prior ? 2 : 1); }
   // Micro-batch `micro` of optimizer step `step` (0-based), this rank's dataset rows.
