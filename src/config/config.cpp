@@ -150,13 +150,30 @@ std::string Config::to_toml() const {
 std::string Config::to_table() const {
   std::size_t key_w = 3, val_w = 5;
   std::vector<std::array<std::string, 3>> rows;
+  const auto add = [&](const std::string& key, std::string shown, const std::string& source) {
+    if (shown.size() > 60) shown = shown.substr(0, 57) + "...";
+    key_w = std::max(key_w, key.size());
+    val_w = std::max(val_w, shown.size());
+    rows.push_back({key, std::move(shown), source});
+  };
   for (const KeySpec& k : schema()) {
     const Value& v = value(k.key);
-    std::string shown = is_set(v) ? ::sdxl::config::to_toml(v) : "(unset: " + k.unset_means + ")";
-    if (shown.size() > 60) shown = shown.substr(0, 57) + "...";
-    rows.push_back({k.key, shown, origin(k.key)});
-    key_w = std::max(key_w, k.key.size());
-    val_w = std::max(val_w, shown.size());
+    const std::string unset = k.key == "data.instance_dir" && !subsets_.empty() ? "each subset names its own"
+                                                                                 : k.unset_means;
+    add(k.key, is_set(v) ? ::sdxl::config::to_toml(v) : "(unset: " + unset + ")", origin(k.key));
+  }
+  // Each subset's keys as it resolves them: its own, or what it inherits from [data].
+  for (std::size_t i = 0; i < subsets_.size(); ++i) {
+    for (const SubsetKeySpec& k : subset_schema()) {
+      const std::string key = "data.subsets[" + std::to_string(i) + "]." + k.name;
+      const auto own = subsets_[i].values.find(k.name);
+      if (own != subsets_[i].values.end()) {
+        add(key, ::sdxl::config::to_toml(own->second), subsets_[i].origins.at(k.name));
+      } else {
+        const Value& v = value(k.data_key->key);
+        add(key, is_set(v) ? ::sdxl::config::to_toml(v) : "(unset)", "inherited from " + k.data_key->key);
+      }
+    }
   }
   std::ostringstream out;
   auto pad = [](const std::string& s, std::size_t w) { return s + std::string(w > s.size() ? w - s.size() : 0, ' '); };

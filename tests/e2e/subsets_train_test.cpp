@@ -137,6 +137,10 @@ TEST(Subsets, ASubsetMissingWhatItNeedsIsAConfigError) {
                    "instance_prompt = \"x\"\nbucketing = false\nresolution = 32\n");
   const auto inherited = test::run_cli({"check-config", (dir / "run.toml").string()});
   EXPECT_EQ(inherited.exit_code, 0) << inherited.err;
+  // check-config shows each subset's keys as they resolve: its own, or inherited.
+  for (const char* row : {"data.subsets[0].resolution", "inherited from data.min_bucket_resolution"}) {
+    EXPECT_NE(inherited.out.find(row), std::string::npos) << row << "\n" << inherited.out;
+  }
   test::write_file(dir / "run.toml", head + "[[data.subsets]]\ninstance_dir = \"a\"\ninstance_prompt = \"x\"\n"
                                          "class_dir = \"c\"\nclass_prompt = \"y\"\n");
   const auto set = test::run_cli({"train", (dir / "run.toml").string(), "--set", "data.subsets=[]"});
