@@ -3,6 +3,7 @@
 #include "sdxl_dreambooth/build_features.h"
 #include "sdxl_dreambooth/config/data_subsets.h"
 #include "sdxl_dreambooth/model/lora_export.h"
+#include "sdxl_dreambooth/train/training_data.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <nlohmann/json.hpp>
@@ -61,7 +62,18 @@ Metadata kohya_metadata(const config::RunConfig& cfg, const RunSettings& s, cons
         {"n_repeats", subsets[k].repeats},
         {"img_count", k < facts.subset_images.size() ? facts.subset_images[k] : facts.instance_images}};
   }
+  // kohya's bucket_info: {"buckets": {"0": {"resolution": [w, h], "count": n}, ...}}.
+  nlohmann::json buckets = nlohmann::json::object();
+  for (std::size_t k = 0; k < facts.buckets.size(); ++k) {
+    buckets[std::to_string(k)] = {{"resolution", facts.buckets[k].first}, {"count", facts.buckets[k].second}};
+  }
+  const std::vector<data::BucketSize> sizes = training_buckets(cfg.data, s.resolution);
   return {{"ss_output_name", run_name(cfg.output)},
+          {"ss_enable_bucket", flag(cfg.data.bucketing)},
+          {"ss_bucket_no_upscale", flag(false)},
+          {"ss_min_bucket_reso", std::to_string(sizes.front().width)},
+          {"ss_max_bucket_reso", std::to_string(sizes.back().width)},
+          {"ss_bucket_info", nlohmann::json{{"buckets", buckets}}.dump()},
           {"ss_sd_model_name", cfg.model.pretrained},
           {"ss_resolution", res},
           {"ss_steps", std::to_string(facts.steps)},

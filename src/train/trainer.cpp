@@ -213,6 +213,11 @@ LoraFiles export_lora(const TrainedAdapters& adapters, const config::RunConfig& 
   facts.batches_per_epoch = plan.order.batches_per_epoch();
   facts.epoch = summary.steps * plan.grad_accum / std::max<std::int64_t>(facts.batches_per_epoch, 1);
   facts.instance_images = static_cast<std::int64_t>(data.instance.images_used);
+  const std::vector<std::int64_t> sizes = data.order_groups();
+  for (std::size_t k = 0; k < sizes.size(); ++k) {
+    const data::BucketSize b = !data.mix.empty() ? data.mix.group_size(k) : data.instance.groups.at(k).bucket;
+    facts.buckets.push_back({{b.width, b.height}, sizes[k]});
+  }
   facts.class_images = static_cast<std::int64_t>(data.klass.images_used);
   facts.train_examples = data.instance.size();
   for (const auto& sub : data.subsets) facts.subset_images.push_back(static_cast<std::int64_t>(sub.images));

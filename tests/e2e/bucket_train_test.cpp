@@ -3,6 +3,7 @@
 // trains one bucket on both ranks, the log shows the bucket table, and a preempted run resumes
 // to the same LoRA bits; with prior preservation the class images join as their own bucket.
 #include "sdxl_dreambooth/io/png_writer.h"
+#include "sdxl_dreambooth/io/safetensors.h"
 #include "support/process.h"
 #include "support/reference.h"
 
@@ -62,6 +63,11 @@ TEST(BucketTraining, TwoRanksTrainOneBucketPerStepAndResumeExactly) {
                            "training 6 steps: 6 examples, batch 2 x 1 accumulation, 2 steps per epoch"}) {
     EXPECT_NE(straight.err.find(line), std::string::npos) << line << "\n" << straight.err;
   }
+  // kohya's metadata has the buckets (A1111 shows them).
+  const auto kohya = io::SafetensorsFile::open((dir / "out" / "out.safetensors").string());
+  EXPECT_EQ(kohya->metadata().at("ss_enable_bucket"), "True");
+  EXPECT_EQ(kohya->metadata().at("ss_bucket_info"),
+            R"({"buckets":{"0":{"count":3,"resolution":[48,80]},"1":{"count":3,"resolution":[80,48]}}})");
   // Preempted during step 3, resumed from checkpoint 2: the same bits.
   const auto [stopped, resumed] = test::preempt_and_resume(dir / "stopped.toml", 3, 2);
   ASSERT_EQ(stopped.exit_code, 75) << stopped.err;

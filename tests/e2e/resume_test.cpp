@@ -233,6 +233,9 @@ TEST(Export, DiffusersAndKohyaFilesLoadToTheSameImage) {
                                                                      {"ss_base_model_version", "sdxl_base_v1-0"},
                                                                      {"ss_network_module", "networks.lora"},
                                                                      {"ss_resolution", "(64, 64)"},
+                                                                     {"ss_enable_bucket", "False"},
+                                                                     {"ss_bucket_info",
+                                                                      R"({"buckets":{"0":{"count":5,"resolution":[64,64]}}})"},
                                                                      {"ss_steps", "3"},
                                                                      {"ss_num_train_images", "5"},
                                                                      {"format", "kohya"}}) {

@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <ctime>
+#include <array>
 #include <optional>
 #include <string>
 #include <vector>
@@ -28,6 +29,8 @@ struct RunFacts {
   std::int64_t class_images = 0;
   std::int64_t train_examples = 0;              // per epoch: images x repeats, every subset
   std::vector<std::int64_t> subset_images;  // instance images per subset (config::resolve_subsets order)
+  // Each size the examples trained at ({width, height}) and its examples (kohya's bucket_info).
+  std::vector<std::pair<std::array<int, 2>, std::int64_t>> buckets;
   std::time_t started_at = 0;
   double learning_rate = 0;  // the UNet's peak rate (train.scale_lr applied)
 };
