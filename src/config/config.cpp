@@ -402,20 +402,70 @@ class Loader {
     }
     const std::string key = util::trim(arg.substr(0, eq));
     const std::string text = arg.substr(eq + 1);
+    if (key.rfind("data.subsets[", 0) == 0) {
+      apply_subset_override(key, text, where);
+      return;
+    }
     const KeySpec* spec = find_key(key);
     if (key == "data.subsets" || key.rfind("data.subsets.", 0) == 0) {
-      errors.push_back(where + ": [[data.subsets]] tables are given in the config file, not with --set");
+      errors.push_back(where + ": [[data.subsets]] tables are given in the config file, not with --set (a key of "
+                       "one of them is: --set data.subsets[0].repeats=3)");
       return;
     }
     if (!spec) {
       report_unknown_key(key, where);
       return;
     }
-    // The value is TOML (`5`, `true`, `["a", "b"]`, `"quoted"`); a bare word is taken as
-    // a string for string keys so that --set data.instance_prompt=a photo of sks dog works.
+    if (auto value = override_value(*spec, key, text, where)) set_checked(*spec, std::move(*value), where);
+  }
+
+  // --set data.subsets[N].name=value: a key of the file's N-th [[data.subsets]] table.
+  void apply_subset_override(const std::string& key, const std::string& text, const std::string& where) {
+    const std::string prefix = "data.subsets[";
+    const auto close = key.find("].", prefix.size());
+    const std::string index = close == std::string::npos ? "" : key.substr(prefix.size(), close - prefix.size());
+    const std::string name = close == std::string::npos ? "" : key.substr(close + 2);
+    const std::size_t count = config.subsets().size();
+    if (index.empty() || index.size() > 6 || index.find_first_not_of("0123456789") != std::string::npos) {
+      errors.push_back(where + ": expected data.subsets[N].key=value, such as data.subsets[0].repeats=3");
+      return;
+    }
+    const std::size_t i = std::stoul(index);
+    if (i >= count) {
+      errors.push_back(where + ": data.subsets[" + index + "]: the config file has " + std::to_string(count) +
+                       " [[data.subsets]] table(s)" +
+                       (count ? " (data.subsets[0] to data.subsets[" + std::to_string(count - 1) + "])" : ""));
+      return;
+    }
+    const SubsetKeySpec* spec = find_subset_key(name);
+    if (!spec) {
+      std::vector<std::string> names;
+      for (const SubsetKeySpec& k : subset_schema()) names.push_back(k.name);
+      const std::string near = util::nearest(name, names);
+      errors.push_back(where + ": unknown key '" + name + "' in [[data.subsets]]" +
+                       (near.empty() ? std::string() : " (did you mean '" + near + "'?)") + "; a subset takes " +
+                       util::join(names, ", "));
+      return;
+    }
+    auto value = override_value(*spec->data_key, key, text, where);
+    if (!value) return;
+    const std::string problem = check_value(*value, *spec->data_key);
+    if (!problem.empty()) {
+      errors.push_back(where + ": " + key + ": expected " + spec->data_key->expectation() + ", got " +
+                       util::quoted(text));
+      return;
+    }
+    config.set_subset_value(i, name, std::move(*value), where);
+  }
+
+  // A --set value for a key of `spec`'s type: TOML (`5`, `true`, `["a", "b"]`, `"quoted"`), or
+  // a bare word as a string for string keys, so that --set data.instance_prompt=a photo of sks
+  // dog works. Reports and gives nothing when it is none of these.
+  std::optional<Value> override_value(const KeySpec& spec, const std::string& key, const std::string& text,
+                                      const std::string& where) {
     if (text.find_first_of("\r\n") != std::string::npos) {
       errors.push_back(where + ": " + key + ": the value must be on one line (use \\n inside a quoted string)");
-      return;
+      return std::nullopt;
     }
     std::optional<Value> value;
     bool parsed_ok = false, structured = false;
@@ -423,7 +473,7 @@ class Loader {
       toml::table parsed = toml::parse("v = " + text, std::string_view("--set"));
       parsed_ok = true;
       if (const toml::node* node = parsed.get("v")) {
-        value = convert(*node, *spec);
+        value = convert(*node, spec);
         structured = node->is_array() || node->is_table();
       }
     } catch (const toml::parse_error&) {
@@ -434,17 +484,17 @@ class Loader {
     const bool quoted = first == "\"" || first == "'" || first == "[";
     if (!value && !parsed_ok && quoted) {
       errors.push_back(where + ": " + key + ": " + util::quoted(text) + " is not a valid TOML value (an unterminated "
-                       "quote or bracket?); expected " + spec->expectation());
-      return;
+                       "quote or bracket?); expected " + spec.expectation());
+      return std::nullopt;
     }
     // An array or table given for a string key is a mistake (a list of abstractions for
     // lora.token_abstraction, say), not text.
-    if (!value && spec->type == ValueType::kString && !structured) value = Value(text);
+    if (!value && spec.type == ValueType::kString && !structured) value = Value(text);
     if (!value) {
-      errors.push_back(where + ": " + key + ": expected " + spec->expectation() + ", got " + util::quoted(text));
-      return;
+      errors.push_back(where + ": " + key + ": expected " + spec.expectation() + ", got " + util::quoted(text));
+      return std::nullopt;
     }
-    set_checked(*spec, std::move(*value), where);
+    return value;
   }
 
   void check_required(const std::string& source) {
@@ -845,7 +895,8 @@ std::string subsets_reference_markdown() {
   out << "\n### `[[data.subsets]]` — several concepts in one run\n\n"
       << "Each `[[data.subsets]]` table is one concept. A key it does not set takes the `[data]` value; "
       << "`instance_dir` is required in each, and `[data]` then sets no `instance_dir`. "
-      << "Messages name a subset by its place in the file, from 0: `data.subsets[1]`.\n\n"
+      << "Messages name a subset by its place in the file, from 0: `data.subsets[1]`; `--set "
+         "data.subsets[1].repeats=3` sets a key of that table (the tables themselves come from the file).\n\n"
       << "| key | type | when unset | allowed |\n|---|---|---|---|\n";
   for (const SubsetKeySpec& k : subset_schema()) {
     out << "| `" << k.name << "` | " << type_name(k.data_key->type) << " | "

@@ -147,6 +147,19 @@ TEST(Subsets, ASubsetMissingWhatItNeedsIsAConfigError) {
   EXPECT_EQ(set.exit_code, 2);
   EXPECT_NE(set.err.find("[[data.subsets]] tables are given in the config file, not with --set"), std::string::npos)
       << set.err;
+  // A key of one of the file's tables may be set, by its place.
+  const auto key = test::run_cli({"check-config", (dir / "run.toml").string(), "--set", "data.subsets[0].repeats=3"});
+  EXPECT_EQ(key.exit_code, 0) << key.err;
+  EXPECT_NE(key.out.find("--set data.subsets[0].repeats=3"), std::string::npos) << key.out;
+  for (const auto& [arg, message] : std::vector<std::pair<std::string, std::string>>{
+           {"data.subsets[1].repeats=3", "data.subsets[1]: the config file has 1 [[data.subsets]] table(s)"},
+           {"data.subsets[0].repeat=3", "unknown key 'repeat' in [[data.subsets]] (did you mean 'repeats'?)"},
+           {"data.subsets[0].repeats=0", "data.subsets[0].repeats: expected an integer in [1, 100000]"},
+           {"data.subsets[x].repeats=3", "expected data.subsets[N].key=value"}}) {
+    const auto bad = test::run_cli({"check-config", (dir / "run.toml").string(), "--set", arg});
+    EXPECT_EQ(bad.exit_code, 2) << arg;
+    EXPECT_NE(bad.err.find(message), std::string::npos) << arg << "\n" << bad.err;
+  }
   test::write_file(dir / "run.toml", head + "[[data.subsets]]\ninstance_dir = \"a\"\n" +
                                          "[data.extra]\n");  // a table where a key belongs
   EXPECT_EQ(test::run_cli({"train", (dir / "run.toml").string()}).exit_code, 2);

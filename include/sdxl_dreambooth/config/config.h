@@ -49,6 +49,10 @@ class Config {
   };
   const std::vector<Subset>& subsets() const { return subsets_; }
   void add_subset(Subset subset) { subsets_.push_back(std::move(subset)); }
+  void set_subset_value(std::size_t i, const std::string& name, Value value, std::string origin) {
+    subsets_.at(i).values[name] = std::move(value);
+    subsets_.at(i).origins[name] = std::move(origin);
+  }
 
  private:
   std::map<std::string, Value> values_;
