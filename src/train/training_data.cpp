@@ -577,6 +577,11 @@ TrainingData encode_training_data(const config::RunConfig& cfg, const RunSetting
     EncodedImages images = encode_image_folder(class_files, co, pipe.vae, d.prompts,
                                                s.device, log, comm, between_rounds, cache.get(),
                                                cache_key);
+    if (comm.rank() == 0 && static_cast<std::int64_t>(images.images_used) < subsets[k].num_class_images) {
+      log.warn(co.key + ": " + std::to_string(images.images_used) + " usable class images of the " +
+               std::to_string(subsets[k].num_class_images) + " num_class_images asks for (" +
+               std::to_string(images.images_skipped) + " unreadable, skipped); prior preservation trains on those");
+    }
     d.subsets[k].class_offset = d.klass.size();
     d.subsets[k].class_count = images.size();
     examples[k].klass = append_images(d.klass, std::move(images), true);

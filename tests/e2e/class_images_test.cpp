@@ -93,3 +93,23 @@ TEST(ClassImages, TheInstanceFolderIsNotAClassFolder) {
   EXPECT_NE(r.err.find("is data.instance_dir"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir / "out"));
 }
+
+// A class image that does not decode, skipped with data.skip_bad_images: the run says that
+// prior preservation has fewer class images than num_class_images asks for.
+TEST(ClassImages, FewerUsableClassImagesThanAskedForAreSaid) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  fs::create_directories(dir / "class");
+  std::vector<std::uint8_t> px(64 * 64 * 3, 90);
+  io::write_png((dir / "class" / "a.png").string(), px.data(), 64, 64);
+  io::write_png((dir / "class" / "b.png").string(), px.data(), 64, 64);
+  fs::copy_file(test::subjects_dir() / "bad" / "truncated.jpg", dir / "class" / "c.jpg");
+  test::write_file(dir / "run.toml", prior_config(dir / "class", dir / "out", 3));
+  const auto r = test::run_cli({"train", (dir / "run.toml").string(), "--set", "data.skip_bad_images=true"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.err.find("generating"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("data.class_dir: 2 usable class images of the 3 num_class_images asks for (1 unreadable, "
+                       "skipped)"),
+            std::string::npos)
+      << r.err;
+}
