@@ -292,8 +292,16 @@ EncodedImages encode_image_folder(const std::vector<data::ImageFile>& files, con
   // collectives whatever the rank count (each rank encodes its files of each stretch).
   constexpr std::size_t kFilesPerCheck = 8;
   const auto ranks = static_cast<std::size_t>(world);
+  // A long encode says how far it is (rank 0's share), every kReportEveryS seconds.
+  constexpr double kReportEveryS = 30;
+  double next_report = kReportEveryS;
   for (std::size_t start = 0; start < files.size(); start += kFilesPerCheck) {
     const std::size_t end = std::min(files.size(), start + kFilesPerCheck);
+    if (rank == 0 && watch.seconds() >= next_report) {
+      log.info(o.key + ": encoding, " + std::to_string(start) + " of " + std::to_string(files.size()) +
+               " files dealt so far (" + util::format_with("%.0f", watch.seconds()) + " s)");
+      next_report = watch.seconds() + kReportEveryS;
+    }
     for (std::size_t i = start; i < end; ++i) {
       if (i % ranks != static_cast<std::size_t>(rank) || (o.stopping && o.stopping())) continue;
       if (encoder.add_file(files[i], i, random ? o.repeats * files[i].repeats : 1)) {
