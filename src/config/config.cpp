@@ -341,12 +341,7 @@ class Loader {
         const std::string where = location(source, value_node);
         const SubsetKeySpec* spec = find_subset_key(key);
         if (!spec) {
-          std::vector<std::string> names;
-          for (const SubsetKeySpec& k : subset_schema()) names.push_back(k.name);
-          const std::string near = util::nearest(key, names);
-          errors.push_back(where + ": unknown key '" + key + "' in [[data.subsets]]" +
-                           (near.empty() ? std::string() : " (did you mean '" + near + "'?)") +
-                           "; a subset takes " + util::join(names, ", "));
+          report_unknown_subset_key(key, where);
           continue;
         }
         auto value = convert(value_node, *spec->data_key);
@@ -361,6 +356,15 @@ class Loader {
       }
       config.add_subset(std::move(subset));
     }
+  }
+
+  void report_unknown_subset_key(const std::string& key, const std::string& where) {
+    std::vector<std::string> names;
+    for (const SubsetKeySpec& k : subset_schema()) names.push_back(k.name);
+    const std::string near = util::nearest(key, names);
+    errors.push_back(where + ": unknown key '" + key + "' in [[data.subsets]]" +
+                     (near.empty() ? std::string() : " (did you mean '" + near + "'?)") + "; a subset takes " +
+                     util::join(names, ", "));
   }
 
   void report_unknown_key(const std::string& key, const std::string& where) {
@@ -439,12 +443,7 @@ class Loader {
     }
     const SubsetKeySpec* spec = find_subset_key(name);
     if (!spec) {
-      std::vector<std::string> names;
-      for (const SubsetKeySpec& k : subset_schema()) names.push_back(k.name);
-      const std::string near = util::nearest(name, names);
-      errors.push_back(where + ": unknown key '" + name + "' in [[data.subsets]]" +
-                       (near.empty() ? std::string() : " (did you mean '" + near + "'?)") + "; a subset takes " +
-                       util::join(names, ", "));
+      report_unknown_subset_key(name, where);
       return;
     }
     auto value = override_value(*spec->data_key, key, text, where);
