@@ -540,6 +540,76 @@ bool text_encoders_run_each_step(const config::RunConfig& cfg) {
   return cfg.lora.train_text_encoder || cfg.lora.train_text_encoder_ti || cfg.data.shuffle_tags;
 }
 
+namespace {
+
+// What encoding an image set needs besides its options and images, the same for every set.
+struct SetEncoder {
+  pipeline::SdxlPipeline& pipe;
+  const RunSettings& settings;
+  const Logger& log;
+  dist::HostCollectives& comm;
+  const std::function<void()>& between_rounds;
+  LatentCache* cache;
+  const std::string& cache_key;
+  const std::function<bool()>& stopping;
+
+  EncodedImages encode(const std::vector<data::ImageFile>& files, ImageSetOptions o, PromptTable& prompts) const {
+    o.stopping = stopping;
+    return encode_image_folder(files, o, pipe.vae, prompts, settings.device, log, comm, between_rounds, cache,
+                               cache_key);
+  }
+};
+
+// Every subset's instance images into d.instance (subset k's flips and crops from stream 2k of
+// `augment`); where each subset's examples went.
+std::vector<SubsetExamples> encode_instance_images(const config::RunConfig& cfg,
+                                                   const std::vector<config::ResolvedSubset>& subsets,
+                                                   std::uint64_t augment, const SetEncoder& e, TrainingData& d) {
+  std::vector<SubsetExamples> examples;
+  for (std::size_t k = 0; k < subsets.size(); ++k) {
+    const config::ResolvedSubset& sub = subsets[k];
+    ImageSetOptions io = instance_options(cfg, sub, e.settings);
+    if (!io.buckets.empty()) {
+      e.log.info(sub.key + ".bucketing: " + std::to_string(io.buckets.size()) + " buckets of about " +
+                 std::to_string(io.resolution) + "^2 px, sides " + std::to_string(io.buckets.front().width) + " to " +
+                 std::to_string(io.buckets.back().width) + " in steps of " + std::to_string(sub.bucket_step));
+    }
+    io.augment_seed = derive_seed(augment, 2 * k);
+    EncodedImages images = e.encode(list_images_collective(io, e.comm, e.log), io, d.prompts);
+    d.subsets.push_back({d.instance.size(), images.size(), 0, 0, images.images_used});
+    examples.push_back({append_images(d.instance, std::move(images), false), {}});
+    if (util::trim(sub.instance_prompt).empty()) {
+      e.log.warn(sub.key + ".instance_prompt is empty: images without a caption train on an empty prompt");
+    }
+  }
+  return examples;
+}
+
+// Every subset's class images into d.klass (stream 2k + 1), noting where they went.
+void encode_class_images(const config::RunConfig& cfg, const std::vector<config::ResolvedSubset>& subsets,
+                         std::uint64_t augment, const SetEncoder& e, TrainingData& d,
+                         std::vector<SubsetExamples>& examples) {
+  for (std::size_t k = 0; k < subsets.size(); ++k) {
+    ImageSetOptions co = class_options(instance_options(cfg, subsets[k], e.settings), subsets[k]);
+    co.augment_seed = derive_seed(augment, 2 * k + 1);
+    // As diffusers' dataset: num_class_images of the folder's images (in name order), not all.
+    std::vector<data::ImageFile> class_files = list_images_collective(co, e.comm, e.log);
+    const auto wanted = subsets[k].num_class_images;
+    if (class_files.size() > static_cast<std::size_t>(wanted)) class_files.resize(static_cast<std::size_t>(wanted));
+    EncodedImages images = e.encode(class_files, co, d.prompts);
+    if (e.comm.rank() == 0 && static_cast<std::int64_t>(images.images_used) < wanted) {
+      e.log.warn(co.key + ": " + std::to_string(images.images_used) + " usable class images of the " +
+                 std::to_string(wanted) + " num_class_images asks for (" + std::to_string(images.images_skipped) +
+                 " unreadable, skipped); prior preservation trains on those");
+    }
+    d.subsets[k].class_offset = d.klass.size();
+    d.subsets[k].class_count = images.size();
+    examples[k].klass = append_images(d.klass, std::move(images), true);
+  }
+}
+
+}  // namespace
+
 TrainingData encode_training_data(const config::RunConfig& cfg, const RunSettings& s, pipeline::SdxlPipeline& pipe,
                                   const Logger& log, dist::HostCollectives& comm,
                                   const std::function<void()>& between_rounds, const std::string& cache_key,
@@ -550,50 +620,12 @@ TrainingData encode_training_data(const config::RunConfig& cfg, const RunSetting
   const std::uint64_t augment = derive_seed(s.seed, kAugmentStream);
   std::shared_ptr<LatentCache> cache;
   if (!cache_key.empty()) cache = std::make_shared<LatentCache>(fs::path(*cfg.data.cache_dir) / cache_key, comm.rank(), log);
+  const SetEncoder encoder{pipe, s, log, comm, between_rounds, cache.get(), cache_key, stopping};
   // Every subset's instance images, then (prior preservation) every subset's class images, so
   // that one subset draws its augmentations as runs did before subsets.
   const std::vector<config::ResolvedSubset> subsets = config::resolve_subsets(cfg.data);
-  std::vector<SubsetExamples> examples;  // where each subset's examples went
-  for (std::size_t k = 0; k < subsets.size(); ++k) {
-    const config::ResolvedSubset& sub = subsets[k];
-    ImageSetOptions io = instance_options(cfg, sub, s);
-    if (!io.buckets.empty()) {
-      log.info(sub.key + ".bucketing: " + std::to_string(io.buckets.size()) + " buckets of about " +
-               std::to_string(io.resolution) + "^2 px, sides " + std::to_string(io.buckets.front().width) + " to " +
-               std::to_string(io.buckets.back().width) + " in steps of " + std::to_string(sub.bucket_step));
-    }
-    io.augment_seed = derive_seed(augment, 2 * k);
-    io.stopping = stopping;
-    EncodedImages images = encode_image_folder(list_images_collective(io, comm, log), io, pipe.vae, d.prompts,
-                                               s.device, log, comm, between_rounds, cache.get(),
-                                               cache_key);
-    d.subsets.push_back({d.instance.size(), images.size(), 0, 0, images.images_used});
-    examples.push_back({append_images(d.instance, std::move(images), false), {}});
-    if (util::trim(sub.instance_prompt).empty()) {
-      log.warn(sub.key + ".instance_prompt is empty: images without a caption train on an empty prompt");
-    }
-  }
-  for (std::size_t k = 0; s.prior && k < subsets.size(); ++k) {
-    ImageSetOptions co = class_options(instance_options(cfg, subsets[k], s), subsets[k]);
-    co.augment_seed = derive_seed(augment, 2 * k + 1);
-    co.stopping = stopping;
-    // As diffusers' dataset: num_class_images of the folder's images (in name order), not all.
-    std::vector<data::ImageFile> class_files = list_images_collective(co, comm, log);
-    if (class_files.size() > static_cast<std::size_t>(subsets[k].num_class_images)) {
-      class_files.resize(static_cast<std::size_t>(subsets[k].num_class_images));
-    }
-    EncodedImages images = encode_image_folder(class_files, co, pipe.vae, d.prompts,
-                                               s.device, log, comm, between_rounds, cache.get(),
-                                               cache_key);
-    if (comm.rank() == 0 && static_cast<std::int64_t>(images.images_used) < subsets[k].num_class_images) {
-      log.warn(co.key + ": " + std::to_string(images.images_used) + " usable class images of the " +
-               std::to_string(subsets[k].num_class_images) + " num_class_images asks for (" +
-               std::to_string(images.images_skipped) + " unreadable, skipped); prior preservation trains on those");
-    }
-    d.subsets[k].class_offset = d.klass.size();
-    d.subsets[k].class_count = images.size();
-    examples[k].klass = append_images(d.klass, std::move(images), true);
-  }
+  std::vector<SubsetExamples> examples = encode_instance_images(cfg, subsets, augment, encoder, d);
+  if (s.prior) encode_class_images(cfg, subsets, augment, encoder, d, examples);
   if (s.prior && config::several_sizes(cfg.data)) {
     d.mix = PriorMix(examples, group_sizes_of(d.instance), group_sizes_of(d.klass));
   }
