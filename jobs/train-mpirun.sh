@@ -14,8 +14,8 @@
 # Site switches, as in train.sbatch: export HDF5_USE_FILE_LOCKING=FALSE on Lustre/GPFS.
 # SIGUSR1/SIGTERM sent to this script reach every rank through mpirun: they checkpoint at
 # the next step and exit with 75; after SIGTERM (or Ctrl-C) the script exits with 75 too.
-#   SDXL_STATUS_DIR  where the run's status file goes (default: this checkout; with HOSTFILE a
-#                    folder every host sees)
+#   SDXL_STATUS_DIR  where the run's status file goes (default: this checkout, or $TMPDIR when
+#                    it is read-only and there is no HOSTFILE; with HOSTFILE a folder every host sees)
 set -uo pipefail
 
 if [ $# -lt 1 ]; then
@@ -40,7 +40,10 @@ args+=(${MPIRUN_ARGS:-})
 # mpirun exits 1 when it was signalled itself, whatever the ranks did; the program's first rank
 # writes "started", then "exit N" to SDXL_STATUS_FILE (a folder every host sees: SDXL_STATUS_DIR,
 # default this checkout), so the loop acts on the program's own exit code.
-export SDXL_STATUS_FILE=${SDXL_STATUS_DIR:-$root}/.sdxl-dreambooth-mpirun-$$.status
+status_dir=${SDXL_STATUS_DIR:-$root}
+# A read-only checkout (an installed copy) on one machine: its temporary folder will do.
+[ -n "${SDXL_STATUS_DIR:-}" ] || [ -w "$status_dir" ] || [ -n "${HOSTFILE:-}" ] || status_dir=${TMPDIR:-/tmp}
+export SDXL_STATUS_FILE=$status_dir/.sdxl-dreambooth-mpirun-$$.status
 if ! : > "$SDXL_STATUS_FILE" 2>/dev/null; then
   echo "train-mpirun.sh: cannot write $SDXL_STATUS_FILE; set SDXL_STATUS_DIR to a writable folder" \
        "that every host sees" >&2

@@ -357,7 +357,8 @@ TEST(Jobs, TrainMpirunResumesAPreemptedRun) {
                                    {{"NP", "2"},
                                     {"SDXL_BIN", SDXL_BINARY},
                                     {"MPIRUN_ARGS", "--oversubscribe -x SDXL_TEST_FAULT"},
-                                    {"SDXL_TEST_FAULT", "signal:1:4"}});
+                                    {"SDXL_TEST_FAULT", "signal:1:4"},
+                                    {"SDXL_STATUS_DIR", dir.path().string()}});
   const std::string log = r.out + r.err;
   ASSERT_EQ(r.exit_code, 0) << log;
   EXPECT_NE(log.find("preemption requested (another rank): checkpointing step 4"), std::string::npos) << log;
