@@ -44,23 +44,33 @@ status_dir=${SDXL_STATUS_DIR:-$root}
 # A read-only checkout (an installed copy) on one machine: its temporary folder will do.
 [ -n "${SDXL_STATUS_DIR:-}" ] || [ -w "$status_dir" ] || [ -n "${HOSTFILE:-}" ] || status_dir=${TMPDIR:-/tmp}
 export SDXL_STATUS_FILE=$status_dir/.sdxl-dreambooth-mpirun-$$.status
-if ! : > "$SDXL_STATUS_FILE" 2>/dev/null; then
+# The traps come first, so that a signal at any moment leaves no status file behind. A stop
+# asked for before mpirun runs ends the script with 75 (nothing ran, nothing is lost).
+pid= stop=0
+trap 'rm -f "$SDXL_STATUS_FILE"' EXIT
+trap 'if [ -n "$pid" ]; then kill -USR1 $pid 2>/dev/null; else stop=1; fi' USR1
+trap 'stop=1; [ -z "$pid" ] || kill -TERM $pid 2>/dev/null' TERM INT
+if ! : 2>/dev/null > "$SDXL_STATUS_FILE"; then
   echo "train-mpirun.sh: cannot write $SDXL_STATUS_FILE; set SDXL_STATUS_DIR to a writable folder" \
        "that every host sees" >&2
   exit 2
 fi
-trap 'rm -f "$SDXL_STATUS_FILE"' EXIT
 args+=(-x SDXL_STATUS_FILE)
 
 restarts=0
 extra=()
 while :; do
   : > "$SDXL_STATUS_FILE"
-  mpirun "${args[@]}" "$bin" train "$@" "${extra[@]}" &
+  if [ $stop = 1 ]; then
+    echo "train-mpirun.sh: asked to stop before sdxl-dreambooth started: nothing to save, treated as a" \
+         "preemption" >&2
+    exit 75
+  fi
+  # mpirun in a session of its own: a signal to this script's process group (Ctrl-C, a
+  # scheduler stopping the group) reaches it once, through the traps — a second signal would
+  # make mpirun abort the ranks instead of letting them checkpoint.
+  setsid mpirun "${args[@]}" "$bin" train "$@" "${extra[@]}" &
   pid=$!
-  trap 'kill -USR1 $pid 2>/dev/null' USR1
-  trap 'kill -TERM $pid 2>/dev/null; stop=1' TERM INT
-  stop=0
   while :; do
     wait $pid
     rc=$?

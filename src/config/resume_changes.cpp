@@ -11,7 +11,9 @@ namespace {
 bool changes_a_step(const KeySpec& k) {
   static const std::array<const char*, 6> kFree{"model", "output", "checkpoint", "logging", "validation",
                                                 "distributed"};
-  static const std::array<const char*, 3> kFreeKeys{"train.max_steps", "train.epochs", "train.device"};
+  // train.seed: the checkpoint's is used, with a warning of its own.
+  static const std::array<const char*, 4> kFreeKeys{"train.max_steps", "train.epochs", "train.device",
+                                                    "train.seed"};
   if (std::find(kFree.begin(), kFree.end(), k.section()) != kFree.end()) return false;
   return std::find(kFreeKeys.begin(), kFreeKeys.end(), k.key) == kFreeKeys.end();
 }

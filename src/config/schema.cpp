@@ -108,7 +108,7 @@ std::vector<KeySpec> build_schema() {
       optional(KEY(data, class_dir), "no class images", "Folder of class images for prior preservation"),
       optional(KEY(data, class_prompt), "no class prompt", "Prompt of the class, e.g. \"a photo of dog\""),
       range(key(KEY(data, num_class_images), std::int64_t{100},
-                "Class images wanted; missing ones are generated with the base model"), 1),
+                "Class images wanted; missing ones are generated with the base model"), 1, 100000),
       range(key(KEY(data, resolution), std::int64_t{1024}, "Training resolution in pixels (multiple of 8)"),
             8, 8192),
       key(KEY(data, center_crop), false, "Center crop instead of a random crop"),

@@ -29,7 +29,11 @@ std::vector<ImageFile> list_image_files(const std::string& dir, const std::strin
   for (const auto& entry : it) {
     const std::string name = entry.path().filename().string();
     if (name.empty() || name[0] == '.' || !has_image_extension(name)) continue;
-    if (!entry.is_regular_file(ec) && !entry.is_symlink(ec)) continue;
+    // Files, through links too; a dangling link is kept so that reading it names it. A folder
+    // or device named like an image is not one.
+    const bool file = entry.is_regular_file(ec);
+    const bool dangling = entry.is_symlink(ec) && !fs::exists(entry.path(), ec);
+    if (!file && !dangling) continue;
     files.push_back({entry.path().string(), std::nullopt});
   }
   std::sort(files.begin(), files.end(), [](const ImageFile& a, const ImageFile& b) { return a.path < b.path; });

@@ -1,9 +1,12 @@
 #include "sdxl_dreambooth/io/png_writer.h"
 
+#include <unistd.h>
+
 #include "sdxl_dreambooth/error.h"
 
 #include <png.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -63,9 +66,17 @@ bool write_with_libpng(FILE* f, const std::uint8_t* rgb, int width, int height, 
 
 void write_png(const std::string& path, const std::uint8_t* rgb, int width, int height, const PngText& text) {
   if (width <= 0 || height <= 0) throw Error("write_png '" + path + "': empty image");
-  const std::string tmp = path + ".tmp";
-  std::unique_ptr<FILE, FileCloser> f(std::fopen(tmp.c_str(), "wb"));
-  if (!f) throw_errno("open for writing", tmp);
+  // A name of its own, created exclusively: never a user's "<name>.tmp", and never through a
+  // symbolic link someone left there.
+  std::string tmp = path + ".tmp-XXXXXX";
+  const int fd = ::mkstemp(tmp.data());
+  if (fd < 0) throw_errno("open for writing", path + ".tmp-XXXXXX");
+  std::unique_ptr<FILE, FileCloser> f(::fdopen(fd, "wb"));
+  if (!f) {
+    ::close(fd);
+    std::remove(tmp.c_str());
+    throw_errno("open for writing", tmp);
+  }
   std::vector<png_text> texts(text.size());
   for (std::size_t i = 0; i < text.size(); ++i) {
     std::memset(&texts[i], 0, sizeof(png_text));
@@ -82,8 +93,15 @@ void write_png(const std::string& path, const std::uint8_t* rgb, int width, int 
     std::remove(tmp.c_str());
     throw Error("write_png '" + path + "' failed: " + (sink.message[0] ? sink.message : "out of memory"));
   }
-  if (std::fflush(f.get()) != 0) throw_errno("write", tmp);
-  if (std::fclose(f.release()) != 0) throw_errno("close", tmp);
+  // A failed write (a full disk) leaves no temporary file behind.
+  const auto fail = [&](const char* what) {
+    const int err = errno;
+    std::remove(tmp.c_str());
+    errno = err;
+    throw_errno(what, tmp);
+  };
+  if (std::fflush(f.get()) != 0) fail("write");
+  if (std::fclose(f.release()) != 0) fail("close");
   if (std::rename(tmp.c_str(), path.c_str()) != 0) throw_errno("rename to " + path + " from", tmp);
 }
 

@@ -34,7 +34,8 @@ std::vector<std::int64_t> free_numbers(const std::string& dir, std::int64_t miss
   std::vector<std::int64_t> out;
   for (std::int64_t n = 0; static_cast<std::int64_t>(out.size()) < missing; ++n) {
     std::error_code ec;
-    if (!fs::exists(fs::path(dir) / class_image_name(n), ec)) out.push_back(n);
+    // Anything of that name, a dangling link included, is the user's.
+    if (!fs::exists(fs::symlink_status(fs::path(dir) / class_image_name(n), ec))) out.push_back(n);
   }
   return out;
 }

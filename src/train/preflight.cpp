@@ -100,6 +100,18 @@ void check_subset(const config::ResolvedSubset& sub, const config::DataConfig& d
   }
 }
 
+// Class images drawn into any subset's instance folder would train as that subject.
+void check_class_dirs_apart(const std::vector<config::ResolvedSubset>& subsets) {
+  for (const config::ResolvedSubset& c : subsets) {
+    for (const config::ResolvedSubset& i : subsets) {
+      std::error_code ec;
+      if (!c.class_dir || &c == &i || !fs::equivalent(*c.class_dir, i.instance_dir, ec)) continue;
+      throw UsageError(c.key + ".class_dir: " + util::quoted(*c.class_dir) + " is " + i.key + ".instance_dir",
+                       "give the class images a folder of their own (diffusers' --class_data_dir)");
+    }
+  }
+}
+
 }  // namespace
 
 void check_run_inputs(const config::RunConfig& cfg, const RunSettings& s) {
@@ -120,7 +132,9 @@ void check_run_inputs(const config::RunConfig& cfg, const RunSettings& s) {
       }
     }
   }
-  for (const config::ResolvedSubset& sub : config::resolve_subsets(cfg.data)) check_subset(sub, cfg.data, cfg.prior.enabled);
+  const std::vector<config::ResolvedSubset> subsets = config::resolve_subsets(cfg.data);
+  for (const config::ResolvedSubset& sub : subsets) check_subset(sub, cfg.data, cfg.prior.enabled);
+  if (cfg.prior.enabled) check_class_dirs_apart(subsets);
   if (cfg.data.cache_dir) check_writable_folder(*cfg.data.cache_dir, "data.cache_dir");
   check_writable_folder(s.output, "output.dir");
   check_outside_model(cfg.model, s.output);

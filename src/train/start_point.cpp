@@ -20,13 +20,15 @@ void warn_about_changed_settings(const std::string& config_toml, const config::R
   try {
     changes = config::resume_changes(config::load_config_text(config_toml, path + " /config").typed(), cfg);
   } catch (const Error& e) {
+    const std::string why = e.what();
     log.warn(path + ": the configuration saved in it does not load here, so changed settings are not checked (" +
-             std::string(e.what()).substr(0, 200) + ")");
+             why.substr(0, why.find('\n')) + ")");
     return;
   }
   if (changes.empty()) return;
   log.warn("resuming " + path + " with settings other than its run's: " + util::join(changes, ", ") +
-           "; training continues, but not as that run would have (not bitwise reproducible)");
+           "; training continues, but where they change what a step computes, not as that run would have "
+           "(not bitwise reproducible)");
 }
 
 // Rank 0: the base model's fingerprint and the checkpoint to resume, checked against both.

@@ -113,3 +113,21 @@ TEST(ClassImages, FewerUsableClassImagesThanAskedForAreSaid) {
             std::string::npos)
       << r.err;
 }
+
+// Links in the class folder: a "<name>.tmp" link left there is not written through (the file
+// it points to is someone else's), and a dangling link named like a class image stays as it is.
+TEST(ClassImages, LinksInTheClassFolderAreNotWrittenThrough) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  fs::create_directories(dir / "links");
+  test::write_file(dir / "victim.txt", "someone else's file");
+  fs::create_symlink(dir / "victim.txt", dir / "links" / "class-00000.png.tmp");
+  fs::create_symlink(dir / "nowhere.png", dir / "links" / "class-00001.png");
+  test::write_file(dir / "run.toml", prior_config(dir / "links", dir / "out", 2));
+  const auto r = test::run_cli({"train", (dir / "run.toml").string(), "--set", "data.skip_bad_images=true"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(test::read_file(dir / "victim.txt"), "someone else's file");
+  EXPECT_TRUE(fs::is_regular_file(fs::symlink_status(dir / "links" / "class-00000.png")));
+  EXPECT_TRUE(fs::is_symlink(fs::symlink_status(dir / "links" / "class-00001.png")));
+  EXPECT_FALSE(fs::exists(dir / "nowhere.png"));
+}

@@ -335,8 +335,8 @@ TEST(DistributedResume, SignalledTwoRankRunResumesBitwise) {
                                       "train.learning_rate=2e-3", "--set", "data.resolution=32"});
   ASSERT_EQ(changed.exit_code, 0) << changed.err;
   EXPECT_NE(changed.err.find("with settings other than its run's: data.resolution (64 → 32), "
-                             "train.learning_rate (0.001 → 0.002); training continues, but not as that run would "
-                             "have (not bitwise reproducible)"),
+                             "train.learning_rate (0.001 → 0.002); training continues, but where they change what a "
+                             "step computes, not as that run would have (not bitwise reproducible)"),
             std::string::npos)
       << changed.err;
 }
@@ -370,9 +370,11 @@ TEST(Jobs, TrainMpirunResumesAPreemptedRun) {
                              dir / "b" / "checkpoints" / "checkpoint-8.h5");
 }
 
-// SIGTERM to jobs/train-mpirun.sh (a scheduler's stop, or Ctrl-C): the ranks checkpoint and
-// exit 75; mpirun itself then exits 1, but the script reports the program's 75 (read from its
-// status file) so an outer scheduler requeues, and leaves no status file behind.
+// SIGTERM to jobs/train-mpirun.sh's whole process group (a scheduler's stop, or Ctrl-C): the
+// script forwards it to mpirun once (mpirun runs in a session of its own; a second signal
+// would make it abort the ranks), the ranks checkpoint and exit 75; mpirun itself then exits 1,
+// but the script reports the program's 75 (read from its status file) so an outer scheduler
+// requeues, and leaves no status file behind.
 TEST(Jobs, TrainMpirunReportsThePreemptionExitWhenTerminated) {
   SDXL_REQUIRE_REFERENCE();
   test::TempDir dir;
@@ -381,8 +383,8 @@ TEST(Jobs, TrainMpirunReportsThePreemptionExitWhenTerminated) {
   // Started in the background, signalled once two steps are logged.
   const auto r = test::run_process(
       {"bash", "-c",
-       "bash \"$0\" \"$1\" & p=$!; for i in $(seq 1200); do [ -f \"$2\" ] && [ \"$(wc -l < \"$2\")\" -ge 3 ] && "
-       "break; sleep 0.1; done; kill -TERM $p; wait $p",
+       "setsid bash \"$0\" \"$1\" & p=$!; for i in $(seq 1200); do [ -f \"$2\" ] && [ \"$(wc -l < \"$2\")\" -ge 3 ] && "
+       "break; sleep 0.1; done; kill -TERM -- -$p; wait $p",
        script, (dir / "run.toml").string(), (dir / "out" / "metrics.csv").string()},
       {{"NP", "2"}, {"SDXL_BIN", SDXL_BINARY}, {"MPIRUN_ARGS", "--oversubscribe"},
        {"SDXL_STATUS_DIR", dir.path().string()}});

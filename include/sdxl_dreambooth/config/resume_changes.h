@@ -1,7 +1,8 @@
 // What a resumed run changed against the run that wrote its checkpoint: the settings that shape
 // a training step (data, prior, LoRA, training, optimizer). Where outputs go, logging,
-// validation, the time limit (train.max_steps, train.epochs), the device and the base model's
-// path (its weights are checked by fingerprint) may change freely.
+// validation, the time limit (train.max_steps, train.epochs), the device, the seed (the
+// checkpoint's is used) and the base model's path (its weights are checked by fingerprint)
+// may change freely.
 #pragma once
 
 #include "sdxl_dreambooth/config/run_config.h"
