@@ -1,5 +1,6 @@
 #include "sdxl_dreambooth/io/png_writer.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "sdxl_dreambooth/error.h"
@@ -9,6 +10,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <string>
 #include <memory>
 
 namespace sdxl::io {
@@ -68,9 +70,16 @@ void write_png(const std::string& path, const std::uint8_t* rgb, int width, int 
   if (width <= 0 || height <= 0) throw Error("write_png '" + path + "': empty image");
   // A name of its own, created exclusively: never a user's "<name>.tmp", and never through a
   // symbolic link someone left there.
-  std::string tmp = path + ".tmp-XXXXXX";
-  const int fd = ::mkstemp(tmp.data());
-  if (fd < 0) throw_errno("open for writing", path + ".tmp-XXXXXX");
+  // (open with O_EXCL, not mkstemp: the image keeps the usual 0666-minus-umask mode that a
+  // cluster's group reads, where mkstemp's files are 0600.)
+  std::string tmp;
+  int fd = -1;
+  for (int attempt = 0; fd < 0 && attempt < 100; ++attempt) {
+    tmp = path + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(attempt);
+    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0 && errno != EEXIST) break;
+  }
+  if (fd < 0) throw_errno("open for writing", tmp);
   std::unique_ptr<FILE, FileCloser> f(::fdopen(fd, "wb"));
   if (!f) {
     ::close(fd);

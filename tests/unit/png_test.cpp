@@ -3,6 +3,7 @@
 #include "support/process.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 using namespace sdxl;
 
@@ -17,6 +18,11 @@ TEST(Png, RoundTripWithUtf8TextChunks) {
   std::size_t files = 0;
   for (const auto& e : std::filesystem::directory_iterator(dir.path())) files += e.path().filename() == "x.png" ? 1 : 100;
   EXPECT_EQ(files, 1u);
+  // Readable as any file the user writes (0666 less the umask; mkstemp's 0600 would not be).
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  const auto perms = std::filesystem::status(path).permissions();
+  EXPECT_EQ(static_cast<mode_t>(perms) & 0777, 0666 & ~mask);
   const auto back = io::read_png(path);
   EXPECT_EQ(back.width, w);
   EXPECT_EQ(back.height, h);
