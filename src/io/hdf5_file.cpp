@@ -83,6 +83,17 @@ H5Id vlen_utf8_type() {
   return t;
 }
 
+// Fixed-length UTF-8 strings of `size` bytes, NUL-padded. Everything this program writes is
+// fixed-length: a variable-length string lives in HDF5's global heap, which has no checksum,
+// and a damaged length there crashes the HDF5 library on read (1.10) instead of failing it.
+H5Id fixed_utf8_type(std::size_t size) {
+  H5Id t(check(H5Tcopy(H5T_C_S1), "H5Tcopy"), H5Tclose);
+  check_status(H5Tset_size(t.get(), std::max<std::size_t>(size, 1)), "H5Tset_size");
+  check_status(H5Tset_strpad(t.get(), H5T_STR_NULLPAD), "H5Tset_strpad");
+  check_status(H5Tset_cset(t.get(), H5T_CSET_UTF8), "H5Tset_cset");
+  return t;
+}
+
 H5Id scalar_space() { return H5Id(check(H5Screate(H5S_SCALAR), "H5Screate"), H5Sclose); }
 
 // Reads a string attribute or dataset value whatever its string flavour (fixed or variable).
@@ -98,9 +109,12 @@ std::string read_string_value(hid_t stored_type, hid_t space, const std::string&
     H5free_memory(value);
     return s;
   }
+  // A copy of the stored type (HDF5 converts no strings between ASCII and UTF-8), one byte
+  // longer and NUL-terminated whatever the stored padding.
   const std::size_t size = H5Tget_size(stored_type);
-  H5Id mem(check(H5Tcopy(H5T_C_S1), "H5Tcopy"), H5Tclose);
+  H5Id mem(check(H5Tcopy(stored_type), "H5Tcopy"), H5Tclose);
   check_status(H5Tset_size(mem.get(), size + 1), "H5Tset_size");
+  check_status(H5Tset_strpad(mem.get(), H5T_STR_NULLTERM), "H5Tset_strpad");
   std::vector<char> buf(size + 1, '\0');
   check_status(read(mem.get(), buf.data()), "reading " + where);
   return std::string(buf.data(), strnlen(buf.data(), size));
@@ -211,11 +225,12 @@ H5Id create_attr(const H5Object& o, const std::string& name, hid_t type, hid_t s
 }  // namespace
 
 void H5Object::set_attr(const std::string& name, const std::string& value) {
-  H5Id type = vlen_utf8_type();
+  H5Id type = fixed_utf8_type(value.size());
   H5Id space = scalar_space();
   H5Id a = create_attr(*this, name, type.get(), space.get());
-  const char* p = value.c_str();
-  check_status(H5Awrite(a.get(), type.get(), &p), where() + ": writing attribute \"" + name + "\"");
+  std::vector<char> buf(std::max<std::size_t>(value.size(), 1), '\0');
+  std::copy(value.begin(), value.end(), buf.begin());
+  check_status(H5Awrite(a.get(), type.get(), buf.data()), where() + ": writing attribute \"" + name + "\"");
 }
 
 void H5Object::set_fixed_attr(const std::string& name, const std::string& value) {
@@ -240,14 +255,16 @@ void H5Object::set_attr(const std::string& name, double value) {
 }
 
 void H5Object::set_attr(const std::string& name, const std::vector<std::string>& values) {
-  H5Id type = vlen_utf8_type();
+  std::size_t width = 1;
+  for (const auto& v : values) width = std::max(width, v.size());
+  H5Id type = fixed_utf8_type(width);
   const hsize_t n = values.size();
   H5Id space(check(H5Screate_simple(1, &n, nullptr), "H5Screate_simple"), H5Sclose);
   H5Id a = create_attr(*this, name, type.get(), space.get());
-  std::vector<const char*> ptrs;
-  for (const auto& v : values) ptrs.push_back(v.c_str());
-  if (!ptrs.empty()) {
-    check_status(H5Awrite(a.get(), type.get(), ptrs.data()), where() + ": writing attribute \"" + name + "\"");
+  std::vector<char> buf(values.size() * width, '\0');
+  for (std::size_t i = 0; i < values.size(); ++i) std::copy(values[i].begin(), values[i].end(), buf.begin() + i * width);
+  if (!values.empty()) {
+    check_status(H5Awrite(a.get(), type.get(), buf.data()), where() + ": writing attribute \"" + name + "\"");
   }
 }
 
@@ -288,19 +305,31 @@ std::vector<std::string> H5Object::attr_strings(const std::string& name) const {
   H5Id a = open_attr(name);
   H5Id type(check(H5Aget_type(a.get()), "H5Aget_type"), H5Tclose);
   H5Id space(check(H5Aget_space(a.get()), "H5Aget_space"), H5Sclose);
-  if (H5Tget_class(type.get()) != H5T_STRING || H5Tis_variable_str(type.get()) <= 0) {
+  if (H5Tget_class(type.get()) != H5T_STRING) {
     throw Error(where() + ": attribute \"" + name + "\" is not a list of strings");
   }
   const hssize_t n = H5Sget_simple_extent_npoints(space.get());
   if (n < 0) fail(where() + ": attribute \"" + name + "\"");
-  std::vector<char*> ptrs(static_cast<std::size_t>(n), nullptr);
   std::vector<std::string> out;
   if (n == 0) return out;
-  H5Id mem = vlen_utf8_type();
-  check_status(H5Aread(a.get(), mem.get(), ptrs.data()), where() + ": reading attribute \"" + name + "\"");
-  for (char* p : ptrs) {
-    out.emplace_back(p ? p : "");
-    H5free_memory(p);
+  const std::string what = where() + ": reading attribute \"" + name + "\"";
+  if (H5Tis_variable_str(type.get()) > 0) {  // written by format version 1
+    std::vector<char*> ptrs(static_cast<std::size_t>(n), nullptr);
+    H5Id mem = vlen_utf8_type();
+    check_status(H5Aread(a.get(), mem.get(), ptrs.data()), what);
+    for (char* p : ptrs) {
+      out.emplace_back(p ? p : "");
+      H5free_memory(p);
+    }
+    return out;
+  }
+  const std::size_t width = H5Tget_size(type.get());
+  H5Id mem(check(H5Tcopy(type.get()), "H5Tcopy"), H5Tclose);
+  std::vector<char> buf(static_cast<std::size_t>(n) * width, '\0');
+  check_status(H5Aread(a.get(), mem.get(), buf.data()), what);
+  for (hssize_t i = 0; i < n; ++i) {
+    const char* p = buf.data() + static_cast<std::size_t>(i) * width;
+    out.emplace_back(p, strnlen(p, width));
   }
   return out;
 }
@@ -430,12 +459,19 @@ H5Array H5Group::read_array(const std::string& name) const {
 }
 
 void H5Group::write_text(const std::string& name, const std::string& text) {
-  H5Id type = vlen_utf8_type();
-  H5Id space = scalar_space();
-  const hid_t d = H5Dcreate2(id(), name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  // One fixed-length string in a chunked one-element dataset: chunking is what lets the
+  // Fletcher-32 filter cover it, so a damaged byte fails the read instead of changing the text.
+  H5Id type = fixed_utf8_type(text.size());
+  const hsize_t one = 1;
+  H5Id space(check(H5Screate_simple(1, &one, nullptr), "H5Screate_simple"), H5Sclose);
+  H5Id dcpl(check(H5Pcreate(H5P_DATASET_CREATE), "H5Pcreate"), H5Pclose);
+  check_status(H5Pset_chunk(dcpl.get(), 1, &one), "H5Pset_chunk");
+  check_status(H5Pset_fletcher32(dcpl.get()), "H5Pset_fletcher32");
+  const hid_t d = H5Dcreate2(id(), name.c_str(), type.get(), space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT);
   H5Id ds(check(d, where() + ": cannot create dataset \"" + name + "\""), H5Dclose);
-  const char* p = text.c_str();
-  check_status(H5Dwrite(ds.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &p),
+  std::vector<char> buf(std::max<std::size_t>(text.size(), 1), '\0');
+  std::copy(text.begin(), text.end(), buf.begin());
+  check_status(H5Dwrite(ds.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()),
                file_ + ": writing dataset " + child_path(name));
 }
 

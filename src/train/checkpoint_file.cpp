@@ -243,6 +243,8 @@ void write_samples(H5Group& root, const std::vector<SampleImage>& images_in, con
 
 void read_config(const H5Group& root, const std::string& path, Checkpoint& c) {
   const H5Group config = root.open_group("config");
+  ++c.integrity.datasets;
+  if (config.open_dataset("toml").has_checksum()) ++c.integrity.checksummed;
   c.config_toml = config.read_text("toml");
   for (const auto& name : config.attr_names()) {
     if (name == "base_model_files") {
@@ -493,7 +495,7 @@ void check_format(const H5Group& root, const std::string& path, Checkpoint& c) {
   c.format_version = root.attr_int("format_version");
   if (c.format_version > kCheckpointFormatVersion || c.format_version < 1) {
     throw Error(path + ": checkpoint format version " + std::to_string(c.format_version) +
-                    "; this sdxl-dreambooth reads version " + std::to_string(kCheckpointFormatVersion),
+                    "; this sdxl-dreambooth reads versions 1 to " + std::to_string(kCheckpointFormatVersion),
                 "it was written by a newer sdxl-dreambooth; use that version (or newer) to read it");
   }
 }

@@ -149,7 +149,7 @@ TEST(CheckpointFile, LayoutIsWhatH5lsShows) {
   const auto r = test::run_process({"h5ls", "-r", path.string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   for (const char* line :
-       {"/config/toml              Dataset {SCALAR}", "/lora/unet/down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q/lora_A Dataset {4, 32}",
+       {"/config/toml              Dataset {1}", "/lora/unet/down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q/lora_A Dataset {4, 32}",
         "/lora/text_encoder Group", "/optimizer/unet/mid_block.attentions.0.transformer_blocks.0.attn2.to_v/lora_B/exp_avg_sq Dataset {48, 4}",
         "/metrics/loss             Dataset {12}", "/samples/step_10/0        Dataset {64, 48, 3}", "/state                   Group"}) {
     const std::string want = line;
@@ -169,7 +169,7 @@ TEST(CheckpointFile, LayoutIsWhatH5lsShows) {
   EXPECT_NE(a.out.find("STRSIZE 6;"), std::string::npos) << a.out;
   EXPECT_NE(a.out.find("\"IMAGE\""), std::string::npos) << a.out;
   const auto v = test::run_process({"h5dump", "-a", "/format_version", path.string()});
-  EXPECT_NE(v.out.find("(0): 1"), std::string::npos) << v.out;
+  EXPECT_NE(v.out.find("(0): 2"), std::string::npos) << v.out;
 }
 
 TEST(CheckpointFile, BadFilesGiveOneErrorNamingThePath) {
@@ -192,10 +192,11 @@ TEST(CheckpointFile, BadFilesGiveOneErrorNamingThePath) {
 
   // A newer format version.
   auto newer = sample_checkpoint();
-  newer.format_version = 2;
+  newer.format_version = 3;
   train::write_checkpoint_file((dir / "newer.h5").string(), newer);
   e = error_of([&] { train::read_checkpoint_file((dir / "newer.h5").string()); });
-  EXPECT_NE(e.find("newer.h5: checkpoint format version 2; this sdxl-dreambooth reads version 1"), std::string::npos)
+  EXPECT_NE(e.find("newer.h5: checkpoint format version 3; this sdxl-dreambooth reads versions 1 to 2"),
+            std::string::npos)
       << e;
 
   // An HDF5 file that is not a checkpoint, and one with a group missing.
@@ -244,6 +245,78 @@ TEST(CheckpointFile, DamagedTensorsAreRefusedNamingTheDataset) {
   e = error_of([&] { train::read_checkpoint_file((dir / "nan.h5").string()); });
   EXPECT_NE(e.find("non-finite values"), std::string::npos) << e;
   EXPECT_NE(e.find(c.adapters.front().params.back().module), std::string::npos) << e;
+}
+
+// Strings: HDF5 keeps a variable-length string in its global heap, which has no checksum; a
+// damaged length there crashed the library on read (SIGSEGV in H5HG_read). Nothing is written
+// variable-length, the config text is Fletcher-32-checked and attributes sit in checksummed
+// object headers, so damage to any string is an error naming the file.
+TEST(CheckpointFile, DamagedStringsAreRefusedNotCrashedOn) {
+  test::TempDir dir;
+  const auto c = sample_checkpoint();
+  const fs::path good = train::save_checkpoint(dir.path(), c);
+  const auto header = test::run_process({"h5dump", "-H", "-A", good.string()});
+  ASSERT_EQ(header.exit_code, 0) << header.err;
+  EXPECT_EQ(header.out.find("H5T_VARIABLE"), std::string::npos) << header.out;
+  const auto read = train::read_checkpoint_file(good.string());
+  EXPECT_EQ(read.integrity.checksummed, read.integrity.datasets);
+
+  const std::string bytes = test::read_file(good);
+  const auto damage = [&](const std::string& needle, const std::string& name) {
+    std::string b = bytes;
+    const auto at = b.find(needle);
+    EXPECT_NE(at, std::string::npos) << needle;
+    if (at == std::string::npos) return std::string();
+    EXPECT_EQ(b.find(needle, at + 1), std::string::npos) << needle << " is not unique";
+    b[at + 3] = static_cast<char>(b[at + 3] ^ 0x01);
+    test::write_file(dir / name, b);
+    return error_of([&] { train::read_checkpoint_file((dir / name).string()); });
+  };
+  std::string e = damage("pretrained = \"stabilityai", "toml.h5");
+  EXPECT_NE(e.find("toml.h5"), std::string::npos) << e;
+  EXPECT_NE(e.find("/config/toml"), std::string::npos) << e;
+  e = damage("2026-11-25T00:00:00Z", "attribute.h5");
+  EXPECT_NE(e.find("attribute.h5"), std::string::npos) << e;
+}
+
+// Checkpoints of format version 1 (variable-length strings) still read.
+TEST(CheckpointFile, VariableLengthStringsOfVersion1StillRead) {
+  test::TempDir dir;
+  const std::string path = (dir / "v1.h5").string();
+  {
+    auto f = io::H5File::create(path);
+    {
+      io::H5Group g = f.root().create_group("config");
+      const hid_t type = H5Tcopy(H5T_C_S1);
+      H5Tset_size(type, H5T_VARIABLE);
+      H5Tset_cset(type, H5T_CSET_UTF8);
+      const hid_t scalar = H5Screate(H5S_SCALAR);
+      const char* text = "[model]\npretrained = \"x\"\n";
+      const hid_t ds = H5Dcreate2(g.id(), "toml", type, scalar, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+      ASSERT_GE(H5Dwrite(ds, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, &text), 0);
+      H5Dclose(ds);
+      const char* host = "node07";
+      const hid_t a = H5Acreate2(g.id(), "host", type, scalar, H5P_DEFAULT, H5P_DEFAULT);
+      ASSERT_GE(H5Awrite(a, type, &host), 0);
+      H5Aclose(a);
+      const hsize_t two = 2;
+      const hid_t list = H5Screate_simple(1, &two, nullptr);
+      const char* files[] = {"aaa 1 /m/unet.safetensors", "bbb 2 /m/vae.safetensors"};
+      const hid_t b = H5Acreate2(g.id(), "base_model_files", type, list, H5P_DEFAULT, H5P_DEFAULT);
+      ASSERT_GE(H5Awrite(b, type, files), 0);
+      H5Aclose(b);
+      H5Sclose(list);
+      H5Sclose(scalar);
+      H5Tclose(type);
+    }
+    f.close();
+  }
+  auto f = io::H5File::open_read_only(path);
+  const io::H5Group g = f.root().open_group("config");
+  EXPECT_EQ(g.read_text("toml"), "[model]\npretrained = \"x\"\n");
+  EXPECT_EQ(g.attr_string("host"), "node07");
+  EXPECT_EQ(g.attr_strings("base_model_files"),
+            (std::vector<std::string>{"aaa 1 /m/unet.safetensors", "bbb 2 /m/vae.safetensors"}));
 }
 
 TEST(CheckpointDir, NamesListingAndPruning) {

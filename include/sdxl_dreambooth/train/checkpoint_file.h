@@ -20,7 +20,9 @@
 namespace sdxl::train {
 
 inline constexpr char kCheckpointFormat[] = "sdxl-dreambooth checkpoint";
-inline constexpr std::int64_t kCheckpointFormatVersion = 1;
+// 2: every string fixed-length (none in HDF5's unchecksummed global heap), /config/toml a
+//    Fletcher-32-checked one-element dataset. 1: variable-length strings; still read.
+inline constexpr std::int64_t kCheckpointFormatVersion = 2;
 
 // One trained tensor of one adapter with its optimizer state.
 struct AdapterParam {
