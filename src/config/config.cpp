@@ -259,7 +259,7 @@ std::string check_value(const Value& v, const KeySpec& spec) {
     return spec.choices.empty() || std::find(spec.choices.begin(), spec.choices.end(), s) != spec.choices.end();
   };
   if (const auto* s = std::get_if<std::string>(&v)) {
-    if (!allowed(*s)) return bad();
+    if (!allowed(*s) || (!spec.path.empty() && s->empty())) return bad();
   }
   if (const auto* l = std::get_if<StringList>(&v)) {
     if (l->empty() && !spec.allow_empty_list) return bad();
@@ -430,11 +430,16 @@ class Loader {
     const std::string index = close == std::string::npos ? "" : key.substr(prefix.size(), close - prefix.size());
     const std::string name = close == std::string::npos ? "" : key.substr(close + 2);
     const std::size_t count = config.subsets().size();
-    if (index.empty() || index.size() > 6 || index.find_first_not_of("0123456789") != std::string::npos) {
+    if (index.empty() || index.find_first_not_of("0123456789") != std::string::npos) {
       errors.push_back(where + ": expected data.subsets[N].key=value, such as data.subsets[0].repeats=3");
       return;
     }
-    const std::size_t i = std::stoul(index);
+    if (index.size() > 1 && index[0] == '0') {
+      errors.push_back(where + ": data.subsets[" + index + "]: write the index without leading zeros (data.subsets[" +
+                       std::to_string(std::stoul(index.substr(0, 6))) + "...])");
+      return;
+    }
+    const std::size_t i = index.size() > 6 ? count : std::stoul(index);  // longer: more tables than any file has
     if (i >= count) {
       errors.push_back(where + ": data.subsets[" + index + "]: the config file has " + std::to_string(count) +
                        " [[data.subsets]] table(s)" +
@@ -538,6 +543,17 @@ class Loader {
     check_repeated_subsets();
   }
 
+  // Where a subset's values among `keys` came from: a --set that changed one of them, else
+  // the table's line in the file.
+  static std::string origin_of(const Config::Subset& s, const std::vector<std::string>& keys) {
+    std::string where = s.origin;
+    for (const auto& key : keys) {
+      auto it = s.origins.find(key);
+      if (it != s.origins.end() && it->second.rfind("--set ", 0) == 0) where = it->second;
+    }
+    return where;
+  }
+
   // Two subsets with the same folder and the same prompt or caption source train every image
   // twice under one prompt: what repeats is for. The same folder under other captions or
   // prompts is a deliberate second concept and stays allowed.
@@ -559,7 +575,9 @@ class Loader {
                               value("caption_ext") + '\0' + value("caption_column");
       const auto [it, added] = first_of.emplace(key, i);
       if (!added) {
-        errors.push_back(subsets[i].origin + ": data.subsets[" + std::to_string(i) + "] repeats data.subsets[" +
+        errors.push_back(origin_of(subsets[i], {"instance_dir", "instance_prompt", "format", "caption_ext",
+                                                "caption_column"}) +
+                         ": data.subsets[" + std::to_string(i) + "] repeats data.subsets[" +
                          std::to_string(it->second) + "] (the same instance_dir " + util::quoted(dir.string()) +
                          " with the same prompt and captions): every image would train twice; raise that subset's "
                          "repeats instead");
@@ -583,7 +601,8 @@ class Loader {
       const std::string dir = normal.string();
       const auto [it, added] = prompt_of.emplace(dir, std::make_pair(value("class_prompt"), i));
       if (!added && it->second.first != value("class_prompt")) {
-        errors.push_back(subsets[i].origin + ": data.subsets[" + std::to_string(i) + "] and data.subsets[" +
+        errors.push_back(origin_of(subsets[i], {"class_dir", "class_prompt"}) + ": data.subsets[" + std::to_string(i) +
+                         "] and data.subsets[" +
                          std::to_string(it->second.second) + "] share class_dir " + util::quoted(dir) +
                          " with different class prompts (" + util::quoted(value("class_prompt")) + ", " +
                          util::quoted(it->second.first) + "); give each its own class_dir");
@@ -796,12 +815,6 @@ class Loader {
       errors.push_back(at("train.lr_warmup_steps") + ": train.lr_warmup_steps = " + std::to_string(warmup) +
                        " exceeds train.max_steps = " + std::to_string(*steps));
     }
-    if (auto cache = config.get_optional_string("data.cache_dir"); cache && cache->empty()) {
-      errors.push_back(at("data.cache_dir") + ": data.cache_dir: expected a folder path, got ''");
-    }
-    if (config.get_string("output.dir").empty()) {
-      errors.push_back(at("output.dir") + ": output.dir: expected a folder path, got ''");
-    }
     if (auto ext = config.get_optional_string("data.caption_ext");
         ext && (ext->size() < 2 || (*ext)[0] != '.' || ext->find_first_of("/\\") != std::string::npos)) {
       errors.push_back(at("data.caption_ext") + ": data.caption_ext: expected a file extension starting with '.', "
@@ -822,10 +835,6 @@ class Loader {
     if (!license_ok) {
       errors.push_back(at("output.license") + ": output.license: expected an SPDX license id (letters, digits, "
                        "'.', '-', '+') such as \"mit\" or \"openrail++\", got " + util::quoted(license));
-    }
-    const std::string& resume = config.get_string("checkpoint.resume");
-    if (resume.empty()) {
-      errors.push_back(at("checkpoint.resume") + ": checkpoint.resume: expected \"none\", \"latest\" or a path, got ''");
     }
   }
 

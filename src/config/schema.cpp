@@ -85,6 +85,10 @@ KeySpec choices(KeySpec k, std::vector<std::string> c) {
   k.choices = std::move(c);
   return k;
 }
+KeySpec path(KeySpec k, std::string what) {
+  k.path = std::move(what);
+  return k;
+}
 KeySpec nonempty(KeySpec k) {
   k.allow_empty_list = false;
   return k;
@@ -95,17 +99,20 @@ std::vector<KeySpec> build_schema() {
   const StringList text_targets{"q_proj", "k_proj", "v_proj", "out_proj"};
   return {
       // model
-      required(KEY(model, pretrained),
-               "Base SDXL pipeline: a diffusers folder, or a hub id (ORG/NAME) resolved offline in the HF cache"),
-      optional(KEY(model, vae), "the pipeline's own vae/",
-               "Separate VAE folder or hub id, e.g. madebyollin/sdxl-vae-fp16-fix"),
+      path(required(KEY(model, pretrained),
+                    "Base SDXL pipeline: a diffusers folder, or a hub id (ORG/NAME) resolved offline in the HF cache"),
+           "a folder path or hub id"),
+      path(optional(KEY(model, vae), "the pipeline's own vae/",
+                    "Separate VAE folder or hub id, e.g. madebyollin/sdxl-vae-fp16-fix"),
+           "a folder path or hub id"),
       optional(KEY(model, variant), "full-precision files",
                "Weight file variant, e.g. \"fp16\" loads diffusion_pytorch_model.fp16.safetensors"),
       key(KEY(model, revision), std::string("main"), "Hub revision (branch, tag or commit) for hub ids"),
       // data
-      required(KEY(data, instance_dir), "Folder of subject images (JPEG, PNG)"),
+      path(required(KEY(data, instance_dir), "Folder of subject images (JPEG, PNG)"), "a folder path"),
       required(KEY(data, instance_prompt), "Prompt naming the subject, e.g. \"a photo of sks dog\""),
-      optional(KEY(data, class_dir), "no class images", "Folder of class images for prior preservation"),
+      path(optional(KEY(data, class_dir), "no class images", "Folder of class images for prior preservation"),
+           "a folder path"),
       optional(KEY(data, class_prompt), "no class prompt", "Prompt of the class, e.g. \"a photo of dog\""),
       range(key(KEY(data, num_class_images), std::int64_t{100},
                 "Class images wanted; missing ones are generated with the base model"), 1, 100000),
@@ -130,10 +137,11 @@ std::vector<KeySpec> build_schema() {
                 "Probability that an instance example trains on the empty caption, encoded (kohya's "
                 "--caption_dropout_rate)"),
             0.0, 1.0),
-      optional(KEY(data, cache_dir), "latents are encoded at every start and held in memory",
-               "Folder (on the shared filesystem) that keeps the encoded latents of training and class images, "
-               "keyed by the base model, each image's content and the preprocessing, so later runs encode nothing "
-               "again"),
+      path(optional(KEY(data, cache_dir), "latents are encoded at every start and held in memory",
+                    "Folder (on the shared filesystem) that keeps the encoded latents of training and class "
+                    "images, keyed by the base model, each image's content and the preprocessing, so later runs "
+                    "encode nothing again"),
+           "a folder path"),
       key(KEY(data, shuffle_tags), false,
           "Shuffle the comma-separated tags of each instance caption every time it is drawn (kohya's "
           "--shuffle_caption); the text encoders then stay loaded and encode each step's captions"),
@@ -322,13 +330,16 @@ std::vector<KeySpec> build_schema() {
                      "Prodigy: largest factor by which the estimate may grow per step"),
             1.0, 1e30),
       // checkpoint
-      optional(KEY(checkpoint, dir), "<output.dir>/checkpoints", "Folder of the HDF5 checkpoints"),
+      path(optional(KEY(checkpoint, dir), "<output.dir>/checkpoints", "Folder of the HDF5 checkpoints"),
+           "a folder path"),
       range(key(KEY(checkpoint, every_steps), std::int64_t{500}, "Write a checkpoint every N steps"), 1),
       range(optional(KEY(checkpoint, keep_last), "keep every checkpoint",
                      "Keep only the newest N checkpoints (pruned after the new one is committed)"),
             1),
-      key(KEY(checkpoint, resume), std::string("none"),
-          "\"none\", \"latest\" (newest in checkpoint.dir) or a checkpoint path; a requeued Slurm job resumes latest"),
+      path(key(KEY(checkpoint, resume), std::string("none"),
+               "\"none\", \"latest\" (newest in checkpoint.dir) or a checkpoint path; a requeued Slurm job resumes "
+               "latest"),
+           "\"none\", \"latest\" or a checkpoint path"),
       // validation
       key(KEY(validation, prompts), StringList{}, "Prompts of the validation images (none: no validation)"),
       key(KEY(validation, negative_prompt), std::string(""), "Negative prompt of the validation images"),
@@ -351,8 +362,9 @@ std::vector<KeySpec> build_schema() {
           "At the last validation also draw the prompts without the LoRA (same seeds): samples/base/ and "
           "compare.png (base | fine-tuned), shown in the model card"),
       // output
-      key(KEY(output, dir), std::string("lora-dreambooth-model"),
-          "Output folder: checkpoints, samples, the exported LoRA"),
+      path(key(KEY(output, dir), std::string("lora-dreambooth-model"),
+               "Output folder: checkpoints, samples, the exported LoRA"),
+           "a folder path"),
       key(KEY(output, kohya), true,
           "Also write the LoRA with kohya's names and ss_* metadata as <output.name>.safetensors, the file "
           "ComfyUI and AUTOMATIC1111 load (pytorch_lora_weights.safetensors, for diffusers, is always written)"),
@@ -401,6 +413,7 @@ std::string KeySpec::expectation() const {
     case ValueType::kString: s = "a string"; break;
     case ValueType::kStringList: s = allow_empty_list ? "a list of strings" : "a non-empty list of strings"; break;
   }
+  if (!path.empty()) s = path;
   if (!choices.empty()) {
     s = (type == ValueType::kStringList ? "a list of: " : "one of ") + util::join(choices, ", ");
   }

@@ -155,11 +155,25 @@ TEST(Subsets, ASubsetMissingWhatItNeedsIsAConfigError) {
            {"data.subsets[1].repeats=3", "data.subsets[1]: the config file has 1 [[data.subsets]] table(s)"},
            {"data.subsets[0].repeat=3", "unknown key 'repeat' in [[data.subsets]] (did you mean 'repeats'?)"},
            {"data.subsets[0].repeats=0", "data.subsets[0].repeats: expected an integer in [1, 100000]"},
-           {"data.subsets[x].repeats=3", "expected data.subsets[N].key=value"}}) {
+           {"data.subsets[x].repeats=3", "expected data.subsets[N].key=value"},
+           {"data.subsets[00].repeats=3", "data.subsets[00]: write the index without leading zeros"},
+           {"data.subsets[99999999999999999999].repeats=3",
+            "data.subsets[99999999999999999999]: the config file has 1 [[data.subsets]] table(s)"},
+           {"data.subsets[0].instance_dir=", "data.subsets[0].instance_dir: expected a folder path"}}) {
     const auto bad = test::run_cli({"check-config", (dir / "run.toml").string(), "--set", arg});
     EXPECT_EQ(bad.exit_code, 2) << arg;
     EXPECT_NE(bad.err.find(message), std::string::npos) << arg << "\n" << bad.err;
   }
+  // A repeat made by --set is blamed on the --set, not on the table's line.
+  test::write_file(dir / "run.toml", head + "[[data.subsets]]\ninstance_dir = \"a\"\ninstance_prompt = \"x\"\n"
+                                         "class_dir = \"c\"\nclass_prompt = \"y\"\n[[data.subsets]]\n"
+                                         "instance_dir = \"b\"\ninstance_prompt = \"x\"\nclass_dir = \"c\"\n"
+                                         "class_prompt = \"y\"\n");
+  const auto repeat = test::run_cli({"check-config", (dir / "run.toml").string(), "--set", "data.subsets[1].instance_dir=a"});
+  EXPECT_EQ(repeat.exit_code, 2);
+  EXPECT_NE(repeat.err.find("--set data.subsets[1].instance_dir=a: data.subsets[1] repeats data.subsets[0]"),
+            std::string::npos)
+      << repeat.err;
   test::write_file(dir / "run.toml", head + "[[data.subsets]]\ninstance_dir = \"a\"\n" +
                                          "[data.extra]\n");  // a table where a key belongs
   EXPECT_EQ(test::run_cli({"train", (dir / "run.toml").string()}).exit_code, 2);

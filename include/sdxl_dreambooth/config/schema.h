@@ -25,6 +25,7 @@ struct KeySpec {
   std::vector<std::string> choices;  // strings (and each list element) must be one of these
   std::string unset_means;     // what an unset optional key means, for help and docs
   bool allow_empty_list = true;
+  std::string path;            // strings naming a file system path: what it names ("a folder path"); '' is refused
   // The RunConfig member the key is bound to (schema.cpp's KEY macro): `read` gives its value
   // (unset for an empty optional), `write` stores a value of `type` there.
   std::function<Value(const RunConfig&)> read;
