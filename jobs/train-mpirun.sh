@@ -18,6 +18,14 @@
 #                    it is read-only and there is no HOSTFILE; with HOSTFILE a folder every host sees)
 set -uo pipefail
 
+# A launcher that starts this script with TERM, INT or USR1 blocked (bash keeps an inherited
+# mask, and its traps would then never run) gets it again with them unblocked.
+blocked=$(awk '/^SigBlk:/ {print $2}' /proc/$$/status 2>/dev/null || true)
+if [ -n "$blocked" ] && (( (16#$blocked >> 14 & 1) | (16#$blocked >> 9 & 1) | (16#$blocked >> 1 & 1) )); then
+  exec perl -MPOSIX -e 'sigprocmask(SIG_UNBLOCK, POSIX::SigSet->new(SIGTERM, SIGUSR1, SIGINT)) or die "sigprocmask: $!\n";
+                        exec {$ARGV[0]} @ARGV or die "train-mpirun.sh: cannot run $ARGV[0]: $!\n"' bash "$0" "$@"
+fi
+
 if [ $# -lt 1 ]; then
   echo "usage: jobs/train-mpirun.sh CONFIG.toml [--set section.key=value]..." >&2
   exit 2

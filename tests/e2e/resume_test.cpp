@@ -374,7 +374,8 @@ TEST(Jobs, TrainMpirunResumesAPreemptedRun) {
 // script forwards it to mpirun once (mpirun runs in a session of its own; a second signal
 // would make it abort the ranks), the ranks checkpoint and exit 75; mpirun itself then exits 1,
 // but the script reports the program's 75 (read from its status file) so an outer scheduler
-// requeues, and leaves no status file behind.
+// requeues, and leaves no status file behind. Started with SIGTERM blocked (a launcher's mask,
+// which bash keeps): the script unblocks it, or it would never see the stop.
 TEST(Jobs, TrainMpirunReportsThePreemptionExitWhenTerminated) {
   SDXL_REQUIRE_REFERENCE();
   test::TempDir dir;
@@ -383,7 +384,8 @@ TEST(Jobs, TrainMpirunReportsThePreemptionExitWhenTerminated) {
   // Started in the background, signalled once two steps are logged.
   const auto r = test::run_process(
       {"bash", "-c",
-       "setsid bash \"$0\" \"$1\" & p=$!; for i in $(seq 1200); do [ -f \"$2\" ] && [ \"$(wc -l < \"$2\")\" -ge 3 ] && "
+       "setsid perl -MPOSIX -e 'sigprocmask(SIG_BLOCK, POSIX::SigSet->new(SIGTERM)); exec @ARGV' bash \"$0\" \"$1\" & "
+       "p=$!; for i in $(seq 1200); do [ -f \"$2\" ] && [ \"$(wc -l < \"$2\")\" -ge 3 ] && "
        "break; sleep 0.1; done; kill -TERM -- -$p; wait $p",
        script, (dir / "run.toml").string(), (dir / "out" / "metrics.csv").string()},
       {{"NP", "2"}, {"SDXL_BIN", SDXL_BINARY}, {"MPIRUN_ARGS", "--oversubscribe"},
