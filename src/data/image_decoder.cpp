@@ -323,17 +323,37 @@ std::string describe_start(const std::vector<std::uint8_t>& bytes) {
 
 }  // namespace
 
+namespace {
+
+// The format a file's first bytes announce ("JPEG", "PNG", "WebP"), or "".
+std::string format_of(const std::uint8_t* bytes, std::size_t size) {
+  auto starts = [&](const char* magic, std::size_t n, std::size_t at = 0) {
+    return size >= at + n && std::memcmp(bytes + at, magic, n) == 0;
+  };
+  if (starts("\xFF\xD8\xFF", 3)) return "JPEG";
+  if (starts("\x89PNG\r\n\x1a\n", 8)) return "PNG";
+  if (starts("RIFF", 4) && starts("WEBP", 4, 8)) return "WebP";
+  return "";
+}
+
+}  // namespace
+
+std::string image_format_of_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::uint8_t head[12] = {};
+  in.read(reinterpret_cast<char*>(head), sizeof head);
+  return format_of(head, static_cast<std::size_t>(in.gcount()));
+}
+
 DecodedImage decode_image(const std::vector<std::uint8_t>& bytes, const std::string& name) {
   if (bytes.empty()) throw Error(name + ": file is empty (0 bytes)");
-  auto starts = [&](const char* magic, std::size_t n, std::size_t at = 0) {
-    return bytes.size() >= at + n && std::memcmp(bytes.data() + at, magic, n) == 0;
-  };
+  const std::string format = format_of(bytes.data(), bytes.size());
   DecodedImage d;
-  if (starts("\xFF\xD8\xFF", 3)) {
+  if (format == "JPEG") {
     d = decode_jpeg(bytes, name);
-  } else if (starts("\x89PNG\r\n\x1a\n", 8)) {
+  } else if (format == "PNG") {
     d = decode_png(bytes, name);
-  } else if (starts("RIFF", 4) && starts("WEBP", 4, 8)) {
+  } else if (format == "WebP") {
     d = decode_webp(bytes, name);
   } else {
     throw Error(name + ": not a JPEG, PNG or WebP image (it starts with \"" + describe_start(bytes) + "\")");

@@ -1,5 +1,6 @@
 #include "sdxl_dreambooth/data/image_folder.h"
 
+#include "sdxl_dreambooth/data/image_decoder.h"
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/util/strings.h"
 
@@ -58,6 +59,14 @@ std::optional<std::string> read_caption_file(const std::string& image, const std
   }
   if (caption.empty()) return std::nullopt;
   return caption;
+}
+
+SortedImageFiles sort_out_image_files(const std::string& dir, const std::string& key) {
+  SortedImageFiles out;
+  for (const ImageFile& f : list_image_files(dir, key)) {
+    (image_format_of_file(f.path).empty() ? out.not_images : out.images).push_back(f.path);
+  }
+  return out;
 }
 
 }  // namespace sdxl::data

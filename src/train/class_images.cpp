@@ -96,7 +96,7 @@ void ensure_class_images(pipeline::SdxlPipeline& pipe, const config::RunConfig& 
   if (ec) throw Error(key + ": cannot create " + util::quoted(dir) + ": " + ec.message());
   // Every rank decides from rank 0's count, so all take the same branch.
   std::int64_t existing = 0;
-  if (comm.rank() == 0) existing = static_cast<std::int64_t>(data::list_image_files(dir, key).size());
+  if (comm.rank() == 0) existing = static_cast<std::int64_t>(data::sort_out_image_files(dir, key).images.size());
   existing = static_cast<std::int64_t>(comm.all_reduce_max(static_cast<double>(existing), "class image count"));
   if (existing >= wanted) return;
   const std::int64_t missing = wanted - existing;

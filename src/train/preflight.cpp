@@ -79,6 +79,25 @@ void check_resume_target(const std::string& resume) {
 
 namespace {
 
+// An existing class folder: a file named like an image that is not one is an error (or, with
+// data.skip_bad_images, skipped and drawn anew); it may be read-only only when it holds enough
+// images.
+void check_class_folder(const config::ResolvedSubset& sub, const std::string& key, bool skip_bad_images) {
+  const data::SortedImageFiles files = data::sort_out_image_files(*sub.class_dir, key);
+  if (!files.not_images.empty() && !skip_bad_images) {
+    const std::size_t more = files.not_images.size() - 1;
+    throw UsageError(key + ": " + util::quoted(files.not_images.front()) +
+                         " is named like an image but is not a JPEG, PNG or WebP file" +
+                         (more ? " (and " + std::to_string(more) + " more)" : std::string()),
+                     "remove it, or set data.skip_bad_images = true to skip it (a class image is drawn in its place)");
+  }
+  const auto have = static_cast<std::int64_t>(files.images.size());
+  if (have < sub.num_class_images) {
+    check_writable_folder(*sub.class_dir, key + " (" + std::to_string(sub.num_class_images - have) +
+                                              " class images to draw)");
+  }
+}
+
 // A subset's whole listing (metadata rows, kohya folders, captions): its errors are the
 // config's. An existing class folder may be read-only when it holds enough images; a missing
 // one is created.
@@ -95,6 +114,7 @@ void check_subset(const config::ResolvedSubset& sub, const config::DataConfig& d
       throw UsageError(key + ": " + util::quoted(*sub.class_dir) + " is " + sub.key + ".instance_dir",
                        "give the class images a folder of their own (diffusers' --class_data_dir)");
     }
+    check_class_folder(sub, key, data.skip_bad_images);
   } else {
     check_writable_folder(*sub.class_dir, key);
   }

@@ -1,5 +1,7 @@
 #include "sdxl_dreambooth/train/training_data.h"
 
+#include "sdxl_dreambooth/data/image_decoder.h"
+
 #include "sdxl_dreambooth/config/data_subsets.h"
 #include "sdxl_dreambooth/data/dataset_listing.h"
 #include "sdxl_dreambooth/data/image_folder.h"
@@ -585,6 +587,21 @@ std::vector<SubsetExamples> encode_instance_images(const config::RunConfig& cfg,
   return examples;
 }
 
+// Files named like images that are not (data.skip_bad_images; preflight refuses them
+// otherwise) are no class images: they neither count nor take a place among num_class_images,
+// just as ensure_class_images drew a replacement for each.
+void drop_files_that_are_not_images(std::vector<data::ImageFile>& files, const std::string& key, const Logger* log) {
+  const auto first_bad = std::stable_partition(files.begin(), files.end(), [](const data::ImageFile& f) {
+    return !data::image_format_of_file(f.path).empty();
+  });
+  if (first_bad == files.end()) return;
+  if (log) {
+    log->warn(key + ": skipping " + std::to_string(files.end() - first_bad) + " file(s) named like images that are " +
+              "not JPEG, PNG or WebP (" + util::quoted(first_bad->path) + ")");
+  }
+  files.erase(first_bad, files.end());
+}
+
 // Every subset's class images into d.klass (stream 2k + 1), noting where they went.
 void encode_class_images(const config::RunConfig& cfg, const std::vector<config::ResolvedSubset>& subsets,
                          std::uint64_t augment, const SetEncoder& e, TrainingData& d,
@@ -594,6 +611,7 @@ void encode_class_images(const config::RunConfig& cfg, const std::vector<config:
     co.augment_seed = derive_seed(augment, 2 * k + 1);
     // As diffusers' dataset: num_class_images of the folder's images (in name order), not all.
     std::vector<data::ImageFile> class_files = list_images_collective(co, e.comm, e.log);
+    drop_files_that_are_not_images(class_files, co.key, e.comm.rank() == 0 ? &e.log : nullptr);
     const auto wanted = subsets[k].num_class_images;
     if (class_files.size() > static_cast<std::size_t>(wanted)) class_files.resize(static_cast<std::size_t>(wanted));
     EncodedImages images = e.encode(class_files, co, d.prompts);

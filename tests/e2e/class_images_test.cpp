@@ -131,3 +131,51 @@ TEST(ClassImages, LinksInTheClassFolderAreNotWrittenThrough) {
   EXPECT_TRUE(fs::is_symlink(fs::symlink_status(dir / "links" / "class-00001.png")));
   EXPECT_FALSE(fs::exists(dir / "nowhere.png"));
 }
+
+// A file named like an image that is not one does not count as a class image: an error before
+// anything is written, or with data.skip_bad_images skipped and a class image drawn in its
+// place (under the next free name).
+TEST(ClassImages, AFileThatIsNotAnImageIsNotAClassImage) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  fs::create_directories(dir / "class");
+  test::write_file(dir / "class" / "class-00000.png", "not a picture\n");
+  std::vector<std::uint8_t> px(64 * 64 * 3, 90);
+  io::write_png((dir / "class" / "own.png").string(), px.data(), 64, 64);
+  test::write_file(dir / "run.toml", prior_config(dir / "class", dir / "out", 2));
+  const auto refused = test::run_cli({"train", (dir / "run.toml").string()});
+  EXPECT_EQ(refused.exit_code, 2) << refused.err;
+  EXPECT_NE(refused.err.find("class-00000.png' is named like an image but is not a JPEG, PNG or WebP file"),
+            std::string::npos)
+      << refused.err;
+  EXPECT_FALSE(fs::exists(dir / "out"));
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir / "class"), fs::directory_iterator()), 2);
+
+  const auto skipped = test::run_cli({"train", (dir / "run.toml").string(), "--set", "data.skip_bad_images=true"});
+  ASSERT_EQ(skipped.exit_code, 0) << skipped.err;
+  EXPECT_NE(skipped.err.find("generating 1 class images"), std::string::npos) << skipped.err;
+  EXPECT_TRUE(fs::exists(dir / "class" / "class-00001.png"));
+  EXPECT_EQ(test::read_file(dir / "class" / "class-00000.png"), "not a picture\n");
+}
+
+// A class folder that cannot be written while images are missing is found before the run
+// starts (exit 2, nothing written), not when the first class image is saved.
+TEST(ClassImages, AnUnwritableClassFolderIsRefusedUpFront) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  const fs::path ro = dir / "readonly";
+  fs::create_directories(ro);
+  const auto mount = test::run_process({"mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", ro.string()});
+  if (mount.exit_code != 0) GTEST_SKIP() << "cannot mount a read-only tmpfs here: " << mount.err;
+  struct Unmount {
+    fs::path path;
+    ~Unmount() { test::run_process({"umount", "-l", path.string()}); }
+  } unmount{ro};
+  test::write_file(dir / "run.toml", prior_config(ro, dir / "out", 2));
+  const auto r = test::run_cli({"train", (dir / "run.toml").string()});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("data.class_dir (2 class images to draw): '" + ro.string() + "' is not writable by this user"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(dir / "out"));
+}

@@ -29,6 +29,9 @@ constexpr std::uint64_t kMaxImagePixels = 178956970;
 // Reads and decodes `path`. Throws sdxl::Error naming the file and what is wrong (empty,
 // not an image, truncated, corrupt, too large).
 DecodedImage decode_image_file(const std::string& path);
+// The format `path`'s first bytes announce: "JPEG", "PNG", "WebP", or "" for anything else
+// (an unreadable file included). Reads 12 bytes.
+std::string image_format_of_file(const std::string& path);
 // The same from bytes already in memory; `name` is used in errors.
 DecodedImage decode_image(const std::vector<std::uint8_t>& bytes, const std::string& name);
 

@@ -24,6 +24,14 @@ bool has_image_extension(const std::string& path);
 std::vector<ImageFile> list_image_files(const std::string& dir, const std::string& key,
                                         const std::optional<std::string>& caption_ext = std::nullopt);
 
+// list_image_files(dir, key) sorted out by each file's first bytes: the images, and the files
+// named like images that are not JPEG, PNG or WebP (a class folder's count must not include them).
+struct SortedImageFiles {
+  std::vector<std::string> images;
+  std::vector<std::string> not_images;
+};
+SortedImageFiles sort_out_image_files(const std::string& dir, const std::string& key);
+
 // The caption of `image` from its sidecar file with extension `ext` (first line, trimmed);
 // nothing when there is no such file or it is empty. A caption that is not UTF-8 is a
 // UsageError naming the file.

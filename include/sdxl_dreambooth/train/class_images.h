@@ -14,9 +14,10 @@ namespace sdxl::train {
 
 // Brings a subset's class_dir up to its num_class_images images (prior.sample_steps steps of
 // validation.scheduler, guidance 5). Whole batches per rank (batch j on rank j mod world),
-// each written as soon as it is drawn, so an interrupted run keeps them; image k is named
-// after the existing count + k, so no two ranks write the same file and the images do not
-// depend on the rank count. After each round of batches the ranks agree on `signals`: a stop
+// each written as soon as it is drawn, so an interrupted run keeps them; images take the first
+// free class-NNNNN.png names (rank 0's listing), so no two ranks write the same file, nothing
+// of the user's is overwritten and the images do not depend on the rank count. Only files
+// whose first bytes are an image count. After each round of batches the ranks agree on `signals`: a stop
 // request throws PreemptedBeforeTraining (the images drawn so far are kept).
 void ensure_class_images(pipeline::SdxlPipeline& pipe, const config::RunConfig& cfg,
                          const config::ResolvedSubset& subset, std::size_t subset_index, const RunSettings& settings,
