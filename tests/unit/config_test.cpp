@@ -1,4 +1,5 @@
 #include "sdxl_dreambooth/config/config.h"
+#include "sdxl_dreambooth/config/resume_changes.h"
 #include "sdxl_dreambooth/config/schema.h"
 #include "sdxl_dreambooth/error.h"
 #include "support/process.h"
@@ -155,6 +156,16 @@ TEST(Config, SetOverridesAreCheckedLikeTheFile) {
             std::string::npos);
   EXPECT_NE(error_of(kMinimal, {"optimizer.eps=1e-320"}).find("optimizer.eps: expected a number in"), std::string::npos);
   EXPECT_NE(error_of(kMinimal, {"output.dir=\"\""}).find("output.dir: expected a folder path"), std::string::npos);
+  // Every key naming a path refuses '' in the parse (exit 2), subsets' keys too.
+  for (const char* key : {"data.class_dir", "data.cache_dir", "checkpoint.dir", "model.vae", "data.instance_dir"}) {
+    const std::string e = error_of(kMinimal, {std::string(key) + "=\"\""});
+    EXPECT_NE(e.find(std::string(key) + ": expected a folder path"), std::string::npos) << e;
+  }
+  EXPECT_NE(error_of(kMinimal, {"model.pretrained=\"\""}).find("model.pretrained: expected a folder path or hub id"),
+            std::string::npos);
+  EXPECT_NE(error_of(kMinimal, {"checkpoint.resume=\"\""})
+                .find("checkpoint.resume: expected \"none\", \"latest\" or a checkpoint path"),
+            std::string::npos);
   for (const char* ext : {"\"txt\"", "\"\"", "\".\""}) {
     EXPECT_NE(error_of(kMinimal, {std::string("data.caption_ext=") + ext}).find("data.caption_ext: expected a file "
                                                                               "extension starting with '.'"),
@@ -281,4 +292,26 @@ TEST(Config, ConvRankNeedsConvolutionTargets) {
   EXPECT_FALSE(error_of(kMinimal, {"lora.preset=\"kohya\"", "lora.conv_alpha=2"}).empty());
   EXPECT_NO_THROW(load_config_text(kMinimal, "cfg.toml", {"lora.preset=\"kohya_conv\"", "lora.conv_rank=2"}));
   EXPECT_NO_THROW(load_config_text(kMinimal, "cfg.toml", {"lora.targets=[\"to_q\", \"conv1\"]", "lora.conv_rank=2"}));
+}
+
+// The resume warning names what changes a step: not a path spelled another way, nor a key
+// that acts in neither run.
+TEST(ResumeChanges, NamesOnlyChangesThatAct) {
+  const auto changes = [](const std::vector<std::string>& was, const std::vector<std::string>& now) {
+    return sdxl::config::resume_changes(load_config_text(kMinimal, "was.toml", was).typed(),
+                                        load_config_text(kMinimal, "now.toml", now).typed());
+  };
+  EXPECT_TRUE(changes({}, {"data.instance_dir=\"./subjects//dog/\""}).empty());
+  EXPECT_TRUE(changes({}, {"data.class_dir=\"elsewhere\"", "prior.loss_weight=0.5", "optimizer.prodigy_d_coef=2",
+                           "train.huber_c=0.3", "train.lr_power=2"})
+                  .empty());
+  EXPECT_EQ(changes({}, {"data.instance_dir=\"subjects/cat\""}),
+            (std::vector<std::string>{"data.instance_dir (\"subjects/dog\" → \"subjects/cat\")"}));
+  const auto prior = changes({"prior.enabled=true", "data.class_dir=\"c\"", "data.class_prompt=\"dog\""},
+                             {"prior.enabled=true", "data.class_dir=\"c\"", "data.class_prompt=\"dog\"",
+                              "prior.loss_weight=0.5"});
+  EXPECT_EQ(prior, (std::vector<std::string>{"prior.loss_weight (1.0 → 0.5)"}));
+  // Turning a setting on names it and the keys it brings into play.
+  const auto on = changes({}, {"train.loss=\"huber\"", "train.huber_c=0.3"});
+  EXPECT_EQ(on.size(), 2u);
 }
