@@ -18,13 +18,17 @@
 #                    it is read-only and there is no HOSTFILE; with HOSTFILE a folder every host sees)
 set -uo pipefail
 
-# A launcher that starts this script with TERM, INT or USR1 blocked (bash keeps an inherited
-# mask, and its traps would then never run) gets it again with them unblocked.
+# A launcher that starts this script with TERM or USR1 blocked (bash keeps an inherited mask,
+# and its traps would then never run) gets it again, once, with them unblocked. (INT is not
+# looked at: bash blocks it itself while it waits for a command substitution such as this one.)
 blocked=$(awk '/^SigBlk:/ {print $2}' /proc/$$/status 2>/dev/null || true)
-if [ -n "$blocked" ] && (( (16#$blocked >> 14 & 1) | (16#$blocked >> 9 & 1) | (16#$blocked >> 1 & 1) )); then
+if [ -z "${SDXL_MPIRUN_UNBLOCKED:-}" ] && [ -n "$blocked" ] &&
+   (( (16#$blocked >> 14 & 1) | (16#$blocked >> 9 & 1) )); then
+  export SDXL_MPIRUN_UNBLOCKED=1
   exec perl -MPOSIX -e 'sigprocmask(SIG_UNBLOCK, POSIX::SigSet->new(SIGTERM, SIGUSR1, SIGINT)) or die "sigprocmask: $!\n";
                         exec {$ARGV[0]} @ARGV or die "train-mpirun.sh: cannot run $ARGV[0]: $!\n"' bash "$0" "$@"
 fi
+unset SDXL_MPIRUN_UNBLOCKED blocked
 
 if [ $# -lt 1 ]; then
   echo "usage: jobs/train-mpirun.sh CONFIG.toml [--set section.key=value]..." >&2
