@@ -164,13 +164,8 @@ TEST(ClassImages, AnUnwritableClassFolderIsRefusedUpFront) {
   SDXL_REQUIRE_REFERENCE();
   test::TempDir dir;
   const fs::path ro = dir / "readonly";
-  fs::create_directories(ro);
-  const auto mount = test::run_process({"mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", ro.string()});
-  if (mount.exit_code != 0) GTEST_SKIP() << "cannot mount a read-only tmpfs here: " << mount.err;
-  struct Unmount {
-    fs::path path;
-    ~Unmount() { test::run_process({"umount", "-l", path.string()}); }
-  } unmount{ro};
+  const test::TmpfsMount mount(ro, "size=1m,ro");
+  if (!mount.mounted()) GTEST_SKIP() << "cannot mount a read-only tmpfs here: " << mount.error();
   test::write_file(dir / "run.toml", prior_config(ro, dir / "out", 2));
   const auto r = test::run_cli({"train", (dir / "run.toml").string()});
   EXPECT_EQ(r.exit_code, 2) << r.err;

@@ -368,13 +368,8 @@ TEST(RunGuard, ADiskFullCheckpointEndsTheRunCleanly) {
   SDXL_REQUIRE_REFERENCE();
   test::TempDir dir;
   const fs::path small = dir / "small";
-  fs::create_directories(small);
-  const auto mount = test::run_process({"mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", small.string()});
-  if (mount.exit_code != 0) GTEST_SKIP() << "cannot mount a 4 MiB tmpfs here: " << mount.err;
-  struct Unmount {
-    fs::path path;
-    ~Unmount() { test::run_process({"umount", "-l", path.string()}); }
-  } unmount{small};
+  const test::TmpfsMount mount(small, "size=4m");
+  if (!mount.mounted()) GTEST_SKIP() << "cannot mount a 4 MiB tmpfs here: " << mount.error();
   // checkpoint-2 (2.6 MiB) fits, checkpoint-4 does not.
   test::write_file(dir / "run.toml", config(small / "out", "max_steps = 4\n"));
   const auto r = test::run_cli({"train", (dir / "run.toml").string()});

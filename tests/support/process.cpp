@@ -76,6 +76,17 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
+TmpfsMount::TmpfsMount(const std::filesystem::path& path, const std::string& options) : path_(path) {
+  std::filesystem::create_directories(path_);
+  const ProcessResult r = run_process({"mount", "-t", "tmpfs", "-o", options, "tmpfs", path_.string()});
+  mounted_ = r.exit_code == 0;
+  error_ = r.err;
+}
+
+TmpfsMount::~TmpfsMount() {
+  if (mounted_) run_process({"umount", "-l", path_.string()});
+}
+
 void write_file(const std::filesystem::path& path, const std::string& content) {
   std::ofstream out(path, std::ios::binary);
   out << content;

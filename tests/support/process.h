@@ -50,6 +50,24 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+// A tmpfs mounted on `path` (created) for the object's lifetime, with mount(8) `options` such
+// as "size=4m" or "size=1m,ro"; `mounted()` false (and `error()` why) where mounting is not
+// permitted, which the caller skips on.
+class TmpfsMount {
+ public:
+  TmpfsMount(const std::filesystem::path& path, const std::string& options);
+  ~TmpfsMount();
+  TmpfsMount(const TmpfsMount&) = delete;
+  TmpfsMount& operator=(const TmpfsMount&) = delete;
+  bool mounted() const { return mounted_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  std::filesystem::path path_;
+  bool mounted_ = false;
+  std::string error_;
+};
+
 void write_file(const std::filesystem::path& path, const std::string& content);
 std::string read_file(const std::filesystem::path& path);
 
