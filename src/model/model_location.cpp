@@ -1,6 +1,7 @@
 #include "sdxl_dreambooth/model/model_location.h"
 
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/io/regular_file.h"
 #include "sdxl_dreambooth/util/json_error.h"
 #include "sdxl_dreambooth/util/strings.h"
 
@@ -27,6 +28,7 @@ std::string env(const char* name) {
 }
 
 std::string read_text(const fs::path& p) {
+  io::require_regular_file(p.string());
   std::ifstream in(p);
   std::string s;
   std::getline(in, s);
@@ -92,14 +94,25 @@ PipelineFolder open_pipeline(const std::string& spec, const std::string& revisio
   }
   nlohmann::json j;
   try {
+    io::require_regular_file(index.string());
     std::ifstream in(index);
     j = nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception& e) {
     throw Error("'" + index.string() + "' is not valid JSON: " + util::json_problem(e));
   }
-  const std::string cls = j.value("_class_name", "");
+  if (!j.is_object()) {
+    throw Error("'" + index.string() + "': expected a JSON object ({\"_class_name\": ...}), found " +
+                std::string(j.type_name()));
+  }
+  const auto name = j.find("_class_name");
+  if (name == j.end() || !name->is_string()) {
+    throw Error("'" + index.string() + "': " + (name == j.end() ? "no _class_name" : "_class_name is not a string") +
+                    "; expected \"_class_name\": \"StableDiffusionXLPipeline\"",
+                "this program trains SDXL; SD 1.x/2.x pipelines are not supported");
+  }
+  const std::string cls = name->get<std::string>();
   if (cls != "StableDiffusionXLPipeline" && cls != "StableDiffusionXLImg2ImgPipeline") {
-    throw Error("'" + index.string() + "': _class_name is '" + cls + "', expected StableDiffusionXLPipeline",
+    throw Error("'" + index.string() + "': _class_name is " + util::quoted(cls) + ", expected StableDiffusionXLPipeline",
                 "this program trains SDXL; SD 1.x/2.x pipelines are not supported");
   }
   for (const char* c : {"unet", "vae", "text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "scheduler"}) {

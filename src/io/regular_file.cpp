@@ -1,0 +1,27 @@
+#include "sdxl_dreambooth/io/regular_file.h"
+
+#include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/util/strings.h"
+
+#include <sys/stat.h>
+
+namespace sdxl::io {
+
+void require_regular_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || S_ISREG(st.st_mode)) return;
+  const char* kind = S_ISDIR(st.st_mode)                          ? "a folder"
+                     : S_ISFIFO(st.st_mode)                       ? "a FIFO (named pipe)"
+                     : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                     : S_ISSOCK(st.st_mode)                       ? "a socket"
+                                                                  : "something other than a file";
+  throw Error(util::quoted(path) + " is " + kind + ", not a regular file",
+              "give a file: a pipe would block the run until something writes to it, a device never ends");
+}
+
+bool is_regular_file(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
+}
+
+}  // namespace sdxl::io
