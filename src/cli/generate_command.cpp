@@ -2,6 +2,7 @@
 #include "sdxl_dreambooth/build_features.h"
 #include "sdxl_dreambooth/cli/command.h"
 #include "sdxl_dreambooth/cli/generate_options.h"
+#include "sdxl_dreambooth/cli/rank_job.h"
 #include "sdxl_dreambooth/dist/host_collectives.h"
 #include "sdxl_dreambooth/dist/mpi_runtime.h"
 #include "sdxl_dreambooth/error.h"
@@ -15,6 +16,7 @@
 #include "sdxl_dreambooth/pipeline/generation_batches.h"
 #include "sdxl_dreambooth/pipeline/image_png.h"
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
+#include "sdxl_dreambooth/train/fault_injection.h"
 #include "sdxl_dreambooth/util/blas_library.h"
 #include "sdxl_dreambooth/util/cpu_threads.h"
 #include "sdxl_dreambooth/util/host_memory.h"
@@ -263,6 +265,10 @@ void refuse_output_in_model(const GenerateOptions& o) {
   }
 }
 
+int generate_on_every_rank(GenerateOptions& o, const dist::MpiRuntime& mpi,
+                           const std::optional<model::LoraFileContents>& lora,
+                           const std::optional<model::TokenEmbeddings>& embeddings);
+
 int run_generate(const std::vector<std::string>& argv) {
   GenerateOptions o = generate_options(parse_generate_args(argv));
   check_inputs_exist(o);
@@ -273,6 +279,16 @@ int run_generate(const std::vector<std::string>& argv) {
   if (o.embeddings) embeddings = model::read_token_embeddings(*o.embeddings);
 
   dist::MpiRuntime mpi(nullptr, nullptr);
+  try {
+    return generate_on_every_rank(o, mpi, lora, embeddings);
+  } catch (const std::exception& e) {
+    end_job_after(mpi, e);  // a failed rank ends the job: the others would wait for its images
+  }
+}
+
+int generate_on_every_rank(GenerateOptions& o, const dist::MpiRuntime& mpi,
+                           const std::optional<model::LoraFileContents>& lora,
+                           const std::optional<model::TokenEmbeddings>& embeddings) {
   util::CpuThreads threads;
   const torch::Device device = place_rank(o, mpi, threads);
   // Generation gathers images (host data) only.
@@ -286,15 +302,29 @@ int run_generate(const std::vector<std::string>& argv) {
   // writes nothing, and a second generate into the same folder fails at once.
   std::optional<io::FolderLock> lock;
   if (mpi.rank() == 0) lock.emplace(o.out, "--out");
+  if (mpi.rank() == 0) {
+    std::vector<std::string> prompts = o.request.prompts;
+    prompts.push_back(o.request.negative_prompt);
+    for (const auto& p : prompts) {
+      if (const auto warning = pipeline::truncation_warning(*pipe.tokenizer, p)) std::cerr << "warning: " << *warning << "\n";
+    }
+  }
 
   const util::Stopwatch watch;
   // Whole batches per rank (batch j on rank j mod world) and rank 0 writes them all: an image
   // is drawn in the same batch on any rank count, so the files equal a one-process run's.
   const auto mine = pipeline::rank_share(plan_generation(pipe, o, *comm, threads), comm->rank(), comm->world_size());
-  const auto progress = progress_bar(isatty(STDERR_FILENO) != 0 && mpi.rank() == 0);
+  const auto bar = progress_bar(isatty(STDERR_FILENO) != 0 && mpi.rank() == 0);
+  const auto progress = [&bar, rank = mpi.rank()](std::int64_t done, std::int64_t total) {
+    train::maybe_inject_fault(rank, train::kFaultStepGenerate);
+    bar(done, total);
+  };
   auto draw = [&] {
     std::vector<pipeline::GeneratedImage> images;
     if (!mine.empty()) images = pipe.generate(o.request, mine, progress);
+    pipeline::require_finite_images(images, o.request,
+                                    o.lora ? "the LoRA's weights, --lora-scale or --guidance overflow float"
+                                           : "the model's weights or --guidance overflow float");
     return pipeline::gather_images(std::move(images), *comm, o.request);
   };
   std::size_t count = 0;

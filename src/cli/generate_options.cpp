@@ -42,6 +42,20 @@ pipeline::GenerationRequest parse_request(const Args& args) {
   std::tie(req.width, req.height) = parse_size(args.option_or("--size", "1024x1024"));
   req.images_per_prompt = args.int_option("--num-images").value_or(1);
   req.scheduler = args.option_or("--scheduler", "dpmpp2m");
+  // The options by name (pipeline::validate checks the same for validation images).
+  if (!(req.guidance_scale >= 0 && req.guidance_scale <= 1000)) {
+    throw UsageError("--guidance: expected a number from 0 to 1000, got " + util::format_number(req.guidance_scale));
+  }
+  if (req.images_per_prompt < 1 || req.images_per_prompt > 10000) {
+    throw UsageError("--num-images: expected a whole number from 1 to 10000, got " +
+                     std::to_string(req.images_per_prompt));
+  }
+  for (const std::string& p : req.prompts) {
+    if (!util::is_valid_utf8(p)) throw UsageError("--prompt " + util::quoted(p) + ": not valid UTF-8 text");
+  }
+  if (!util::is_valid_utf8(req.negative_prompt)) {
+    throw UsageError("--negative " + util::quoted(req.negative_prompt) + ": not valid UTF-8 text");
+  }
   const std::string batch_arg = args.option_or("--batch-size", "auto");
   if (batch_arg != "auto") {
     char* end = nullptr;
@@ -117,6 +131,10 @@ GenerateOptions generate_options(const Args& args) {
   }
   if (o.device == "cuda" && !torch::cuda::is_available()) {
     throw UsageError("--device cuda: this LibTorch has no CUDA or no GPU is visible");
+  }
+  // As train.mixed_precision: LibTorch's CPU kernels lack fp16 (LayerNorm, among others).
+  if (o.device == "cpu" && o.dtype == torch::kHalf) {
+    throw UsageError("--dtype fp16 needs --device cuda; on the CPU use bf16 or fp32");
   }
   return o;
 }

@@ -89,13 +89,14 @@ Command make_model_info_command() {
     report("text_encoder_2", *te2, info);
     const auto scheduler = model::SchedulerConfig::load(pipe.component("scheduler") / "scheduler_config.json");
     print_scheduler(scheduler);
-    for (const char* t : {"tokenizer", "tokenizer_2"}) {
-      const auto tok = text::ClipTokenizer::load(pipe.component(t));
-      const bool first = std::string(t) == "tokenizer";
-      pipeline::check_tokenizer_fits(tok, pipe.component(t), first ? "text_encoder" : "text_encoder_2",
-                                     (first ? te1 : te2)->config().vocab_size);
-      std::cout << "  " << t << ": " << count(static_cast<std::int64_t>(tok.vocab_size())) << " tokens, pad id "
-                << tok.pad_id() << ", max length " << tok.model_max_length() << "\n";
+    const auto tok_1 = text::ClipTokenizer::load(pipe.component("tokenizer"));
+    const auto tok_2 = text::ClipTokenizer::load(pipe.component("tokenizer_2"));
+    pipeline::check_tokenizers(tok_1, tok_2, pipe.component("tokenizer"), pipe.component("tokenizer_2"), te1->config(),
+                               te2->config());
+    for (const auto* tok : {&tok_1, &tok_2}) {
+      std::cout << "  " << (tok == &tok_1 ? "tokenizer" : "tokenizer_2") << ": "
+                << count(static_cast<std::int64_t>(tok->vocab_size())) << " tokens, pad id " << tok->pad_id()
+                << ", max length " << tok->model_max_length() << "\n";
     }
     return 0;
   };

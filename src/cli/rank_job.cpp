@@ -77,17 +77,21 @@ int run_rank_job(const std::string& config_path, const std::vector<std::string>&
     }
     return rc;
   } catch (const std::exception& e) {
-    if (mpi.world_size() == 1) throw;  // reported by run_cli with its exit code
-    const auto* err = dynamic_cast<const Error*>(&e);
-    std::cerr << "error: [rank " << mpi.rank() << "/" << mpi.world_size() << "] " << message_without_backtrace(e)
-              << "\n";
-    if (err && !err->hint().empty()) std::cerr << "hint: " << err->hint() << "\n";
-    std::cerr.flush();
-    const int code = dynamic_cast<const UsageError*>(&e) ? kExitUsage : kExitFailure;
-    if (const auto status = StatusFile::from_environment()) status->finished(code);
-    MPI_Abort(mpi.world(), code);
-    return static_cast<int>(kExitFailure);
+    end_job_after(mpi, e);
   }
+}
+
+void end_job_after(const dist::MpiRuntime& mpi, const std::exception& e) {
+  if (mpi.world_size() == 1) throw;  // reported by run_cli with its exit code
+  const auto* err = dynamic_cast<const Error*>(&e);
+  std::cerr << "error: [rank " << mpi.rank() << "/" << mpi.world_size() << "] " << message_without_backtrace(e)
+            << "\n";
+  if (err && !err->hint().empty()) std::cerr << "hint: " << err->hint() << "\n";
+  std::cerr.flush();
+  const int code = dynamic_cast<const UsageError*>(&e) ? kExitUsage : kExitFailure;
+  if (const auto status = StatusFile::from_environment()) status->finished(code);
+  MPI_Abort(mpi.world(), code);
+  std::abort();  // MPI_Abort does not return
 }
 
 }  // namespace sdxl::cli

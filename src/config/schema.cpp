@@ -352,7 +352,7 @@ std::vector<KeySpec> build_schema() {
       range(key(KEY(validation, batch_size), std::int64_t{1},
                 "Validation images per UNet call (1 keeps the extra memory beside training smallest)"),
             1, 256),
-      range(key(KEY(validation, guidance_scale), 5.0, "Classifier-free guidance (1.0 disables it)"), 0.0),
+      range(key(KEY(validation, guidance_scale), 5.0, "Classifier-free guidance (1.0 disables it)"), 0.0, 1000.0),
       choices(key(KEY(validation, scheduler), std::string("dpmpp2m"), "Sampler of the validation images"),
               {"dpmpp2m", "euler", "euler_karras"}),
       range(optional(KEY(validation, seed), "= train.seed", "Seed of the validation images"), 0, 4294967295.0),

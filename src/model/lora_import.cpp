@@ -93,6 +93,11 @@ LoraFileContents read_lora_file(const std::string& path) {
     if (!split) throw Error(path + ": tensor \"" + name + "\" has no lora down/up suffix");
     if (c.format.empty()) c.format = split->second->format;
     LoraPair& pair = (*parts[model])[split->first];
+    // As the base weights (state_dict_loader): integers converted to float would be garbage weights.
+    if (!c10::isFloatingType(io::to_torch_dtype(info.dtype))) {
+      throw Error(path + ": tensor \"" + name + "\" is " + io::dtype_name(info.dtype) +
+                  "; LoRA weights are floating point (F32, F16, BF16 or F64)");
+    }
     const torch::Tensor t = io::tensor_view(file, info).to(torch::kFloat).clone();
     if (!torch::isfinite(t).all().item<bool>()) {
       throw Error(path + ": tensor \"" + name + "\" has non-finite values (NaN or infinity)",

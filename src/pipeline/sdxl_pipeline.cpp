@@ -1,6 +1,7 @@
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
 
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/io/regular_file.h"
 #include "sdxl_dreambooth/model/model_location.h"
 #include "sdxl_dreambooth/nn/lora_linear.h"
 #include "sdxl_dreambooth/sampling/sampler.h"
@@ -30,6 +31,12 @@ torch::Tensor unscaled_latents(const torch::Tensor& z, const model::VaeConfig& v
 
 void validate(const GenerationRequest& r) {
   if (r.prompts.empty()) throw UsageError("no prompt given");
+  for (const std::string* p : {&r.negative_prompt}) {
+    if (!util::is_valid_utf8(*p)) throw UsageError("negative prompt " + util::quoted(*p) + " is not valid UTF-8 text");
+  }
+  for (const std::string& p : r.prompts) {
+    if (!util::is_valid_utf8(p)) throw UsageError("prompt " + util::quoted(p) + " is not valid UTF-8 text");
+  }
   const std::string size = std::to_string(r.width) + "x" + std::to_string(r.height);
   if (r.width < 8 || r.height < 8 || r.width % 8 != 0 || r.height % 8 != 0) {
     throw UsageError("image size " + size + ": width and height must be positive multiples of 8");
@@ -38,11 +45,35 @@ void validate(const GenerationRequest& r) {
   if (r.steps < 1) throw UsageError("steps must be at least 1, got " + std::to_string(r.steps));
   // As validation.steps: a schedule of 1000 training timesteps has no more distinct steps.
   if (r.steps > 1000) throw UsageError("steps must be at most 1000, got " + std::to_string(r.steps));
-  if (r.images_per_prompt < 1) throw UsageError("images per prompt must be at least 1");
+  // Each image is kept in memory until all are written: a bound well above any real use.
+  if (r.images_per_prompt < 1 || r.images_per_prompt > 10000) {
+    throw UsageError("images per prompt must be from 1 to 10000, got " + std::to_string(r.images_per_prompt));
+  }
   if (r.batch_size < 1) throw UsageError("batch size must be at least 1, got " + std::to_string(r.batch_size));
-  if (!(r.guidance_scale >= 0)) throw UsageError("guidance scale must be >= 0");
+  // Beyond a few hundred the guided prediction overflows to a black picture.
+  if (!(r.guidance_scale >= 0 && r.guidance_scale <= 1000)) {
+    throw UsageError("guidance scale must be a number from 0 to 1000, got " + util::format_number(r.guidance_scale));
+  }
   model::SchedulerConfig probe;
   sampling::make_sampler(r.scheduler, probe);  // throws for an unknown name
+}
+
+void require_finite_images(const std::vector<GeneratedImage>& images, const GenerationRequest& r,
+                           const std::string& cause) {
+  for (const auto& img : images) {
+    if (img.finite) continue;
+    throw Error("image " + std::to_string(img.image_index) + " of prompt " + util::quoted(r.prompts[img.prompt_index]) +
+                    " (seed " + std::to_string(img.seed) + ") came out as NaN or infinity: " + cause,
+                "nothing of it was written");
+  }
+}
+
+std::optional<std::string> truncation_warning(const text::ClipTokenizer& tokenizer, const std::string& prompt) {
+  const std::size_t room = tokenizer.model_max_length() - 2;
+  const std::size_t tokens = tokenizer.encode(prompt).size();
+  if (tokens <= room) return std::nullopt;
+  return "prompt " + util::quoted(prompt.size() > 80 ? prompt.substr(0, 77) + "..." : prompt) + " is " +
+         std::to_string(tokens) + " CLIP tokens; only the first " + std::to_string(room) + " are used";
 }
 
 std::uint64_t image_seed(const GenerationRequest& r, std::size_t prompt_index, std::int64_t image_index) {
@@ -50,14 +81,40 @@ std::uint64_t image_seed(const GenerationRequest& r, std::size_t prompt_index, s
          static_cast<std::uint64_t>(image_index);
 }
 
+namespace {
+
 void check_tokenizer_fits(const text::ClipTokenizer& tokenizer, const std::filesystem::path& tokenizer_dir,
-                          const std::string& encoder, std::int64_t vocab_size) {
+                          const std::string& encoder, const model::ClipTextConfig& config) {
+  // A sequence longer than the encoder's position embeddings would fail deep inside LibTorch.
+  if (static_cast<std::int64_t>(tokenizer.model_max_length()) > config.max_position_embeddings) {
+    throw Error("'" + (tokenizer_dir / "tokenizer_config.json").string() + "': model_max_length " +
+                    std::to_string(tokenizer.model_max_length()) + " is more than " + encoder +
+                    "'s max_position_embeddings " + std::to_string(config.max_position_embeddings),
+                "the tokenizer and the text encoder do not belong together (SDXL's both say 77)");
+  }
   // Ids past a text encoder's embedding would fail deep inside LibTorch ("index out of range").
+  const std::int64_t vocab_size = config.vocab_size;
   if (tokenizer.max_id() < vocab_size) return;
   throw Error("'" + (tokenizer_dir / "vocab.json").string() + "': token id " + std::to_string(tokenizer.max_id()) +
                   " is outside " + encoder + "'s vocabulary of " + std::to_string(vocab_size) +
                   " (its config.json vocab_size)",
               "the tokenizer and the text encoder do not belong together");
+}
+
+}  // namespace
+
+void check_tokenizers(const text::ClipTokenizer& tokenizer, const text::ClipTokenizer& tokenizer_2,
+                      const std::filesystem::path& dir, const std::filesystem::path& dir_2,
+                      const model::ClipTextConfig& encoder, const model::ClipTextConfig& encoder_2) {
+  check_tokenizer_fits(tokenizer, dir, "text_encoder", encoder);
+  check_tokenizer_fits(tokenizer_2, dir_2, "text_encoder_2", encoder_2);
+  // SDXL joins the two encoders' outputs token by token: the sequences must be one length.
+  if (tokenizer.model_max_length() != tokenizer_2.model_max_length()) {
+    throw Error("'" + (dir_2 / "tokenizer_config.json").string() + "': model_max_length " +
+                    std::to_string(tokenizer_2.model_max_length()) + " differs from the " +
+                    std::to_string(tokenizer.model_max_length()) + " of '" + dir.string() + "'",
+                "SDXL concatenates both text encoders' outputs per token; both tokenizers say 77");
+  }
 }
 
 SdxlPipeline SdxlPipeline::load(const PipelineOptions& o) {
@@ -77,10 +134,10 @@ SdxlPipeline SdxlPipeline::load(const PipelineOptions& o) {
   p.text_encoder_2 = model::load_text_encoder(folder.component("text_encoder_2"), lo);
   p.tokenizer.emplace(text::ClipTokenizer::load(folder.component("tokenizer")));
   p.tokenizer_2.emplace(text::ClipTokenizer::load(folder.component("tokenizer_2")));
-  check_tokenizer_fits(*p.tokenizer, folder.component("tokenizer"), "text_encoder", p.text_encoder->config().vocab_size);
-  check_tokenizer_fits(*p.tokenizer_2, folder.component("tokenizer_2"), "text_encoder_2",
-                       p.text_encoder_2->config().vocab_size);
+  check_tokenizers(*p.tokenizer, *p.tokenizer_2, folder.component("tokenizer"), folder.component("tokenizer_2"),
+                   p.text_encoder->config(), p.text_encoder_2->config());
   p.scheduler_config = model::SchedulerConfig::load(folder.component("scheduler") / "scheduler_config.json");
+  io::require_regular_file((folder.root / "model_index.json").string());
   std::ifstream in(folder.root / "model_index.json");
   const auto index = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
   if (index.is_object() && index.contains("force_zeros_for_empty_prompt") &&
@@ -240,6 +297,7 @@ std::vector<GeneratedImage> SdxlPipeline::generate(const GenerationRequest& r,
     const auto vae_dtype = vae->decoder->conv_in->weight.scalar_type();
     for (std::size_t j = 0; j < n; ++j) {
       torch::Tensor z = unscaled_latents(latents.narrow(0, static_cast<std::int64_t>(j), 1), vc);
+      batch[j].finite = torch::isfinite(z).all().item<bool>();
       if (vc.shift_factor) z = z + *vc.shift_factor;
       torch::Tensor image = vae->decode(z.to(vae_dtype)).to(torch::kFloat);  // decode upcasts itself when needed
       image = (image / 2 + 0.5).clamp(0, 1);

@@ -58,7 +58,9 @@ std::vector<std::int64_t> agreed_free_numbers(const std::string& dir, std::int64
 void write_batch(pipeline::SdxlPipeline& pipe, const pipeline::GenerationRequest& r,
                  const std::vector<pipeline::ImageRef>& batch, const std::vector<std::int64_t>& numbers,
                  const std::string& model, const std::string& dir, const Logger& log) {
-  for (const auto& img : pipe.generate(r, batch)) {
+  const auto images = pipe.generate(r, batch);
+  pipeline::require_finite_images(images, r, "the base model overflows in prior.generation_precision");
+  for (const auto& img : images) {
     const fs::path path = fs::path(dir) / class_image_name(img.image_index);
     pipeline::write_image_png(path.string(), img,
                               {{"prompt", r.prompts.front()}, {"seed", std::to_string(img.seed)},

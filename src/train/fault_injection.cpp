@@ -1,5 +1,7 @@
 #include "sdxl_dreambooth/train/fault_injection.h"
 
+#include "sdxl_dreambooth/error.h"
+
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -21,6 +23,7 @@ void maybe_inject_fault(int rank, std::int64_t step) {
   std::fprintf(stderr, "[rank %d] SDXL_TEST_FAULT: %s at step %lld\n", rank, kind, fault_step);
   std::fflush(stderr);
   if (std::string(kind) == "exit") std::_Exit(3);
+  if (std::string(kind) == "error") throw Error("SDXL_TEST_FAULT: error at step " + std::to_string(fault_step));
   if (std::string(kind) == "signal") std::raise(SIGUSR1);
   if (std::string(kind) == "stall") {
     for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));

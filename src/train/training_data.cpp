@@ -347,13 +347,10 @@ void encode_prompts(PromptTable& prompts, pipeline::SdxlPipeline& pipe, torch::D
   const util::Stopwatch watch;
   std::int64_t encoded = 0;
   std::vector<torch::Tensor> embeds, pooled, ids_1, ids_2;
-  const std::size_t room = pipe.tokenizer->model_max_length() - 2;
   for (std::size_t i = 0; i < prompts.prompts.size(); ++i) {
     const std::string& p = prompts.prompts[i];
-    // As diffusers warns: CLIP reads BOS, 75 tokens and EOS; the rest is cut.
-    if (const std::size_t tokens = pipe.tokenizer->encode(p).size(); tokens > room && comm.rank() == 0) {
-      log.warn("prompt " + util::quoted(p.size() > 80 ? p.substr(0, 77) + "..." : p) + " is " +
-               std::to_string(tokens) + " CLIP tokens; only the first " + std::to_string(room) + " are used");
+    if (comm.rank() == 0) {
+      if (const auto warning = pipeline::truncation_warning(*pipe.tokenizer, p)) log.warn(*warning);
     }
     if (token_ids) {
       // The text encoders encode each step's prompts: no embedding is computed now, and none is

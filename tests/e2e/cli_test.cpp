@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <cstdlib>
 
@@ -103,6 +105,50 @@ TEST(Cli, ModelInfoLoadsEveryComponentOfTinySdxl) {
   auto no_scheduler = run_cli({"model-info", dir.path().string()});
   EXPECT_NE(no_scheduler.exit_code, 0);
   EXPECT_NE(no_scheduler.err.find("scheduler_config.json"), std::string::npos) << no_scheduler.err;
+}
+
+// Pipeline files that are wrong for SDXL as a whole: one error naming the file, never
+// LibTorch's or the JSON library's own message, and no endless read of a FIFO.
+TEST(Cli, ModelInfoRefusesPipelinesThatDoNotHangTogether) {
+  SDXL_REQUIRE_REFERENCE();
+  namespace fs = std::filesystem;
+  const fs::path tiny = sdxl::test::reference_dir() / "tiny-sdxl";
+  sdxl::test::TempDir dir;
+  // A copy of the pipeline whose `file` is `content` (the rest linked).
+  const auto variant = [&](const std::string& name, const std::string& file, const std::string& content) {
+    const fs::path root = dir / name;
+    fs::create_directories(root);
+    for (const auto& entry : fs::directory_iterator(tiny)) {
+      const std::string component = entry.path().filename().string();
+      if (file.rfind(component, 0) != 0) {
+        fs::create_symlink(entry.path(), root / component);
+        continue;
+      }
+      fs::copy(entry.path(), root / component, fs::copy_options::recursive);
+    }
+    if (content == "<fifo>") {
+      fs::remove(root / file);
+      EXPECT_EQ(::mkfifo((root / file).c_str(), 0644), 0);
+    } else {
+      sdxl::test::write_file(root / file, content);
+    }
+    return root.string();
+  };
+  auto tokenizer_config = sdxl::test::read_file(tiny / "tokenizer" / "tokenizer_config.json");
+  const auto at = tokenizer_config.find("\"model_max_length\": 77");
+  ASSERT_NE(at, std::string::npos);
+  tokenizer_config.replace(at, std::string("\"model_max_length\": 77").size(), "\"model_max_length\": 5");
+  for (const auto& [root, message] : std::vector<std::pair<std::string, std::string>>{
+           {variant("short", "tokenizer/tokenizer_config.json", tokenizer_config),
+            "model_max_length 77 differs from the 5 of"},
+           {variant("array", "model_index.json", "[]\n"), "model_index.json': expected a JSON object"},
+           {variant("number", "model_index.json", "{\"_class_name\": 5}\n"), "_class_name is not a string"},
+           {variant("fifo", "tokenizer/vocab.json", "<fifo>"), "vocab.json' is a FIFO (named pipe), not a regular file"}}) {
+    const auto r = run_cli({"model-info", root});
+    EXPECT_EQ(r.exit_code, 1) << root;
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("internal failure"), std::string::npos) << r.err;
+  }
 }
 
 TEST(Cli, TokenizeShowsBothTokenizers) {
@@ -220,6 +266,20 @@ TEST(Cli, GenerateBadInput) {
   auto sched = run_cli({"generate", "--model", tiny, "--prompt", "x", "--scheduler", "ddim", "--out", out});
   EXPECT_EQ(sched.exit_code, 2);
   EXPECT_NE(sched.err.find("unknown scheduler 'ddim': expected dpmpp2m, euler or euler_karras"), std::string::npos);
+  // Values that would exhaust memory, draw black pictures or fail deep inside LibTorch, refused
+  // by option name before anything loads.
+  for (const auto& [args, message] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--num-images", "99999999999"}, "--num-images: expected a whole number from 1 to 10000"},
+           {{"--guidance", "inf"}, "--guidance: expected a number from 0 to 1000, got inf"},
+           {{"--guidance", "1e30"}, "--guidance: expected a number from 0 to 1000"},
+           {{"--negative", "\xc3"}, "--negative '\\xc3': not valid UTF-8 text"},
+           {{"--dtype", "fp16"}, "--dtype fp16 needs --device cuda"}}) {
+    std::vector<std::string> argv{"generate", "--model", tiny, "--prompt", "x", "--out", out};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const auto bad = run_cli(argv);
+    EXPECT_EQ(bad.exit_code, 2) << args[0];
+    EXPECT_NE(bad.err.find(message), std::string::npos) << bad.err;
+  }
   auto model = run_cli({"generate", "--model", (dir / "none").string(), "--prompt", "x", "--out", out});
   EXPECT_EQ(model.exit_code, 2);  // what the command line names is a usage error, as in train
   EXPECT_NE(model.err.find("--model: model '" + (dir / "none").string() + "' not found; looked in"), std::string::npos)

@@ -60,6 +60,23 @@ TEST(DistributedTrain, ARankThatExitsEndsTheJob) {
   EXPECT_FALSE(fs::exists(dir / "out" / "pytorch_lora_weights.safetensors"));
 }
 
+// generate under mpirun: the rank drawing the only batch fails while the other waits to gather
+// the images; the failure ends the job at once with the rank's error (it waited for an hour).
+TEST(DistributedTrain, AFailedRankEndsAGenerateJob) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  const auto start = std::chrono::steady_clock::now();
+  const auto r = test::run_mpirun(2,
+                                  {"generate", "--model", (test::reference_dir() / "tiny-sdxl").string(), "--prompt",
+                                   "x", "--size", "64x64", "--steps", "2", "--out", (dir / "out").string()},
+                                  {{"SDXL_TEST_FAULT", "error:0:-3"}});
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("error: [rank 0/2] SDXL_TEST_FAULT: error at step -3"), std::string::npos) << r.err;
+  EXPECT_LT(s, 60.0);
+  EXPECT_FALSE(fs::exists(dir / "out" / "0-0-seed0.png"));
+}
+
 TEST(DistributedTrain, AStalledRankTripsTheDeadline) {
   SDXL_REQUIRE_REFERENCE();
   test::TempDir dir;

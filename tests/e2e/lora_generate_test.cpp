@@ -127,4 +127,39 @@ TEST(GenerateLora, UnusableFilesAreOneErrorNamingTheFile) {
   EXPECT_NE(r.err.find("none of its 1 adapters matches a layer of"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("(first: 'input_blocks_0_0')"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir / "out"));
+
+  // Integers where a LoRA has floats: refused by dtype, not converted into garbage weights.
+  std::string ints = stray;
+  for (std::size_t at = ints.find("F32"); at != std::string::npos; at = ints.find("F32")) ints.replace(at, 3, "I32");
+  test::write_file(dir / "ints.safetensors", stray_bytes + ints + std::string(32, '\0'));
+  args = generate_args(dir / "out");
+  args.insert(args.end(), {"--lora", (dir / "ints.safetensors").string()});
+  const auto typed = test::run_cli(args);
+  EXPECT_EQ(typed.exit_code, 1);
+  EXPECT_NE(typed.err.find("is I32; LoRA weights are floating point"), std::string::npos) << typed.err;
+  EXPECT_FALSE(fs::exists(dir / "out"));
+}
+
+// Finite weights so large that the picture overflows (1e30 in every adapter): an error naming
+// the image, not a black PNG with exit 0.
+TEST(GenerateLora, AnImageThatOverflowsIsAnError) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  const std::string module = "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q";
+  const std::string header = "{\"" + module + ".lora.down.weight\":{\"dtype\":\"F32\",\"shape\":[1,64],"
+                             "\"data_offsets\":[0,256]},\"" + module + ".lora.up.weight\":{\"dtype\":\"F32\","
+                             "\"shape\":[64,1],\"data_offsets\":[256,512]}}";
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  bytes += header;
+  const float huge = 1e30f;
+  for (int i = 0; i < 128; ++i) bytes.append(reinterpret_cast<const char*>(&huge), sizeof huge);
+  test::write_file(dir / "huge.safetensors", bytes);
+  auto args = generate_args(dir / "out");
+  args.insert(args.end(), {"--lora", (dir / "huge.safetensors").string()});
+  const auto r = test::run_cli(args);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find("image 0 of prompt 'sks cat on a sofa' (seed 3) came out as NaN or infinity"), std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(dir / "out" / "0-0-seed3.png"));
 }

@@ -28,4 +28,10 @@ struct RankJob {
 int run_rank_job(const std::string& config_path, const std::vector<std::string>& overrides,
                  const std::function<int(RankJob&)>& body);
 
+// Called in a catch block of a program running on every rank: on one rank rethrows the
+// exception being handled (run_cli reports it with its exit code); on several prints it with
+// the rank, records the exit code in the status file and ends the whole job (MPI_Abort), since
+// the other ranks would wait for this one in their next collective.
+[[noreturn]] void end_job_after(const dist::MpiRuntime& mpi, const std::exception& e);
+
 }  // namespace sdxl::cli

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "sdxl_dreambooth/dist/host_collectives.h"
+#include "sdxl_dreambooth/model/clip_text_config.h"
 #include "sdxl_dreambooth/model/component_loader.h"
 #include "sdxl_dreambooth/model/scheduler_config.h"
 #include "sdxl_dreambooth/nn/prompt_encoding.h"
@@ -50,7 +51,12 @@ struct GeneratedImage {
   std::int64_t image_index = 0;  // within its prompt
   std::uint64_t seed = 0;        // the seed of this image's noise
   torch::Tensor rgb;             // [H, W, 3] uint8, CPU
+  bool finite = true;            // false: the sampled latents held NaN or infinity (an overflow; rgb is garbage)
 };
+
+// An Error when any of `images` is not finite, naming the first and what overflows (`cause`).
+void require_finite_images(const std::vector<GeneratedImage>& images, const GenerationRequest& request,
+                           const std::string& cause);
 
 // Checks a request (sizes multiples of 8, steps >= 1, batch size >= 1, known scheduler, prompts given) and
 // throws UsageError naming the bad value.
@@ -65,10 +71,16 @@ std::uint64_t image_seed(const GenerationRequest& request, std::size_t prompt_in
 std::vector<GeneratedImage> gather_images(std::vector<GeneratedImage> images, dist::HostCollectives& comm,
                                           const GenerationRequest& request);
 
-// A tokenizer whose ids reach past its text encoder's embedding (config.json vocab_size) is an
-// Error naming `tokenizer_dir`/vocab.json.
-void check_tokenizer_fits(const text::ClipTokenizer& tokenizer, const std::filesystem::path& tokenizer_dir,
-                          const std::string& encoder, std::int64_t vocab_size);
+// As diffusers warns: CLIP reads BOS, model_max_length - 2 tokens and EOS, the rest of a
+// longer prompt is cut. The warning's text, or nothing when the prompt fits.
+std::optional<std::string> truncation_warning(const text::ClipTokenizer& tokenizer, const std::string& prompt);
+
+// The two tokenizers against their text encoders, an Error naming the file: ids within each
+// encoder's vocab_size (vocab.json), model_max_length within its max_position_embeddings, and
+// one model_max_length for both (SDXL joins the encoders' outputs token by token).
+void check_tokenizers(const text::ClipTokenizer& tokenizer, const text::ClipTokenizer& tokenizer_2,
+                      const std::filesystem::path& dir, const std::filesystem::path& dir_2,
+                      const model::ClipTextConfig& encoder, const model::ClipTextConfig& encoder_2);
 
 class SdxlPipeline {
  public:
