@@ -35,6 +35,9 @@ class UsageError : public Error {
 
 // An exception's message without the C++ stack trace LibTorch appends to its own errors.
 std::string message_without_backtrace(const std::exception& e);
+// An allocation that failed (host or GPU memory): the run asked for more than there is, which
+// is no bug of the program.
+bool is_out_of_memory(const std::exception& e);
 
 // errno-based failure of a POSIX file call, e.g. throw_errno("open", path).
 [[noreturn]] void throw_errno(const std::string& operation, const std::string& path);

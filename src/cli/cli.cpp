@@ -6,6 +6,9 @@
 #include "sdxl_dreambooth/util/openblas_kernels.h"
 #include "sdxl_dreambooth/util/strings.h"
 
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <iostream>
 
 namespace sdxl::cli {
@@ -34,7 +37,29 @@ void print_usage(std::ostream& out, const std::vector<Command>& commands) {
 
 }  // namespace
 
-int run_cli(int argc, char** argv) {
+namespace {
+
+int run_command_line(int argc, char** argv);
+
+// Output that could not be written (stdout on a full disk or /dev/full) fails the command,
+// instead of exit 0 with a truncated `inspect --json`.
+int with_stdout_checked(int code) {
+  errno = 0;
+  std::cout.flush();
+  if (std::cout.good() && std::fflush(stdout) == 0 && !std::ferror(stdout)) return code;
+  const int e = errno;
+  std::cerr << "error: writing to the standard output failed" << (e ? std::string(": ") + std::strerror(e) : "")
+            << "\n";
+  return code == kExitOk ? kExitFailure : code;
+}
+
+}  // namespace
+
+int run_cli(int argc, char** argv) { return with_stdout_checked(run_command_line(argc, argv)); }
+
+namespace {
+
+int run_command_line(int argc, char** argv) {
   // Before anything calls the BLAS or starts a thread; `version`, and the start-up log of a CPU
   // run, say which kernels it runs.
   util::use_best_openblas_kernels();
@@ -90,6 +115,12 @@ int run_cli(int argc, char** argv) {
       if (!e.hint().empty()) std::cerr << "hint: " << e.hint() << "\n";
       return kExitFailure;
     } catch (const std::exception& e) {
+      if (is_out_of_memory(e)) {
+        std::cerr << "error: out of memory in " << command->name << ": " << message_without_backtrace(e) << "\n"
+                  << "hint: lower the batch size or the resolution (or the number of images at once), or run "
+                     "where there is more memory\n";
+        return kExitFailure;
+      }
       // Not one of ours (LibTorch, the standard library): never its C++ stack trace.
       std::cerr << "error: internal failure in " << command->name << ": " << message_without_backtrace(e) << "\n"
                 << "hint: this is a bug of sdxl-dreambooth; please report it with the command line and the log\n";
@@ -110,5 +141,7 @@ int run_cli(int argc, char** argv) {
   if (status) status->finished(code);
   return code;
 }
+
+}  // namespace
 
 }  // namespace sdxl::cli

@@ -106,18 +106,20 @@ int LabelFont::width(const std::string& utf8) const {
 
 std::string LabelFont::fit(const std::string& utf8, int max_width) const {
   if (width(utf8) <= max_width) return utf8;
-  auto cps = code_points(utf8);
-  while (!cps.empty()) {
-    cps.pop_back();
-    std::string s;
-    for (const auto cp : cps) {
-      utf8proc_uint8_t buf[4];
-      s.append(reinterpret_cast<const char*>(buf), static_cast<std::size_t>(utf8proc_encode_char(cp, buf)));
-    }
-    s += "...";
-    if (width(s) <= max_width) return s;
+  // The longest prefix that fits with "..." after it, measured glyph by glyph in one pass
+  // (width() sums the same advances), so a 100 KB prompt costs one walk, not one per glyph.
+  const long room = (static_cast<long>(max_width) << 6) - (static_cast<long>(width("...")) << 6);
+  std::string s;
+  long used = 0;
+  for (const auto cp : code_points(utf8)) {
+    long advance = 0;
+    if (FT_Load_Char(impl_->face, static_cast<FT_ULong>(cp), FT_LOAD_DEFAULT) == 0) advance = impl_->face->glyph->advance.x;
+    if (used + advance > room) break;
+    used += advance;
+    utf8proc_uint8_t buf[4];
+    s.append(reinterpret_cast<const char*>(buf), static_cast<std::size_t>(utf8proc_encode_char(cp, buf)));
   }
-  return "";
+  return room < 0 ? std::string() : s + "...";
 }
 
 void LabelFont::draw(std::uint8_t* image, int width, int height, int x, int y, const std::string& utf8,

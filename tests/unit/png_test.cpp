@@ -1,4 +1,5 @@
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/io/label_font.h"
 #include "sdxl_dreambooth/io/png_writer.h"
 #include "support/process.h"
 
@@ -42,4 +43,21 @@ TEST(Png, UnwritableAndUnreadablePathsAreNamed) {
   test::TempDir dir;
   test::write_file(dir / "bad.png", "not a png");
   EXPECT_THROW(io::read_png((dir / "bad.png").string()), Error);
+}
+
+// A label cut to fit: the longest prefix with "..." that fits, in one pass (a 100 KB prompt as
+// a grid caption took minutes when each shorter prefix was measured again).
+TEST(LabelFont, FitCutsLongTextInOnePass) {
+  std::string why;
+  const auto font = io::LabelFont::find(12, &why);
+  if (!font) GTEST_SKIP() << "no label font here: " << why;
+  EXPECT_EQ(font->fit("short", 1000), "short");
+  std::string text;
+  for (int i = 0; i < 25000; ++i) text += "cat ";
+  const std::string cut = font->fit(text, 200);
+  ASSERT_GE(cut.size(), 3u);
+  EXPECT_EQ(cut.substr(cut.size() - 3), "...");
+  EXPECT_LE(font->width(cut), 200);
+  EXPECT_GT(font->width(cut + "cat"), 200 - font->width("cat") - 1);  // nothing more would fit
+  EXPECT_EQ(font->fit(text, 1), "");
 }
