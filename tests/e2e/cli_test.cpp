@@ -346,3 +346,23 @@ TEST(Cli, StatusFileReportsTheCommandAndItsExitCode) {
   EXPECT_EQ(unwritable.exit_code, 1);
   EXPECT_NE(unwritable.err.find((dir / "no" / "s").string()), std::string::npos) << unwritable.err;
 }
+
+// Output that cannot be written fails the command; a failed allocation is one line with what to
+// lower, without LibTorch's stack of "frame #N" lines or "this is a bug".
+TEST(Cli, UnwritableOutputAndOutOfMemoryAreOneClearLine) {
+  const auto full = sdxl::test::run_process({"bash", "-c", std::string(SDXL_BINARY) + " version > /dev/full"});
+  EXPECT_EQ(full.exit_code, 1);
+  EXPECT_NE(full.err.find("error: writing to the standard output failed: No space left on device"), std::string::npos)
+      << full.err;
+  SDXL_REQUIRE_REFERENCE();
+  sdxl::test::TempDir dir;
+  const auto tiny = (sdxl::test::reference_dir() / "tiny-sdxl").string();
+  // 4096x4096 decodes through ~21 GiB of activations; 6 GB of address space cannot hold them.
+  const auto oom = sdxl::test::run_process(
+      {"bash", "-c", "ulimit -v 6000000; exec " + std::string(SDXL_BINARY) + " generate --model " + tiny +
+                         " --prompt x --steps 1 --size 4096x4096 --out " + (dir / "out").string()});
+  EXPECT_EQ(oom.exit_code, 1) << oom.err;
+  EXPECT_NE(oom.err.find("error: out of memory in generate: "), std::string::npos) << oom.err;
+  EXPECT_EQ(oom.err.find("frame #"), std::string::npos) << oom.err;
+  EXPECT_EQ(oom.err.find("this is a bug"), std::string::npos) << oom.err;
+}
