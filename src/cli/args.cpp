@@ -3,6 +3,7 @@
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/util/strings.h"
 
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 
@@ -13,7 +14,12 @@ Args::Args(const std::vector<std::string>& argv, std::set<std::string> flags, st
   bool only_positionals = false;
   for (std::size_t i = 0; i < argv.size(); ++i) {
     const std::string& a = argv[i];
-    // Every option is long (--name); "-h" is the one short alias.
+    // Every option is long (--name); "-h" is the one short alias. "-x" is no argument either
+    // (a negative number is a value, read with its option).
+    if (!only_positionals && a.size() > 1 && a[0] == '-' && a[1] != '-' && a != "-h" &&
+        !std::isdigit(static_cast<unsigned char>(a[1])) && a[1] != '.') {
+      throw UsageError("unknown option " + util::quoted(a) + " (options are long: --name)");
+    }
     if (only_positionals || !(util::starts_with(a, "--") || a == "-h")) {
       positionals_.push_back(a);
       continue;
@@ -48,6 +54,13 @@ Args::Args(const std::vector<std::string>& argv, std::set<std::string> flags, st
       value = *inline_value;
     } else {
       if (i + 1 >= argv.size()) throw UsageError("option " + name + " needs a value");
+      // "--prompt --out y": the next option is not the value (write --prompt=--out for that).
+      const std::string& next = argv[i + 1];
+      const std::string next_name = next.substr(0, next.find('='));
+      if (flags.count(next_name) || options.count(next_name) || repeated.count(next_name)) {
+        throw UsageError("option " + name + " needs a value, got the option " + util::quoted(next) +
+                         " (write " + name + "=VALUE for a value that starts with --)");
+      }
       value = argv[++i];
     }
     if (is_repeated) {

@@ -2,6 +2,7 @@
 #include "sdxl_dreambooth/cli/args.h"
 #include "sdxl_dreambooth/cli/command.h"
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/util/strings.h"
 #include "sdxl_dreambooth/model/tiny_pipeline.h"
 
 #include <iostream>
@@ -22,7 +23,10 @@ Command make_init_tiny_command() {
       "to exercise training, checkpoints and jobs end to end in seconds on a CPU.\n";
   c.run = [](const std::vector<std::string>& argv) {
     Args args(argv, {}, {"--out", "--seed"});
-    if (!args.positionals().empty()) throw UsageError("init-tiny takes no positional arguments");
+    if (!args.positionals().empty()) {
+      throw UsageError("init-tiny takes no positional arguments, got " + util::quoted(args.positionals()[0]),
+                       "give the folder with --out: sdxl-dreambooth init-tiny --out " + args.positionals()[0]);
+    }
     const auto out = args.option("--out");
     if (!out) throw UsageError("init-tiny: --out DIR is required");
     const long long seed = args.int_option("--seed").value_or(0);

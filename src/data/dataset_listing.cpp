@@ -97,7 +97,10 @@ std::string read_text(const fs::path& path, const std::string& key) {
 // (or, with `skip`, a warning).
 std::vector<MetadataRow> read_metadata(const fs::path& path, const std::string& key, bool skip,
                                        std::vector<std::string>& warnings) {
-  const std::string text = read_text(path, key), file = path.string();
+  std::string text = read_text(path, key);
+  const std::string file = path.string();
+  // Excel's "CSV UTF-8" starts with a byte-order mark; pandas and datasets read past it.
+  if (text.compare(0, 3, "\xEF\xBB\xBF") == 0) text.erase(0, 3);
   std::vector<MetadataRow> rows;
   auto bad = [&](const std::string& where, const std::string& what) {
     if (!skip) throw UsageError(key + ": " + where + ": " + what, "fix the row, or set data.skip_bad_images = true");
@@ -228,7 +231,9 @@ DatasetListing list_kohya(const std::string& dir, const std::string& key, const 
     if (repeats < 1 || repeats > 100000) {
       throw UsageError(key + ": subfolder " + util::quoted(name) + ": repeats " + m[1].str() + " is not in [1, 100000]");
     }
-    for (ImageFile f : list_image_files(folder.string(), key)) {
+    std::vector<ImageFile> images = list_image_files(folder.string(), key);
+    if (images.empty()) out.warnings.push_back(key + ": subfolder " + util::quoted(name) + " holds no image");
+    for (ImageFile f : images) {
       f.repeats = static_cast<int>(repeats);
       if (o.caption_ext) {
         f.caption = read_caption_file(f.path, *o.caption_ext);
@@ -238,6 +243,11 @@ DatasetListing list_kohya(const std::string& dir, const std::string& key, const 
       }
       out.files.push_back(std::move(f));
     }
+  }
+  // kohya reads only the <repeats>_<name> subfolders: images beside them are not trained on.
+  if (const std::size_t loose = list_image_files(dir, key).size()) {
+    out.warnings.push_back(key + ": " + std::to_string(loose) + " image(s) directly in " + util::quoted(dir) +
+                           " are not used (kohya layout: images go in <repeats>_<name> subfolders)");
   }
   return out;
 }

@@ -1,6 +1,7 @@
 #include "sdxl_dreambooth/io/hdf5_file.h"
 
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/io/regular_file.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <H5Epublic.h>
@@ -8,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 namespace sdxl::io {
 namespace {
@@ -519,10 +521,21 @@ H5File H5File::open_read_only(const std::string& path) {
   silence_hdf5();
   H5Id fapl = file_access(path);
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) throw Error(path + ": no such file");
+  require_regular_file(path);  // a folder, a FIFO or a device is named as such
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    throw Error(path + ": no such file" + (ec && ec != std::errc::no_such_file_or_directory ? " (" + ec.message() + ")" : ""));
+  }
   const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get());
   if (f < 0) {
     const std::string reason = h5_last_error();
+    // Something else entirely (a LoRA given where a checkpoint belongs): no talk of truncation.
+    char head[9] = {};
+    std::ifstream(path, std::ios::binary).read(head, 9);
+    if (std::memcmp(head, "\x89HDF\r\n\x1a\n", 8) != 0) {
+      throw Error(path + ": not an HDF5 file" +
+                      std::string(head[8] == '{' ? " (a safetensors file: an exported LoRA, not a checkpoint)" : ""),
+                  "give a checkpoint: checkpoint.dir/checkpoint-<step>.h5");
+    }
     throw Error(path + ": not a readable HDF5 file (truncated, corrupt, not HDF5, or locked by a writer" +
                     (reason.empty() ? std::string(")") : ": " + reason + ")"),
                 "a checkpoint interrupted while being written stays NAME.h5.tmp and is never used; pick another "

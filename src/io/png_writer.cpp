@@ -111,7 +111,7 @@ void write_png(const std::string& path, const std::uint8_t* rgb, int width, int 
   };
   if (std::fflush(f.get()) != 0) fail("write");
   if (std::fclose(f.release()) != 0) fail("close");
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw_errno("rename to " + path + " from", tmp);
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) fail(("rename to " + path + " from").c_str());
 }
 
 std::string encode_png(const std::uint8_t* rgb, int width, int height) {

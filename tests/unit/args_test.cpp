@@ -30,3 +30,22 @@ TEST(Args, MissingValueAndBadNumbers) {
   EXPECT_THROW(a.int_option("--steps"), sdxl::UsageError);
   EXPECT_DOUBLE_EQ(*a.float_option("--scale"), 0.5);
 }
+
+// An option's value is never the next option, and a short option is no positional argument.
+TEST(Args, OptionsAreNotValuesNorPositionals) {
+  const auto message = [](const std::vector<std::string>& argv) {
+    try {
+      Args(argv, {"--force"}, {"--prompt", "--out", "--seed"});
+    } catch (const sdxl::UsageError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_EQ(message({"--prompt", "--out", "y"}),
+            "option --prompt needs a value, got the option '--out' (write --prompt=VALUE for a value that starts with --)");
+  EXPECT_EQ(message({"cfg.toml", "-s", "x"}), "unknown option '-s' (options are long: --name)");
+  EXPECT_EQ(message({"--prompt=--out", "--seed", "-5", "-", "-0.5"}), "");
+  Args a({"--prompt=--out", "--seed", "-5"}, {}, {"--prompt", "--seed"});
+  EXPECT_EQ(*a.option("--prompt"), "--out");
+  EXPECT_EQ(*a.int_option("--seed"), -5);
+}

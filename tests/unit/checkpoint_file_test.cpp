@@ -185,7 +185,15 @@ TEST(CheckpointFile, BadFilesGiveOneErrorNamingThePath) {
 
   test::write_file(dir / "text.h5", "hello\n");
   e = error_of([&] { train::read_checkpoint_file((dir / "text.h5").string()); });
-  EXPECT_NE(e.find("text.h5: not a readable HDF5 file"), std::string::npos) << e;
+  EXPECT_NE(e.find("text.h5: not an HDF5 file"), std::string::npos) << e;
+  // A LoRA given where a checkpoint belongs, and things that are not files.
+  test::write_file(dir / "lora.safetensors", std::string("\x02\0\0\0\0\0\0\0{}", 10));
+  e = error_of([&] { train::read_checkpoint_file((dir / "lora.safetensors").string()); });
+  EXPECT_NE(e.find("lora.safetensors: not an HDF5 file (a safetensors file: an exported LoRA, not a checkpoint)"),
+            std::string::npos)
+      << e;
+  e = error_of([&] { train::read_checkpoint_file("/dev/zero"); });
+  EXPECT_NE(e.find("'/dev/zero' is a device, not a regular file"), std::string::npos) << e;
 
   e = error_of([&] { train::read_checkpoint_file((dir / "missing.h5").string()); });
   EXPECT_NE(e.find("missing.h5: no such file"), std::string::npos) << e;

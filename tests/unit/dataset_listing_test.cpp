@@ -85,6 +85,11 @@ TEST(DatasetListing, BadMetadataRowsAreNamedOrSkipped) {
   test::write_file(dir / "metadata.csv", "file_name,text\na.png,x,extra\n");
   EXPECT_NE(listing_error(dir.path()).find("metadata.csv line 2: 3 fields, the header has 2"), std::string::npos)
       << listing_error(dir.path());
+  // Excel's "CSV UTF-8" byte-order mark is read past.
+  test::write_file(dir / "metadata.csv", "\xEF\xBB\xBF" "file_name,text\na.png,with a mark\n");
+  const auto marked = data::list_dataset(dir.path().string(), "data.instance_dir", {});
+  ASSERT_EQ(marked.files.size(), 1u);
+  EXPECT_EQ(marked.files[0].caption, std::optional<std::string>("with a mark"));
 }
 
 TEST(DatasetListing, KohyaFoldersRepeatAndReadCaptionFiles) {
@@ -105,6 +110,14 @@ TEST(DatasetListing, KohyaFoldersRepeatAndReadCaptionFiles) {
   EXPECT_NE(l.warnings[0].find("'notes' is not <repeats>_<name>"), std::string::npos) << l.warnings[0];
   touch_image(dir / "loose.png");  // an image in the root: a plain folder, however its subfolders are named
   EXPECT_EQ(data::detect_dataset_format(dir.path().string()), "folder");
+  fs::remove(dir / "loose.png");
+  // Images beside the subfolders, and a subfolder without images, are said.
+  touch_image(dir / "loose.png");
+  fs::create_directories(dir / "3_empty");
+  const auto loose = data::list_dataset(dir.path().string(), "data.instance_dir", {"kohya"});
+  ASSERT_EQ(loose.warnings.size(), 3u);
+  EXPECT_NE(loose.warnings[0].find("subfolder '3_empty' holds no image"), std::string::npos) << loose.warnings[0];
+  EXPECT_NE(loose.warnings[2].find("1 image(s) directly in"), std::string::npos) << loose.warnings[2];
   fs::remove(dir / "loose.png");
   touch_image(dir / "0_none" / "4.png");
   EXPECT_NE(listing_error(dir.path()).find("subfolder '0_none': repeats 0 is not in [1, 100000]"), std::string::npos)
