@@ -6,6 +6,7 @@
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/perf/generation_benchmark.h"
 #include "sdxl_dreambooth/perf/training_benchmark.h"
+#include "sdxl_dreambooth/util/json_text.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <filesystem>
@@ -76,10 +77,10 @@ Command make_bench_command() {
       std::string text;
       if (generate) {
         const auto b = perf::run_generation_benchmark(job.config, o, job.log, job.comm, job.mpi.local_rank());
-        text = json ? perf::to_json(b).dump(2) + "\n" : perf::describe(b);
+        text = json ? util::json_text(perf::to_json(b), 2) + "\n" : perf::describe(b);
       } else {
         const auto b = perf::run_training_benchmark(job.config, o, job.log, job.comm, job.mpi.local_rank());
-        text = json ? perf::to_json(b).dump(2) + "\n" : perf::describe(b);
+        text = json ? util::json_text(perf::to_json(b), 2) + "\n" : perf::describe(b);
       }
       if (job.mpi.rank() == 0) std::cout << text << std::flush;
       return static_cast<int>(kExitOk);

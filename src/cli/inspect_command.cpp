@@ -3,6 +3,7 @@
 #include "sdxl_dreambooth/cli/command.h"
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/train/checkpoint_file.h"
+#include "sdxl_dreambooth/util/json_text.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <nlohmann/json.hpp>
@@ -127,7 +128,7 @@ Command make_inspect_command() {
     nlohmann::json j = to_json(path, ckpt);
     j["integrity"] = {{"tensors_read", ckpt.integrity.datasets}, {"with_checksum", ckpt.integrity.checksummed}};
     if (args.flag("--json")) {
-      std::cout << j.dump(2) << "\n";
+      std::cout << util::json_text(j, 2) << "\n";
       return 0;
     }
     const auto& s = ckpt.state;

@@ -2,6 +2,7 @@
 
 #include "sdxl_dreambooth/config/schema.h"
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/io/regular_file.h"
 #include "sdxl_dreambooth/text/token_abstractions.h"
 #include "sdxl_dreambooth/util/strings.h"
 
@@ -851,8 +852,31 @@ class Loader {
   }
 };
 
+// Keys of this program's configs have two or three parts (section.key, data.subsets);
+// toml++ recurses once per part of a dotted key or table header and overflows the stack on
+// tens of thousands of them, so a line with far more dots than any key here is refused first.
+void refuse_deep_keys(const std::string& text, const std::string& source) {
+  constexpr std::size_t kMaxParts = 64;
+  std::size_t line_start = 0;
+  for (int line = 1; line_start < text.size(); ++line) {
+    std::size_t end = text.find('\n', line_start);
+    if (end == std::string::npos) end = text.size();
+    const std::string_view l(text.data() + line_start, end - line_start);
+    const std::size_t first = l.find_first_not_of(" \t");
+    // The key part: a [header] up to its ']', else up to the '=' (values may hold dots freely).
+    const std::size_t stop = first != std::string_view::npos && l[first] == '[' ? l.find(']') : l.find('=');
+    const std::string_view key = l.substr(0, stop);
+    if (static_cast<std::size_t>(std::count(key.begin(), key.end(), '.')) >= kMaxParts) {
+      throw UsageError(source + ":" + std::to_string(line) + ": a key of more than " + std::to_string(kMaxParts) +
+                       " dotted parts; keys here are section.key");
+    }
+    line_start = end + 1;
+  }
+}
+
 Config load(const std::string& text, const std::string& source, const std::vector<std::string>& overrides) {
   Loader loader;
+  refuse_deep_keys(text, source);
   try {
     toml::table root = toml::parse(text, std::string_view(source));
     loader.load_table(root, source);
@@ -882,6 +906,9 @@ Config load_config_file(const std::string& path, const std::vector<std::string>&
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) {
     throw UsageError("config file '" + path + "' is a folder", "give the TOML file, e.g. configs/tiny.toml");
+  }
+  if (const std::string problem = io::small_file_problem(path, 16u << 20); !problem.empty()) {
+    throw UsageError("config file: " + problem, "give the TOML file, e.g. configs/tiny.toml");
   }
   std::ifstream in(path, std::ios::binary);
   if (!in) {

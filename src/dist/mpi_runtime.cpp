@@ -2,6 +2,7 @@
 
 #include "sdxl_dreambooth/dist/mpi_wait.h"
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/io/regular_file.h"
 
 #include <cerrno>
 #include <cstring>
@@ -104,19 +105,23 @@ std::string broadcast_string(MPI_Comm comm, const std::string& text, int root, d
   return out;
 }
 
-std::string read_file_collective(MPI_Comm comm, const std::string& path, double timeout_s) {
+std::string read_file_collective(MPI_Comm comm, const std::string& path, double timeout_s,
+                                 std::uintmax_t max_bytes) {
   int rank = 0;
   check_mpi(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank");
   std::string content, error;
   if (rank == 0) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-      error = "cannot read '" + path + "': " + std::strerror(errno);
-    } else {
-      std::ostringstream buf;
-      buf << in.rdbuf();
-      if (in.bad()) error = "error reading '" + path + "'";
-      content = buf.str();
+    error = io::small_file_problem(path, max_bytes);
+    if (error.empty()) {
+      std::ifstream in(path, std::ios::binary);
+      if (!in) {
+        error = "cannot read '" + path + "': " + std::strerror(errno);
+      } else {
+        std::ostringstream buf;
+        buf << in.rdbuf();
+        if (in.bad()) error = "error reading '" + path + "'";
+        content = buf.str();
+      }
     }
   }
   error = broadcast_string(comm, error, 0, timeout_s);

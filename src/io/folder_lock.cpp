@@ -49,7 +49,7 @@ std::string describe(const Holder& h) {
 }
 
 std::string read_holder(const fs::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return {};
   char buf[512];
   const ssize_t n = ::read(fd, buf, sizeof buf - 1);
@@ -122,8 +122,16 @@ void FolderLock::lock_with_flock() {
   file_ = folder_ / kLockName;
   std::error_code ec;
   created_file_ = !fs::exists(file_, ec);
-  fd_ = ::open(file_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  // Non-blocking: a FIFO of that name would otherwise hold the run in open() for good.
+  fd_ = ::open(file_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0644);
   if (fd_ < 0) throw_errno("create the lock file of " + key_, file_.string());
+  struct stat kind {};
+  if (::fstat(fd_, &kind) != 0 || !S_ISREG(kind.st_mode)) {
+    ::close(fd_);
+    fd_ = -1;
+    throw UsageError(key_ + ": the lock file " + util::quoted(file_.string()) + " is not a regular file",
+                     "remove it; the run creates its own");
+  }
   if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) {
     previous_holder_ = read_holder(file_);  // put back if this run is refused (abandon)
     struct stat st {};

@@ -1,6 +1,7 @@
 #include "sdxl_dreambooth/io/safetensors_torch.h"
 
 #include "sdxl_dreambooth/error.h"
+#include "sdxl_dreambooth/util/json_text.h"
 
 #include <nlohmann/json.hpp>
 
@@ -77,7 +78,7 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
     offset += bytes;
     contiguous.push_back(t);
   }
-  std::string text = header.dump();
+  std::string text = util::json_text(header);
   // Pad with spaces so the data starts 8-byte aligned, as the reference writer does.
   while ((8 + text.size()) % 8 != 0) text += ' ';
 

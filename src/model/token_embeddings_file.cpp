@@ -3,6 +3,7 @@
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/io/regular_file.h"
 #include "sdxl_dreambooth/io/safetensors_torch.h"
+#include "sdxl_dreambooth/util/json_text.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <nlohmann/json.hpp>
@@ -19,7 +20,7 @@ constexpr char kAbstractionsKey[] = "sdxl_dreambooth.token_abstractions";
 std::string abstractions_json(const text::TokenAbstractions& a) {
   nlohmann::ordered_json j = nlohmann::ordered_json::object();
   for (const auto& [name, tokens] : a.entries()) j[name] = tokens;
-  return j.dump();
+  return util::json_text(j);
 }
 
 // Our metadata, or nullopt when the file has none.

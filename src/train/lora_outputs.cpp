@@ -4,6 +4,7 @@
 #include "sdxl_dreambooth/config/data_subsets.h"
 #include "sdxl_dreambooth/model/lora_export.h"
 #include "sdxl_dreambooth/train/training_data.h"
+#include "sdxl_dreambooth/util/json_text.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <nlohmann/json.hpp>
@@ -73,7 +74,7 @@ Metadata kohya_metadata(const config::RunConfig& cfg, const RunSettings& s, cons
           {"ss_bucket_no_upscale", flag(false)},
           {"ss_min_bucket_reso", std::to_string(sizes.front().width)},
           {"ss_max_bucket_reso", std::to_string(sizes.back().width)},
-          {"ss_bucket_info", nlohmann::json{{"buckets", buckets}}.dump()},
+          {"ss_bucket_info", util::json_text(nlohmann::json{{"buckets", buckets}})},
           {"ss_sd_model_name", cfg.model.pretrained},
           {"ss_resolution", res},
           {"ss_steps", std::to_string(facts.steps)},
@@ -82,7 +83,7 @@ Metadata kohya_metadata(const config::RunConfig& cfg, const RunSettings& s, cons
           {"ss_num_batches_per_epoch", std::to_string(facts.batches_per_epoch)},
           {"ss_num_train_images", std::to_string(facts.train_examples)},
           {"ss_num_reg_images", std::to_string(facts.class_images)},
-          {"ss_dataset_dirs", dirs.dump()},
+          {"ss_dataset_dirs", util::json_text(dirs)},
           {"ss_learning_rate", number(facts.learning_rate)},
           {"ss_unet_lr", number(facts.learning_rate)},
           {"ss_text_encoder_lr", cfg.lora.train_text_encoder ? number(cfg.lora.text_encoder_lr) : "0"},

@@ -85,7 +85,12 @@ std::vector<data::ImageFile> list_images_collective(const ImageSetOptions& o, di
       msg = {{"error", e.what()}, {"usage", false}, {"hint", e.hint()}};
     }
   }
-  const auto reply = nlohmann::json::parse(broadcast_text(comm, rank == 0 ? msg.dump() : std::string(), "broadcast of the image list"));
+  // CBOR, not JSON text: paths are bytes, and a file name that is not UTF-8 must reach every
+  // rank as it is.
+  const std::vector<std::uint8_t> sent = rank == 0 ? nlohmann::json::to_cbor(msg) : std::vector<std::uint8_t>();
+  const std::string received =
+      broadcast_text(comm, std::string(sent.begin(), sent.end()), "broadcast of the image list");
+  const auto reply = nlohmann::json::from_cbor(received.begin(), received.end());
   if (reply.contains("error")) {
     const std::string what = reply["error"], hint = reply["hint"];
     if (reply["usage"].get<bool>()) throw UsageError(what, hint);

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <chrono>
 #include <fstream>
@@ -510,3 +511,21 @@ TEST(RunGuard, MisplacedPathsAndDevicesAreUsageErrors) {
 }
 
 }  // namespace
+
+// A FIFO where the lock file goes held train and generate in open() for good (and past
+// SIGTERM): refused at once, naming it.
+TEST(RunGuard, ALockFileThatIsNoFileIsRefused) {
+  SDXL_REQUIRE_REFERENCE();
+  test::TempDir dir;
+  fs::create_directories(dir / "out");
+  ASSERT_EQ(::mkfifo((dir / "out" / ".sdxl-dreambooth.lock").c_str(), 0644), 0);
+  test::write_file(dir / "run.toml", config(dir / "out", "max_steps = 1\n"));
+  const auto train = test::run_cli({"train", (dir / "run.toml").string()});
+  EXPECT_EQ(train.exit_code, 2) << train.err;
+  EXPECT_NE(train.err.find(".sdxl-dreambooth.lock' is not a regular file"), std::string::npos) << train.err;
+  const auto generate = test::run_cli({"generate", "--model", (test::reference_dir() / "tiny-sdxl").string(),
+                                       "--prompt", "x", "--size", "64x64", "--steps", "1", "--out",
+                                       (dir / "out").string()});
+  EXPECT_EQ(generate.exit_code, 2) << generate.err;
+  EXPECT_NE(generate.err.find(".sdxl-dreambooth.lock' is not a regular file"), std::string::npos) << generate.err;
+}

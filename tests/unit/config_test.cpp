@@ -315,3 +315,18 @@ TEST(ResumeChanges, NamesOnlyChangesThatAct) {
   const auto on = changes({}, {"train.loss=\"huber\"", "train.huber_c=0.3"});
   EXPECT_EQ(on.size(), 2u);
 }
+
+// A dotted key of tens of thousands of parts overflowed toml++'s stack (SIGSEGV): refused first,
+// naming the line; ordinary dotted keys and values with dots are untouched.
+TEST(Config, AbsurdlyDeepKeysAreRefusedNotCrashedOn) {
+  std::string deep = "[a";
+  for (int i = 0; i < 50000; ++i) deep += ".a";
+  deep += "]\n";
+  EXPECT_NE(error_of(std::string(kMinimal) + deep).find("cfg.toml:7: a key of more than 64 dotted parts"),
+            std::string::npos);
+  std::string dotted = "x";
+  for (int i = 0; i < 50000; ++i) dotted += ".x";
+  EXPECT_NE(error_of(dotted + " = 1\n").find("cfg.toml:1: a key of more than 64"), std::string::npos);
+  EXPECT_NO_THROW(load_config_text(std::string(kMinimal) + "[train]\nlearning_rate = 1.5e-4\n", "cfg.toml",
+                                   {"data.instance_prompt=\"a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t.u.v.w.x.y.z\""}));
+}

@@ -6,6 +6,7 @@
 
 #include <mpi.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -53,7 +54,9 @@ std::string broadcast_string(MPI_Comm comm, const std::string& text, int root, d
 
 // Rank 0 reads a small file (a config) once and broadcasts its bytes, so N ranks do not
 // hit the parallel filesystem N times. A read error on rank 0 is thrown on every rank,
-// as a UsageError, so all ranks fail together with the same message.
-std::string read_file_collective(MPI_Comm comm, const std::string& path, double timeout_s);
+// as a UsageError, so all ranks fail together with the same message; so is a path that is no
+// regular file (a FIFO would block, /dev/zero never end) or holds more than `max_bytes`.
+std::string read_file_collective(MPI_Comm comm, const std::string& path, double timeout_s,
+                                 std::uintmax_t max_bytes = 16u << 20);
 
 }  // namespace sdxl::dist

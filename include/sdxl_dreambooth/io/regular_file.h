@@ -3,6 +3,7 @@
 // and a device is read without end.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace sdxl::io {
@@ -11,6 +12,11 @@ namespace sdxl::io {
 // it exists and is not a regular file (after following links). A missing path passes: the
 // caller's own "not found" message is the better one.
 void require_regular_file(const std::string& path);
+
+// For a small file read whole (a config): why `path` cannot be read as one — not a regular
+// file, or larger than `max_bytes` (a /dev/zero, a FIFO without a writer, a huge file) — or
+// "" when it can (a missing file included: the caller's open says so).
+std::string small_file_problem(const std::string& path, std::uintmax_t max_bytes);
 
 // The same as a test: true for a regular file, false for anything else or nothing.
 bool is_regular_file(const std::string& path);
