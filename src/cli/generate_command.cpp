@@ -181,6 +181,9 @@ void write_generated(const pipeline::GeneratedImage& img, const fs::path& dir, d
   const std::string name = std::to_string(img.prompt_index) + "-" + std::to_string(img.image_index) + "-seed" +
                            std::to_string(img.seed) + ".png";
   const std::string path = (dir / name).string();
+  // Same name, same seed and prompt index: a rerun replaces its own earlier image, and says so.
+  std::error_code ec;
+  if (fs::exists(fs::symlink_status(path, ec))) std::cerr << "warning: replacing " << util::quoted(path) << "\n";
   pipeline::write_image_png(
       path, img,
       {{"prompt", req.prompts[img.prompt_index]},

@@ -286,6 +286,16 @@ DatasetListing list_dataset(const std::string& dir, const std::string& key, cons
   } else if (format == "folder") {
     out.format = "folder";
     out.files = list_image_files(dir, key, o.caption_ext);
+    // Chosen by itself for a folder holding images: kohya-named subfolders beside them are not read.
+    if (o.format == "auto") {
+      for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (!it->is_directory(ec) || !std::regex_match(name, kohya_folder_name())) continue;
+        out.warnings.push_back(key + ": subfolder " + util::quoted(name) + " is not read: the folder holds images "
+                               "itself, so it is a plain folder (set data.format = \"kohya\" to train the "
+                               "<repeats>_<name> subfolders)");
+      }
+    }
   } else {
     throw UsageError("data.format: expected auto, folder, imagefolder or kohya, got " + util::quoted(format));
   }

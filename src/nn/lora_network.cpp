@@ -58,11 +58,14 @@ LoraNetwork LoraNetwork::inject(torch::nn::Module& root, const LoraSpec& spec, a
   }
   for (const auto& target : spec.targets) {
     if (!matched.count(target) && !(spec.preset && !spec.blocks.empty())) {
-      throw UsageError("LoRA target \"" + target + "\" matches no layer of the " + what +
+      const bool text = what.find("text") != std::string::npos;
+      throw UsageError(std::string(text ? "lora.text_encoder_targets" : "lora.targets") + ": \"" + target +
+                           "\" matches no layer of the " + what +
                            (spec.blocks.empty() ? std::string() : " inside lora.blocks"),
-                       "the " + what + " has layers named to_q, to_k, to_v, to_out.0, proj_in, proj_out, "
-                       "ff.net.0.proj, ff.net.2, conv1, conv2, conv_shortcut, time_emb_proj, downsamplers.0.conv, "
-                       "upsamplers.0.conv (UNet) or q_proj, k_proj, v_proj, out_proj (text encoders)");
+                       text ? "the text encoders' layers are named q_proj, k_proj, v_proj, out_proj, fc1, fc2"
+                            : "the UNet's layers are named to_q, to_k, to_v, to_out.0, proj_in, proj_out, "
+                              "ff.net.0.proj, ff.net.2, conv1, conv2, conv_shortcut, time_emb_proj, "
+                              "downsamplers.0.conv, upsamplers.0.conv");
     }
   }
   return net;

@@ -72,7 +72,9 @@ std::optional<std::string> truncation_warning(const text::ClipTokenizer& tokeniz
   const std::size_t room = tokenizer.model_max_length() - 2;
   const std::size_t tokens = tokenizer.encode(prompt).size();
   if (tokens <= room) return std::nullopt;
-  return "prompt " + util::quoted(prompt.size() > 80 ? prompt.substr(0, 77) + "..." : prompt) + " is " +
+  std::size_t cut = std::min<std::size_t>(prompt.size(), 77);
+  while (cut > 0 && cut < prompt.size() && (static_cast<unsigned char>(prompt[cut]) & 0xC0) == 0x80) --cut;  // whole characters
+  return "prompt " + util::quoted(prompt.size() > 80 ? prompt.substr(0, cut) + "..." : prompt) + " is " +
          std::to_string(tokens) + " CLIP tokens; only the first " + std::to_string(room) + " are used";
 }
 

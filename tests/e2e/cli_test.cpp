@@ -72,6 +72,42 @@ TEST(Cli, BadConfigIsExitTwoWithFileAndLine) {
   auto badopt = run_cli({"check-config", (dir / "bad.toml").string(), "--sett", "a=b"});
   EXPECT_EQ(badopt.exit_code, 2);
   EXPECT_NE(badopt.err.find("did you mean '--set'"), std::string::npos) << badopt.err;
+  // A config that is no file: a FIFO without a writer blocked, /dev/zero was read without end.
+  ASSERT_EQ(::mkfifo((dir / "fifo.toml").c_str(), 0644), 0);
+  for (const std::string& path : {(dir / "fifo.toml").string(), std::string("/dev/zero")}) {
+    for (const char* command : {"check-config", "train"}) {
+      const auto r = run_cli({command, path});
+      EXPECT_EQ(r.exit_code, 2) << command << " " << path;
+      EXPECT_NE(r.err.find("' is " + std::string(path == "/dev/zero" ? "a device" : "a FIFO (named pipe)") +
+                           ", not a regular file"),
+                std::string::npos)
+          << r.err;
+    }
+  }
+}
+
+// File names that are not UTF-8 (Latin-1 from an old archive): they train, and JSON output
+// (inspect --json, the LoRA's metadata) stays valid, instead of "internal failure".
+TEST(Cli, FileNamesThatAreNotUtf8TrainAndInspect) {
+  SDXL_REQUIRE_REFERENCE();
+  namespace fs = std::filesystem;
+  sdxl::test::TempDir dir;
+  fs::create_directories(dir / "images");
+  fs::copy_file(sdxl::test::subjects_dir() / "chelsea" / "01.jpg", dir / "images" / "\xe9t\xe9.jpg");
+  fs::copy_file(sdxl::test::subjects_dir() / "chelsea" / "02.png", dir / "images" / "b.png");
+  sdxl::test::write_file(dir / "run.toml", "[model]\npretrained = \"" +
+                                              (sdxl::test::reference_dir() / "tiny-sdxl").string() +
+                                              "\"\n[data]\ninstance_dir = \"" + (dir / "images").string() +
+                                              "\"\ninstance_prompt = \"sks cat\"\nresolution = 64\n"
+                                              "[train]\nmax_steps = 1\nbatch_size = 1\n[output]\ndir = \"" +
+                                              (dir / "out").string() + "\"\n");
+  const auto trained = run_cli({"train", (dir / "run.toml").string()});
+  ASSERT_EQ(trained.exit_code, 0) << trained.err;
+  EXPECT_NE(trained.err.find("2 images listed"), std::string::npos) << trained.err;
+  fs::copy_file(dir / "out" / "checkpoints" / "checkpoint-1.h5", dir / "c\xe9.h5");
+  const auto inspected = run_cli({"inspect", (dir / "c\xe9.h5").string(), "--json"});
+  EXPECT_EQ(inspected.exit_code, 0) << inspected.err;
+  EXPECT_NE(inspected.out.find("\"format_version\": 2"), std::string::npos) << inspected.out;
 }
 
 TEST(Cli, ConfigReferenceMatchesDocs) {
@@ -206,6 +242,12 @@ TEST(Cli, GenerateIsReproducibleAndSeedDependent) {
   bool has_prompt = false;
   for (const auto& [k, v] : png.text) has_prompt |= k == "prompt" && v == "sks cat on a sofa";
   EXPECT_TRUE(has_prompt);
+  // A rerun into the same folder replaces its own images, and says so.
+  EXPECT_EQ(a.err.find("replacing"), std::string::npos) << a.err;
+  auto again = run_cli(generate_args((dir / "a").string(), "7"));
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_NE(again.err.find("warning: replacing '" + (dir / "a" / "0-0-seed7.png").string() + "'"), std::string::npos)
+      << again.err;
 }
 
 // Several images per UNet call: the same pictures as one at a time up to rounding, whatever

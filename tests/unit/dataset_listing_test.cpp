@@ -110,6 +110,10 @@ TEST(DatasetListing, KohyaFoldersRepeatAndReadCaptionFiles) {
   EXPECT_NE(l.warnings[0].find("'notes' is not <repeats>_<name>"), std::string::npos) << l.warnings[0];
   touch_image(dir / "loose.png");  // an image in the root: a plain folder, however its subfolders are named
   EXPECT_EQ(data::detect_dataset_format(dir.path().string()), "folder");
+  const auto plain = data::list_dataset(dir.path().string(), "data.instance_dir", {});
+  ASSERT_EQ(plain.files.size(), 1u);
+  ASSERT_EQ(plain.warnings.size(), 2u);  // said of each kohya-named subfolder it does not read
+  EXPECT_NE(plain.warnings[0].find("subfolder '10_sks dog' is not read"), std::string::npos) << plain.warnings[0];
   fs::remove(dir / "loose.png");
   // Images beside the subfolders, and a subfolder without images, are said.
   touch_image(dir / "loose.png");

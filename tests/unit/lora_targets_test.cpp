@@ -96,3 +96,25 @@ TEST(LoraTargets, BlocksRestrictTheAdapters) {
   auto unet3 = test::small_unet();
   EXPECT_THROW(nn::LoraNetwork::inject(*unet3, spec, gen, "UNet"), UsageError);
 }
+
+// A target no layer has names the key it came from and the layers that model does have.
+TEST(LoraTargets, AnUnknownTargetNamesItsKeyAndTheModelsLayers) {
+  at::Generator gen = at::detail::createCPUGenerator(0);
+  const auto message = [&](const std::string& what) {
+    auto unet = test::small_unet();
+    try {
+      nn::LoraNetwork::inject(*unet, nn::LoraSpec{4, 4.0, {"nope"}}, gen, what);
+    } catch (const UsageError& e) {
+      return std::string(e.what()) + " | " + e.hint();
+    }
+    return std::string();
+  };
+  const std::string unet = message("UNet"), text = message("text_encoder");
+  EXPECT_NE(unet.find("lora.targets: \"nope\" matches no layer of the UNet | the UNet's layers are named to_q"),
+            std::string::npos)
+      << unet;
+  EXPECT_NE(text.find("lora.text_encoder_targets: \"nope\" matches no layer of the text_encoder | the text "
+                      "encoders' layers are named q_proj"),
+            std::string::npos)
+      << text;
+}
