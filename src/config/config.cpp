@@ -2,8 +2,8 @@
 
 #include "sdxl_dreambooth/config/schema.h"
 #include "sdxl_dreambooth/error.h"
-#include "sdxl_dreambooth/io/regular_file.h"
 #include "sdxl_dreambooth/text/token_abstractions.h"
+#include "sdxl_dreambooth/util/regular_file.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <toml++/toml.h>
@@ -907,7 +907,7 @@ Config load_config_file(const std::string& path, const std::vector<std::string>&
   if (std::filesystem::is_directory(path, ec)) {
     throw UsageError("config file '" + path + "' is a folder", "give the TOML file, e.g. configs/tiny.toml");
   }
-  if (const std::string problem = io::small_file_problem(path, 16u << 20); !problem.empty()) {
+  if (const std::string problem = util::small_file_problem(path, 16u << 20); !problem.empty()) {
     throw UsageError("config file: " + problem, "give the TOML file, e.g. configs/tiny.toml");
   }
   std::ifstream in(path, std::ios::binary);

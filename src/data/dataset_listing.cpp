@@ -1,7 +1,7 @@
 #include "sdxl_dreambooth/data/dataset_listing.h"
 
 #include "sdxl_dreambooth/error.h"
-#include "sdxl_dreambooth/io/regular_file.h"
+#include "sdxl_dreambooth/util/regular_file.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <nlohmann/json.hpp>
@@ -86,7 +86,7 @@ std::vector<std::pair<int, std::vector<std::string>>> parse_csv(const std::strin
 }
 
 std::string read_text(const fs::path& path, const std::string& key) {
-  io::require_regular_file(path.string());
+  util::require_regular_file(path.string());
   std::ifstream in(path, std::ios::binary);
   if (!in) throw UsageError(key + ": cannot read " + util::quoted(path.string()));
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());

@@ -1,7 +1,7 @@
 #include "sdxl_dreambooth/data/image_decoder.h"
 
 #include "sdxl_dreambooth/error.h"
-#include "sdxl_dreambooth/io/regular_file.h"
+#include "sdxl_dreambooth/util/regular_file.h"
 
 #include <jpeglib.h>
 // jpeglib.h first: jerror.h needs its types.
@@ -340,7 +340,7 @@ std::string format_of(const std::uint8_t* bytes, std::size_t size) {
 }  // namespace
 
 std::string image_format_of_file(const std::string& path) {
-  if (!io::is_regular_file(path)) return "";
+  if (!util::is_regular_file(path)) return "";
   std::ifstream in(path, std::ios::binary);
   std::uint8_t head[12] = {};
   in.read(reinterpret_cast<char*>(head), sizeof head);
@@ -365,7 +365,7 @@ DecodedImage decode_image(const std::vector<std::uint8_t>& bytes, const std::str
 }
 
 DecodedImage decode_image_file(const std::string& path) {
-  io::require_regular_file(path);
+  util::require_regular_file(path);
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw_errno("open", path);
   const std::streamoff size = in.tellg();

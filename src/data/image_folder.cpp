@@ -2,7 +2,7 @@
 
 #include "sdxl_dreambooth/data/image_decoder.h"
 #include "sdxl_dreambooth/error.h"
-#include "sdxl_dreambooth/io/regular_file.h"
+#include "sdxl_dreambooth/util/regular_file.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <algorithm>
@@ -47,7 +47,7 @@ std::vector<ImageFile> list_image_files(const std::string& dir, const std::strin
 
 std::optional<std::string> read_caption_file(const std::string& image, const std::string& ext) {
   const fs::path caption_path = fs::path(image).replace_extension(ext);
-  io::require_regular_file(caption_path.string());
+  util::require_regular_file(caption_path.string());
   std::ifstream in(caption_path);
   if (!in) return std::nullopt;
   // kohya's convention: the caption is the file's first line.

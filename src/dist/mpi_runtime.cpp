@@ -2,7 +2,7 @@
 
 #include "sdxl_dreambooth/dist/mpi_wait.h"
 #include "sdxl_dreambooth/error.h"
-#include "sdxl_dreambooth/io/regular_file.h"
+#include "sdxl_dreambooth/util/regular_file.h"
 
 #include <cerrno>
 #include <cstring>
@@ -111,7 +111,7 @@ std::string read_file_collective(MPI_Comm comm, const std::string& path, double 
   check_mpi(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank");
   std::string content, error;
   if (rank == 0) {
-    error = io::small_file_problem(path, max_bytes);
+    error = util::small_file_problem(path, max_bytes);
     if (error.empty()) {
       std::ifstream in(path, std::ios::binary);
       if (!in) {

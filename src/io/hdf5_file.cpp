@@ -1,7 +1,7 @@
 #include "sdxl_dreambooth/io/hdf5_file.h"
 
 #include "sdxl_dreambooth/error.h"
-#include "sdxl_dreambooth/io/regular_file.h"
+#include "sdxl_dreambooth/util/regular_file.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <H5Epublic.h>
@@ -521,7 +521,7 @@ H5File H5File::open_read_only(const std::string& path) {
   silence_hdf5();
   H5Id fapl = file_access(path);
   std::error_code ec;
-  require_regular_file(path);  // a folder, a FIFO or a device is named as such
+  util::require_regular_file(path);  // a folder, a FIFO or a device is named as such
   if (!std::filesystem::is_regular_file(path, ec)) {
     throw Error(path + ": no such file" + (ec && ec != std::errc::no_such_file_or_directory ? " (" + ec.message() + ")" : ""));
   }

@@ -1,7 +1,7 @@
 #include "sdxl_dreambooth/io/mapped_file.h"
 
 #include "sdxl_dreambooth/error.h"
-#include "sdxl_dreambooth/io/regular_file.h"
+#include "sdxl_dreambooth/util/regular_file.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -11,7 +11,7 @@
 namespace sdxl::io {
 
 MappedFile::MappedFile(const std::string& path) : path_(path) {
-  require_regular_file(path);
+  util::require_regular_file(path);
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw_errno("open", path);
   struct stat st {};

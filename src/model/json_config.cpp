@@ -1,8 +1,8 @@
 #include "sdxl_dreambooth/model/json_config.h"
 
 #include "sdxl_dreambooth/error.h"
-#include "sdxl_dreambooth/io/regular_file.h"
 #include "sdxl_dreambooth/util/json_error.h"
+#include "sdxl_dreambooth/util/regular_file.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <cmath>
@@ -11,7 +11,7 @@
 namespace sdxl::model {
 
 JsonConfig JsonConfig::load(const std::filesystem::path& path) {
-  io::require_regular_file(path.string());
+  util::require_regular_file(path.string());
   std::ifstream in(path);
   if (!in) throw_errno("open", path.string());
   try {

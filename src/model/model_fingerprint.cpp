@@ -1,9 +1,9 @@
 #include "sdxl_dreambooth/model/model_fingerprint.h"
 
 #include "sdxl_dreambooth/error.h"
-#include "sdxl_dreambooth/io/regular_file.h"
 #include "sdxl_dreambooth/model/model_location.h"
 #include "sdxl_dreambooth/model/weight_source.h"
+#include "sdxl_dreambooth/util/regular_file.h"
 #include "sdxl_dreambooth/util/sha256.h"
 
 #include <openssl/evp.h>
@@ -67,7 +67,7 @@ std::uint64_t ModelFingerprint::total_bytes() const {
 }
 
 std::string sha256_file(const std::string& path) {
-  io::require_regular_file(path);
+  util::require_regular_file(path);
   std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
   if (!f) throw_errno("open for checksum", path);
   std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);

@@ -1,8 +1,8 @@
 #include "sdxl_dreambooth/model/model_location.h"
 
 #include "sdxl_dreambooth/error.h"
-#include "sdxl_dreambooth/io/regular_file.h"
 #include "sdxl_dreambooth/util/json_error.h"
+#include "sdxl_dreambooth/util/regular_file.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <nlohmann/json.hpp>
@@ -28,7 +28,7 @@ std::string env(const char* name) {
 }
 
 std::string read_text(const fs::path& p) {
-  io::require_regular_file(p.string());
+  util::require_regular_file(p.string());
   std::ifstream in(p);
   std::string s;
   std::getline(in, s);
@@ -94,7 +94,7 @@ PipelineFolder open_pipeline(const std::string& spec, const std::string& revisio
   }
   nlohmann::json j;
   try {
-    io::require_regular_file(index.string());
+    util::require_regular_file(index.string());
     std::ifstream in(index);
     j = nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception& e) {

@@ -1,9 +1,9 @@
 #include "sdxl_dreambooth/model/token_embeddings_file.h"
 
 #include "sdxl_dreambooth/error.h"
-#include "sdxl_dreambooth/io/regular_file.h"
 #include "sdxl_dreambooth/io/safetensors_torch.h"
 #include "sdxl_dreambooth/util/json_text.h"
+#include "sdxl_dreambooth/util/regular_file.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <nlohmann/json.hpp>
@@ -76,7 +76,7 @@ torch::Tensor rows(const std::shared_ptr<const io::SafetensorsFile>& f, const ch
 
 // An HDF5 checkpoint given where an embeddings file belongs: say how to get one from it.
 void refuse_checkpoint(const std::string& path) {
-  io::require_regular_file(path);
+  util::require_regular_file(path);
   std::ifstream in(path, std::ios::binary);
   char magic[8] = {};
   if (!in.read(magic, sizeof magic)) return;  // too short or unreadable: the safetensors reader says why

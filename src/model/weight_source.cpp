@@ -1,9 +1,9 @@
 #include "sdxl_dreambooth/model/weight_source.h"
 
 #include "sdxl_dreambooth/error.h"
-#include "sdxl_dreambooth/io/regular_file.h"
 #include "sdxl_dreambooth/io/safetensors_torch.h"
 #include "sdxl_dreambooth/util/json_error.h"
+#include "sdxl_dreambooth/util/regular_file.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <nlohmann/json.hpp>
@@ -18,7 +18,7 @@ namespace sdxl::model {
 namespace {
 
 nlohmann::json read_json(const fs::path& path) {
-  io::require_regular_file(path.string());
+  util::require_regular_file(path.string());
   std::ifstream in(path);
   if (!in) throw_errno("open", path.string());
   try {

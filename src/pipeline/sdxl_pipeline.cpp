@@ -1,10 +1,10 @@
 #include "sdxl_dreambooth/pipeline/sdxl_pipeline.h"
 
 #include "sdxl_dreambooth/error.h"
-#include "sdxl_dreambooth/io/regular_file.h"
 #include "sdxl_dreambooth/model/model_location.h"
 #include "sdxl_dreambooth/nn/lora_linear.h"
 #include "sdxl_dreambooth/sampling/sampler.h"
+#include "sdxl_dreambooth/util/regular_file.h"
 #include "sdxl_dreambooth/util/strings.h"
 #include "sdxl_dreambooth/util/to_device.h"
 
@@ -139,7 +139,7 @@ SdxlPipeline SdxlPipeline::load(const PipelineOptions& o) {
   check_tokenizers(*p.tokenizer, *p.tokenizer_2, folder.component("tokenizer"), folder.component("tokenizer_2"),
                    p.text_encoder->config(), p.text_encoder_2->config());
   p.scheduler_config = model::SchedulerConfig::load(folder.component("scheduler") / "scheduler_config.json");
-  io::require_regular_file((folder.root / "model_index.json").string());
+  util::require_regular_file((folder.root / "model_index.json").string());
   std::ifstream in(folder.root / "model_index.json");
   const auto index = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
   if (index.is_object() && index.contains("force_zeros_for_empty_prompt") &&

@@ -1,8 +1,8 @@
 #include "sdxl_dreambooth/text/clip_tokenizer.h"
 
 #include "sdxl_dreambooth/error.h"
-#include "sdxl_dreambooth/io/regular_file.h"
 #include "sdxl_dreambooth/util/json_error.h"
+#include "sdxl_dreambooth/util/regular_file.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <nlohmann/json.hpp>
@@ -196,8 +196,8 @@ std::vector<std::string> ClipTokenizer::pre_tokenize(const std::string& cleaned)
 
 ClipTokenizer ClipTokenizer::load(const fs::path& dir) {
   const fs::path vocab_path = dir / "vocab.json", merges_path = dir / "merges.txt";
-  io::require_regular_file(vocab_path.string());
-  io::require_regular_file(merges_path.string());
+  util::require_regular_file(vocab_path.string());
+  util::require_regular_file(merges_path.string());
   std::ifstream vin(vocab_path);
   if (!vin) throw_errno("open", vocab_path.string());
   std::unordered_map<std::string, std::int64_t> vocab;

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-namespace sdxl::io {
+namespace sdxl::util {
 
 // Throws sdxl::Error naming `path` and what it is (a folder, a FIFO, a device, a socket) when
 // it exists and is not a regular file (after following links). A missing path passes: the
@@ -21,4 +21,4 @@ std::string small_file_problem(const std::string& path, std::uintmax_t max_bytes
 // The same as a test: true for a regular file, false for anything else or nothing.
 bool is_regular_file(const std::string& path);
 
-}  // namespace sdxl::io
+}  // namespace sdxl::util

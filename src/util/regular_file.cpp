@@ -1,11 +1,11 @@
-#include "sdxl_dreambooth/io/regular_file.h"
+#include "sdxl_dreambooth/util/regular_file.h"
 
 #include "sdxl_dreambooth/error.h"
 #include "sdxl_dreambooth/util/strings.h"
 
 #include <sys/stat.h>
 
-namespace sdxl::io {
+namespace sdxl::util {
 
 void require_regular_file(const std::string& path) {
   struct stat st {};
@@ -38,4 +38,4 @@ bool is_regular_file(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
-}  // namespace sdxl::io
+}  // namespace sdxl::util
