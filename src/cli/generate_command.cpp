@@ -330,30 +330,34 @@ int generate_on_every_rank(GenerateOptions& o, const dist::MpiRuntime& mpi,
                                            : "the model's weights or --guidance overflow float");
     return pipeline::gather_images(std::move(images), *comm, o.request);
   };
-  std::size_t count = 0;
-  if (!o.compare_base) {
-    const auto images = draw();
-    if (comm->rank() == 0) {
-      for (const auto& img : images) write_generated(img, o.out, o.lora_scale, o);
+  // Everything is drawn before anything is written: a failure on the way leaves no trace of
+  // the run, the folder it created included (as a refused train run).
+  std::vector<pipeline::GeneratedImage> base, images;
+  try {
+    if (o.compare_base) {
+      // Same seeds twice: adapters off (base), then on (fine-tuned).
+      pipe.set_lora_scale(0.0);
+      pipe.set_added_tokens_enabled(false);
+      base = draw();
+      pipe.set_lora_scale(o.lora_scale);
+      pipe.set_added_tokens_enabled(true);
     }
-    count = images.size();
+    images = draw();
+  } catch (...) {
+    if (lock) lock->abandon();
+    throw;
+  }
+  const std::size_t count = base.size() + images.size();
+  if (comm->rank() != 0) return 0;
+  if (!o.compare_base) {
+    for (const auto& img : images) write_generated(img, o.out, o.lora_scale, o);
   } else {
-    // Same seeds twice: adapters off (base), then on (fine-tuned).
-    pipe.set_lora_scale(0.0);
-    pipe.set_added_tokens_enabled(false);
-    const auto base = draw();
-    pipe.set_lora_scale(o.lora_scale);
-    pipe.set_added_tokens_enabled(true);
-    const auto tuned = draw();
-    count = base.size() + tuned.size();
-    if (comm->rank() != 0) return 0;
     for (const auto& img : base) write_generated(img, fs::path(o.out) / "base", 0.0, o);
-    for (const auto& img : tuned) write_generated(img, fs::path(o.out) / "lora", o.lora_scale, o);
+    for (const auto& img : images) write_generated(img, fs::path(o.out) / "lora", o.lora_scale, o);
     const std::string grid = (fs::path(o.out) / "compare.png").string();
-    pipeline::write_comparison_grid(grid, base, tuned, o.request, *o.lora, o.lora_scale);
+    pipeline::write_comparison_grid(grid, base, images, o.request, *o.lora, o.lora_scale);
     std::cout << grid << "\n";
   }
-  if (comm->rank() != 0) return 0;
   std::cerr << count << " image(s) in " << util::format_number(std::round(watch.seconds() * 100) / 100) << " s\n";
   return 0;
 }
