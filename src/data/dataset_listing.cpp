@@ -197,6 +197,12 @@ DatasetListing list_imagefolder(const std::string& dir, const std::string& key, 
         continue;
       }
       listed.emplace(image.string(), row.where);
+      // As HF datasets joins it: used, but said, since it is outside the folder given.
+      const fs::path inside = image.lexically_relative(fs::path(dir).lexically_normal());
+      if (inside.empty() || *inside.begin() == "..") {
+        out.warnings.push_back(row.where + ": file_name " + util::quoted(image.string()) + " lies outside " +
+                               util::quoted(dir));
+      }
       ImageFile f{image.string(), std::nullopt};
       if (caption->second.is_string() && !util::trim(caption->second.get<std::string>()).empty()) {
         f.caption = util::trim(caption->second.get<std::string>());
@@ -205,6 +211,19 @@ DatasetListing list_imagefolder(const std::string& dir, const std::string& key, 
     }
   }
   if (skipped) out.warnings.push_back(std::to_string(skipped) + " metadata row(s) skipped (data.skip_bad_images)");
+  // Images the metadata does not name are not trained on: said, with the first of them.
+  std::vector<std::string> unlisted;
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::path path = it->path().lexically_normal();
+    if (!it->is_directory(ec) && has_image_extension(path.string()) && !listed.count(path.string())) {
+      unlisted.push_back(path.string());
+    }
+  }
+  if (!unlisted.empty()) {
+    std::sort(unlisted.begin(), unlisted.end());
+    out.warnings.push_back(key + ": " + std::to_string(unlisted.size()) + " image(s) in " + util::quoted(dir) +
+                           " have no metadata row and are not used (first: " + util::quoted(unlisted.front()) + ")");
+  }
   std::sort(out.files.begin(), out.files.end(), [](const ImageFile& a, const ImageFile& b) { return a.path < b.path; });
   return out;
 }

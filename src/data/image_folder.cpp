@@ -31,11 +31,10 @@ std::vector<ImageFile> list_image_files(const std::string& dir, const std::strin
   for (const auto& entry : it) {
     const std::string name = entry.path().filename().string();
     if (name.empty() || name[0] == '.' || !has_image_extension(name)) continue;
-    // Files, through links too; a dangling link is kept so that reading it names it. A folder
-    // or device named like an image is not one.
-    const bool file = entry.is_regular_file(ec);
-    const bool dangling = entry.is_symlink(ec) && !fs::exists(entry.path(), ec);
-    if (!file && !dangling) continue;
+    // A folder named like an image is not one. Anything else is kept, so that reading it
+    // names it: a dangling link, a FIFO or a device (an error, or skipped with a warning under
+    // data.skip_bad_images — never silently).
+    if (entry.is_directory(ec)) continue;
     files.push_back({entry.path().string(), std::nullopt});
   }
   std::sort(files.begin(), files.end(), [](const ImageFile& a, const ImageFile& b) { return a.path < b.path; });

@@ -3,11 +3,13 @@
 // files, a plain folder — found by what the folder holds; each bad row is one error naming the
 // file, the line and what was expected (or a warning with data.skip_bad_images).
 #include "sdxl_dreambooth/data/dataset_listing.h"
+#include "sdxl_dreambooth/data/image_decoder.h"
 #include "sdxl_dreambooth/error.h"
 #include "support/process.h"
 #include "support/reference.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 
@@ -50,6 +52,10 @@ TEST(DatasetListing, ImagefolderJsonlCsvAndSubfolders) {
   EXPECT_FALSE(l.files[1].caption.has_value());  // empty: the instance prompt
   EXPECT_EQ(l.files[2].caption, std::optional<std::string>("a dog, on grass \"outside\""));
   EXPECT_EQ(fs::path(l.files[2].path).filename(), "c.webp");
+  // An image no row names is not trained on, and that is said.
+  ASSERT_EQ(l.warnings.size(), 1u);
+  EXPECT_NE(l.warnings[0].find("1 image(s) in"), std::string::npos) << l.warnings[0];
+  EXPECT_NE(l.warnings[0].find("unlisted.png"), std::string::npos) << l.warnings[0];
 
   data::DatasetOptions column;
   column.caption_column = "prompt";
@@ -142,4 +148,24 @@ TEST(DatasetListing, PlainFoldersAndForcedFormats) {
   EXPECT_NE(listing_error(chelsea, imagefolder).find("has no metadata.jsonl or metadata.csv (imagefolder layout)"),
             std::string::npos)
       << listing_error(chelsea, imagefolder);
+}
+
+// A FIFO named like an image is listed, so that reading it names it (an error, or a warning
+// with data.skip_bad_images) instead of vanishing from the data without a word; a folder named
+// like an image is not an image.
+TEST(DatasetListing, NamedLikeAnImageButNoFile) {
+  test::TempDir dir;
+  touch_image(dir / "a.png");
+  ASSERT_EQ(::mkfifo((dir / "pipe.png").c_str(), 0644), 0);
+  fs::create_directories(dir / "folder.png");
+  const auto l = data::list_dataset(dir.path().string(), "data.instance_dir", {});
+  ASSERT_EQ(l.files.size(), 2u);
+  EXPECT_EQ(fs::path(l.files[1].path).filename(), "pipe.png");
+  try {
+    data::decode_image_file(l.files[1].path);
+    ADD_FAILURE() << "a FIFO decoded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("pipe.png' is a FIFO (named pipe), not a regular file"), std::string::npos)
+        << e.what();
+  }
 }
