@@ -103,7 +103,9 @@ std::optional<double> Args::float_option(const std::string& name) const {
   if (!v) return std::nullopt;
   char* end = nullptr;
   const double d = std::strtod(v->c_str(), &end);
-  if (v->empty() || *end != '\0') throw UsageError(name + ": expected a number, got " + util::quoted(*v));
+  // Decimal only: strtod also reads hexadecimal ("0x10" is 16), which nobody means here.
+  const bool hex = v->find_first_of("xX") != std::string::npos;
+  if (v->empty() || *end != '\0' || hex) throw UsageError(name + ": expected a number, got " + util::quoted(*v));
   return d;
 }
 

@@ -114,6 +114,15 @@ TokenEmbeddings read_token_embeddings(const std::string& path) {
       throw Error("'" + path + "': metadata " + kAbstractionsKey + " names " + std::to_string(a->tokens().size()) +
                   " tokens, the tensors have " + std::to_string(n) + " rows");
     }
+    // Row k is the token <sk> (diffusers' naming): a name that is not is a damaged file.
+    const std::vector<std::string> tokens = a->tokens();
+    for (std::int64_t k = 0; k < n; ++k) {
+      const std::string& token = tokens[static_cast<std::size_t>(k)];
+      if (token != "<s" + std::to_string(k) + ">") {
+        throw Error("'" + path + "': metadata " + kAbstractionsKey + " names " + util::quoted(token) + " for row " +
+                    std::to_string(k) + "; the rows are the tokens <s0> to <s" + std::to_string(n - 1) + ">, in order");
+      }
+    }
     e.abstractions = std::move(*a);
   } else {
     std::vector<std::string> tokens;

@@ -159,6 +159,9 @@ TEST(PivotalTuning, EmbeddingsFilesAreCheckedWhenRead) {
   io::write_safetensors((dir / "blank-token.safetensors").string(), {{"clip_l", rows}, {"clip_g", rows}},
                         {{"sdxl_dreambooth.token_abstractions", R"({"TOK":["",""]})"}});
   expect_error("blank-token.safetensors", "the token '' of 'TOK' is empty");
+  io::write_safetensors((dir / "renamed.safetensors").string(), {{"clip_l", rows}, {"clip_g", rows}},
+                        {{"sdxl_dreambooth.token_abstractions", R"({"TOK":["<s0>","<s7>"]})"}});
+  expect_error("renamed.safetensors", "names '<s7>' for row 1; the rows are the tokens <s0> to <s1>, in order");
   test::write_file(dir / "ckpt.h5", std::string("\x89HDF\r\n\x1a\n", 8) + std::string(64, '\0'));
   expect_error("ckpt.h5", "export");
 }

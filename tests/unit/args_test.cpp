@@ -29,6 +29,8 @@ TEST(Args, MissingValueAndBadNumbers) {
   Args a({"--steps", "2x", "--scale", "0.5"}, {}, {"--steps", "--scale"});
   EXPECT_THROW(a.int_option("--steps"), sdxl::UsageError);
   EXPECT_DOUBLE_EQ(*a.float_option("--scale"), 0.5);
+  Args hex({"--scale", "0x10"}, {}, {"--scale"});
+  EXPECT_THROW(hex.float_option("--scale"), sdxl::UsageError);  // strtod would read 16
 }
 
 // An option's value is never the next option, and a short option is no positional argument.
