@@ -153,9 +153,13 @@ DatasetListing list_imagefolder(const std::string& dir, const std::string& key, 
   DatasetListing out;
   out.format = "imagefolder";
   std::vector<fs::path> metadata;
+  std::vector<std::string> images;  // every image file, to say which no row names
   std::error_code ec;
   for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     if (is_metadata_file(it->path())) metadata.push_back(it->path());
+    if (!it->is_directory(ec) && has_image_extension(it->path().string())) {
+      images.push_back(it->path().lexically_normal().string());
+    }
   }
   std::sort(metadata.begin(), metadata.end());
   if (metadata.empty()) {
@@ -213,11 +217,8 @@ DatasetListing list_imagefolder(const std::string& dir, const std::string& key, 
   if (skipped) out.warnings.push_back(std::to_string(skipped) + " metadata row(s) skipped (data.skip_bad_images)");
   // Images the metadata does not name are not trained on: said, with the first of them.
   std::vector<std::string> unlisted;
-  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const fs::path path = it->path().lexically_normal();
-    if (!it->is_directory(ec) && has_image_extension(path.string()) && !listed.count(path.string())) {
-      unlisted.push_back(path.string());
-    }
+  for (const auto& image : images) {
+    if (!listed.count(image)) unlisted.push_back(image);
   }
   if (!unlisted.empty()) {
     std::sort(unlisted.begin(), unlisted.end());

@@ -1,9 +1,8 @@
 #include "sdxl_dreambooth/train/training_data.h"
 
-#include "sdxl_dreambooth/data/image_decoder.h"
-
 #include "sdxl_dreambooth/config/data_subsets.h"
 #include "sdxl_dreambooth/data/dataset_listing.h"
+#include "sdxl_dreambooth/data/image_decoder.h"
 #include "sdxl_dreambooth/data/image_folder.h"
 #include "sdxl_dreambooth/data/preprocess.h"
 #include "sdxl_dreambooth/error.h"
@@ -63,6 +62,19 @@ data::DatasetListing list_dataset(const ImageSetOptions& o) {
   return data::list_dataset(o.dir, o.key, d);
 }
 
+// Files named like images that are not (data.skip_bad_images; preflight refuses them
+// otherwise) are no class images: they neither count nor take a place among num_class_images,
+// just as ensure_class_images drew a replacement for each.
+void drop_files_that_are_not_images(std::vector<data::ImageFile>& files, const std::string& key, const Logger& log) {
+  const auto first_bad = std::stable_partition(files.begin(), files.end(), [](const data::ImageFile& f) {
+    return !data::image_format_of_file(f.path).empty();
+  });
+  if (first_bad == files.end()) return;
+  log.warn(key + ": skipping " + std::to_string(files.end() - first_bad) + " file(s) named like images that are " +
+           "not JPEG, PNG or WebP (" + util::quoted(first_bad->path) + ")");
+  files.erase(first_bad, files.end());
+}
+
 std::vector<data::ImageFile> list_images_collective(const ImageSetOptions& o, dist::HostCollectives& comm,
                                                     const Logger& log) {
   const util::Stopwatch watch;
@@ -70,8 +82,9 @@ std::vector<data::ImageFile> list_images_collective(const ImageSetOptions& o, di
   nlohmann::json msg;
   if (rank == 0) {
     try {
-      const data::DatasetListing listing = list_dataset(o);
+      data::DatasetListing listing = list_dataset(o);
       for (const auto& w : listing.warnings) log.warn(w);
+      if (o.only_image_files) drop_files_that_are_not_images(listing.files, o.key, log);
       msg["format"] = listing.format;
       msg["files"] = nlohmann::json::array();
       for (const auto& f : listing.files) {
@@ -469,6 +482,7 @@ ImageSetOptions class_options(const ImageSetOptions& instance, const config::Res
   co.caption_ext.reset();
   co.format = "folder";
   co.repeats = 1;
+  co.only_image_files = true;
   return co;
 }
 
@@ -589,21 +603,6 @@ std::vector<SubsetExamples> encode_instance_images(const config::RunConfig& cfg,
   return examples;
 }
 
-// Files named like images that are not (data.skip_bad_images; preflight refuses them
-// otherwise) are no class images: they neither count nor take a place among num_class_images,
-// just as ensure_class_images drew a replacement for each.
-void drop_files_that_are_not_images(std::vector<data::ImageFile>& files, const std::string& key, const Logger* log) {
-  const auto first_bad = std::stable_partition(files.begin(), files.end(), [](const data::ImageFile& f) {
-    return !data::image_format_of_file(f.path).empty();
-  });
-  if (first_bad == files.end()) return;
-  if (log) {
-    log->warn(key + ": skipping " + std::to_string(files.end() - first_bad) + " file(s) named like images that are " +
-              "not JPEG, PNG or WebP (" + util::quoted(first_bad->path) + ")");
-  }
-  files.erase(first_bad, files.end());
-}
-
 // Every subset's class images into d.klass (stream 2k + 1), noting where they went.
 void encode_class_images(const config::RunConfig& cfg, const std::vector<config::ResolvedSubset>& subsets,
                          std::uint64_t augment, const SetEncoder& e, TrainingData& d,
@@ -613,7 +612,6 @@ void encode_class_images(const config::RunConfig& cfg, const std::vector<config:
     co.augment_seed = derive_seed(augment, 2 * k + 1);
     // As diffusers' dataset: num_class_images of the folder's images (in name order), not all.
     std::vector<data::ImageFile> class_files = list_images_collective(co, e.comm, e.log);
-    drop_files_that_are_not_images(class_files, co.key, e.comm.rank() == 0 ? &e.log : nullptr);
     const auto wanted = subsets[k].num_class_images;
     if (class_files.size() > static_cast<std::size_t>(wanted)) class_files.resize(static_cast<std::size_t>(wanted));
     EncodedImages images = e.encode(class_files, co, d.prompts);

@@ -43,6 +43,9 @@ struct ImageSetOptions {
   bool random_flip = false;
   int repeats = 1;
   bool skip_bad_images = false;
+  // Class folders: a file named like an image whose first bytes are none is no class image
+  // (rank 0 drops it, with a warning, before the list is shared).
+  bool only_image_files = false;
   std::uint64_t augment_seed = 0;  // the set's flips and random crops (train/share_encoder.h)
   // True once this rank was asked to stop (preemption): the rest of its share is skipped until
   // the next collective check ends the run.
