@@ -39,8 +39,6 @@ void print_usage(std::ostream& out, const std::vector<Command>& commands) {
 
 namespace {
 
-int run_command_line(int argc, char** argv);
-
 // Output that could not be written (stdout on a full disk or /dev/full) fails the command,
 // instead of exit 0 with a truncated `inspect --json`.
 int with_stdout_checked(int code) {
@@ -52,12 +50,6 @@ int with_stdout_checked(int code) {
             << "\n";
   return code == kExitOk ? kExitFailure : code;
 }
-
-}  // namespace
-
-int run_cli(int argc, char** argv) { return with_stdout_checked(run_command_line(argc, argv)); }
-
-namespace {
 
 int run_command_line(int argc, char** argv) {
   // Before anything calls the BLAS or starts a thread; `version`, and the start-up log of a CPU
@@ -143,5 +135,7 @@ int run_command_line(int argc, char** argv) {
 }
 
 }  // namespace
+
+int run_cli(int argc, char** argv) { return with_stdout_checked(run_command_line(argc, argv)); }
 
 }  // namespace sdxl::cli

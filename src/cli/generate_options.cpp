@@ -42,13 +42,15 @@ pipeline::GenerationRequest parse_request(const Args& args) {
   std::tie(req.width, req.height) = parse_size(args.option_or("--size", "1024x1024"));
   req.images_per_prompt = args.int_option("--num-images").value_or(1);
   req.scheduler = args.option_or("--scheduler", "dpmpp2m");
-  // The options by name (pipeline::validate checks the same for validation images).
-  if (!(req.guidance_scale >= 0 && req.guidance_scale <= 1000)) {
-    throw UsageError("--guidance: expected a number from 0 to 1000, got " + util::format_number(req.guidance_scale));
+  // pipeline::validate's bounds, by option name.
+  if (!(req.guidance_scale >= 0 && req.guidance_scale <= pipeline::kMaxGuidanceScale)) {
+    throw UsageError("--guidance: expected a number from 0 to " +
+                     std::to_string(static_cast<long long>(pipeline::kMaxGuidanceScale)) + ", got " +
+                     util::format_number(req.guidance_scale));
   }
-  if (req.images_per_prompt < 1 || req.images_per_prompt > 10000) {
-    throw UsageError("--num-images: expected a whole number from 1 to 10000, got " +
-                     std::to_string(req.images_per_prompt));
+  if (req.images_per_prompt < 1 || req.images_per_prompt > pipeline::kMaxImagesPerPrompt) {
+    throw UsageError("--num-images: expected a whole number from 1 to " +
+                     std::to_string(pipeline::kMaxImagesPerPrompt) + ", got " + std::to_string(req.images_per_prompt));
   }
   for (const std::string& p : req.prompts) {
     if (!util::is_valid_utf8(p)) throw UsageError("--prompt " + util::quoted(p) + ": not valid UTF-8 text");

@@ -322,10 +322,6 @@ std::string describe_start(const std::vector<std::uint8_t>& bytes) {
   return s;
 }
 
-}  // namespace
-
-namespace {
-
 // The format a file's first bytes announce ("JPEG", "PNG", "WebP"), or "".
 std::string format_of(const std::uint8_t* bytes, std::size_t size) {
   auto starts = [&](const char* magic, std::size_t n, std::size_t at = 0) {

@@ -1,17 +1,16 @@
 #include "sdxl_dreambooth/io/png_writer.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include "sdxl_dreambooth/error.h"
 
+#include <fcntl.h>
 #include <png.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <string>
 #include <memory>
+#include <string>
 
 namespace sdxl::io {
 

@@ -31,12 +31,6 @@ torch::Tensor unscaled_latents(const torch::Tensor& z, const model::VaeConfig& v
 
 void validate(const GenerationRequest& r) {
   if (r.prompts.empty()) throw UsageError("no prompt given");
-  for (const std::string* p : {&r.negative_prompt}) {
-    if (!util::is_valid_utf8(*p)) throw UsageError("negative prompt " + util::quoted(*p) + " is not valid UTF-8 text");
-  }
-  for (const std::string& p : r.prompts) {
-    if (!util::is_valid_utf8(p)) throw UsageError("prompt " + util::quoted(p) + " is not valid UTF-8 text");
-  }
   const std::string size = std::to_string(r.width) + "x" + std::to_string(r.height);
   if (r.width < 8 || r.height < 8 || r.width % 8 != 0 || r.height % 8 != 0) {
     throw UsageError("image size " + size + ": width and height must be positive multiples of 8");
@@ -45,14 +39,15 @@ void validate(const GenerationRequest& r) {
   if (r.steps < 1) throw UsageError("steps must be at least 1, got " + std::to_string(r.steps));
   // As validation.steps: a schedule of 1000 training timesteps has no more distinct steps.
   if (r.steps > 1000) throw UsageError("steps must be at most 1000, got " + std::to_string(r.steps));
-  // Each image is kept in memory until all are written: a bound well above any real use.
-  if (r.images_per_prompt < 1 || r.images_per_prompt > 10000) {
-    throw UsageError("images per prompt must be from 1 to 10000, got " + std::to_string(r.images_per_prompt));
+  if (r.images_per_prompt < 1 || r.images_per_prompt > kMaxImagesPerPrompt) {
+    throw UsageError("images per prompt must be from 1 to " + std::to_string(kMaxImagesPerPrompt) + ", got " +
+                     std::to_string(r.images_per_prompt));
   }
   if (r.batch_size < 1) throw UsageError("batch size must be at least 1, got " + std::to_string(r.batch_size));
-  // Beyond a few hundred the guided prediction overflows to a black picture.
-  if (!(r.guidance_scale >= 0 && r.guidance_scale <= 1000)) {
-    throw UsageError("guidance scale must be a number from 0 to 1000, got " + util::format_number(r.guidance_scale));
+  if (!(r.guidance_scale >= 0 && r.guidance_scale <= kMaxGuidanceScale)) {
+    throw UsageError("guidance scale must be a number from 0 to " +
+                     std::to_string(static_cast<long long>(kMaxGuidanceScale)) + ", got " +
+                     util::format_number(r.guidance_scale));
   }
   model::SchedulerConfig probe;
   sampling::make_sampler(r.scheduler, probe);  // throws for an unknown name
@@ -72,9 +67,7 @@ std::optional<std::string> truncation_warning(const text::ClipTokenizer& tokeniz
   const std::size_t room = tokenizer.model_max_length() - 2;
   const std::size_t tokens = tokenizer.encode(prompt).size();
   if (tokens <= room) return std::nullopt;
-  std::size_t cut = std::min<std::size_t>(prompt.size(), 77);
-  while (cut > 0 && cut < prompt.size() && (static_cast<unsigned char>(prompt[cut]) & 0xC0) == 0x80) --cut;  // whole characters
-  return "prompt " + util::quoted(prompt.size() > 80 ? prompt.substr(0, cut) + "..." : prompt) + " is " +
+  return "prompt " + util::quoted(prompt) + " is " +  // quoted cuts a long prompt, at a character
          std::to_string(tokens) + " CLIP tokens; only the first " + std::to_string(room) + " are used";
 }
 

@@ -58,6 +58,11 @@ struct GeneratedImage {
 void require_finite_images(const std::vector<GeneratedImage>& images, const GenerationRequest& request,
                            const std::string& cause);
 
+// Every image is held until all are written: a bound well above any real use.
+inline constexpr std::int64_t kMaxImagesPerPrompt = 10000;
+// Beyond a few hundred the guided prediction overflows float to a black picture.
+inline constexpr double kMaxGuidanceScale = 1000;
+
 // Checks a request (sizes multiples of 8, steps >= 1, batch size >= 1, known scheduler, prompts given) and
 // throws UsageError naming the bad value.
 void validate(const GenerationRequest& request);
